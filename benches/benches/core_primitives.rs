@@ -1,0 +1,2 @@
+//! Benches of fluxgate-core's primitives (being written).
+fn main() {}

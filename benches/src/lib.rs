@@ -1,0 +1,1 @@
+//! Helpers shared by FluxGate's benches (being written).

@@ -1,0 +1,2 @@
+//! The FluxGate gateway example (being written).
+fn main() {}

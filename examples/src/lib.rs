@@ -1,0 +1,1 @@
+//! The reusable parts of FluxGate's examples (being written).

@@ -1,0 +1,2 @@
+//! `fluxctl`: the command line for FluxGate policies (being written).
+fn main() {}

@@ -1,0 +1,136 @@
+//! Request keys: which part of a request identifies a client for rate limiting and stickiness.
+//!
+//! A policy names the key with a `keyExtractor` string: `ip`, `header.NAME`, `cookie.NAME` or
+//! `query.NAME`. [`KeySource`] is that string parsed once, when the policy is compiled.
+//!
+//! # Example
+//!
+//! ```
+//! use fluxgate_core::key::KeySource;
+//!
+//! let source: KeySource = "header.X-Client-Id".parse().unwrap();
+//! assert_eq!(source, KeySource::Header(http::HeaderName::from_static("x-client-id")));
+//! assert_eq!(source.to_string(), "header.x-client-id");
+//! assert!("body.user".parse::<KeySource>().is_err());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::HeaderName;
+
+/// Where a request's key comes from, as written in a policy's `keyExtractor`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// `ip`: the client's IP address (the peer, or a forwarded address from a trusted proxy).
+    Ip,
+    /// `header.NAME`: the value of a request header (an API key, a client id).
+    Header(HeaderName),
+    /// `cookie.NAME`: the value of one cookie of the `Cookie` header.
+    Cookie(String),
+    /// `query.NAME`: the value of one parameter of the query string.
+    Query(String),
+}
+
+/// Why a `keyExtractor` string is not a [`KeySource`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySourceError {
+    /// The part before the first `.` is not `ip`, `header`, `cookie` or `query`.
+    #[error("unknown key kind `{0}`, expected one of ip, header.NAME, cookie.NAME, query.NAME")]
+    UnknownKind(String),
+    /// `header.`, `cookie.` or `query.` with nothing after the dot.
+    #[error("`{0}.` needs a name after the dot, as in {0}.NAME")]
+    MissingName(&'static str),
+    /// The name after `header.` is not a valid HTTP header name.
+    #[error("`{0}` is not a valid HTTP header name")]
+    InvalidHeaderName(String),
+    /// A cookie or query parameter name with characters that cannot appear in one.
+    #[error("`{0}` is not a valid {1} name")]
+    InvalidName(String, &'static str),
+}
+
+impl FromStr for KeySource {
+    type Err = KeySourceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = match s.split_once('.') {
+            Some((kind, name)) => (kind, Some(name)),
+            None => (s, None),
+        };
+        match (kind, name) {
+            ("ip", None) => Ok(Self::Ip),
+            ("header", Some("")) => Err(KeySourceError::MissingName("header")),
+            ("header", Some(name)) => HeaderName::from_bytes(name.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| KeySourceError::InvalidHeaderName(name.to_owned())),
+            ("cookie", Some(name)) => token(name, "cookie").map(Self::Cookie),
+            ("query", Some(name)) => token(name, "query").map(Self::Query),
+            ("header", None) => Err(KeySourceError::MissingName("header")),
+            ("cookie", None) => Err(KeySourceError::MissingName("cookie")),
+            ("query", None) => Err(KeySourceError::MissingName("query")),
+            _ => Err(KeySourceError::UnknownKind(s.to_owned())),
+        }
+    }
+}
+
+/// Checks a cookie or query parameter name: not empty, visible ASCII, no separators.
+fn token(name: &str, what: &'static str) -> Result<String, KeySourceError> {
+    if name.is_empty() {
+        return Err(KeySourceError::MissingName(what));
+    }
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"=;,&\"\\".contains(&b));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(KeySourceError::InvalidName(name.to_owned(), what))
+    }
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip => f.write_str("ip"),
+            Self::Header(name) => write!(f, "header.{name}"),
+            Self::Cookie(name) => write!(f, "cookie.{name}"),
+            Self::Query(name) => write!(f, "query.{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind() {
+        assert_eq!("ip".parse::<KeySource>(), Ok(KeySource::Ip));
+        assert_eq!(
+            "cookie.session".parse::<KeySource>(),
+            Ok(KeySource::Cookie("session".to_owned()))
+        );
+        assert_eq!(
+            "query.api_key".parse::<KeySource>(),
+            Ok(KeySource::Query("api_key".to_owned()))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_sources() {
+        for bad in [
+            "",
+            "ip.x",
+            "header",
+            "header.",
+            "header.bad name",
+            "cookie.a;b",
+            "query.",
+            "body.x",
+        ] {
+            assert!(bad.parse::<KeySource>().is_err(), "{bad:?} parsed");
+        }
+    }
+}

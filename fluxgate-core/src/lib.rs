@@ -1,0 +1,20 @@
+//! The policy model, the policy store and the primitives that every FluxGate layer shares.
+//!
+//! `fluxgate-core` has no tower services of its own. It holds what the balance, rate-limit and
+//! canary layers agree on:
+//!
+//! - [`policy`]: the `TrafficPolicy` document (`apiVersion: fluxgate.io/v1beta1`), its parsing
+//!   from YAML or JSON, its validation with field paths and lines, and its compiled form;
+//! - [`store`]: the policies in force, swapped atomically, with change notification and a file source;
+//! - [`window`], [`quantile`], [`ewma`]: counts, latency quantiles and moving averages over time;
+//! - [`outcome`]: how a response or an error is classified (success, failure, overload);
+//! - [`key`]: how a request is turned into a rate-limit or stickiness key.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod ewma;
+pub mod key;
+pub mod outcome;
+pub mod policy;
+pub mod quantile;
+pub mod store;
+pub mod window;

@@ -1,0 +1,19 @@
+//! FluxGate: tower middleware for API gateways.
+//!
+//! This is the one dependency a user adds. It re-exports the FluxGate crates behind features:
+//!
+//! | feature | crate | default |
+//! | --- | --- | --- |
+//! | (always) | [`core`] (`fluxgate-core`): policies, policy store, shared primitives | yes |
+//! | `balance` | `balance` (`fluxgate-balance`) | yes |
+//! | `ratelimit` | `ratelimit` (`fluxgate-ratelimit`) | yes |
+//! | `canary` | `canary` (`fluxgate-canary`) | yes |
+
+pub use fluxgate_core as core;
+
+#[cfg(feature = "balance")]
+pub use fluxgate_balance as balance;
+#[cfg(feature = "canary")]
+pub use fluxgate_canary as canary;
+#[cfg(feature = "ratelimit")]
+pub use fluxgate_ratelimit as ratelimit;
