@@ -15,9 +15,26 @@
 //! ```
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use http::HeaderName;
+
+/// The address of the connection's peer, as a request extension.
+///
+/// Servers put it into each request's extensions (`request.extensions_mut().insert(PeerAddr(addr))`)
+/// so that the `ip` key, X-Forwarded-For handling and the proxy can see who is connected. axum users
+/// get it from `ConnectInfo<SocketAddr>` with a one-line middleware.
+///
+/// ```
+/// use fluxgate_core::key::PeerAddr;
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(PeerAddr("192.0.2.7:41000".parse().unwrap()));
+/// assert_eq!(request.extensions().get::<PeerAddr>().unwrap().0.port(), 41000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Where a request's key comes from, as written in a policy's `keyExtractor`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
