@@ -1,0 +1,120 @@
+//! The response future of [`Proxy`](super::Proxy).
+
+use std::convert::Infallible;
+use std::error::Error as _;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy;
+use tokio::time::Timeout;
+
+use super::{ProxyBody, headers, text_response};
+
+pin_project_lite::pin_project! {
+    /// The future of a proxied response: the upstream's response, or a 400, 502 or 504 answer.
+    pub struct ResponseFuture {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Ready { response: Option<Response<ProxyBody>> },
+        Forward {
+            #[pin]
+            inner: Timeout<legacy::ResponseFuture>,
+            upstream: Authority,
+            timeout: Duration,
+        },
+    }
+}
+
+impl ResponseFuture {
+    pub(crate) fn ready(response: Response<ProxyBody>) -> Self {
+        let response = Some(response);
+        Self {
+            kind: Kind::Ready { response },
+        }
+    }
+
+    pub(crate) fn forward(
+        inner: Timeout<legacy::ResponseFuture>,
+        upstream: Authority,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Forward {
+                inner,
+                upstream,
+                timeout,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match self.project().kind.project() {
+            KindProj::Ready { response } => response.take().unwrap_or_else(|| {
+                text_response(StatusCode::INTERNAL_SERVER_ERROR, "polled after completion")
+            }),
+            KindProj::Forward {
+                inner,
+                upstream,
+                timeout,
+            } => match ready!(inner.poll(cx)) {
+                Ok(Ok(response)) => {
+                    let (mut parts, body) = response.into_parts();
+                    headers::remove_hop_by_hop(&mut parts.headers);
+                    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%upstream, error = %Chain(&error), "upstream failed, answering 502");
+                    text_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the upstream refused or closed the connection",
+                    )
+                }
+                Err(_elapsed) => {
+                    tracing::warn!(%upstream, ?timeout, "upstream did not answer, answering 504");
+                    text_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the upstream did not answer in time",
+                    )
+                }
+            },
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Displays an error and its sources, `outer: inner: innermost`.
+struct Chain<'a>(&'a legacy::Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}

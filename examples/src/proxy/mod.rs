@@ -1,0 +1,238 @@
+//! A streaming HTTP reverse proxy to one upstream, as a tower [`Service`].
+//!
+//! [`Proxy`] forwards each request to its [`Upstream`] over a shared, pooled hyper-util
+//! [`Client`] (HTTP/1.1 to the upstream) and streams both bodies through without buffering them.
+//! Use one `Proxy` per upstream endpoint and put a selector (for now
+//! [`WeightedRotation`](crate::rotation::WeightedRotation), later FluxGate's balancer) in front.
+//!
+//! What it does to a request:
+//! - the URI becomes the upstream's scheme and authority, the upstream's path prefix, then the
+//!   request's own path and query;
+//! - the client's `Host` is kept ([`ProxyConfig::preserve_host`], on by default; when the request
+//!   has no `Host`, as in HTTP/2, the authority of its URI is used); with `preserve_host(false)`
+//!   the upstream's authority is sent instead;
+//! - hop-by-hop headers (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization` and every header
+//!   named in `Connection`) are removed, from the request and from the response;
+//! - the peer's IP (from the [`PeerAddr`] extension the server inserts) is appended to
+//!   `X-Forwarded-For`; `X-Forwarded-Proto` (`http`) and `X-Forwarded-Host` are set when absent.
+//!
+//! What it answers itself, never failing the `Service` call (`Error = Infallible`):
+//! - `400 Bad Request` for a request it cannot forward: `CONNECT`, a target without a path, a
+//!   `Host` that is not a valid authority;
+//! - `502 Bad Gateway` when the upstream refuses the connection, or closes or resets it before
+//!   sending response headers;
+//! - `504 Gateway Timeout` when no response headers arrived within [`ProxyConfig::timeout`]
+//!   (connecting included).
+//!
+//! Once the response headers have been passed on, an upstream error can no longer become a
+//! status: the response body ends with that error, which makes hyper's server abort the
+//! response (HTTP/1.1 closes the connection before the final chunk, HTTP/2 resets the stream), so
+//! the client sees a truncated response rather than a complete one.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
+//! use std::time::Duration;
+//!
+//! let client = proxy_client();
+//! let upstream = "http://127.0.0.1:3000".parse().unwrap();
+//! let config = ProxyConfig::default().timeout(Duration::from_secs(5));
+//! let proxy = Proxy::new(client, upstream, config);
+//! # let _ = proxy;
+//! ```
+
+mod future;
+mod headers;
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluxgate_core::key::PeerAddr;
+use http::header::{HOST, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+pub use self::future::ResponseFuture;
+use crate::upstream::Upstream;
+
+/// The boxed error of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of proxied requests and of every response of the proxy.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The pooled client all [`Proxy`] services share; clone it freely.
+pub type ProxyClient = Client<HttpConnector, ProxyBody>;
+
+/// A [`ProxyClient`] with TCP_NODELAY, a 90s idle timeout for pooled connections and HTTP/1.1.
+#[must_use]
+pub fn proxy_client() -> ProxyClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// How a [`Proxy`] forwards; `ProxyConfig::default()` is a 15s timeout and the client's `Host`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// How long the upstream has to answer with response headers, connecting included.
+    pub timeout: Duration,
+    /// Whether the client's `Host` header is sent upstream (otherwise the upstream's authority).
+    pub preserve_host: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            preserve_host: true,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Sets [`ProxyConfig::timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`ProxyConfig::preserve_host`].
+    #[must_use]
+    pub fn preserve_host(mut self, preserve: bool) -> Self {
+        self.preserve_host = preserve;
+        self
+    }
+}
+
+/// A reverse proxy to one [`Upstream`]; see the [module docs](self).
+///
+/// Always ready: the pooled client opens connections on demand, so this service gives no
+/// backpressure of its own.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    client: ProxyClient,
+    upstream: Upstream,
+    host: HeaderValue,
+    config: ProxyConfig,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` over `client`.
+    #[must_use]
+    pub fn new(client: ProxyClient, upstream: Upstream, config: ProxyConfig) -> Self {
+        let host = HeaderValue::from_str(upstream.authority().as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Self {
+            client,
+            upstream,
+            host,
+            config,
+        }
+    }
+
+    /// The upstream this proxy forwards to.
+    #[must_use]
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
+    fn prepare<B>(&self, request: Request<B>) -> Result<Request<ProxyBody>, &'static str>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = request.into_parts();
+        if parts.method == Method::CONNECT {
+            return Err("CONNECT is not supported");
+        }
+        let Some(path_and_query) = parts.uri.path_and_query() else {
+            return Err("the request target has no path");
+        };
+        let host = match parts.headers.get(HOST) {
+            Some(host) => {
+                Authority::try_from(host.as_bytes()).map_err(|_| "invalid Host header")?;
+                Some(host.clone())
+            }
+            None => parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+        };
+        let uri = self
+            .upstream
+            .join(path_and_query.as_str())
+            .map_err(|_| "invalid request target")?;
+        let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+        headers::remove_hop_by_hop(&mut parts.headers);
+        headers::add_forwarded(&mut parts.headers, peer, host.as_ref());
+        match host {
+            Some(host) if self.config.preserve_host => parts.headers.insert(HOST, host),
+            _ => parts.headers.insert(HOST, self.host.clone()),
+        };
+        parts.uri = uri;
+        // Upstreams are spoken to in HTTP/1.1 whatever the client used.
+        parts.version = Version::HTTP_11;
+        let body = body.map_err(Into::into).boxed_unsync();
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+impl<B> Service<Request<B>> for Proxy
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.prepare(request) {
+            Ok(request) => ResponseFuture::forward(
+                tokio::time::timeout(self.config.timeout, self.client.request(request)),
+                self.upstream.authority().clone(),
+                self.config.timeout,
+            ),
+            Err(reason) => {
+                tracing::debug!(reason, "refusing a request it cannot forward");
+                ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
+            }
+        }
+    }
+}
+
+/// A small `text/plain` response, `<status>: <detail>`.
+pub(crate) fn text_response(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let text = format!("{status}: {detail}\n");
+    let body = http_body_util::Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

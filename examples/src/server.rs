@@ -1,0 +1,237 @@
+//! An HTTP/1.1 and h2c server for any tower service, with graceful shutdown.
+//!
+//! [`serve`] runs the accept loop on a bound listener until a shutdown future completes, then
+//! stops accepting, asks every connection to finish its in-flight requests and waits for them (at
+//! most [`ServerConfig::drain_timeout`]). [`spawn`] binds, spawns that loop and hands back a
+//! [`ServerHandle`] with the bound address (bind to port 0 to get an ephemeral one).
+//!
+//! Each request gets the connection's peer as a [`PeerAddr`] extension before the service sees it.
+//! hyper-util's auto builder detects HTTP/1.1 or HTTP/2 prior knowledge (h2c) per connection.
+//!
+//! Limits set on the connection builder (hyper enforces them, before the service is called):
+//! - HTTP/1.1: the request head may use at most [`ServerConfig::max_header_bytes`] of read buffer
+//!   and carry at most [`ServerConfig::max_headers`] headers (hyper answers `431` or closes the
+//!   connection), and must arrive within [`ServerConfig::header_read_timeout`];
+//! - HTTP/2: the header list is limited to [`ServerConfig::max_header_bytes`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fluxgate_examples::server::ServerError> {
+//! use fluxgate_examples::server::{ServerConfig, spawn};
+//! use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
+//!
+//! let proxy = Proxy::new(proxy_client(), "http://127.0.0.1:3000".parse().unwrap(), ProxyConfig::default());
+//! let server = spawn("127.0.0.1:0".parse().unwrap(), proxy, ServerConfig::default()).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fluxgate_core::key::PeerAddr;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::Service;
+use tower::util::{Oneshot, ServiceExt};
+
+use crate::proxy::BoxError;
+
+/// Connection limits and shutdown timing; `ServerConfig::default()` is described on each field.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest request head in bytes (HTTP/1.1 read buffer, HTTP/2 header list); default 64 KiB.
+    pub max_header_bytes: u32,
+    /// Most headers in an HTTP/1.1 request; default 100.
+    pub max_headers: usize,
+    /// How long a client has to send an HTTP/1.1 request head; default 30s.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for open connections to finish; default 10s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server: its address, and the way to stop it.
+///
+/// Dropping the handle also starts a graceful shutdown (the server task goes on draining).
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address the server is bound to.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!(%error, "server task failed");
+        }
+    }
+}
+
+/// Binds `addr` and spawns [`serve`] on the tokio runtime.
+///
+/// # Errors
+///
+/// [`ServerError::Bind`] when the address cannot be bound.
+pub async fn spawn<S, B>(
+    addr: SocketAddr,
+    service: S,
+    config: ServerConfig,
+) -> Result<ServerHandle, ServerError>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, service, config, async move {
+        // A dropped sender is a shutdown request too.
+        let _ = signal.await;
+    }));
+    Ok(ServerHandle {
+        local_addr,
+        shutdown: Some(shutdown),
+        task,
+    })
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then drains the connections.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let builder = connection_builder(&config);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = WithPeer { inner: service.clone(), peer };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%peer, %error, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("all connections closed"),
+        () = tokio::time::sleep(config.drain_timeout) => {
+            tracing::warn!(timeout = ?config.drain_timeout, "connections still open after the drain timeout");
+        }
+    }
+}
+
+/// The hyper connection builder with the limits of `config`.
+fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(
+            usize::try_from(config.max_header_bytes)
+                .unwrap_or(usize::MAX)
+                .max(8192),
+        )
+        .max_headers(config.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_header_bytes);
+    builder
+}
+
+/// A hyper service that adds the peer's address to each request and calls a tower service.
+#[derive(Debug, Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for WithPeer<S>
+where
+    S: Service<Request<Incoming>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, Request<Incoming>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(PeerAddr(self.peer));
+        self.inner.clone().oneshot(request)
+    }
+}
