@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::Service;
 
 use crate::policy::LoadedPolicy;
+use crate::respond::full;
 use crate::upstream::{Upstream, UpstreamSpec};
 
 /// What the gateway reports about itself on `/api/status`.
@@ -134,12 +134,12 @@ impl<B> Service<Request<B>> for AdminService {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let response = match (request.method(), request.uri().path()) {
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            (&Method::GET, "/healthz") => full(StatusCode::OK, "text/plain", "ok\n".to_owned()),
             (&Method::GET, "/api/status") => {
                 let body = format!("{:#}\n", self.status.to_json());
-                text(StatusCode::OK, "application/json", body)
+                full(StatusCode::OK, "application/json", body)
             }
-            _ => text(
+            _ => full(
                 StatusCode::NOT_FOUND,
                 "text/plain",
                 "not found\n".to_owned(),
@@ -147,13 +147,4 @@ impl<B> Service<Request<B>> for AdminService {
         };
         ready(Ok(response))
     }
-}
-
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{HOST, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
@@ -204,10 +204,8 @@ fn reply(
     content_type: &'static str,
     body: String,
 ) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    let mut response = crate::respond::full(status, content_type, body);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-upstream", HeaderValue::from_static(state.kind.name()));
     headers.insert("x-version", HeaderValue::from_static(state.kind.version()));
     response

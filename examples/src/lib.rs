@@ -13,6 +13,7 @@ pub mod admin;
 pub mod demo;
 pub mod policy;
 pub mod proxy;
+mod respond;
 pub mod rotation;
 pub mod server;
 pub mod upstream;

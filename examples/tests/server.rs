@@ -1,0 +1,79 @@
+//! The server: peer address extension, h2c, and graceful shutdown.
+
+mod support;
+
+use std::convert::Infallible;
+
+use fluxgate_core::key::PeerAddr;
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::{client, full, serve, text, within};
+use tokio::sync::{mpsc, oneshot};
+
+#[tokio::test]
+async fn inserts_the_peer_address_and_speaks_h2c() {
+    let server = serve(tower::service_fn(|request: Request<Incoming>| async move {
+        let peer = request
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|peer| peer.0.ip().to_string());
+        let answer = format!("{:?} {}", request.version(), peer.unwrap_or_default());
+        Ok::<_, Infallible>(Response::new(full(answer)))
+    }))
+    .await;
+    let url = format!("http://{}/", server.local_addr());
+    let http1 = within(client().request(Request::get(&url).body(full("")).unwrap())).await;
+    assert_eq!(text(http1.unwrap()).await, "HTTP/1.1 127.0.0.1");
+
+    let h2c = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = Request::get(&url)
+        .version(Version::HTTP_2)
+        .body(full(""))
+        .unwrap();
+    let response = within(h2c.request(request)).await.unwrap();
+    assert_eq!(text(response).await, "HTTP/2.0 127.0.0.1");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
+    // The handler tells the test it started, then waits for the test's go.
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+    let server = serve(tower::service_fn(move |_request: Request<Incoming>| {
+        let started_tx = started_tx.clone();
+        async move {
+            let (go_tx, go_rx) = oneshot::channel();
+            let _ = started_tx.send(go_tx);
+            let _ = go_rx.await;
+            Ok::<_, Infallible>(Response::new(full("done")))
+        }
+    }))
+    .await;
+    let addr = server.local_addr();
+    let in_flight = tokio::spawn(
+        client().request(
+            Request::get(format!("http://{addr}/"))
+                .body(full(""))
+                .unwrap(),
+        ),
+    );
+    let go = within(started_rx.recv()).await.unwrap();
+
+    let shutdown = tokio::spawn(server.shutdown());
+    // Once the listener is closed, the request is still in flight: let it finish now.
+    within(async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(!shutdown.is_finished());
+    go.send(()).unwrap();
+    let response = within(in_flight).await.unwrap().unwrap();
+    assert_eq!(text(response).await, "done");
+    within(shutdown).await.unwrap();
+}
