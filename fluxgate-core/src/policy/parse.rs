@@ -226,6 +226,7 @@ fn document(index: usize, mut root: Node) -> ParsedDocument {
         checker.policy(policy);
         errors.extend(checker.into_errors());
     }
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     for error in &mut errors {
         error.document = Some(index);
         error.id.clone_from(&id);
