@@ -77,7 +77,6 @@ impl Default for Canary {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[non_exhaustive]
 pub struct CanaryMatch {
     /// A request header condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]

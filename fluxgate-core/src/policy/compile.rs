@@ -79,7 +79,9 @@ pub struct CompiledRateLimit {
 /// ```
 /// # use fluxgate_core::policy::{Canary, CompiledPolicy, TrafficPolicy};
 /// let mut policy = TrafficPolicy::new(None, "edge");
-/// policy.spec.canary = Some(Canary { weight: 5, ..Canary::default() });
+/// let mut canary = Canary::default();
+/// canary.weight = 5;
+/// policy.spec.canary = Some(canary);
 /// let compiled = CompiledPolicy::compile(&policy).unwrap();
 /// assert_eq!(compiled.canary().unwrap().weight, 5);
 /// ```

@@ -91,7 +91,9 @@ impl TrafficPolicy {
     /// use fluxgate_core::policy::{Canary, TrafficPolicy};
     ///
     /// let mut policy = TrafficPolicy::new(Some("payments"), "checkout");
-    /// policy.spec.canary = Some(Canary { weight: 150, ..Canary::default() });
+    /// let mut canary = Canary::default();
+    /// canary.weight = 150;
+    /// policy.spec.canary = Some(canary);
     /// let errors = policy.validate().unwrap_err();
     /// assert_eq!(errors.first().path, "spec.canary.weight");
     /// assert_eq!(errors.first().line, None);
