@@ -3,7 +3,10 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/checkout-service-policy.yaml");
+const SEED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/policies/checkout-service-policy.yaml"
+);
 
 fn fluxctl(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fluxctl"))
@@ -27,7 +30,10 @@ fn text(bytes: &[u8]) -> String {
 fn seed_is_valid() {
     let out = fluxctl(&["validate", "-f", SEED], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{SEED}: ok TrafficPolicy payments/checkout-service-policy\n"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{SEED}: ok TrafficPolicy payments/checkout-service-policy\n")
+    );
 }
 
 #[test]
@@ -52,7 +58,10 @@ fn stdin_is_read_with_dash() {
     let seed = std::fs::read_to_string(SEED).unwrap();
     let out = fluxctl(&["validate", "-f", "-"], Some(&seed));
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out.stdout), "-: ok TrafficPolicy payments/checkout-service-policy\n");
+    assert_eq!(
+        text(&out.stdout),
+        "-: ok TrafficPolicy payments/checkout-service-policy\n"
+    );
 }
 
 #[test]

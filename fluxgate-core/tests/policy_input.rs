@@ -18,7 +18,10 @@ fn json_object_and_array_parse() {
         "metadata": {"name": "a", "namespace": "b"},
         "spec": {"rateLimit": [{"requestsPerSecond": 2.5, "burstSize": 3}]}}"#;
     let policies = parse_policies(object.as_bytes()).unwrap();
-    assert_eq!(policies[0].spec.rate_limit.as_ref().unwrap().0[0].requests_per_second, 2.5);
+    assert_eq!(
+        policies[0].spec.rate_limit.as_ref().unwrap().0[0].requests_per_second,
+        2.5
+    );
     let array = format!("[{object},\n {object}]");
     let parsed = parse_documents(array.as_bytes());
     assert_eq!(parsed.documents.len(), 2);
@@ -27,12 +30,21 @@ fn json_object_and_array_parse() {
   "metadata": {"name": "a"},
   "spec": {"canary": {"weight": 101}}}"#;
     let error = only_error(bad.as_bytes());
-    assert_eq!((error.path.as_str(), error.line), ("spec.canary.weight", Some(3)));
+    assert_eq!(
+        (error.path.as_str(), error.line),
+        ("spec.canary.weight", Some(3))
+    );
 }
 
 #[test]
 fn empty_and_comment_only_inputs() {
-    for input in ["", "   \n\n", "# nothing here\n# at all\n", "---\n", "---\n---\n"] {
+    for input in [
+        "",
+        "   \n\n",
+        "# nothing here\n# at all\n",
+        "---\n",
+        "---\n---\n",
+    ] {
         let error = only_error(input.as_bytes());
         assert_eq!(error.kind, K::Empty, "{input:?}");
         assert_eq!(error.document, None);
@@ -44,7 +56,10 @@ fn non_utf8_is_refused_with_its_line() {
     let mut input = GOOD.as_bytes().to_vec();
     input.extend_from_slice(b"spec:\n  x: \xff\xfe\n");
     let error = only_error(&input);
-    assert_eq!((error.kind, error.line, error.column), (K::InvalidUtf8, Some(6), Some(6)));
+    assert_eq!(
+        (error.kind, error.line, error.column),
+        (K::InvalidUtf8, Some(6), Some(6))
+    );
 }
 
 #[test]
@@ -76,8 +91,16 @@ fn scalar_and_list_documents_are_not_objects() {
     let input = format!("{GOOD}---\n42\n");
     let parsed = parse_documents(input.as_bytes());
     assert!(parsed.documents[0].result.is_ok());
-    let error = parsed.documents[1].result.as_ref().unwrap_err().first().clone();
-    assert_eq!((error.kind, error.line, error.document), (K::NotAnObject, Some(6), Some(1)));
+    let error = parsed.documents[1]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .first()
+        .clone();
+    assert_eq!(
+        (error.kind, error.line, error.document),
+        (K::NotAnObject, Some(6), Some(1))
+    );
 }
 
 #[test]
@@ -108,7 +131,10 @@ fn too_large_input_is_refused() {
     input.resize(MAX_INPUT_BYTES + 1, b' ');
     let error = only_error(&input);
     assert_eq!(error.kind, K::TooLarge);
-    assert!(error.to_string().contains("at most 1048576 bytes"), "{error}");
+    assert!(
+        error.to_string().contains("at most 1048576 bytes"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -117,14 +143,27 @@ fn one_bad_document_does_not_hide_the_others() {
     let parsed = parse_documents(input.as_bytes());
     assert_eq!(parsed.documents.len(), 3);
     assert!(parsed.documents[0].result.is_ok());
-    assert_eq!(parsed.documents[1].result.as_ref().unwrap_err().first().kind, K::Syntax);
+    assert_eq!(
+        parsed.documents[1]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .first()
+            .kind,
+        K::Syntax
+    );
     assert!(parsed.documents[2].result.is_ok());
 }
 
 #[test]
 fn wrong_types_at_the_top() {
     let error = only_error(b"apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: 5\n");
-    assert_eq!((error.kind, error.path.as_str(), error.line), (K::InvalidType, "metadata", Some(3)));
-    let error = only_error(b"apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: {name: a}\nspec: nope\n");
+    assert_eq!(
+        (error.kind, error.path.as_str(), error.line),
+        (K::InvalidType, "metadata", Some(3))
+    );
+    let error = only_error(
+        b"apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: {name: a}\nspec: nope\n",
+    );
     assert_eq!((error.kind, error.path.as_str()), (K::InvalidType, "spec"));
 }

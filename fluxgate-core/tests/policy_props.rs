@@ -10,13 +10,18 @@ use proptest::prelude::*;
 const SEED: &str = include_str!("../../examples/policies/checkout-service-policy.yaml");
 
 fn duration() -> impl Strategy<Value = Duration> {
-    (10_000_000u64..100_000_000_000).prop_map(|ns| Duration::from(std::time::Duration::from_nanos(ns)))
+    (10_000_000u64..100_000_000_000)
+        .prop_map(|ns| Duration::from(std::time::Duration::from_nanos(ns)))
 }
 
 fn condition() -> impl Strategy<Value = MatchCondition> {
     ("[a-z][a-z0-9-]{0,8}", "[ -~]{0,10}", 0..2u8).prop_map(|(n, v, t)| {
         let mut c = MatchCondition::exact(&n, &v);
-        c.match_type = if t == 0 { MatchType::Exact } else { MatchType::Prefix };
+        c.match_type = if t == 0 {
+            MatchType::Exact
+        } else {
+            MatchType::Prefix
+        };
         c
     })
 }
@@ -26,13 +31,27 @@ fn policy() -> impl Strategy<Value = TrafficPolicy> {
         "[a-z]([a-z0-9-]{0,9}[a-z0-9])?",
         proptest::option::of("[a-z]{1,8}"),
         proptest::option::of((duration(), 1u32..10, 0.0f64..1.0, 0u32..=100)),
-        proptest::collection::vec((0.001f64..1e6, 1u32..1000, any::<bool>(), "[a-z]{1,5}"), 0..3),
-        proptest::option::of((0u32..=100, proptest::collection::vec(
-            (condition(), proptest::option::of(condition()), proptest::option::of(condition())), 0..3), duration(), any::<bool>())),
+        proptest::collection::vec(
+            (0.001f64..1e6, 1u32..1000, any::<bool>(), "[a-z]{1,5}"),
+            0..3,
+        ),
+        proptest::option::of((
+            0u32..=100,
+            proptest::collection::vec(
+                (
+                    condition(),
+                    proptest::option::of(condition()),
+                    proptest::option::of(condition()),
+                ),
+                0..3,
+            ),
+            duration(),
+            any::<bool>(),
+        )),
     )
         .prop_map(|(name, ns, lb, limits, canary)| {
             let mut p = TrafficPolicy::new(ns.as_deref(), &name);
-            p.metadata.labels.insert("app".into(), name.clone());
+            p.metadata.labels.insert("app".into(), name);
             p.spec.load_balancing = lb.map(|(interval, threshold, rate, percent)| {
                 let mut lb = LoadBalancing::default();
                 lb.algorithm = BalanceAlgorithm::PeakEwma;
@@ -48,12 +67,21 @@ fn policy() -> impl Strategy<Value = TrafficPolicy> {
                 lb
             });
             if !limits.is_empty() {
-                p.spec.rate_limit = Some(RateLimits(limits.into_iter().map(|(rps, burst, shadow, key)| {
-                    let mut l = RateLimit::new(rps, burst);
-                    l.shadow = shadow;
-                    l.overrides.push(RateOverride { key, requests_per_second: rps * 2.0, burst_size: burst });
-                    l
-                }).collect()));
+                p.spec.rate_limit = Some(RateLimits(
+                    limits
+                        .into_iter()
+                        .map(|(rps, burst, shadow, key)| {
+                            let mut l = RateLimit::new(rps, burst);
+                            l.shadow = shadow;
+                            l.overrides.push(RateOverride {
+                                key,
+                                requests_per_second: rps * 2.0,
+                                burst_size: burst,
+                            });
+                            l
+                        })
+                        .collect(),
+                ));
             }
             p.spec.canary = canary.map(|(weight, entries, interval, enabled)| {
                 let mut c = Canary::default();
@@ -62,9 +90,14 @@ fn policy() -> impl Strategy<Value = TrafficPolicy> {
                 c.interval = interval;
                 c.steps = vec![5, 10, 50];
                 c.sticky_key = Some("cookie.session".into());
-                c.matches = entries.into_iter().map(|(header, cookie, query)| {
-                    CanaryMatch { header: Some(header), cookie, query }
-                }).collect();
+                c.matches = entries
+                    .into_iter()
+                    .map(|(header, cookie, query)| CanaryMatch {
+                        header: Some(header),
+                        cookie,
+                        query,
+                    })
+                    .collect();
                 let mut m = CanaryMetrics::default();
                 m.target_error_rate = Some(0.01);
                 m.target_p99_latency = Some(interval);

@@ -22,7 +22,11 @@ fn seed_parses_to_the_expected_values() {
 
     let target = p.spec.target_ref.as_ref().unwrap();
     assert_eq!(
-        (target.api_group.as_str(), target.kind.as_str(), target.name.as_str()),
+        (
+            target.api_group.as_str(),
+            target.kind.as_str(),
+            target.name.as_str()
+        ),
         ("apps/v1", "Deployment", "checkout-service")
     );
 
@@ -55,7 +59,10 @@ fn seed_parses_to_the_expected_values() {
     assert_eq!(canary.weight, 10);
     assert_eq!(canary.matches.len(), 1);
     let header = canary.matches[0].header.as_ref().unwrap();
-    assert_eq!((header.name.as_str(), header.value.as_str()), ("x-canary", "true"));
+    assert_eq!(
+        (header.name.as_str(), header.value.as_str()),
+        ("x-canary", "true")
+    );
     assert_eq!(header.match_type, MatchType::Exact);
     assert!(canary.matches[0].cookie.is_none());
     assert_eq!(canary.interval.to_string(), "10s");
@@ -64,7 +71,10 @@ fn seed_parses_to_the_expected_values() {
     assert!(canary.rollback_matched && canary.steps.is_empty() && canary.sticky_key.is_none());
     let metrics = canary.metrics.as_ref().unwrap();
     assert_eq!(metrics.target_error_rate, Some(0.01));
-    assert_eq!(metrics.target_p99_latency.unwrap().as_std().as_millis(), 300);
+    assert_eq!(
+        metrics.target_p99_latency.unwrap().as_std().as_millis(),
+        300
+    );
 }
 
 #[test]
@@ -91,8 +101,14 @@ fn seed_compiles() {
     let canary = compiled.canary().unwrap();
     assert_eq!(canary.weight, 10);
     assert_eq!(canary.target_p99_latency.unwrap().as_millis(), 300);
-    let yes = http::Request::get("/").header("x-canary", "true").body(()).unwrap();
-    let no = http::Request::get("/").header("x-canary", "false").body(()).unwrap();
+    let yes = http::Request::get("/")
+        .header("x-canary", "true")
+        .body(())
+        .unwrap();
+    let no = http::Request::get("/")
+        .header("x-canary", "false")
+        .body(())
+        .unwrap();
     assert!(canary.matcher.matches(yes.headers(), yes.uri()));
     assert!(!canary.matcher.matches(no.headers(), no.uri()));
     assert_eq!(compiled.clone().policy(), policy);

@@ -159,6 +159,10 @@ pub struct CanaryMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_error_rate: Option<f64>,
     /// Highest acceptable p99 latency; none by default.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetP99Latency")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "targetP99Latency"
+    )]
     pub target_p99_latency: Option<Duration>,
 }

@@ -114,10 +114,11 @@ pub struct CompiledCanary {
     pub target_p99_latency: Option<StdDuration>,
 }
 
-fn key(value: &str, path: String) -> Result<KeySource, PolicyError> {
+fn key(value: &str, path: String) -> Result<KeySource, PolicyErrors> {
     value.parse().map_err(|e: crate::key::KeySourceError| {
         PolicyError::new(PolicyErrorKind::InvalidValue, path)
             .found_expected(format!("{value:?}"), e.to_string())
+            .into()
     })
 }
 
@@ -144,7 +145,10 @@ impl CompiledPolicy {
                     name: limit.name.clone(),
                     requests_per_second: limit.requests_per_second,
                     burst_size: limit.burst_size,
-                    key: key(&limit.key_extractor, format!("spec.rateLimit[{i}].keyExtractor"))?,
+                    key: key(
+                        &limit.key_extractor,
+                        format!("spec.rateLimit[{i}].keyExtractor"),
+                    )?,
                     algorithm: limit.algorithm,
                     missing_key: limit.missing_key,
                     shadow: limit.shadow,
@@ -159,7 +163,7 @@ impl CompiledPolicy {
                     on_store_failure: limit.on_store_failure,
                 })
             })
-            .collect::<Result<_, PolicyError>>()?;
+            .collect::<Result<_, PolicyErrors>>()?;
         let canary = match &spec.canary {
             Some(c) => Some(CompiledCanary {
                 enabled: c.enabled,

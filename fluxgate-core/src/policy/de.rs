@@ -68,8 +68,10 @@ impl de::Error for DeError {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let mut error = PolicyError::new(PolicyErrorKind::InvalidValue, "")
-            .found_expected(format!("{variant:?}"), format!("one of {}", expected.join(", ")));
+        let mut error = PolicyError::new(PolicyErrorKind::InvalidValue, "").found_expected(
+            format!("{variant:?}"),
+            format!("one of {}", expected.join(", ")),
+        );
         error.suggestion = nearest(variant, expected);
         Self::new(error)
     }
@@ -196,8 +198,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Map(_) => self.deserialize_any(visitor),
-            other => Err(<DeError as de::Error>::invalid_type(unexpected(other), &"a mapping")
-                .locate(&self.path, self.node)),
+            other => Err(
+                <DeError as de::Error>::invalid_type(unexpected(other), &"a mapping")
+                    .locate(&self.path, self.node),
+            ),
         }
     }
 

@@ -173,7 +173,11 @@ impl PolicyError {
             sep = ", ";
         }
         if let Some(hint) = &self.hint {
-            let sep = if self.kind == PolicyErrorKind::Syntax { ": " } else { sep };
+            let sep = if self.kind == PolicyErrorKind::Syntax {
+                ": "
+            } else {
+                sep
+            };
             write!(f, "{sep}{hint}")?;
         }
         if let Some(suggestion) = &self.suggestion {
@@ -220,7 +224,7 @@ impl std::error::Error for PolicyError {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyErrors {
-    first: PolicyError,
+    first: Box<PolicyError>,
     rest: Vec<PolicyError>,
 }
 
@@ -236,7 +240,7 @@ impl PolicyErrors {
         let mut iter = errors.into_iter();
         let first = iter.next()?;
         Some(Self {
-            first,
+            first: Box::new(first),
             rest: iter.collect(),
         })
     }
@@ -261,7 +265,7 @@ impl PolicyErrors {
     /// assert_eq!(errors.iter().count(), 1);
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = &PolicyError> {
-        std::iter::once(&self.first).chain(&self.rest)
+        std::iter::once(&*self.first).chain(&self.rest)
     }
 
     /// How many errors there are (at least one).
@@ -286,7 +290,7 @@ impl PolicyErrors {
     #[must_use]
     pub fn into_vec(self) -> Vec<PolicyError> {
         let mut all = Vec::with_capacity(self.len());
-        all.push(self.first);
+        all.push(*self.first);
         all.extend(self.rest);
         all
     }
@@ -295,7 +299,7 @@ impl PolicyErrors {
 impl From<PolicyError> for PolicyErrors {
     fn from(first: PolicyError) -> Self {
         Self {
-            first,
+            first: Box::new(first),
             rest: Vec::new(),
         }
     }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, Uri, header::COOKIE, request::Parts};
 use regex::Regex;
 
-use super::{CanaryMatch, MatchCondition, MatchType, PolicyError, PolicyErrorKind};
+use super::{CanaryMatch, MatchCondition, MatchType, PolicyError, PolicyErrorKind, PolicyErrors};
 
 /// How one value is compared, with its regular expression compiled once.
 ///
@@ -92,47 +92,37 @@ impl CanaryMatcher {
     ///
     /// # Errors
     ///
-    /// A [`PolicyError`] for an invalid header name or regex.
+    /// [`PolicyErrors`] for an invalid header name or regex.
     ///
     /// ```
     /// # use fluxgate_core::policy::{CanaryMatcher};
     /// assert!(CanaryMatcher::new(&[]).unwrap().is_empty());
     /// ```
-    pub fn new(rules: &[CanaryMatch]) -> Result<Self, PolicyError> {
-        let entries = rules
-            .iter()
-            .enumerate()
-            .map(|(i, rule)| {
-                let path = |what: &str| format!("spec.canary.match[{i}].{what}");
-                let compile = |c: &MatchCondition, what: &str| {
-                    ValueMatcher::new(c.match_type, &c.value).map_err(|e| {
-                        PolicyError::new(PolicyErrorKind::InvalidValue, path(what))
-                            .found_expected(format!("{:?}", c.value), "a valid regular expression")
-                            .with_hint(e.to_string())
-                    })
-                };
-                let header = match &rule.header {
-                    Some(c) => Some((
-                        HeaderName::from_bytes(c.name.as_bytes()).map_err(|_| {
-                            PolicyError::new(PolicyErrorKind::InvalidValue, path("header.name"))
-                                .found_expected(format!("{:?}", c.name), "a valid header name")
-                        })?,
-                        compile(c, "header.value")?,
-                    )),
-                    None => None,
-                };
-                let named = |c: &Option<MatchCondition>, what: &str| {
-                    c.as_ref()
-                        .map(|c| Ok((c.name.clone(), compile(c, what)?)))
-                        .transpose()
-                };
-                Ok(Entry {
-                    header,
-                    cookie: named(&rule.cookie, "cookie.value")?,
-                    query: named(&rule.query, "query.value")?,
-                })
-            })
-            .collect::<Result<_, PolicyError>>()?;
+    pub fn new(rules: &[CanaryMatch]) -> Result<Self, PolicyErrors> {
+        let mut entries = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let path = |what: &str| format!("spec.canary.match[{i}].{what}");
+            let header = match &rule.header {
+                Some(c) => {
+                    let name = HeaderName::from_bytes(c.name.as_bytes()).map_err(|_| {
+                        PolicyError::new(PolicyErrorKind::InvalidValue, path("header.name"))
+                            .found_expected(format!("{:?}", c.name), "a valid header name")
+                    })?;
+                    Some((name, condition(c, path("header.value"))?))
+                }
+                None => None,
+            };
+            let named = |c: &Option<MatchCondition>, what: &str| -> Result<_, PolicyErrors> {
+                c.as_ref()
+                    .map(|c| Ok((c.name.clone(), condition(c, path(what))?)))
+                    .transpose()
+            };
+            entries.push(Entry {
+                header,
+                cookie: named(&rule.cookie, "cookie.value")?,
+                query: named(&rule.query, "query.value")?,
+            });
+        }
         Ok(Self { entries })
     }
 
@@ -184,6 +174,16 @@ impl CanaryMatcher {
     pub fn matches_parts(&self, parts: &Parts) -> bool {
         self.matches(&parts.headers, &parts.uri)
     }
+}
+
+/// Compiles one condition's value matcher; `path` names its value.
+fn condition(c: &MatchCondition, path: String) -> Result<ValueMatcher, PolicyErrors> {
+    ValueMatcher::new(c.match_type, &c.value).map_err(|e| {
+        PolicyError::new(PolicyErrorKind::InvalidValue, path)
+            .found_expected(format!("{:?}", c.value), "a valid regular expression")
+            .with_hint(e.to_string())
+            .into()
+    })
 }
 
 /// Whether any cookie called `name` in any `Cookie` header has a matching value.

@@ -34,15 +34,17 @@ pub(crate) type LineMap = HashMap<String, (usize, usize)>;
 const PRESCAN_LIMIT: usize = 1000;
 
 /// Loads the YAML documents of `text`, whose first line is line `first_line` of the input.
-pub(crate) fn load(text: &str, first_line: usize) -> Result<Vec<Node>, PolicyError> {
+pub(crate) fn load(text: &str, first_line: usize) -> Result<Vec<Node>, Box<PolicyError>> {
     if let Some(line) = prescan_too_deep(text) {
-        return Err(too_deep(first_line + line - 1, 1));
+        return Err(Box::new(too_deep(first_line + line - 1, 1)));
     }
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let mark = e.marker();
-        PolicyError::new(PolicyErrorKind::Syntax, "")
-            .with_hint(e.info())
-            .at(mark.line() + first_line - 1, mark.col() + 1)
+        Box::new(
+            PolicyError::new(PolicyErrorKind::Syntax, "")
+                .with_hint(e.info())
+                .at(mark.line() + first_line - 1, mark.col() + 1),
+        )
     })?;
     let mut builder = Builder {
         next_id: 0,
@@ -63,11 +65,11 @@ struct Builder {
 }
 
 impl Builder {
-    fn convert(&mut self, yaml: &MarkedYaml<'_>, depth: usize) -> Result<Node, PolicyError> {
+    fn convert(&mut self, yaml: &MarkedYaml<'_>, depth: usize) -> Result<Node, Box<PolicyError>> {
         let line = yaml.span.start.line() + self.offset;
         let col = yaml.span.start.col() + 1;
         if depth > MAX_DEPTH {
-            return Err(too_deep(line, col));
+            return Err(Box::new(too_deep(line, col)));
         }
         let value = match &yaml.data {
             YamlData::Value(scalar) => match scalar {
@@ -87,13 +89,15 @@ impl Builder {
             YamlData::Mapping(map) => Value::Map(
                 map.iter()
                     .map(|(k, v)| Ok((self.convert(k, depth + 1)?, self.convert(v, depth + 1)?)))
-                    .collect::<Result<_, PolicyError>>()?,
+                    .collect::<Result<_, Box<PolicyError>>>()?,
             ),
             YamlData::Tagged(_, inner) => return self.convert(inner, depth),
             _ => {
-                return Err(PolicyError::new(PolicyErrorKind::Syntax, "")
-                    .with_hint("a value that cannot be read")
-                    .at(line, col));
+                return Err(Box::new(
+                    PolicyError::new(PolicyErrorKind::Syntax, "")
+                        .with_hint("a value that cannot be read")
+                        .at(line, col),
+                ));
             }
         };
         self.next_id += 1;

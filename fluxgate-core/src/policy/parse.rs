@@ -112,8 +112,10 @@ pub fn parse_documents(input: &[u8]) -> ParsedDocuments {
     };
     if input.len() > MAX_INPUT_BYTES {
         return whole(
-            PolicyError::new(PolicyErrorKind::TooLarge, "")
-                .found_expected(format!("{} bytes", input.len()), format!("at most {MAX_INPUT_BYTES} bytes")),
+            PolicyError::new(PolicyErrorKind::TooLarge, "").found_expected(
+                format!("{} bytes", input.len()),
+                format!("at most {MAX_INPUT_BYTES} bytes"),
+            ),
         );
     }
     let text = match std::str::from_utf8(input) {
@@ -144,6 +146,7 @@ pub fn parse_documents(input: &[u8]) -> ParsedDocuments {
             }
             Err(mut error) => {
                 error.document = Some(documents.len());
+                let error = *error;
                 documents.push(ParsedDocument {
                     index: documents.len(),
                     id: None,

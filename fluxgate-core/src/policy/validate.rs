@@ -76,7 +76,11 @@ impl<'a> Checker<'a> {
 
     fn interval(&mut self, path: &str, value: Duration) {
         if value < MIN_INTERVAL {
-            self.push(path, value, format!("a duration of at least {MIN_INTERVAL}"));
+            self.push(
+                path,
+                value,
+                format!("a duration of at least {MIN_INTERVAL}"),
+            );
         }
     }
 
@@ -95,7 +99,11 @@ impl<'a> Checker<'a> {
     /// Checks a whole policy.
     pub(crate) fn policy(&mut self, policy: &TrafficPolicy) {
         if policy.api_version != API_VERSION {
-            self.push("apiVersion", format!("{:?}", policy.api_version), API_VERSION);
+            self.push(
+                "apiVersion",
+                format!("{:?}", policy.api_version),
+                API_VERSION,
+            );
         }
         if policy.kind != KIND {
             self.push("kind", format!("{:?}", policy.kind), KIND);
@@ -105,14 +113,22 @@ impl<'a> Checker<'a> {
             let expected = "a DNS-1123 name (lowercase letters, digits, '-' and '.', at most 253)";
             self.push("metadata.name", format!("{:?}", meta.name), expected);
         }
-        if let Some(ns) = meta.namespace.as_deref().filter(|ns| !is_dns_name(ns, 63, false)) {
+        if let Some(ns) = meta
+            .namespace
+            .as_deref()
+            .filter(|ns| !is_dns_name(ns, 63, false))
+        {
             let expected = "a DNS-1123 label (lowercase letters, digits and '-', at most 63)";
             self.push("metadata.namespace", format!("{ns:?}"), expected);
         }
         if let Some(target) = &policy.spec.target_ref {
             for (field, value) in [("kind", &target.kind), ("name", &target.name)] {
                 if value.is_empty() {
-                    self.push(&format!("spec.targetRef.{field}"), "\"\"", "a non-empty string");
+                    self.push(
+                        &format!("spec.targetRef.{field}"),
+                        "\"\"",
+                        "a non-empty string",
+                    );
                 }
             }
         }
@@ -143,10 +159,18 @@ impl<'a> Checker<'a> {
         self.at_least_one(&format!("{p}.unhealthyThreshold"), hc.unhealthy_threshold);
         self.at_least_one(&format!("{p}.healthyThreshold"), hc.healthy_threshold);
         if !hc.path.starts_with('/') {
-            self.push(&format!("{p}.path"), format!("{:?}", hc.path), "a path starting with /");
+            self.push(
+                &format!("{p}.path"),
+                format!("{:?}", hc.path),
+                "a path starting with /",
+            );
         }
         if hc.expected_statuses.is_empty() {
-            self.push(&format!("{p}.expectedStatuses"), "[]", "at least one status");
+            self.push(
+                &format!("{p}.expectedStatuses"),
+                "[]",
+                "at least one status",
+            );
         }
         for (i, status) in hc.expected_statuses.iter().enumerate() {
             if !(100..=599).contains(status) {
@@ -163,16 +187,30 @@ impl<'a> Checker<'a> {
         self.positive_duration(&format!("{p}.maxP95Latency"), od.max_p95_latency);
         self.positive_duration(&format!("{p}.baseEjectionTime"), od.base_ejection_time);
         if od.max_ejection_time < od.base_ejection_time {
-            let expected = format!("a duration of at least baseEjectionTime ({})", od.base_ejection_time);
-            self.push(&format!("{p}.maxEjectionTime"), od.max_ejection_time, expected);
+            let expected = format!(
+                "a duration of at least baseEjectionTime ({})",
+                od.base_ejection_time
+            );
+            self.push(
+                &format!("{p}.maxEjectionTime"),
+                od.max_ejection_time,
+                expected,
+            );
         }
-        self.int_range(&format!("{p}.maxEjectionPercent"), od.max_ejection_percent, 0, 100);
+        self.int_range(
+            &format!("{p}.maxEjectionPercent"),
+            od.max_ejection_percent,
+            0,
+            100,
+        );
     }
 
     fn rate_limits(&mut self, limits: &RateLimits) {
         // One limit written as a mapping has no index in its path.
         let indexed = limits.0.len() != 1
-            || self.lines.is_some_and(|lines| lines.contains_key("spec.rateLimit[0]"));
+            || self
+                .lines
+                .is_some_and(|lines| lines.contains_key("spec.rateLimit[0]"));
         for (i, limit) in limits.0.iter().enumerate() {
             let path = if indexed {
                 format!("spec.rateLimit[{i}]")
@@ -192,7 +230,11 @@ impl<'a> Checker<'a> {
             if tier.key.is_empty() {
                 self.push(&format!("{q}.key"), "\"\"", "a non-empty key");
             } else if limit.overrides[..i].iter().any(|t| t.key == tier.key) {
-                self.push(&format!("{q}.key"), format!("{:?}", tier.key), "a key not listed before");
+                self.push(
+                    &format!("{q}.key"),
+                    format!("{:?}", tier.key),
+                    "a key not listed before",
+                );
             }
             self.positive(&format!("{q}.requestsPerSecond"), tier.requests_per_second);
             self.at_least_one(&format!("{q}.burstSize"), tier.burst_size);
@@ -215,7 +257,11 @@ impl<'a> Checker<'a> {
             if !(1..=100).contains(step) {
                 self.push(&path, step, "a percent from 1 to 100");
             } else if let Some(previous) = canary.steps[..i].last().filter(|prev| *prev >= step) {
-                self.push(&path, step, format!("a percent above the previous step ({previous})"));
+                self.push(
+                    &path,
+                    step,
+                    format!("a percent above the previous step ({previous})"),
+                );
             }
         }
         self.interval(&format!("{p}.interval"), canary.interval);
@@ -254,14 +300,22 @@ impl<'a> Checker<'a> {
             _ => format!("{what}.{name}").parse::<KeySource>().is_ok(),
         };
         if !valid_name {
-            self.push(&format!("{p}.name"), format!("{name:?}"), format!("a valid {what} name"));
+            self.push(
+                &format!("{p}.name"),
+                format!("{name:?}"),
+                format!("a valid {what} name"),
+            );
         }
-        if condition.match_type == MatchType::Regex {
-            if let Err(e) = regex::Regex::new(&condition.value) {
-                let detail = e.to_string().lines().last().unwrap_or_default().to_owned();
-                let expected = format!("a valid regular expression ({})", detail.trim());
-                self.push(&format!("{p}.value"), format!("{:?}", condition.value), expected);
-            }
+        if condition.match_type == MatchType::Regex
+            && let Err(e) = regex::Regex::new(&condition.value)
+        {
+            let detail = e.to_string().lines().last().unwrap_or_default().to_owned();
+            let expected = format!("a valid regular expression ({})", detail.trim());
+            self.push(
+                &format!("{p}.value"),
+                format!("{:?}", condition.value),
+                expected,
+            );
         }
     }
 }
