@@ -92,7 +92,7 @@ proptest! {
         let width = Duration::from_millis(100);
         let window = TimeWindow::new(width, buckets).unwrap();
         let t0 = window.ticker.origin_for_tests();
-        let mut sorted = events.clone();
+        let mut sorted = events;
         sorted.sort_unstable();
         for &(ms, kind) in &sorted {
             let outcome = [Outcome::Success, Outcome::Failure, Outcome::Overload][usize::from(kind)];
