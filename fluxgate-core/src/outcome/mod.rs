@@ -218,6 +218,11 @@ pub fn classify_error(error: &(dyn Error + 'static)) -> Classification {
                 return failure(Cause::Timeout);
             }
             io_kind = io_kind.or(Some(io.kind()));
+            // An `io::Error`'s `source()` skips the error it wraps; look at that one too.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+                continue;
+            }
         }
         next = err.source();
     }
