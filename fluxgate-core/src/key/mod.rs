@@ -1,24 +1,48 @@
 //! Request keys: which part of a request identifies a client for rate limiting and stickiness.
 //!
 //! A policy names the key with a `keyExtractor` string: `ip`, `header.NAME`, `cookie.NAME` or
-//! `query.NAME`. [`KeySource`] is that string parsed once, when the policy is compiled.
+//! `query.NAME`. [`KeySource`] is that string parsed once, when the policy is compiled, and a
+//! [`KeyExtractor`] applies it to each request, borrowing the key from the request
+//! ([`Extracted`]) without allocating. The `ip` key is the connection's peer ([`PeerAddr`]),
+//! or the address a trusted proxy forwarded ([`ClientIpConfig`], [`Cidr`]): forwarded headers
+//! are never believed unless the peer is a configured trusted proxy. [`Extracted::hash64`]
+//! gives a stable hash for shards and stickiness.
 //!
 //! # Example
 //!
 //! ```
-//! use fluxgate_core::key::KeySource;
+//! use fluxgate_core::key::{ClientIpConfig, Extracted, KeyExtractor, KeySource, PeerAddr};
 //!
 //! let source: KeySource = "header.X-Client-Id".parse().unwrap();
 //! assert_eq!(source, KeySource::Header(http::HeaderName::from_static("x-client-id")));
 //! assert_eq!(source.to_string(), "header.x-client-id");
 //! assert!("body.user".parse::<KeySource>().is_err());
+//!
+//! let by_ip = KeyExtractor::new(KeySource::Ip)
+//!     .client_ip_config(ClientIpConfig::new().trust("10.0.0.0/8".parse().unwrap()));
+//! let mut request = http::Request::builder()
+//!     .header("x-forwarded-for", "198.51.100.20, 10.1.1.1")
+//!     .body(())
+//!     .unwrap();
+//! request.extensions_mut().insert(PeerAddr("10.0.0.5:50000".parse().unwrap()));
+//! assert_eq!(by_ip.extract(&request), Extracted::Ip("198.51.100.20".parse().unwrap()));
 //! ```
+
+mod cidr;
+mod client_ip;
+mod extract;
+mod hash;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use http::HeaderName;
+
+pub use cidr::{Cidr, CidrError, normalize};
+pub use client_ip::{ClientIpConfig, ForwardedHeader};
+pub use extract::{DEFAULT_MAX_KEY_LEN, Extracted, KeyExtractor};
+pub use hash::fnv1a;
 
 /// The address of the connection's peer, as a request extension.
 ///
