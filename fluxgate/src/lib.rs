@@ -17,3 +17,8 @@ pub use fluxgate_balance as balance;
 pub use fluxgate_canary as canary;
 #[cfg(feature = "ratelimit")]
 pub use fluxgate_ratelimit as ratelimit;
+
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
