@@ -2,7 +2,7 @@
 //!
 //! [`AdminService`] is a tower service for the admin listener. `/healthz` answers `200 ok`;
 //! `/api/status` answers JSON with the listen address, the upstreams and their weights, the canary
-//! upstreams, the policy's namespace and name, the Redis URL and namespace if given, and the
+//! upstreams, the policy (its file, id, generation, and the last refused save), the Redis URL and namespace if given, and the
 //! uptime in seconds. Anything else is a `404`.
 //!
 //! # Example
@@ -31,7 +31,7 @@ use http_body_util::Full;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::policy::LoadedPolicy;
+use crate::policy::GatewayPolicy;
 use crate::respond::full;
 use crate::upstream::{Upstream, UpstreamSpec};
 
@@ -41,7 +41,7 @@ pub struct GatewayStatus {
     listen: SocketAddr,
     upstreams: Vec<UpstreamSpec>,
     canary_upstreams: Vec<Upstream>,
-    policy: Option<LoadedPolicy>,
+    policy: Option<GatewayPolicy>,
     redis: Option<String>,
     namespace: Option<String>,
     started: Instant,
@@ -54,7 +54,7 @@ impl GatewayStatus {
         listen: SocketAddr,
         upstreams: Vec<UpstreamSpec>,
         canary_upstreams: Vec<Upstream>,
-        policy: Option<LoadedPolicy>,
+        policy: Option<GatewayPolicy>,
         redis: Option<String>,
     ) -> Self {
         Self {
@@ -89,10 +89,17 @@ impl GatewayStatus {
             .map(ToString::to_string)
             .collect();
         let policy = self.policy.as_ref().map(|policy| {
+            let store = policy.store().status();
+            let applied = policy.slot().load_full();
             serde_json::json!({
-                "path": policy.path.display().to_string(),
-                "namespace": policy.namespace,
-                "name": policy.name,
+                "path": policy.path().display().to_string(),
+                "id": policy.id().to_string(),
+                "in_force": applied.is_some(),
+                "policy_generation": applied.map(|p| p.generation()),
+                "store_generation": store.generation,
+                "applied": store.applied,
+                "rejected": store.rejected,
+                "last_rejection": store.last_rejection.map(|r| r.message),
             })
         });
         serde_json::json!({

@@ -1,127 +1,110 @@
-//! Loading the gateway's `TrafficPolicy` file.
+//! The gateway's `TrafficPolicy`: loaded from a file into a [`PolicyStore`], then followed.
 //!
-//! Everything else in this crate sees a policy only through [`load_policy_file`] and
-//! [`LoadedPolicy`], so switching to `fluxgate_core::policy` is a change inside this file.
+//! [`GatewayPolicy::load`] parses and validates the file (the gateway refuses to start on an
+//! invalid one) and returns the [`FileSource`] that applies later saves; an invalid save is
+//! reported and the policy in force stays. The gateway follows the policy named by the file's
+//! first document (`namespace/name`); the layers read it through a [`PolicySlot`].
 //!
 //! # Example
 //!
 //! ```
-//! use fluxgate_examples::policy::load_policy_file;
+//! use fluxgate_examples::policy::GatewayPolicy;
 //! use std::path::Path;
 //!
 //! let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/checkout-service-policy.yaml");
-//! let policy = load_policy_file(&path).unwrap();
-//! assert_eq!(policy.namespace.as_deref(), Some("payments"));
-//! assert_eq!(policy.name.as_deref(), Some("checkout-service-policy"));
+//! let (policy, _source) = GatewayPolicy::load(&path, None).unwrap();
+//! assert_eq!(policy.id().to_string(), "payments/checkout-service-policy");
+//! assert!(policy.slot().load().is_some());
 //! ```
 
 use std::path::{Path, PathBuf};
 
-/// A policy file that was read and accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoadedPolicy {
-    /// The file it came from.
-    pub path: PathBuf,
-    /// Its text.
-    pub text: String,
-    /// `metadata.namespace`, when the document has one.
-    pub namespace: Option<String>,
-    /// `metadata.name`, when the document has one.
-    pub name: Option<String>,
+use fluxgate_core::store::{ApplyError, FileSource, PolicyId, PolicySlot, PolicyStore};
+
+/// The policy a gateway follows: its file, its store and its id.
+#[derive(Debug, Clone)]
+pub struct GatewayPolicy {
+    path: PathBuf,
+    store: PolicyStore,
+    id: PolicyId,
 }
 
-/// Why a policy file was refused.
+/// Why a policy file was refused at startup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyLoadError {
-    /// The file could not be read.
-    #[error("cannot read policy {path}: {source}")]
-    Read {
+    /// The file could not be read, or a document in it does not parse or validate.
+    #[error("policy {path}: {source}")]
+    Apply {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not UTF-8.
-    #[error("policy {path} is not UTF-8 text")]
-    NotUtf8 {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file is empty or only whitespace.
-    #[error("policy {path} is empty")]
-    Empty {
-        /// The file.
-        path: PathBuf,
+        /// What was wrong.
+        source: ApplyError,
     },
 }
 
-/// Reads and checks the policy at `path`.
-///
-/// # Errors
-///
-/// [`PolicyLoadError`] when the file cannot be read, is not UTF-8 or is empty.
-pub fn load_policy_file(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
-    // replaced by fluxgate_core::policy once merged: parse and validate the document there and
-    // fill `namespace`/`name` from the parsed metadata instead of scanning lines.
-    let bytes = std::fs::read(path).map_err(|source| PolicyLoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| PolicyLoadError::NotUtf8 {
-        path: path.to_owned(),
-    })?;
-    if text.trim().is_empty() {
-        return Err(PolicyLoadError::Empty {
+impl GatewayPolicy {
+    /// Loads the policy file at `path` into a new store.
+    ///
+    /// `namespace` is given to documents that name none (and a document naming another is
+    /// refused). Spawn the returned [`FileSource`] to follow later saves.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyLoadError`] when the file cannot be read or a document is invalid.
+    pub fn load(
+        path: &Path,
+        namespace: Option<&str>,
+    ) -> Result<(Self, FileSource), PolicyLoadError> {
+        let refused = |source| PolicyLoadError::Apply {
             path: path.to_owned(),
-        });
+            source,
+        };
+        let store = PolicyStore::new();
+        let mut source = FileSource::new(path, store.clone());
+        if let Some(namespace) = namespace {
+            source = source.namespace(namespace);
+        }
+        let report = source.load().map_err(refused)?;
+        let id = match report.changes.first() {
+            Some(change) => change.id().clone(),
+            // Not reached: the first load of a file either fails or applies at least one policy.
+            None => {
+                return Err(refused(ApplyError::Read {
+                    path: path.to_owned(),
+                    message: "no policy in the file".to_owned(),
+                }));
+            }
+        };
+        let policy = Self {
+            path: path.to_owned(),
+            store,
+            id,
+        };
+        Ok((policy, source))
     }
-    let (namespace, name) = scan_metadata(&text);
-    Ok(LoadedPolicy {
-        path: path.to_owned(),
-        text,
-        namespace,
-        name,
-    })
-}
 
-/// Finds `namespace:` and `name:` directly under a top-level `metadata:` line.
-// replaced by fluxgate_core::policy once merged
-fn scan_metadata(text: &str) -> (Option<String>, Option<String>) {
-    let (mut namespace, mut name) = (None, None);
-    let mut in_metadata = false;
-    let mut indent = None;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let depth = line.len() - trimmed.len();
-        if depth == 0 {
-            in_metadata = trimmed.trim_end() == "metadata:";
-            continue;
-        }
-        if !in_metadata || *indent.get_or_insert(depth) != depth {
-            continue;
-        }
-        let value = |rest: &str| Some(rest.trim().trim_matches(['"', '\'']).to_owned());
-        if let Some(rest) = trimmed.strip_prefix("namespace:") {
-            namespace = value(rest);
-        } else if let Some(rest) = trimmed.strip_prefix("name:") {
-            name = value(rest);
-        }
+    /// The file the policy comes from.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    (namespace, name)
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// The id of the policy the gateway follows.
+    #[must_use]
+    pub fn id(&self) -> &PolicyId {
+        &self.id
+    }
 
-    #[test]
-    fn scans_only_top_level_metadata() {
-        let text = "kind: X\nmetadata:\n  name: \"a\"\n  labels:\n    name: nested\nspec:\n  name: other\n";
-        assert_eq!(scan_metadata(text), (None, Some("a".to_owned())));
+    /// The store holding the file's policies.
+    #[must_use]
+    pub fn store(&self) -> &PolicyStore {
+        &self.store
+    }
+
+    /// The slot the layers read the policy from.
+    #[must_use]
+    pub fn slot(&self) -> PolicySlot {
+        self.store.slot(&self.id)
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use clap::Parser;
 use fluxgate_examples::admin::{AdminService, GatewayStatus};
 use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
-use fluxgate_examples::policy::load_policy_file;
+use fluxgate_examples::policy::GatewayPolicy;
 use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
 use fluxgate_examples::rotation::WeightedRotation;
 use fluxgate_examples::server::{self, ServerConfig};
@@ -52,8 +52,10 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let policy_path = args.policy.take().unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/checkout-service-policy.yaml")
     });
-    let policy = load_policy_file(&policy_path)?;
-    tracing::info!(path = %policy.path.display(), namespace = ?policy.namespace, name = ?policy.name, "policy loaded");
+    let (policy, source) = GatewayPolicy::load(&policy_path, args.namespace.as_deref())?;
+    // Saves to the policy file are applied while traffic flows; an invalid save is refused.
+    let _following = source.spawn()?;
+    tracing::info!(path = %policy_path.display(), id = %policy.id(), "policy loaded");
 
     // Without upstreams, run the demo ones; they stop when `_demos` is dropped.
     let _demos = if args.upstreams.is_empty() {
