@@ -26,7 +26,9 @@ use crate::shared::{Shared, Windows};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut policy = TrafficPolicy::new(None, "web");
-/// policy.spec.canary = Some(CanarySpec { weight: 10, ..Default::default() });
+/// let mut spec = CanarySpec::default();
+/// spec.weight = 10;
+/// policy.spec.canary = Some(spec);
 /// let compiled = CompiledPolicy::compile(&policy)?;
 /// let svc = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
 /// let (canary, judge) = Canary::new(svc, svc, compiled.canary().unwrap())?;

@@ -24,7 +24,9 @@ use crate::shared::Shared;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let mut policy = TrafficPolicy::new(None, "web");
-/// policy.spec.canary = Some(CanarySpec { weight: 100, ..Default::default() });
+/// let mut spec = CanarySpec::default();
+/// spec.weight = 100;
+/// policy.spec.canary = Some(spec);
 /// let compiled = CompiledPolicy::compile(&policy)?;
 /// let canary = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("canary")) });
 /// let stable = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("stable")) });

@@ -65,6 +65,7 @@
 //! let (router, judge) = Canary::new(ok, ok, compiled.canary().unwrap())?;
 //! let handle = router.handle();
 //! let _judge = judge.spawn();
+//! tokio::time::sleep(Duration::from_millis(1)).await; // just past the window's start
 //! for _ in 0..2 {
 //!     for _ in 0..100 {
 //!         router.clone().oneshot(http::Request::new(())).await?;

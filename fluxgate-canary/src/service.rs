@@ -38,11 +38,9 @@ use crate::shared::Shared;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let mut policy = TrafficPolicy::new(None, "web");
 /// let header = MatchCondition::exact("x-canary", "true");
-/// policy.spec.canary = Some(CanarySpec {
-///     weight: 0,
-///     matches: vec![CanaryMatch { header: Some(header), ..Default::default() }],
-///     ..Default::default()
-/// });
+/// let mut spec = CanarySpec::default();
+/// spec.matches = vec![CanaryMatch { header: Some(header), ..Default::default() }];
+/// policy.spec.canary = Some(spec);
 /// let compiled = CompiledPolicy::compile(&policy)?;
 /// let stable = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("stable")) });
 /// let canary = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("canary")) });

@@ -91,7 +91,9 @@ pub struct SideStats {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut policy = TrafficPolicy::new(None, "web");
-/// policy.spec.canary = Some(CanarySpec { weight: 10, ..Default::default() });
+/// let mut spec = CanarySpec::default();
+/// spec.weight = 10;
+/// policy.spec.canary = Some(spec);
 /// let compiled = CompiledPolicy::compile(&policy)?;
 /// let svc = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
 /// let (canary, _judge) = Canary::new(svc, svc, compiled.canary().unwrap())?;

@@ -34,7 +34,11 @@ async fn header_exact_prefix_regex() {
     ];
     for (headers, side) in cases {
         for _ in 0..20 {
-            assert_eq!(send(&r, req("/", &headers)).await.unwrap(), side, "{headers:?}");
+            assert_eq!(
+                send(&r, req("/", &headers)).await.unwrap(),
+                side,
+                "{headers:?}"
+            );
         }
     }
 }
@@ -58,7 +62,11 @@ async fn cookie_and_query() {
         ("/p?notcanary=1", vec![], "stable"),
     ];
     for (uri, headers, side) in cases {
-        assert_eq!(send(&r, req(uri, &headers)).await.unwrap(), side, "{uri} {headers:?}");
+        assert_eq!(
+            send(&r, req(uri, &headers)).await.unwrap(),
+            side,
+            "{uri} {headers:?}"
+        );
     }
 }
 
@@ -67,9 +75,17 @@ async fn conditions_in_one_entry_are_and_ed() {
     let (r, _, _) = router(
         r#"{weight: 0, match: [{header: {name: x-canary, value: "true"}, query: {name: v, value: "2"}}]}"#,
     );
-    assert_eq!(send(&r, req("/?v=2", &[("x-canary", "true")])).await.unwrap(), "canary");
+    assert_eq!(
+        send(&r, req("/?v=2", &[("x-canary", "true")]))
+            .await
+            .unwrap(),
+        "canary"
+    );
     assert_eq!(send(&r, req("/?v=2", &[])).await.unwrap(), "stable");
-    assert_eq!(send(&r, req("/", &[("x-canary", "true")])).await.unwrap(), "stable");
+    assert_eq!(
+        send(&r, req("/", &[("x-canary", "true")])).await.unwrap(),
+        "stable"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -77,12 +93,18 @@ async fn matched_go_to_canary_whatever_the_weight_and_stop_after_rollback() {
     let (r, stable, canary) =
         router(r#"{weight: 10, match: [{header: {name: x-canary, value: "true"}}]}"#);
     for _ in 0..200 {
-        assert_eq!(send(&r, req("/", &[("x-canary", "true")])).await.unwrap(), "canary");
+        assert_eq!(
+            send(&r, req("/", &[("x-canary", "true")])).await.unwrap(),
+            "canary"
+        );
     }
     r.handle().abort().unwrap();
     let before = canary.calls();
     for _ in 0..200 {
-        assert_eq!(send(&r, req("/", &[("x-canary", "true")])).await.unwrap(), "stable");
+        assert_eq!(
+            send(&r, req("/", &[("x-canary", "true")])).await.unwrap(),
+            "stable"
+        );
         assert_eq!(get(&r).await, "stable");
     }
     assert_eq!(canary.calls(), before);
@@ -95,7 +117,10 @@ async fn rollback_matched_false_keeps_testers_on_the_canary() {
         r#"{weight: 50, rollbackMatched: false, match: [{header: {name: x-canary, value: "true"}}]}"#,
     );
     r.handle().abort().unwrap();
-    assert_eq!(send(&r, req("/", &[("x-canary", "true")])).await.unwrap(), "canary");
+    assert_eq!(
+        send(&r, req("/", &[("x-canary", "true")])).await.unwrap(),
+        "canary"
+    );
     for _ in 0..100 {
         assert_eq!(get(&r).await, "stable");
     }
@@ -107,7 +132,10 @@ async fn disabled_canary_gets_nothing() {
         r#"{enabled: false, weight: 50, match: [{header: {name: x-canary, value: "true"}}]}"#,
     );
     for _ in 0..100 {
-        assert_eq!(send(&r, req("/", &[("x-canary", "true")])).await.unwrap(), "stable");
+        assert_eq!(
+            send(&r, req("/", &[("x-canary", "true")])).await.unwrap(),
+            "stable"
+        );
         assert_eq!(get(&r).await, "stable");
     }
     assert_eq!(canary.calls(), 0);

@@ -45,14 +45,25 @@ async fn steps_advance_while_analysis_passes_and_the_last_one_promotes() {
 
 #[tokio::test(start_paused = true)]
 async fn too_few_samples_hold_neither_pass_nor_fail() {
-    let (r, _, _) = router("{steps: [10, 50], interval: 1s, minRequests: 20, metrics: {targetErrorRate: 0.01}}");
+    let (r, _, _) = router(
+        "{steps: [10, 50], interval: 1s, minRequests: 20, metrics: {targetErrorRate: 0.01}}",
+    );
     let handle = r.handle();
     sleep(Duration::from_millis(1)).await;
     for _ in 0..3 {
         interval(&r, 50).await; // about 5 canary requests per interval
         let snapshot = handle.snapshot();
         assert_eq!((snapshot.weight, snapshot.failed_checks), (10, 0));
-        assert!(matches!(snapshot.last_decision, Some((Decision::Held { min_requests: 20, .. }, _))));
+        assert!(matches!(
+            snapshot.last_decision,
+            Some((
+                Decision::Held {
+                    min_requests: 20,
+                    ..
+                },
+                _
+            ))
+        ));
     }
     assert_eq!(handle.snapshot().transitions.held, 3);
     interval(&r, 1000).await;
@@ -76,7 +87,8 @@ async fn a_new_policy_version_keeps_progress() {
     let spec = "{steps: [5, 10, 20, 40], interval: 1s, minRequests: 10}";
     store.apply_bytes(yaml(spec).as_bytes(), None).unwrap();
     let slot = store.slot(&PolicyId::new("t", "web"));
-    let (r, judge) = fluxgate_canary::Canary::new(Backend::new("stable"), Backend::new("canary"), slot).unwrap();
+    let (r, judge) =
+        fluxgate_canary::Canary::new(Backend::new("stable"), Backend::new("canary"), slot).unwrap();
     let r: Router = r;
     judge.spawn();
     let handle = r.handle();
@@ -85,10 +97,14 @@ async fn a_new_policy_version_keeps_progress() {
     interval(&r, 1000).await;
     assert_eq!(handle.snapshot().weight, 20);
     // New targets, same steps: the step stays.
-    let spec = "{steps: [5, 10, 20, 40], interval: 1s, minRequests: 10, metrics: {targetErrorRate: 0.05}}";
+    let spec =
+        "{steps: [5, 10, 20, 40], interval: 1s, minRequests: 10, metrics: {targetErrorRate: 0.05}}";
     store.apply_bytes(yaml(spec).as_bytes(), None).unwrap();
     let snapshot = handle.snapshot();
-    assert_eq!((snapshot.weight, snapshot.step, snapshot.generation), (20, Some(2), Some(2)));
+    assert_eq!(
+        (snapshot.weight, snapshot.step, snapshot.generation),
+        (20, Some(2), Some(2))
+    );
     // New steps: the highest step at or below the weight.
     let spec = "{steps: [15, 30, 60], interval: 1s, minRequests: 10}";
     store.apply_bytes(yaml(spec).as_bytes(), None).unwrap();

@@ -25,10 +25,16 @@ async fn error_rate_above_target_rolls_back_within_one_interval() {
     burst(&r, 2000).await;
     sleep(Duration::from_secs(1)).await;
     assert_eq!(r.handle().snapshot().phase, Phase::RolledBack);
-    let RollbackReason::FailedChecks { check, failed_checks: 1 } = reason(&r) else {
+    let RollbackReason::FailedChecks {
+        check,
+        failed_checks: 1,
+    } = reason(&r)
+    else {
         panic!("{:?}", reason(&r));
     };
-    let Finding::ErrorRate { value, target } = check.finding else { panic!("{check:?}") };
+    let Finding::ErrorRate { value, target } = check.finding else {
+        panic!("{check:?}")
+    };
     assert_eq!(target, 0.01);
     assert!((value - 0.0125).abs() < 0.002, "{value}");
     assert_eq!(check.samples as usize, canary.calls());
@@ -44,28 +50,43 @@ async fn p99_above_target_rolls_back_within_one_interval() {
     burst(&r, 200).await;
     sleep(Duration::from_millis(600)).await;
     assert_eq!(r.handle().snapshot().phase, Phase::RolledBack);
-    let RollbackReason::FailedChecks { check, .. } = reason(&r) else { panic!() };
-    let Finding::P99Latency { value, target } = check.finding else { panic!("{check:?}") };
+    let RollbackReason::FailedChecks { check, .. } = reason(&r) else {
+        panic!()
+    };
+    let Finding::P99Latency { value, target } = check.finding else {
+        panic!("{check:?}")
+    };
     assert_eq!(target, Duration::from_millis(300));
-    assert!(value.abs_diff(Duration::from_millis(400)) < Duration::from_millis(10), "{value:?}");
+    assert!(
+        value.abs_diff(Duration::from_millis(400)) < Duration::from_millis(10),
+        "{value:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn failed_checks_hold_the_weight_until_the_threshold() {
-    let (r, _, canary) = router(
-        "{steps: [10, 20], interval: 1s, errorBudget: 0, metrics: {targetErrorRate: 0.01}}",
-    );
+    let (r, _, canary) =
+        router("{steps: [10, 20], interval: 1s, errorBudget: 0, metrics: {targetErrorRate: 0.01}}");
     canary.set_status(500);
     sleep(Duration::from_millis(1)).await;
     for failed in 1..=2 {
         burst(&r, 1000).await;
         sleep(Duration::from_secs(1)).await;
         let snapshot = r.handle().snapshot();
-        assert_eq!((snapshot.phase, snapshot.weight, snapshot.failed_checks), (Phase::Progressing, 10, failed));
+        assert_eq!(
+            (snapshot.phase, snapshot.weight, snapshot.failed_checks),
+            (Phase::Progressing, 10, failed)
+        );
     }
     burst(&r, 1000).await;
     sleep(Duration::from_secs(1)).await;
-    assert!(matches!(reason(&r), RollbackReason::FailedChecks { failed_checks: 3, .. }));
+    assert!(matches!(
+        reason(&r),
+        RollbackReason::FailedChecks {
+            failed_checks: 3,
+            ..
+        }
+    ));
     assert_eq!(r.handle().snapshot().transitions.failed, 3);
 }
 
@@ -74,10 +95,18 @@ async fn error_budget_rolls_back_at_once_and_nothing_reaches_the_canary_after() 
     let (r, stable, canary) = router("{weight: 50, interval: 10s, stickyKey: header.x-client-id}");
     canary.set_status(500);
     let start = Instant::now();
-    let keyed = |id: u32| Request::get("/").header("x-client-id", id.to_string()).body(()).unwrap();
+    let keyed = |id: u32| {
+        Request::get("/")
+            .header("x-client-id", id.to_string())
+            .body(())
+            .unwrap()
+    };
     let mut on_canary = Vec::new();
     while r.handle().snapshot().phase == Phase::Progressing {
-        assert!(start.elapsed() < Duration::from_secs(1), "not rolled back within a second");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "not rolled back within a second"
+        );
         for id in 0..10 {
             if send(&r, keyed(id)).await.unwrap() == "canary" {
                 on_canary.push(id);
@@ -85,8 +114,16 @@ async fn error_budget_rolls_back_at_once_and_nothing_reaches_the_canary_after() 
         }
         sleep(Duration::from_millis(10)).await;
     }
-    let RollbackReason::ErrorBudget(check) = reason(&r) else { panic!("{:?}", reason(&r)) };
-    assert_eq!(check.finding, Finding::Availability { value: 0.0, budget: 0.985 });
+    let RollbackReason::ErrorBudget(check) = reason(&r) else {
+        panic!("{:?}", reason(&r))
+    };
+    assert_eq!(
+        check.finding,
+        Finding::Availability {
+            value: 0.0,
+            budget: 0.985
+        }
+    );
     assert!(check.samples >= 20);
     assert!(!on_canary.is_empty());
     let (canary_calls, stable_calls) = (canary.calls(), stable.calls());

@@ -8,7 +8,10 @@ use http::Request;
 use support::{Backend, Router, get, router, send, yaml};
 
 fn keyed(id: u32) -> Request<()> {
-    Request::get("/").header("x-client-id", format!("client-{id}")).body(()).unwrap()
+    Request::get("/")
+        .header("x-client-id", format!("client-{id}"))
+        .body(())
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -19,7 +22,9 @@ async fn hundred_thousand_requests_at_weight_10_within_half_a_point() {
     for _ in 0..100_000 {
         use tower::ServiceExt;
         one.ready().await.unwrap();
-        let _ = tower::Service::call(&mut one, Request::new(())).await.unwrap();
+        let _ = tower::Service::call(&mut one, Request::new(()))
+            .await
+            .unwrap();
     }
     let share = canary.calls() as f64 / 100_000.0;
     assert!((share - 0.10).abs() < 0.0005, "one clone: {share}");
@@ -75,12 +80,18 @@ async fn raising_the_weight_only_moves_clients_from_stable_to_canary() {
         let mut count = 0;
         for (id, was) in previous.iter_mut().enumerate() {
             let side = send(&r, keyed(id as u32)).await.unwrap();
-            assert!(!(*was == "canary" && side == "stable"), "client {id} moved back at {weight}");
+            assert!(
+                !(*was == "canary" && side == "stable"),
+                "client {id} moved back at {weight}"
+            );
             *was = side;
             count += usize::from(side == "canary");
         }
         let expected = 20 * weight;
-        assert!(count.abs_diff(expected) <= 2 * 20 + expected / 5, "{weight}: {count}");
+        assert!(
+            count.abs_diff(expected) <= 2 * 20 + expected / 5,
+            "{weight}: {count}"
+        );
         assert_eq!(r.handle().snapshot().weight as usize, weight);
     }
 }

@@ -41,7 +41,8 @@ impl Backend {
         self.status.store(status, Ordering::SeqCst);
     }
     pub fn set_delay(&self, delay: Duration) {
-        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
     pub fn fail_every(&self, n: u64) {
         self.fail_every.store(n, Ordering::SeqCst);
