@@ -61,7 +61,7 @@ impl Service<Request<()>> for Backend {
     fn call(&mut self, _: Request<()>) -> Self::Future {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) as u64 + 1;
         let every = self.fail_every.load(Ordering::SeqCst);
-        let status = if every > 0 && n % every == 0 {
+        let status = if every > 0 && n.is_multiple_of(every) {
             500
         } else {
             self.status.load(Ordering::SeqCst)
