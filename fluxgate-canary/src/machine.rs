@@ -67,25 +67,16 @@ impl Machine {
 
     /// What the request path reads.
     pub(crate) fn route(&self) -> Route {
-        if !self.settings.enabled {
-            return Route {
-                weight: 0,
-                matched: false,
-            };
-        }
-        match self.phase {
-            Phase::Progressing | Phase::Paused => Route {
-                weight: self.weight,
-                matched: true,
-            },
-            Phase::Promoted => Route {
-                weight: 100,
-                matched: true,
-            },
-            Phase::RolledBack => Route {
-                weight: 0,
-                matched: !self.settings.rollback_matched,
-            },
+        let (weight, matched) = match self.phase {
+            _ if !self.settings.enabled => (0, false),
+            Phase::Progressing | Phase::Paused => (self.weight, true),
+            Phase::Promoted => (100, true),
+            Phase::RolledBack => (0, !self.settings.rollback_matched),
+        };
+        Route {
+            weight,
+            matched,
+            rules: self.settings.rules,
         }
     }
 

@@ -33,8 +33,9 @@ impl std::fmt::Display for Side {
 /// requests below a threshold tracks the threshold within a request or two.
 pub(crate) const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// What the request path reads on every request, packed in one word: the weight (low 8 bits)
-/// and whether matched requests go to the canary (bit 8).
+/// What the request path reads on every request, packed in one word: the weight (low 8 bits),
+/// whether matched requests go to the canary (bit 8) and whether there are match rules or a
+/// sticky key to look at (bit 9).
 #[derive(Debug, Default)]
 pub(crate) struct RouteWord(AtomicU32);
 
@@ -42,6 +43,7 @@ pub(crate) struct RouteWord(AtomicU32);
 pub(crate) struct Route {
     pub(crate) weight: u8,
     pub(crate) matched: bool,
+    pub(crate) rules: bool,
 }
 
 impl RouteWord {
@@ -50,11 +52,14 @@ impl RouteWord {
         Route {
             weight: (word & 0xff) as u8,
             matched: word & 0x100 != 0,
+            rules: word & 0x200 != 0,
         }
     }
 
     pub(crate) fn store(&self, route: Route) {
-        let word = u32::from(route.weight.min(100)) | (u32::from(route.matched) << 8);
+        let word = u32::from(route.weight.min(100))
+            | (u32::from(route.matched) << 8)
+            | (u32::from(route.rules) << 9);
         self.0.store(word, Ordering::Release);
     }
 }
@@ -102,8 +107,15 @@ mod tests {
     fn route_word_round_trips() {
         let word = RouteWord::default();
         for (weight, matched) in [(0, false), (10, true), (100, false), (100, true)] {
-            word.store(Route { weight, matched });
-            assert_eq!(word.load(), Route { weight, matched });
+            for rules in [false, true] {
+                let route = Route {
+                    weight,
+                    matched,
+                    rules,
+                };
+                word.store(route);
+                assert_eq!(word.load(), route);
+            }
         }
     }
 

@@ -154,22 +154,22 @@ impl<S, C> Canary<S, C> {
         if route.weight >= 100 {
             return Side::Canary;
         }
-        if !route.matched && route.weight == 0 {
-            return Side::Stable;
-        }
-        let rules = self.shared.rules.load();
-        if route.matched && rules.matcher.matches(request.headers(), request.uri()) {
-            return Side::Canary;
+        if route.rules && (route.matched || route.weight > 0) {
+            let rules = self.shared.rules.load();
+            if route.matched && rules.matcher.matches(request.headers(), request.uri()) {
+                return Side::Canary;
+            }
+            if route.weight > 0
+                && let Some(hash) = rules
+                    .sticky
+                    .as_ref()
+                    .and_then(|k| k.extract(request).hash64())
+            {
+                return sticky_side(hash, route.weight);
+            }
         }
         if route.weight == 0 {
             return Side::Stable;
-        }
-        if let Some(hash) = rules
-            .sticky
-            .as_ref()
-            .and_then(|k| k.extract(request).hash64())
-        {
-            return sticky_side(hash, route.weight);
         }
         sequence_side(&mut self.seq, route.weight)
     }

@@ -152,6 +152,8 @@ pub(crate) struct Settings {
     pub(crate) failure_threshold: u32,
     pub(crate) error_budget: f64,
     pub(crate) rollback_matched: bool,
+    /// Whether there are match rules or a sticky key.
+    pub(crate) rules: bool,
     pub(crate) target_error_rate: Option<f64>,
     pub(crate) target_p99_latency: Option<Duration>,
 }
@@ -168,6 +170,7 @@ impl Settings {
                 failure_threshold: c.failure_threshold.max(1),
                 error_budget: c.error_budget,
                 rollback_matched: c.rollback_matched,
+                rules: !c.matcher.is_empty() || c.sticky_key.is_some(),
                 target_error_rate: c.target_error_rate,
                 target_p99_latency: c.target_p99_latency,
             },
@@ -180,6 +183,7 @@ impl Settings {
                 failure_threshold: 3,
                 error_budget: 0.985,
                 rollback_matched: true,
+                rules: false,
                 target_error_rate: None,
                 target_p99_latency: None,
             },

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::quantile::LatencyQuantiles;
 use fluxgate_core::store::{AppliedPolicy, PolicySlot};
-use fluxgate_core::window::TimeWindow;
+use fluxgate_core::window::{MAX_BUCKETS, TimeWindow};
 use tokio::time::Instant;
 
 use crate::error::CanaryError;
@@ -17,42 +17,39 @@ use crate::route::{Route, RouteWord, Side, mix};
 use crate::settings::{CanaryOptions, RouteRules, Settings};
 use crate::snapshot::{SideStats, Snapshot};
 
-/// Analysis windows are cut in this many buckets.
+/// Latency windows are cut in this many buckets.
 const ANALYSIS_BUCKETS: u32 = 10;
-/// The most buckets the budget window has (`MAX_BUCKETS` of core).
-const MAX_BUDGET_BUCKETS: u32 = 3_600;
 
-/// One side's windows.
+/// One side's windows. The counts window is the budget's sliding window and the analysis
+/// window at once: its buckets divide the interval exactly, so read at an interval boundary it
+/// covers exactly the interval that just ended.
 #[derive(Debug)]
 pub(crate) struct SideWindows {
-    analysis: TimeWindow,
+    counts: TimeWindow,
     latency: LatencyQuantiles,
-    budget: TimeWindow,
 }
 
 impl SideWindows {
     fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
+        let buckets = interval
+            .as_nanos()
+            .div_ceil(tick.as_nanos().max(1))
+            .clamp(1, u128::from(MAX_BUCKETS));
+        let buckets = u32::try_from(buckets).unwrap_or(MAX_BUCKETS);
         let width = interval / ANALYSIS_BUCKETS;
-        let budget_width = tick.max(interval / MAX_BUDGET_BUCKETS);
-        let budget_buckets = (interval.as_nanos() / budget_width.as_nanos()).max(1);
         Ok(Self {
-            analysis: TimeWindow::new(width, ANALYSIS_BUCKETS)?,
+            counts: TimeWindow::new(interval / buckets, buckets)?,
             latency: LatencyQuantiles::new(width, ANALYSIS_BUCKETS)?,
-            budget: TimeWindow::new(
-                budget_width,
-                u32::try_from(budget_buckets).unwrap_or(MAX_BUDGET_BUCKETS),
-            )?,
         })
     }
 
     pub(crate) fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
-        self.analysis.record(now, outcome);
+        self.counts.record(now, outcome);
         self.latency.record(now, latency);
-        self.budget.record(now, outcome);
     }
 
     fn measure(&self, now: Instant) -> Measurement {
-        let totals = self.analysis.totals(now);
+        let totals = self.counts.totals(now);
         Measurement {
             samples: totals.requests,
             error_rate: totals.success_rate().map(|s| 1.0 - s),
@@ -189,7 +186,7 @@ impl Shared {
     }
 
     pub(crate) fn check_budget(&self, now: Instant) {
-        let totals = self.windows.load().canary.budget.totals(now);
+        let totals = self.windows.load().canary.counts.totals(now);
         let mut machine = self.lock();
         machine.budget(totals.requests, totals.success_rate(), now);
         self.publish(&machine);

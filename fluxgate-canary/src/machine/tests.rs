@@ -31,7 +31,8 @@ fn budget_needs_min_requests() {
         m.route(),
         Route {
             weight: 0,
-            matched: false
+            matched: false,
+            rules: false
         }
     );
 }
