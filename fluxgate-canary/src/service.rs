@@ -133,7 +133,7 @@ impl<S, C> Canary<S, C> {
         CanaryHandle::new(self.shared.clone())
     }
 
-    /// The stable service.
+    /// The stable and canary services.
     #[must_use]
     pub fn get_ref(&self) -> (&S, &C) {
         (&self.stable, &self.canary)
@@ -144,7 +144,7 @@ impl<S, C> Canary<S, C> {
         (&mut self.stable, &mut self.canary)
     }
 
-    /// The stable and canary services.
+    /// Takes the stable and canary services back.
     pub fn into_inner(self) -> (S, C) {
         (self.stable, self.canary)
     }

@@ -174,19 +174,23 @@ impl Settings {
                 target_error_rate: c.target_error_rate,
                 target_p99_latency: c.target_p99_latency,
             },
-            None => Self {
-                enabled: false,
-                weight: 0,
-                steps: Vec::new(),
-                interval: Duration::from_secs(10),
-                min_requests: 20,
-                failure_threshold: 3,
-                error_budget: 0.985,
-                rollback_matched: true,
-                rules: false,
-                target_error_rate: None,
-                target_p99_latency: None,
-            },
+            None => {
+                // The policy's defaults, with the canary off.
+                let spec = fluxgate_core::policy::Canary::default();
+                Self {
+                    enabled: false,
+                    weight: 0,
+                    steps: Vec::new(),
+                    interval: spec.interval.as_std(),
+                    min_requests: spec.min_requests,
+                    failure_threshold: spec.failure_threshold,
+                    error_budget: spec.error_budget,
+                    rollback_matched: spec.rollback_matched,
+                    rules: false,
+                    target_error_rate: None,
+                    target_p99_latency: None,
+                }
+            }
         }
     }
 }
