@@ -1,5 +1,104 @@
-//! FluxGate's canary router: header, cookie and weighted routing to a new version, progressive
-//! shifting and an in-process judge that rolls back.
+//! FluxGate's canary router: sends a share of traffic to a new version, judges it in-process,
+//! advances it step by step and rolls it back on its own.
 //!
-//! This crate is being built; its policy section (`spec.canary`) is already parsed and validated
-//! by [`fluxgate_core::policy`].
+//! Use [`Canary`] (or [`CanaryLayer`]) between two services, typically two `Balance`s over the
+//! stable and the canary endpoints, driven by a policy's `spec.canary` ([`CanarySource`]: a
+//! compiled canary, or a [`PolicySlot`](fluxgate_core::store::PolicySlot) that follows the
+//! store). Building one returns the router and its [`Judge`], the background task the caller
+//! spawns; [`Canary::handle`] gives the [`CanaryHandle`] an admin endpoint uses.
+//!
+//! # Routing
+//!
+//! - **Match**: a request matching `match` goes to the canary whatever the weight (entries are
+//!   OR-ed, the conditions of one entry AND-ed; `header`, `cookie` parsed from `Cookie`,
+//!   `query` percent-decoded; `exact`, `prefix`, or `regex` searched anywhere in the value).
+//! - **Split**: other requests go to the canary with probability `weight`%. Without a sticky key,
+//!   each router clone walks a Weyl sequence (`seq += 2⁶⁴/φ`, canary when `⌊seq·100/2⁶⁴⌋ <
+//!   weight`) from its own seed, so the share is exact within a request or two per clone.
+//! - **Stickiness**: with `stickyKey`, the side is a function of the key and the weight only:
+//!   canary when `⌊fmix64(fnv1a(key))·100/2⁶⁴⌋ < weight`. Replicas agree, and raising the weight
+//!   only moves clients from stable to canary. A request without the key is split as above.
+//!
+//! # Judging
+//!
+//! - **Steps**: with `steps`, the canary starts at the first step (else at `weight`); each
+//!   passing analysis moves one step up, and a passing analysis at the last step promotes it.
+//! - **Analysis**, every `interval` (10s): over the interval just ended, the canary's error rate
+//!   (failures and overloads per response) against `metrics.targetErrorRate` and its p99 against
+//!   `metrics.targetP99Latency`. Fewer than `minRequests` (20) canary responses is neither a pass
+//!   nor a failure: the weight holds ([`InsufficientSamples`] changes that). A failed check holds
+//!   the weight; `failureThreshold` (3) failed checks in a row roll back; a pass resets the count.
+//! - **Error budget**, every 200ms over a sliding window as long as the interval: once it holds
+//!   at least `minRequests` canary responses and availability is below `errorBudget` (0.985),
+//!   the canary is rolled back at once (also when paused).
+//! - **Rollback** is complete: weight 0, no sticky client kept (stickiness is stateless, so no
+//!   assignment survives), matched requests to stable too unless `rollbackMatched: false`, and
+//!   the reason ([`RollbackReason`]: metric, value, target, sample size) is in the [`Snapshot`].
+//! - **Policy versions** (from a slot): targets, thresholds, budget, match rules and the sticky
+//!   key change at once; the phase, failed checks and weight stay, except that changed `steps`
+//!   put the canary on the highest step at or below its weight (the weight never rises with a
+//!   policy change); a changed `interval` rebuilds the windows (their samples are dropped).
+//!   Promotion and rollback stay until [`CanaryHandle::restart`].
+//!
+//! Every transition is a tracing event (target `fluxgate_canary`) and counted in
+//! [`Snapshot::transitions`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use fluxgate_canary::{Canary, Phase};
+//! use fluxgate_core::policy::{parse_policies, CompiledPolicy};
+//! use tower::{service_fn, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let yaml = br#"
+//! apiVersion: fluxgate.io/v1beta1
+//! kind: TrafficPolicy
+//! metadata: {name: checkout}
+//! spec:
+//!   canary: {steps: [10, 50], interval: 1s, minRequests: 5, metrics: {targetErrorRate: 0.01}}
+//! "#;
+//! let compiled = CompiledPolicy::compile(&parse_policies(yaml)?[0])?;
+//! let ok = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
+//! let (router, judge) = Canary::new(ok, ok, compiled.canary().unwrap())?;
+//! let handle = router.handle();
+//! let _judge = judge.spawn();
+//! tokio::time::sleep(Duration::from_millis(1)).await; // just past the window's start
+//! for _ in 0..2 {
+//!     for _ in 0..100 {
+//!         router.clone().oneshot(http::Request::new(())).await?;
+//!     }
+//!     tokio::time::sleep(Duration::from_secs(1)).await;
+//! }
+//! assert_eq!(handle.snapshot().phase, Phase::Promoted);
+//! # Ok(()) }
+//! ```
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod decision;
+mod error;
+pub mod future;
+mod handle;
+mod judge;
+mod layer;
+mod machine;
+mod route;
+mod service;
+mod settings;
+mod shared;
+mod snapshot;
+
+pub use decision::{Action, Check, Decision, Finding, Phase, RollbackReason};
+pub use error::CanaryError;
+pub use handle::CanaryHandle;
+pub use judge::Judge;
+pub use layer::CanaryLayer;
+pub use route::Side;
+pub use service::Canary;
+pub use settings::{CanaryOptions, CanarySource, InsufficientSamples, MIN_INTERVAL};
+pub use snapshot::{SideStats, Snapshot, Transitions};
+
+/// The error type of the router: either side's error, boxed, or a [`CanaryError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,237 @@
+//! [`Canary`]: the router between a stable and a canary service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::error::CanaryError;
+use crate::future::{FutureOf, ResponseFuture};
+use crate::handle::CanaryHandle;
+use crate::judge::Judge;
+use crate::layer::CanaryLayer;
+use crate::route::{Route, Side, sequence_side, sticky_side};
+use crate::settings::{CanaryOptions, CanarySource};
+use crate::shared::Shared;
+
+/// Routes each request to a stable or a canary service, as the crate docs describe.
+///
+/// # Readiness
+///
+/// Like tower's `Steer`, `poll_ready` is `Ready` only when **both** services are ready, since
+/// the side is chosen in `call`; a side that is not ready holds every request back, the canary
+/// included after a rollback. After a call, the side that took the request must be polled
+/// ready again. It is backpressure-sensitive: in axum, put it around the router or use a
+/// `Buffer`/load-shed in front. Calling without readiness fails that call with
+/// [`CanaryError::NotReady`] (no panic).
+///
+/// Errors of both sides are boxed ([`BoxError`]) and passed through unchanged.
+///
+/// ```
+/// use fluxgate_canary::Canary;
+/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, MatchCondition, CanaryMatch, TrafficPolicy};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let mut policy = TrafficPolicy::new(None, "web");
+/// let header = MatchCondition::exact("x-canary", "true");
+/// let mut spec = CanarySpec::default();
+/// spec.matches = vec![CanaryMatch { header: Some(header), ..Default::default() }];
+/// policy.spec.canary = Some(spec);
+/// let compiled = CompiledPolicy::compile(&policy)?;
+/// let stable = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("stable")) });
+/// let canary = service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new("canary")) });
+/// let (router, judge) = Canary::new(stable, canary, compiled.canary().unwrap())?;
+/// let _judge = judge.spawn();
+///
+/// let tester = http::Request::get("/").header("x-canary", "true").body(())?;
+/// assert_eq!(*router.clone().oneshot(tester).await?.body(), "canary");
+/// assert_eq!(*router.oneshot(http::Request::new(())).await?.body(), "stable");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Canary<S, C> {
+    stable: S,
+    canary: C,
+    shared: Arc<Shared>,
+    alive: Arc<()>,
+    seq: u64,
+    ready: [bool; 2],
+}
+
+impl<S: Clone, C: Clone> Clone for Canary<S, C> {
+    /// A clone shares the canary's state, starts unready and gets its own split sequence.
+    fn clone(&self) -> Self {
+        Self::from_parts(
+            self.stable.clone(),
+            self.canary.clone(),
+            self.shared.clone(),
+            self.alive.clone(),
+        )
+    }
+}
+
+impl<S, C> Canary<S, C> {
+    /// A router between `stable` and `canary` with default [`CanaryOptions`], and its judge.
+    ///
+    /// # Errors
+    ///
+    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
+    pub fn new(
+        stable: S,
+        canary: C,
+        source: impl Into<CanarySource>,
+    ) -> Result<(Self, Judge), CanaryError> {
+        Self::with_options(stable, canary, source, CanaryOptions::default())
+    }
+
+    /// A router with options, and its judge.
+    ///
+    /// # Errors
+    ///
+    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
+    pub fn with_options(
+        stable: S,
+        canary: C,
+        source: impl Into<CanarySource>,
+        options: CanaryOptions,
+    ) -> Result<(Self, Judge), CanaryError> {
+        let (shared, alive, judge) = build(source.into(), options)?;
+        Ok((Self::from_parts(stable, canary, shared, alive), judge))
+    }
+
+    /// A layer that wraps a stable service into a router to `canary`, and its judge.
+    ///
+    /// # Errors
+    ///
+    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
+    pub fn layer(
+        canary: C,
+        source: impl Into<CanarySource>,
+    ) -> Result<(CanaryLayer<C>, Judge), CanaryError> {
+        CanaryLayer::new(canary, source, CanaryOptions::default())
+    }
+
+    pub(crate) fn from_parts(stable: S, canary: C, shared: Arc<Shared>, alive: Arc<()>) -> Self {
+        let seq = shared.seed();
+        Self {
+            stable,
+            canary,
+            shared,
+            alive,
+            seq,
+            ready: [false; 2],
+        }
+    }
+
+    /// A handle to read and steer the canary's state.
+    #[must_use]
+    pub fn handle(&self) -> CanaryHandle {
+        CanaryHandle::new(self.shared.clone())
+    }
+
+    /// The stable and canary services.
+    #[must_use]
+    pub fn get_ref(&self) -> (&S, &C) {
+        (&self.stable, &self.canary)
+    }
+
+    /// The services, mutably.
+    pub fn get_mut(&mut self) -> (&mut S, &mut C) {
+        (&mut self.stable, &mut self.canary)
+    }
+
+    /// Takes the stable and canary services back.
+    pub fn into_inner(self) -> (S, C) {
+        (self.stable, self.canary)
+    }
+
+    /// The side `request` goes to under `route`; advances this clone's split sequence.
+    fn pick<B>(&mut self, request: &Request<B>, route: Route) -> Side {
+        if route.weight >= 100 {
+            return Side::Canary;
+        }
+        if route.rules && (route.matched || route.weight > 0) {
+            let rules = self.shared.rules.load();
+            if route.matched && rules.matcher.matches(request.headers(), request.uri()) {
+                return Side::Canary;
+            }
+            if route.weight > 0
+                && let Some(hash) = rules
+                    .sticky
+                    .as_ref()
+                    .and_then(|k| k.extract(request).hash64())
+            {
+                return sticky_side(hash, route.weight);
+            }
+        }
+        if route.weight == 0 {
+            return Side::Stable;
+        }
+        sequence_side(&mut self.seq, route.weight)
+    }
+}
+
+pub(crate) fn build(
+    source: CanarySource,
+    options: CanaryOptions,
+) -> Result<(Arc<Shared>, Arc<()>, Judge), CanaryError> {
+    let shared = Arc::new(match source {
+        CanarySource::Fixed(canary) => Shared::new(None, Some(&canary), options)?,
+        CanarySource::Slot(slot) => Shared::new(Some(slot), None, options)?,
+    });
+    let alive = Arc::new(());
+    let judge = Judge::new(shared.clone(), Arc::downgrade(&alive));
+    Ok((shared, alive, judge))
+}
+
+impl<S, C, B, RB> Service<Request<B>> for Canary<S, C>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    C: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    C::Error: Into<BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = FutureOf<S, C, Request<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !self.ready[0] {
+            match self.stable.poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.ready[0] = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {}
+            }
+        }
+        if !self.ready[1] {
+            match self.canary.poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.ready[1] = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {}
+            }
+        }
+        if self.ready == [true; 2] {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if self.ready != [true; 2] {
+            return ResponseFuture::not_ready();
+        }
+        let route = self.shared.refresh();
+        let side = self.pick(&request, route);
+        self.shared.routed(side);
+        self.ready[side as usize] = false;
+        match side {
+            Side::Stable => ResponseFuture::stable(self.stable.call(request), self.shared.clone()),
+            Side::Canary => ResponseFuture::canary(self.canary.call(request), self.shared.clone()),
+        }
+    }
+}

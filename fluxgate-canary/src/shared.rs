@@ -1,0 +1,235 @@
+//! The state every clone of a canary router, its handle and its judge share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use fluxgate_core::outcome::Outcome;
+use fluxgate_core::quantile::LatencyQuantiles;
+use fluxgate_core::store::{AppliedPolicy, PolicySlot};
+use fluxgate_core::window::{MAX_BUCKETS, TimeWindow};
+use tokio::time::Instant;
+
+use crate::error::CanaryError;
+use crate::machine::{Machine, Measurement};
+use crate::route::{Route, RouteWord, Side, mix};
+use crate::settings::{CanaryOptions, RouteRules, Settings};
+use crate::snapshot::{SideStats, Snapshot};
+
+/// Latency windows are cut in this many buckets.
+const ANALYSIS_BUCKETS: u32 = 10;
+
+/// One side's windows. The counts window is the budget's sliding window and the analysis
+/// window at once: its buckets divide the interval exactly, so read at an interval boundary it
+/// covers exactly the interval that just ended.
+#[derive(Debug)]
+pub(crate) struct SideWindows {
+    counts: TimeWindow,
+    latency: LatencyQuantiles,
+}
+
+impl SideWindows {
+    fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
+        let buckets = interval
+            .as_nanos()
+            .div_ceil(tick.as_nanos().max(1))
+            .clamp(1, u128::from(MAX_BUCKETS));
+        let buckets = u32::try_from(buckets).unwrap_or(MAX_BUCKETS);
+        let width = interval / ANALYSIS_BUCKETS;
+        Ok(Self {
+            counts: TimeWindow::new(interval / buckets, buckets)?,
+            latency: LatencyQuantiles::new(width, ANALYSIS_BUCKETS)?,
+        })
+    }
+
+    pub(crate) fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
+        self.counts.record(now, outcome);
+        self.latency.record(now, latency);
+    }
+
+    fn measure(&self, now: Instant) -> Measurement {
+        let totals = self.counts.totals(now);
+        Measurement {
+            samples: totals.requests,
+            error_rate: totals.success_rate().map(|s| 1.0 - s),
+            p99: self.latency.quantile(now, 0.99),
+        }
+    }
+}
+
+/// Both sides' windows, rebuilt when the interval changes.
+#[derive(Debug)]
+pub(crate) struct Windows {
+    /// When the windows' buckets start: analyses fall on `origin + k·interval`.
+    pub(crate) origin: Instant,
+    pub(crate) interval: Duration,
+    stable: SideWindows,
+    canary: SideWindows,
+}
+
+impl Windows {
+    fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
+        Ok(Self {
+            origin: Instant::now(),
+            interval,
+            stable: SideWindows::new(interval, tick)?,
+            canary: SideWindows::new(interval, tick)?,
+        })
+    }
+
+    pub(crate) fn side(&self, side: Side) -> &SideWindows {
+        match side {
+            Side::Stable => &self.stable,
+            Side::Canary => &self.canary,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) route: RouteWord,
+    pub(crate) rules: ArcSwap<RouteRules>,
+    pub(crate) windows: ArcSwap<Windows>,
+    machine: Mutex<Machine>,
+    slot: Option<PolicySlot>,
+    /// The slot generation taken in (0: none).
+    generation: AtomicU64,
+    pub(crate) options: CanaryOptions,
+    routed: [AtomicU64; 2],
+    seeds: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        slot: Option<PolicySlot>,
+        fixed: Option<&fluxgate_core::policy::CompiledCanary>,
+        options: CanaryOptions,
+    ) -> Result<Self, CanaryError> {
+        let applied = slot.as_ref().and_then(PolicySlot::load_full);
+        let canary = match &applied {
+            Some(p) => p.compiled().canary(),
+            None => fixed,
+        };
+        let settings = Settings::of(canary);
+        let windows = Windows::new(settings.interval, options.budget_tick)?;
+        let machine = Machine::new(settings, windows.origin);
+        let shared = Self {
+            route: RouteWord::default(),
+            rules: ArcSwap::new(RouteRules::of(canary)),
+            windows: ArcSwap::from_pointee(windows),
+            machine: Mutex::new(machine),
+            slot,
+            generation: AtomicU64::new(applied.map_or(0, |p| p.generation())),
+            options,
+            routed: [AtomicU64::new(0), AtomicU64::new(0)],
+            seeds: AtomicU64::new(0),
+        };
+        shared.publish(&shared.lock());
+        Ok(shared)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, machine: &Machine) {
+        self.route.store(machine.route());
+    }
+
+    /// A fresh starting point for a router clone's split sequence.
+    pub(crate) fn seed(&self) -> u64 {
+        mix(self.seeds.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn routed(&self, side: Side) {
+        self.routed[side as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes in a new policy version if the slot has one. One atomic load when nothing changed.
+    pub(crate) fn refresh(&self) -> Route {
+        if let Some(slot) = &self.slot {
+            let policy = slot.load();
+            let generation = policy.as_ref().map_or(0, |p| p.generation());
+            if generation != self.generation.load(Ordering::Acquire) {
+                self.apply(policy.as_deref(), generation);
+            }
+        }
+        self.route.load()
+    }
+
+    fn apply(&self, policy: Option<&AppliedPolicy>, generation: u64) {
+        let mut machine = self.lock();
+        if generation == self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        let canary = policy.and_then(|p| p.compiled().canary());
+        let settings = Settings::of(canary);
+        if settings.interval != self.windows.load().interval {
+            // New bucket widths: the samples gathered so far are dropped.
+            match Windows::new(settings.interval, self.options.budget_tick) {
+                Ok(windows) => self.windows.store(Arc::new(windows)),
+                Err(error) => tracing::warn!(target: "fluxgate_canary", %error, "windows kept"),
+            }
+        }
+        self.rules.store(RouteRules::of(canary));
+        machine.update(settings, generation, Instant::now());
+        self.publish(&machine);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    pub(crate) fn analyse(&self, now: Instant) {
+        let measurement = self.windows.load().canary.measure(now);
+        let mut machine = self.lock();
+        machine.analyse(measurement, self.options.insufficient_samples, now);
+        self.publish(&machine);
+    }
+
+    pub(crate) fn check_budget(&self, now: Instant) {
+        let totals = self.windows.load().canary.counts.totals(now);
+        let mut machine = self.lock();
+        machine.budget(totals.requests, totals.success_rate(), now);
+        self.publish(&machine);
+    }
+
+    pub(crate) fn act(&self, action: crate::Action) -> Result<(), CanaryError> {
+        let mut machine = self.lock();
+        let result = machine.act(action, Instant::now());
+        self.publish(&machine);
+        result
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let windows = self.windows.load();
+        let stats = |side: Side| {
+            let m = windows.side(side).measure(now);
+            SideStats {
+                routed: self.routed[side as usize].load(Ordering::Relaxed),
+                window_requests: m.samples,
+                error_rate: m.error_rate,
+                p99: m.p99,
+            }
+        };
+        let (stable, canary) = (stats(Side::Stable), stats(Side::Canary));
+        let machine = self.lock();
+        Snapshot {
+            phase: machine.phase,
+            enabled: machine.settings.enabled,
+            weight: machine.weight,
+            step: machine.step,
+            steps: machine.settings.steps.clone(),
+            failed_checks: machine.failed_checks,
+            last_decision: machine
+                .last
+                .map(|(d, at)| (d, now.saturating_duration_since(at))),
+            stable,
+            canary,
+            transitions: machine.transitions,
+            generation: self
+                .slot
+                .as_ref()
+                .map(|_| self.generation.load(Ordering::Acquire)),
+        }
+    }
+}
