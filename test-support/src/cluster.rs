@@ -56,7 +56,13 @@ impl RedisCluster {
                 .arg("--cluster-enabled")
                 .arg("yes")
                 .arg("--cluster-config-file")
-                .arg(cluster.dir.join(format!("nodes-{port}.conf")).display().to_string())
+                .arg(
+                    cluster
+                        .dir
+                        .join(format!("nodes-{port}.conf"))
+                        .display()
+                        .to_string(),
+                )
                 .arg("--cluster-node-timeout")
                 .arg("2000")
                 .arg("--dir")

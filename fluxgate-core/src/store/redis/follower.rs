@@ -137,6 +137,7 @@ impl RedisSource {
     }
 
     /// The following future: it runs until it is dropped. Spawn it.
+    #[allow(clippy::manual_async_fn)] // the signature promises `Send + 'static` to spawners
     pub fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         async move {
             let mut delay = self.backoff.0;
