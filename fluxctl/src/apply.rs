@@ -34,11 +34,11 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         Ok(documents) => documents,
         Err(code) => return code,
     };
-    let runtime = match common::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
     if let Some(url) = &args.gateway {
+        let runtime = match common::runtime() {
+            Ok(runtime) => runtime,
+            Err(code) => return code,
+        };
         let request = gateway::Request {
             url,
             namespace: &args.target.namespace,
@@ -47,11 +47,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         };
         return runtime.block_on(gateway::put_policies(request));
     }
-    runtime.block_on(async {
-        let redis = match args.target.connect().await {
-            Ok(redis) => redis,
-            Err(code) => return code,
-        };
+    common::with_redis(&args.target, async |redis| {
         match redis
             .apply(&args.target.namespace, &documents.policies)
             .await

@@ -1,7 +1,7 @@
 //! What the commands share: reading policy files, the Redis URL, exit codes.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fluxgate_core::policy::{TrafficPolicy, parse_documents};
@@ -62,13 +62,7 @@ pub(crate) fn read_policies(files: &[PathBuf], namespace: &str) -> Result<Docume
     let mut text = Vec::new();
     for file in files {
         let label = file.display().to_string();
-        let input = if label == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map(|_| buf)
-        } else {
-            std::fs::read(file)
-        };
-        let input = match input {
+        let input = match read_input(file) {
             Ok(input) => input,
             Err(e) => {
                 eprintln!("{label}: cannot read: {e}");
@@ -104,6 +98,33 @@ pub(crate) fn read_policies(files: &[PathBuf], namespace: &str) -> Result<Docume
         policy.metadata.namespace = Some(namespace.to_owned());
     }
     Ok(Documents { policies, text })
+}
+
+/// The bytes of `file`, or of stdin when it is `-`.
+pub(crate) fn read_input(file: &Path) -> std::io::Result<Vec<u8>> {
+    if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+    } else {
+        std::fs::read(file)
+    }
+}
+
+/// Runs `work` with a connection to the Redis of `target`, on a runtime made for it.
+pub(crate) fn with_redis(
+    target: &RedisArgs,
+    work: impl AsyncFnOnce(RedisPolicies) -> ExitCode,
+) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        match target.connect().await {
+            Ok(redis) => work(redis).await,
+            Err(code) => code,
+        }
+    })
 }
 
 /// A tokio runtime for one command.

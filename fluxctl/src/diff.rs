@@ -25,15 +25,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         Ok(documents) => documents,
         Err(code) => return code,
     };
-    let runtime = match common::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let redis = match args.target.connect().await {
-            Ok(redis) => redis,
-            Err(code) => return code,
-        };
+    common::with_redis(&args.target, async |redis| {
         let ns = &args.target.namespace;
         let mut differs = false;
         for policy in &documents.policies {

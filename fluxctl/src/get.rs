@@ -42,15 +42,7 @@ pub(crate) struct DeleteArgs {
 
 /// Prints the policies held in Redis.
 pub(crate) fn get(args: &GetArgs) -> ExitCode {
-    let runtime = match common::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let redis = match args.target.connect().await {
-            Ok(redis) => redis,
-            Err(code) => return code,
-        };
+    common::with_redis(&args.target, async |redis| {
         let ns = &args.target.namespace;
         let policies = match &args.name {
             Some(name) => match redis.get(ns, name).await {
@@ -76,15 +68,7 @@ pub(crate) fn get(args: &GetArgs) -> ExitCode {
 
 /// Deletes one policy from Redis.
 pub(crate) fn delete(args: &DeleteArgs) -> ExitCode {
-    let runtime = match common::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let redis = match args.target.connect().await {
-            Ok(redis) => redis,
-            Err(code) => return code,
-        };
+    common::with_redis(&args.target, async |redis| {
         let id = PolicyId::new(args.target.namespace.as_str(), args.name.as_str());
         match redis.delete(id.namespace(), id.name()).await {
             Ok(Some(_)) => {
