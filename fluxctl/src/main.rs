@@ -1,17 +1,65 @@
 //! `fluxctl`: the command line for FluxGate policies.
 //!
 //! Run with `cargo run -p fluxctl -- validate -f examples/policies/checkout-service-policy.yaml`.
+//!
+//! # Commands
+//!
+//! - `validate -f FILE...`: check documents, print one line per document.
+//! - `apply -f FILE... --namespace NS [--redis URL | --gateway URL [--token TOKEN]]`: validate every
+//!   document (nothing is applied if one is invalid, or names another namespace), then write them
+//!   to Redis (`--redis`, default `FLUXGATE_REDIS_URL` or `redis://127.0.0.1:6379`), which every
+//!   gateway replica following the namespace applies, or push them to one gateway's admin endpoint.
+//!   Prints `trafficpolicy NS/NAME created|configured|unchanged` per policy.
+//! - `get [NAME] --namespace NS [-o table|yaml|json]`, `delete NAME --namespace NS`.
+//! - `diff -f FILE... --namespace NS`: a line diff per policy that `apply` would change.
+//!
+//! # Exit status
+//!
+//! 0 success; 1 an invalid document, a refused or failed operation, a policy not found (for
+//! `diff`: differences found); 2 usage error (including a malformed URL); 3 Redis or the gateway
+//! cannot be reached. Passwords in URLs are never printed.
+//!
+//! # The gateway admin contract (`--gateway URL`)
+//!
+//! `fluxctl apply --gateway http://HOST:PORT[/PREFIX]` sends:
+//!
+//! ```text
+//! PUT /PREFIX/api/policies?namespace=NS HTTP/1.1
+//! Content-Type: application/yaml
+//! Authorization: Bearer TOKEN            (only with --token / FLUXGATE_TOKEN)
+//!
+//! <the files, joined by "\n---\n": YAML documents, or JSON>
+//! ```
+//!
+//! and expects:
+//!
+//! - `200 OK`, `text/plain`: one line per policy, `trafficpolicy NS/NAME created|configured|unchanged`
+//!   (printed as is; exit 0);
+//! - `400 Bad Request`, `text/plain`: the validation errors, one per line (printed; exit 1); the
+//!   gateway applies nothing then;
+//! - `401 Unauthorized` (or `403`) when the token is missing or wrong (exit 1).
+//!
+//! Only `http://` is supported; any other status exits 1, and a connection failure exits 3.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod apply;
+mod common;
+mod diff;
+mod gateway;
+mod get;
 mod validate;
+mod yaml;
 
 const EXIT_CODES: &str = "Exit status:
-  0  success (for validate: every document is a valid TrafficPolicy)
-  1  failure (an invalid document, or a file that cannot be read)
-  2  usage error";
+  0  success (for diff: no differences)
+  1  failure: an invalid document, a refused or failed operation, not found (for diff: differences)
+  2  usage error
+  3  cannot reach Redis or the gateway
+
+Environment: FLUXGATE_REDIS_URL (default --redis), FLUXGATE_TOKEN (default --token).";
 
 /// Validate and manage FluxGate TrafficPolicy documents.
 #[derive(Debug, Parser)]
@@ -26,11 +74,27 @@ enum Command {
     /// Check TrafficPolicy files (YAML or JSON) and print one line per document.
     #[command(after_help = EXIT_CODES)]
     Validate(validate::Args),
+    /// Validate every document, then write them all to Redis (or push them to a gateway).
+    #[command(after_help = EXIT_CODES)]
+    Apply(apply::Args),
+    /// Show the policies of a namespace held in Redis.
+    #[command(after_help = EXIT_CODES)]
+    Get(get::GetArgs),
+    /// Delete a policy from Redis; gateway replicas following the namespace drop it.
+    #[command(after_help = EXIT_CODES)]
+    Delete(get::DeleteArgs),
+    /// Show what `apply` would change in Redis.
+    #[command(after_help = EXIT_CODES)]
+    Diff(diff::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Apply(args) => apply::run(&args),
+        Command::Get(args) => get::get(&args),
+        Command::Delete(args) => get::delete(&args),
+        Command::Diff(args) => diff::run(&args),
     }
 }

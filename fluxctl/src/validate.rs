@@ -1,6 +1,6 @@
 //! `fluxctl validate -f FILE...`: parse and validate policy files.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,13 +22,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     let mut ok = true;
     for file in &args.files {
         let label = file.display().to_string();
-        let input = if label == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map(|_| buf)
-        } else {
-            std::fs::read(file)
-        };
-        let input = match input {
+        let input = match crate::common::read_input(file) {
             Ok(input) => input,
             Err(e) => {
                 ok = false;

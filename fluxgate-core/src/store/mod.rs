@@ -44,6 +44,8 @@
 mod error;
 mod file;
 mod id;
+#[cfg(feature = "redis")]
+mod redis;
 mod slot;
 mod status;
 
@@ -58,6 +60,11 @@ use crate::policy::{CompiledPolicy, TrafficPolicy, parse_policies};
 pub use error::ApplyError;
 pub use file::{FileSource, FileSourceHandle};
 pub use id::PolicyId;
+#[cfg(feature = "redis")]
+pub use redis::{
+    PolicyVersion, RedisPolicies, RedisSource, RedisSourceHandle, RedisSourceStatus,
+    RedisStoreError, StoredPolicy, changes_channel, policies_key, redact_url, versions_key,
+};
 pub use slot::{AppliedPolicy, PolicySlot};
 pub use status::{ApplyReport, Change, PolicySummary, Rejection, StoreStatus};
 
