@@ -133,7 +133,11 @@ impl<K> EndpointState<K> {
             reason_value: AtomicU64::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
-            ramp_start: AtomicU64::new(if ramp { nanos_since(origin, now) } else { u64::MAX }),
+            ramp_start: AtomicU64::new(if ramp {
+                nanos_since(origin, now)
+            } else {
+                u64::MAX
+            }),
             effective_weight: AtomicU64::new(f64::from(weight.max(1)).to_bits()),
         })
     }
@@ -180,7 +184,8 @@ impl<K> EndpointState<K> {
 
     /// Starts a slow-start ramp at `now`.
     pub(crate) fn restart_ramp(&self, now: Instant) {
-        self.ramp_start.store(nanos_since(self.origin, now), Ordering::Relaxed);
+        self.ramp_start
+            .store(nanos_since(self.origin, now), Ordering::Relaxed);
     }
 }
 
@@ -193,4 +198,3 @@ pub(crate) struct Track {
     /// The failure streak that asks for an evaluation (0: never).
     pub(crate) streak: u32,
 }
-

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tower::discover::Discover;
 
 use crate::endpoint::{
-    self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_READY, REASON_CONSECUTIVE,
-    REASON_ERRORS, REASON_LATENCY,
+    self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_READY, REASON_CONSECUTIVE, REASON_ERRORS,
+    REASON_LATENCY,
 };
 use crate::select::Rng;
 use crate::service::{Balance, FAILURE_STREAK};
@@ -64,7 +64,8 @@ where
                 PROBE_READY => self.probe = self.probe.or(Some(index)),
                 ACTIVE => {
                     let until = state.ejected_until.load(Ordering::Relaxed);
-                    let quiet = od.map_or(Duration::from_secs(300), |od| od.max_ejection_time.as_std());
+                    let quiet =
+                        od.map_or(Duration::from_secs(300), |od| od.max_ejection_time.as_std());
                     if until != 0 && elapsed.saturating_sub(until) > nanos(quiet) {
                         state.ejections.store(0, Ordering::Relaxed);
                         state.ejected_until.store(0, Ordering::Relaxed);
@@ -88,7 +89,11 @@ where
         let mut p95s: Vec<Option<Duration>> = Vec::with_capacity(total);
         for slot in &self.slots {
             let judged = slot.state.is_eligible() && slot.state.latencies.count(now) >= min;
-            p95s.push(judged.then(|| slot.state.latencies.quantile(now, 0.95)).flatten());
+            p95s.push(
+                judged
+                    .then(|| slot.state.latencies.quantile(now, 0.95))
+                    .flatten(),
+            );
         }
         let mut known: Vec<Duration> = p95s.iter().flatten().copied().collect();
         let limit = od.max_p95_latency.as_std();
@@ -115,8 +120,12 @@ where
             {
                 Some((REASON_ERRORS, (rate * 1e6) as u64))
             } else {
-                p95.filter(|&p| p > limit)
-                    .map(|p| (REASON_LATENCY, u64::try_from(p.as_micros()).unwrap_or(u64::MAX)))
+                p95.filter(|&p| p > limit).map(|p| {
+                    (
+                        REASON_LATENCY,
+                        u64::try_from(p.as_micros()).unwrap_or(u64::MAX),
+                    )
+                })
             };
             if let Some((reason, value)) = reason {
                 let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -129,7 +138,12 @@ where
                     .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
                 state.passive.store(EJECTED, Ordering::Release);
                 out += 1;
-                tracing::debug!(reason, value, ?time, "endpoint drained by outlier detection");
+                tracing::debug!(
+                    reason,
+                    value,
+                    ?time,
+                    "endpoint drained by outlier detection"
+                );
             }
         }
     }
@@ -149,7 +163,12 @@ where
         sel.any_ramp = false;
         let mut best_latency = f64::INFINITY;
         for slot in &self.slots {
-            if let Some(l) = slot.state.latency.get().filter(|_| slot.state.is_eligible()) {
+            if let Some(l) = slot
+                .state
+                .latency
+                .get()
+                .filter(|_| slot.state.is_eligible())
+            {
                 best_latency = best_latency.min(l.max(1.0));
             }
         }
@@ -163,7 +182,9 @@ where
             if adaptive {
                 weight *= adaptive_factor(state, best_latency);
             }
-            state.effective_weight.store(weight.to_bits(), Ordering::Relaxed);
+            state
+                .effective_weight
+                .store(weight.to_bits(), Ordering::Relaxed);
             sel.eligible.push(index);
             sel.weights.push(weight);
             sel.ramp.push(ramp);
@@ -171,8 +192,11 @@ where
         }
         let changed = previous != sel.eligible;
         sel.int_weights.clear();
-        sel.int_weights
-            .extend(sel.weights.iter().map(|w| ((w * 1000.0).round() as i64).max(1)));
+        sel.int_weights.extend(
+            sel.weights
+                .iter()
+                .map(|w| ((w * 1000.0).round() as i64).max(1)),
+        );
         sel.int_total = sel.int_weights.iter().sum();
         if changed || sel.current.len() != sel.eligible.len() {
             sel.current.clear();
@@ -195,7 +219,10 @@ where
 /// `baseEjectionTime × times`, capped at `maxEjectionTime`, with ±10% jitter under the cap.
 fn ejection_time(od: Option<&OutlierDetection>, times: u32, rng: &mut Rng) -> Duration {
     let (base, max) = od.map_or((Duration::from_secs(30), Duration::from_secs(300)), |od| {
-        (od.base_ejection_time.as_std(), od.max_ejection_time.as_std())
+        (
+            od.base_ejection_time.as_std(),
+            od.max_ejection_time.as_std(),
+        )
     });
     let time = base.saturating_mul(times.max(1)).min(max);
     time.mul_f64(0.9 + 0.2 * rng.unit()).min(max)
@@ -232,13 +259,13 @@ fn error_factor<K>(state: &EndpointState<K>, now: Instant) -> f64 {
     bad_rate(totals).map_or(1.0, |r| (1.0 - 10.0 * r).max(WEIGHT_FLOOR))
 }
 
-/// Adaptive: latency relative to the fastest endpoint (squared) and reported utilisation.
+/// Adaptive: latency relative to the fastest endpoint (to the 4th power) and reported utilisation.
 fn adaptive_factor<K>(state: &EndpointState<K>, best_latency: f64) -> f64 {
     let latency = state
         .latency
         .get()
         .filter(|_| best_latency.is_finite())
-        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(2));
+        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(4));
     let util = state.utilization.load(Ordering::Relaxed);
     let util = if util == NO_UTIL {
         1.0

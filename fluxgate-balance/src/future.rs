@@ -25,7 +25,12 @@ pub(crate) struct Tracker<K> {
 }
 
 impl<K> Tracker<K> {
-    pub(crate) fn new(state: Arc<EndpointState<K>>, start: Instant, track: Track, probe: bool) -> Self {
+    pub(crate) fn new(
+        state: Arc<EndpointState<K>>,
+        start: Instant,
+        track: Track,
+        probe: bool,
+    ) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             state,
@@ -121,10 +126,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or(BalanceError::NotReady)
-                .into())),
+            KindProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or(BalanceError::NotReady).into()))
+            }
             KindProj::Call { future, tracker } => {
                 let result = match future.poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -137,8 +141,8 @@ where
                             if tracker.track.orca {
                                 orca::record(&tracker.state, response.headers());
                             }
-                            let outcome =
-                                classify_response(&response).map_or(Outcome::Success, |c| c.outcome);
+                            let outcome = classify_response(&response)
+                                .map_or(Outcome::Success, |c| c.outcome);
                             tracker.finish(outcome, now);
                         }
                         Poll::Ready(Ok(response))

@@ -21,11 +21,11 @@ use crate::shared::Shared;
 /// ```
 /// use fluxgate_balance::{Balance, Weighted};
 /// use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// # let svc = || Weighted::new(tower::service_fn(|_: http::Request<()>| async {
 /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
 /// # }), 1);
 ///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let balance = Balance::<_, http::Request<()>>::new(LoadBalancing::default(), [("a", svc()), ("b", svc())]);
 /// let handle = balance.handle();
 /// assert_eq!(handle.snapshot().len(), 2);

@@ -36,7 +36,9 @@ pub(crate) fn parse(value: &str) -> Option<f64> {
         let Some((name, number)) = pair.split_once([':', '=']) else {
             continue;
         };
-        let name = name.trim().trim_matches(|c| c == '{' || c == '"' || c == ' ');
+        let name = name
+            .trim()
+            .trim_matches(|c| c == '{' || c == '"' || c == ' ');
         if !matches!(
             name,
             "cpu_utilization" | "mem_utilization" | "application_utilization"
@@ -60,12 +62,18 @@ mod tests {
 
     #[test]
     fn reads_text_and_json_encodings() {
-        assert_eq!(parse("TEXT cpu_utilization=0.3, mem_utilization=0.8"), Some(0.8));
+        assert_eq!(
+            parse("TEXT cpu_utilization=0.3, mem_utilization=0.8"),
+            Some(0.8)
+        );
         assert_eq!(
             parse("TEXT application_utilization=0.5, cpu_utilization=0.3128, rps_fractional=10"),
             Some(0.5)
         );
-        assert_eq!(parse(r#"JSON {"cpu_utilization": 0.7, "rps_fractional": 99}"#), Some(0.7));
+        assert_eq!(
+            parse(r#"JSON {"cpu_utilization": 0.7, "rps_fractional": 99}"#),
+            Some(0.7)
+        );
         assert_eq!(parse("TEXT rps_fractional=3"), None);
         assert_eq!(parse("BIN abcd"), None);
         assert_eq!(parse("TEXT cpu_utilization=nan"), None);

@@ -29,7 +29,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Uniform in `[0, 1)`.
@@ -201,7 +201,9 @@ mod tests {
     #[test]
     fn smooth_weighted_interleaves_like_nginx() {
         let mut s = swrr(&[5, 1, 1]);
-        let picks: String = (0..7).map(|_| ["a", "b", "c"][s.smooth_weighted()]).collect();
+        let picks: String = (0..7)
+            .map(|_| ["a", "b", "c"][s.smooth_weighted()])
+            .collect();
         assert_eq!(picks, "aabacaa");
     }
 
@@ -222,7 +224,10 @@ mod tests {
         for _ in 0..50_000 {
             counts[rng.below(5)] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
         assert!((0..1000).all(|_| (0.0..1.0).contains(&rng.unit())));
     }
 }

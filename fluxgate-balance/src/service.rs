@@ -126,7 +126,10 @@ where
     ///
     /// Spawns nothing; call [`health_task`](Self::health_task) for active health checks.
     #[must_use]
-    pub fn new(policy: LoadBalancing, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) -> Self {
+    pub fn new(
+        policy: LoadBalancing,
+        endpoints: impl IntoIterator<Item = (K, Weighted<S>)>,
+    ) -> Self {
         let mut balance = Self::from_discover(policy, Static::default());
         for (key, endpoint) in endpoints {
             balance.insert(key, endpoint, false);
@@ -202,8 +205,9 @@ where
     }
 
     fn insert(&mut self, key: K, endpoint: Weighted<S>, ramp: bool) {
+        let existing = self.slots.iter().position(|s| s.state.key == key);
         let Some(state) = EndpointState::new(
-            key.clone(),
+            key,
             endpoint.weight,
             self.shared.origin,
             Arc::clone(&self.shared.dirty),
@@ -217,7 +221,7 @@ where
             service: endpoint,
             state: Arc::new(state),
         };
-        match self.slots.iter().position(|s| s.state.key == key) {
+        match existing {
             Some(at) => self.slots[at] = slot,
             None => self.slots.push(slot),
         }
@@ -277,12 +281,7 @@ where
     }
 
     /// Polls slot `index`'s readiness; `true` when it is ready.
-    fn try_slot(
-        &mut self,
-        cx: &mut Context<'_>,
-        index: usize,
-        pending: &mut bool,
-    ) -> bool
+    fn try_slot(&mut self, cx: &mut Context<'_>, index: usize, pending: &mut bool) -> bool
     where
         S: Service<Req>,
     {
@@ -299,7 +298,10 @@ where
                 // Counted as a failure, so that a service whose readiness keeps failing is drained
                 // by the failure streak; never evicted.
                 let now = Instant::now();
-                if slot.state.record(now, Duration::ZERO, Outcome::Failure, self.track) {
+                if slot
+                    .state
+                    .record(now, Duration::ZERO, Outcome::Failure, self.track)
+                {
                     self.shared.mark_dirty();
                 }
                 false
@@ -363,7 +365,9 @@ where
         self.ready = None;
         self.poll_discover(cx)?;
         self.refresh_policy();
-        if self.shared.dirty.swap(false, Ordering::AcqRel) || self.last_now >= self.next_eval {
+        let dirty = self.shared.dirty.load(Ordering::Relaxed)
+            && self.shared.dirty.swap(false, Ordering::AcqRel);
+        if dirty || self.last_now >= self.next_eval {
             self.evaluate(Instant::now());
         }
         let mut pending = false;
@@ -371,7 +375,12 @@ where
             let state = &self.slots[index].state;
             if state
                 .passive
-                .compare_exchange(PROBE_READY, PROBE_IN_FLIGHT, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    PROBE_READY,
+                    PROBE_IN_FLIGHT,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 if self.try_slot(cx, index, &mut pending) {
@@ -379,7 +388,10 @@ where
                     self.ready = Some(Reserved::Endpoint { index, probe: true });
                     return Poll::Ready(Ok(()));
                 }
-                self.slots[index].state.passive.store(PROBE_READY, Ordering::Release);
+                self.slots[index]
+                    .state
+                    .passive
+                    .store(PROBE_READY, Ordering::Release);
             } else {
                 self.probe = None;
             }

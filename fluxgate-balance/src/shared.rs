@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-
 use arc_swap::ArcSwap;
 use fluxgate_core::policy::LoadBalancing;
 use tokio::sync::Notify;

@@ -21,7 +21,13 @@ async fn weighted_round_robin_interleaves_smoothly() {
     let mut balance = Balance::new(policy(BalanceAlgorithm::WeightedRoundRobin), list);
     let mut picks = String::new();
     for _ in 0..14 {
-        let resp = balance.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+        let resp = balance
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await
+            .unwrap();
         picks.push_str(resp.body());
     }
     assert_eq!(picks, "aabacaaaabacaa");
@@ -32,7 +38,10 @@ async fn weighted_round_robin_follows_weights() {
     let (list, _) = endpoints(&[("a", 1, 3), ("b", 1, 1), ("c", 1, 0)]);
     let mut balance = Balance::new(policy(BalanceAlgorithm::WeightedRoundRobin), list);
     let tally = drive(&mut balance, 5_000, 10, None).await;
-    assert_eq!((tally.get("a"), tally.get("b"), tally.get("c")), (3_000, 1_000, 1_000));
+    assert_eq!(
+        (tally.get("a"), tally.get("b"), tally.get("c")),
+        (3_000, 1_000, 1_000)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,7 +81,12 @@ async fn adaptive_prefers_fast_and_spare_endpoints() {
     scripts["d"].util.store(950, Ordering::Relaxed);
     let mut balance = Balance::new(policy(BalanceAlgorithm::Adaptive), list);
     let tally = drive(&mut balance, 8_000, 8, None).await;
-    let (a, b, c, d) = (tally.get("a"), tally.get("b"), tally.get("c"), tally.get("d"));
+    let (a, b, c, d) = (
+        tally.get("a"),
+        tally.get("b"),
+        tally.get("c"),
+        tally.get("d"),
+    );
     assert!(b < a / 4 && b < c / 4, "slow endpoint got {b}: {tally:?}");
     assert!(d < a / 4 && d < c / 4, "busy endpoint got {d}: {tally:?}");
     let snapshot = balance.handle().snapshot();
@@ -88,11 +102,15 @@ async fn fast_failing_endpoint_does_not_attract_traffic() {
         BalanceAlgorithm::LeastRequest,
         BalanceAlgorithm::WeightedRoundRobin,
     ] {
-        let (list, scripts) = endpoints(&[("a", 10, 1), ("b", 10, 1), ("fails", 0, 1), ("d", 10, 1)]);
+        let (list, scripts) =
+            endpoints(&[("a", 10, 1), ("b", 10, 1), ("fails", 0, 1), ("d", 10, 1)]);
         scripts["fails"].status.store(500, Ordering::Relaxed);
         let mut balance = Balance::new(policy(algorithm), list);
         let tally = drive(&mut balance, 4_000, 16, None).await;
         let share = tally.get("fails") as f64 / 4_000.0;
-        assert!(share < 0.1, "{algorithm:?}: failing share {share}: {tally:?}");
+        assert!(
+            share < 0.1,
+            "{algorithm:?}: failing share {share}: {tally:?}"
+        );
     }
 }

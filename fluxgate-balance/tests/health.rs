@@ -27,7 +27,11 @@ fn checked(interval_ms: u64) -> LoadBalancing {
 }
 
 fn health_of(h: &fluxgate_balance::BalanceHandle<&'static str>, key: &str) -> Health {
-    h.snapshot().into_iter().find(|s| s.key == key).unwrap().health
+    h.snapshot()
+        .into_iter()
+        .find(|s| s.key == key)
+        .unwrap()
+        .health
 }
 
 #[tokio::test(start_paused = true)]
@@ -50,7 +54,11 @@ async fn thresholds_take_endpoints_out_and_back() {
     assert_eq!(health_of(&handle, "b"), Health::Healthy);
     tokio::time::sleep(Duration::from_millis(260)).await;
     assert_eq!(health_of(&handle, "b"), Health::Unhealthy);
-    let snap = handle.snapshot().into_iter().find(|s| s.key == "b").unwrap();
+    let snap = handle
+        .snapshot()
+        .into_iter()
+        .find(|s| s.key == "b")
+        .unwrap();
     assert_eq!(snap.drained, Some(DrainReason::HealthCheck));
     b_up.store(true, Ordering::Relaxed);
     // One pass is not enough; two are.
@@ -60,7 +68,10 @@ async fn thresholds_take_endpoints_out_and_back() {
     assert_eq!(health_of(&handle, "b"), Health::Healthy);
     assert_eq!(health_of(&handle, "a"), Health::Healthy);
     drop(balance);
-    tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// A hyper server on 127.0.0.1 whose `/healthz` answers the status in `status`.
@@ -69,21 +80,28 @@ async fn http_server(status: Arc<AtomicU16>) -> (String, tokio::task::JoinHandle
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let status = Arc::clone(&status);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let code = if req.uri().path() == "/healthz" {
-                        status.load(Ordering::Relaxed)
-                    } else {
-                        404
-                    };
-                    async move {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder().status(code).body(Empty::<Bytes>::new()).unwrap(),
-                        )
-                    }
-                });
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let code = if req.uri().path() == "/healthz" {
+                            status.load(Ordering::Relaxed)
+                        } else {
+                            404
+                        };
+                        async move {
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(code)
+                                    .body(Empty::<Bytes>::new())
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -100,9 +118,14 @@ async fn http_checks_against_real_servers() {
         let down = Arc::new(AtomicU16::new(200));
         let (up_url, s1) = http_server(Arc::clone(&up)).await;
         let (down_url, s2) = http_server(Arc::clone(&down)).await;
-        let svc = || Weighted::new(tower::service_fn(|_: common::Req| async {
-            Ok::<_, Infallible>(http::Response::new(""))
-        }), 1);
+        let svc = || {
+            Weighted::new(
+                tower::service_fn(|_: common::Req| async {
+                    Ok::<_, Infallible>(http::Response::new(""))
+                }),
+                1,
+            )
+        };
         let balance = Balance::<_, common::Req>::new(
             checked(50),
             [(up_url.clone(), svc()), (down_url.clone(), svc())],
@@ -112,7 +135,12 @@ async fn http_checks_against_real_servers() {
         let task = balance.health_task(HttpProbe::new(client)).spawn();
         down.store(500, Ordering::Relaxed);
         let unhealthy = |h: &fluxgate_balance::BalanceHandle<String>, k: &str| {
-            h.snapshot().into_iter().find(|s| s.key == k).unwrap().health == Health::Unhealthy
+            h.snapshot()
+                .into_iter()
+                .find(|s| s.key == k)
+                .unwrap()
+                .health
+                == Health::Unhealthy
         };
         while !unhealthy(&handle, &down_url) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,13 +174,17 @@ async fn grpc_checks_against_a_real_tonic_health_server() {
         if let Some(hc) = policy.health_check.as_mut() {
             hc.protocol = HealthProtocol::Grpc;
         }
-        let svc = Weighted::new(tower::service_fn(|_: common::Req| async {
-            Ok::<_, Infallible>(http::Response::new(""))
-        }), 1);
+        let svc = Weighted::new(
+            tower::service_fn(|_: common::Req| async {
+                Ok::<_, Infallible>(http::Response::new(""))
+            }),
+            1,
+        );
         let balance = Balance::<_, common::Req>::new(policy, [(url.clone(), svc)]);
         let handle = balance.handle();
-        let client: Client<_, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
         let task = balance.health_task(GrpcProbe::new(client)).spawn();
         let health = |h: &fluxgate_balance::BalanceHandle<String>| h.snapshot()[0].health;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -163,7 +195,9 @@ async fn grpc_checks_against_a_real_tonic_health_server() {
         while health(&handle) == Health::Healthy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
         while health(&handle) == Health::Unhealthy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

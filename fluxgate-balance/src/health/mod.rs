@@ -19,11 +19,11 @@
 //! ```
 //! use fluxgate_balance::{Balance, Weighted, health::probe_fn};
 //! use fluxgate_core::policy::{HealthCheck, LoadBalancing};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! # let svc = || Weighted::new(tower::service_fn(|_: http::Request<()>| async {
 //! #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
 //! # }), 1);
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let mut policy = LoadBalancing::default();
 //! policy.health_check = Some(HealthCheck::default());
 //! let balance = Balance::<_, http::Request<()>>::new(policy, [("up", svc()), ("down", svc())]);

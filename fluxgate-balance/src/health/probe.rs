@@ -50,7 +50,9 @@ impl<C: Clone, B> Clone for HttpProbe<C, B> {
 
 impl<C: fmt::Debug, B> fmt::Debug for HttpProbe<C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpProbe").field("client", &self.client).finish()
+        f.debug_struct("HttpProbe")
+            .field("client", &self.client)
+            .finish()
     }
 }
 
@@ -115,7 +117,9 @@ impl<C: Clone, B> Clone for GrpcProbe<C, B> {
 
 impl<C: fmt::Debug, B> fmt::Debug for GrpcProbe<C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcProbe").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("GrpcProbe")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 

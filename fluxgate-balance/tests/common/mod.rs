@@ -18,6 +18,9 @@ pub type Req = http::Request<()>;
 pub type Resp = http::Response<&'static str>;
 pub type EndpointFuture = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
 
+pub type EndpointList = Vec<(&'static str, Weighted<Endpoint>)>;
+pub type Scripts = HashMap<&'static str, Arc<Script>>;
+
 /// What an endpoint does, changeable while the test runs.
 #[derive(Debug, Default)]
 pub struct Script {
@@ -39,7 +42,10 @@ impl Service<Req> for Endpoint {
     type Error = Infallible;
     type Future = EndpointFuture;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -82,9 +88,7 @@ pub fn endpoint(name: &'static str, latency_ms: u64) -> (Endpoint, Arc<Script>) 
 }
 
 /// Endpoints named by `names`, with `latencies` and weight 1 each, plus their scripts.
-pub fn endpoints(
-    spec: &[(&'static str, u64, u32)],
-) -> (Vec<(&'static str, Weighted<Endpoint>)>, HashMap<&'static str, Arc<Script>>) {
+pub fn endpoints(spec: &[(&'static str, u64, u32)]) -> (EndpointList, Scripts) {
     let mut list = Vec::new();
     let mut scripts = HashMap::new();
     for &(name, latency, weight) in spec {
