@@ -2,6 +2,7 @@
 //! endpoints, with active health checks and passive draining.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod call;
 mod endpoint;
 pub mod error;
 mod eval;

@@ -15,9 +15,8 @@ use tower::BoxError;
 use tower::discover::{Change, Discover};
 use tower_service::Service;
 
-use crate::endpoint::{self, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track, Weighted};
+use crate::endpoint::{self, EndpointState, Track, Weighted};
 use crate::error::BalanceError;
-use crate::future::{ResponseFuture, Tracker};
 use crate::handle::BalanceHandle;
 use crate::select::Selector;
 use crate::shared::Shared;
@@ -34,7 +33,7 @@ pub(crate) struct Slot<K, S> {
 
 /// What `poll_ready` reserved for the next `call`.
 #[derive(Debug, Clone, Copy)]
-enum Reserved {
+pub(crate) enum Reserved {
     Endpoint { index: usize, probe: bool },
     NoEndpoint,
 }
@@ -83,10 +82,10 @@ where
     pub(crate) selector: Selector,
     /// An endpoint whose ejection ended, waiting for its single probe request.
     pub(crate) probe: Option<usize>,
-    ready: Option<Reserved>,
-    last_now: Instant,
+    pub(crate) ready: Option<Reserved>,
+    pub(crate) last_now: Instant,
     pub(crate) next_eval: Instant,
-    track: Track,
+    pub(crate) track: Track,
     half_life: Duration,
     _req: PhantomData<fn(Req)>,
 }
@@ -236,7 +235,7 @@ where
         self.shared.mark_dirty();
     }
 
-    fn poll_discover(&mut self, cx: &mut Context<'_>) -> Result<(), BalanceError>
+    pub(crate) fn poll_discover(&mut self, cx: &mut Context<'_>) -> Result<(), BalanceError>
     where
         D: Unpin,
         D::Error: Into<BoxError>,
@@ -266,7 +265,7 @@ where
         Ok(())
     }
 
-    fn refresh_policy(&mut self) {
+    pub(crate) fn refresh_policy(&mut self) {
         let generation = self.shared.generation.load(Ordering::Acquire);
         if generation != self.generation {
             self.generation = generation;
@@ -281,7 +280,12 @@ where
     }
 
     /// Polls slot `index`'s readiness; `true` when it is ready.
-    fn try_slot(&mut self, cx: &mut Context<'_>, index: usize, pending: &mut bool) -> bool
+    pub(crate) fn try_slot(
+        &mut self,
+        cx: &mut Context<'_>,
+        index: usize,
+        pending: &mut bool,
+    ) -> bool
     where
         S: Service<Req>,
     {
@@ -346,100 +350,5 @@ where
 {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-impl<D, K, S, Req, RB> Service<Req> for Balance<D, Req>
-where
-    D: Discover<Key = K, Service = Weighted<S>> + Unpin,
-    D::Error: Into<BoxError>,
-    K: Eq + Clone + Send + Sync + 'static,
-    S: Service<Req, Response = http::Response<RB>>,
-    S::Error: Into<BoxError>,
-{
-    type Response = http::Response<RB>;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, K>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.ready = None;
-        self.poll_discover(cx)?;
-        self.refresh_policy();
-        let dirty = self.shared.dirty.load(Ordering::Relaxed)
-            && self.shared.dirty.swap(false, Ordering::AcqRel);
-        if dirty || self.last_now >= self.next_eval {
-            self.evaluate(Instant::now());
-        }
-        let mut pending = false;
-        if let Some(index) = self.probe {
-            let state = &self.slots[index].state;
-            if state
-                .passive
-                .compare_exchange(
-                    PROBE_READY,
-                    PROBE_IN_FLIGHT,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                if self.try_slot(cx, index, &mut pending) {
-                    self.probe = None;
-                    self.ready = Some(Reserved::Endpoint { index, probe: true });
-                    return Poll::Ready(Ok(()));
-                }
-                self.slots[index]
-                    .state
-                    .passive
-                    .store(PROBE_READY, Ordering::Release);
-            } else {
-                self.probe = None;
-            }
-        }
-        let Some(first) = self.selector.pick(&self.slots) else {
-            self.ready = Some(Reserved::NoEndpoint);
-            return Poll::Ready(Ok(()));
-        };
-        if self.try_slot(cx, first, &mut pending) {
-            self.ready = Some(Reserved::Endpoint {
-                index: first,
-                probe: false,
-            });
-            return Poll::Ready(Ok(()));
-        }
-        let n = self.selector.eligible.len();
-        let offset = self.selector.rng.below(n);
-        for k in 0..n {
-            let index = self.selector.eligible[(offset + k) % n];
-            if index != first && self.try_slot(cx, index, &mut pending) {
-                self.ready = Some(Reserved::Endpoint {
-                    index,
-                    probe: false,
-                });
-                return Poll::Ready(Ok(()));
-            }
-        }
-        if pending {
-            return Poll::Pending;
-        }
-        self.ready = Some(Reserved::NoEndpoint);
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let (index, probe) = match self.ready.take() {
-            Some(Reserved::Endpoint { index, probe }) => (index, probe),
-            Some(Reserved::NoEndpoint) => {
-                return ResponseFuture::failed(BalanceError::NoHealthyEndpoints);
-            }
-            None => return ResponseFuture::failed(BalanceError::NotReady),
-        };
-        let Some(slot) = self.slots.get_mut(index) else {
-            return ResponseFuture::failed(BalanceError::NotReady);
-        };
-        let now = Instant::now();
-        self.last_now = now;
-        let tracker = Tracker::new(Arc::clone(&slot.state), now, self.track, probe);
-        ResponseFuture::new(slot.service.service.call(req), tracker)
     }
 }
