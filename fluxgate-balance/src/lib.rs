@@ -1,5 +1,93 @@
 //! FluxGate's load balancer: weighted and latency/error-adaptive selection over a changing set of
 //! endpoints, with active health checks and passive draining.
 //!
-//! This crate is being built; its policy section (`spec.loadBalancing`) is already parsed and
-//! validated by [`fluxgate_core::policy`].
+//! Use [`Balance`] in front of a set of upstreams (a hyper client per upstream, a tonic
+//! `Channel` per endpoint) when tower's `p2c` is not enough: it has weights, health checks,
+//! outlier ejection with backoff, slow start, and never evicts an endpoint for failing.
+//!
+//! # Algorithms (`spec.loadBalancing.algorithm`) and their cost per request
+//!
+//! | algorithm | how it picks | cost |
+//! |---|---|---|
+//! | `weighted-round-robin` | nginx's smooth WRR: each pick adds every weight to a running value and takes the largest (5,1,1 → a a b a c a a) | O(n) integer adds |
+//! | `round-robin` | a cursor over eligible endpoints; ignores weights | O(1) |
+//! | `least-request` | power of two choices over `(in-flight + 1) / weight` | 2 random draws, 2 atomic loads |
+//! | `peak-ewma` | power of two choices over `peak-EWMA latency × (in-flight + 1) / weight` | as above, plus 2 loads |
+//! | `adaptive` | two candidates drawn in proportion to adaptive weights, the cheaper by `latency × (in-flight + 1)` wins | 2 binary searches over n, 4 loads |
+//!
+//! Weights in effect are recomputed every 200ms (or `outlierDetection.interval`) inside
+//! `poll_ready`, not per request: configured weight × slow-start ramp × error factor (1 at no
+//! errors, 0.01 at 10% errors and more); `adaptive` also multiplies by
+//! `(fastest latency / latency)⁴` and by `1 − utilisation` when the endpoint sends an ORCA
+//! `endpoint-load-metrics` header (`TEXT` or `JSON`; the largest of cpu, mem and application
+//! utilisation). A failure or overload updates the latency average as at least twice the
+//! endpoint's latency, so an endpoint that fails fast does not look fast.
+//!
+//! Every finished request records its outcome (lock-free time window), its latency (peak EWMA for
+//! `peak-ewma`/`adaptive`, a p95 histogram when outlier detection is on) and gives back its
+//! in-flight count. Nothing on the request path locks or allocates.
+//!
+//! # Health, draining and caps
+//!
+//! - Active checks: [`Balance::health_task`] (see [`health`]).
+//! - Outlier detection (`outlierDetection`): every interval, an endpoint with at least
+//!   `minRequests` in the last second is drained when its 5xx/429/transport-error rate is above
+//!   `maxErrorRate` or its p95 above `maxP95Latency`; 5 failures in a row drain it at once.
+//!   When more than half the judged endpoints are over the latency limit, the limit becomes
+//!   twice the median p95. A drain lasts `baseEjectionTime × ejections` (capped at
+//!   `maxEjectionTime`, ±10% jitter); then a single probe request (or a passing health check)
+//!   brings the endpoint back, or ejects it again for longer. At most `maxEjectionPercent` of
+//!   the endpoints are drained at once.
+//! - Drained and unhealthy endpoints only leave the rotation; only discovery removes endpoints.
+//!   With none eligible, calls fail at once with [`BalanceError::NoHealthyEndpoints`]
+//!   ([`Http503`] answers 503 instead).
+//! - Slow start (`slowStart.window`): an endpoint added to a running set, or back from a drain,
+//!   gets from 10% to 100% of its weight over the window.
+//! - [`BalanceHandle`]: per-endpoint [`EndpointSnapshot`]s and [`BalanceHandle::set_policy`].
+//!
+//! # Example
+//!
+//! ```
+//! use fluxgate_balance::{Balance, Http503, Weighted};
+//! use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
+//! use tower::{Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let upstream = |name: &'static str| tower::service_fn(move |_: http::Request<()>| async move {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(name))
+//! });
+//! let mut policy = LoadBalancing::default();
+//! policy.algorithm = BalanceAlgorithm::Adaptive;
+//! policy.outlier_detection = Some(OutlierDetection::default());
+//! let balance = Balance::new(policy, [
+//!     ("http://10.0.0.1:8080", Weighted::new(upstream("one"), 2)),
+//!     ("http://10.0.0.2:8080", Weighted::new(upstream("two"), 1)),
+//! ]);
+//! let handle = balance.handle();
+//! let mut svc = Http503::new(balance);
+//! let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(handle.snapshot().len(), 2);
+//! # }
+//! ```
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod call;
+mod endpoint;
+pub mod error;
+mod eval;
+pub mod future;
+mod handle;
+pub mod health;
+mod http503;
+mod orca;
+mod select;
+mod service;
+mod shared;
+
+pub use endpoint::Weighted;
+pub use error::{BalanceError, is_no_healthy_endpoints};
+pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
+pub use health::HealthTask;
+pub use http503::{Http503, Http503Future, Http503Layer};
+pub use service::{Balance, Static};

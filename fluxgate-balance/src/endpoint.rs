@@ -1,0 +1,200 @@
+//! One endpoint's shared, lock-free state: what the request path records and what the
+//! evaluation, the health task and the snapshot read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fluxgate_core::ewma::Ewma;
+use fluxgate_core::outcome::Outcome;
+use fluxgate_core::quantile::LatencyQuantiles;
+use fluxgate_core::window::TimeWindow;
+use tokio::time::Instant;
+
+/// An endpoint's service with its configured weight, as a static list or a discovery stream
+/// hands it to the balancer.
+///
+/// ```
+/// use fluxgate_balance::Weighted;
+///
+/// let endpoint = Weighted::new(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// }), 3);
+/// assert_eq!(endpoint.weight, 3);
+/// assert_eq!(Weighted::new((), 0).weight, 1, "weights are at least 1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Weighted<S> {
+    /// The endpoint's service, such as a proxy to one upstream or a tonic `Channel`.
+    pub service: S,
+    /// Its relative share of traffic (at least 1).
+    pub weight: u32,
+}
+
+impl<S> Weighted<S> {
+    /// Pairs `service` with `weight` (0 counts as 1).
+    pub fn new(service: S, weight: u32) -> Self {
+        Self {
+            service,
+            weight: weight.max(1),
+        }
+    }
+}
+
+impl<S> From<S> for Weighted<S> {
+    fn from(service: S) -> Self {
+        Self::new(service, 1)
+    }
+}
+
+/// Passive (outlier detection) states.
+pub(crate) const ACTIVE: u8 = 0;
+pub(crate) const EJECTED: u8 = 1;
+pub(crate) const PROBE_READY: u8 = 2;
+pub(crate) const PROBE_IN_FLIGHT: u8 = 3;
+
+/// Why an endpoint was drained, as stored (`reason` word).
+pub(crate) const REASON_NONE: u8 = 0;
+pub(crate) const REASON_ERRORS: u8 = 1;
+pub(crate) const REASON_LATENCY: u8 = 2;
+pub(crate) const REASON_CONSECUTIVE: u8 = 3;
+
+/// No utilisation reported.
+pub(crate) const NO_UTIL: u32 = u32::MAX;
+
+/// Time from `origin`, in nanoseconds.
+pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The shared state of one endpoint.
+#[derive(Debug)]
+pub(crate) struct EndpointState<K> {
+    pub(crate) key: K,
+    pub(crate) weight: u32,
+    pub(crate) origin: Instant,
+    /// The balancer's "re-evaluate" flag, raised on a failure streak or a probe's answer.
+    pub(crate) dirty: Arc<AtomicBool>,
+    pub(crate) in_flight: AtomicU32,
+    /// Peak EWMA of latency, in microseconds (failures count as slower than they were).
+    pub(crate) latency: Ewma,
+    pub(crate) outcomes: TimeWindow,
+    pub(crate) latencies: LatencyQuantiles,
+    /// Backend-reported utilisation in thousandths ([`NO_UTIL`] when never reported).
+    pub(crate) utilization: AtomicU32,
+    pub(crate) consecutive_failures: AtomicU32,
+    pub(crate) healthy: AtomicBool,
+    pub(crate) check_failures: AtomicU32,
+    pub(crate) check_passes: AtomicU32,
+    pub(crate) passive: AtomicU8,
+    pub(crate) reason: AtomicU8,
+    /// The value behind `reason`: error rate in millionths, latency in microseconds, or a count.
+    pub(crate) reason_value: AtomicU64,
+    pub(crate) ejected_until: AtomicU64,
+    pub(crate) ejections: AtomicU32,
+    /// When the slow-start ramp began (`u64::MAX`: no ramp).
+    pub(crate) ramp_start: AtomicU64,
+    /// The weight in effect, as `f64` bits, written by the evaluation for the snapshot.
+    pub(crate) effective_weight: AtomicU64,
+}
+
+/// Bucket width and count of the outcome and latency windows: a 1s window of 100ms buckets.
+const WINDOW_BUCKET: Duration = Duration::from_millis(100);
+const WINDOW_BUCKETS: u32 = 10;
+
+impl<K> EndpointState<K> {
+    /// `None` only if the core primitives refuse the (constant) window shapes.
+    pub(crate) fn new(
+        key: K,
+        weight: u32,
+        origin: Instant,
+        dirty: Arc<AtomicBool>,
+        half_life: Duration,
+        ramp: bool,
+    ) -> Option<Self> {
+        let now = Instant::now();
+        Some(Self {
+            key,
+            weight: weight.max(1),
+            origin,
+            dirty,
+            in_flight: AtomicU32::new(0),
+            // The constants are valid shapes; `new` only fails on invalid ones.
+            latency: Ewma::new(half_life.max(Duration::from_millis(1))).ok()?,
+            outcomes: TimeWindow::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
+            latencies: LatencyQuantiles::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
+            utilization: AtomicU32::new(NO_UTIL),
+            consecutive_failures: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+            check_failures: AtomicU32::new(0),
+            check_passes: AtomicU32::new(0),
+            passive: AtomicU8::new(ACTIVE),
+            reason: AtomicU8::new(REASON_NONE),
+            reason_value: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            ramp_start: AtomicU64::new(if ramp {
+                nanos_since(origin, now)
+            } else {
+                u64::MAX
+            }),
+            effective_weight: AtomicU64::new(f64::from(weight.max(1)).to_bits()),
+        })
+    }
+
+    /// Whether new requests may be sent here (healthy and not drained).
+    pub(crate) fn is_eligible(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.passive.load(Ordering::Relaxed) == ACTIVE
+    }
+
+    /// Records one finished request; returns whether it made the failure streak reach `streak`.
+    pub(crate) fn record(
+        &self,
+        now: Instant,
+        latency: Duration,
+        outcome: Outcome,
+        track: Track,
+    ) -> bool {
+        self.outcomes.record(now, outcome);
+        if track.quantiles {
+            self.latencies.record(now, latency);
+        }
+        let micros = latency.as_secs_f64() * 1e6;
+        let bad = outcome != Outcome::Success;
+        if track.ewma {
+            // A failure counts as at least twice as slow as the endpoint has been: answering
+            // errors quickly must not make an endpoint look attractive.
+            let sample = if bad {
+                (micros.max(self.latency.get().unwrap_or(micros)) * 2.0).clamp(1_000.0, 1e7)
+            } else {
+                micros
+            };
+            self.latency.update_peak(now, sample);
+        }
+        if bad {
+            let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            streak == track.streak
+        } else {
+            if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            false
+        }
+    }
+
+    /// Starts a slow-start ramp at `now`.
+    pub(crate) fn restart_ramp(&self, now: Instant) {
+        self.ramp_start
+            .store(nanos_since(self.origin, now), Ordering::Relaxed);
+    }
+}
+
+/// What a finished request records, decided from the policy when the request is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Track {
+    pub(crate) ewma: bool,
+    pub(crate) quantiles: bool,
+    pub(crate) orca: bool,
+    /// The failure streak that asks for an evaluation (0: never).
+    pub(crate) streak: u32,
+}

@@ -1,0 +1,161 @@
+//! The balancer's response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use fluxgate_core::outcome::{Outcome, classify_error, classify_response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::BoxError;
+
+use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
+use crate::error::BalanceError;
+use crate::orca;
+
+/// What a request in flight owes its endpoint: the in-flight count back, and its outcome.
+#[derive(Debug)]
+pub(crate) struct Tracker<K> {
+    state: Arc<EndpointState<K>>,
+    start: Instant,
+    track: Track,
+    probe: bool,
+}
+
+impl<K> Tracker<K> {
+    pub(crate) fn new(
+        state: Arc<EndpointState<K>>,
+        start: Instant,
+        track: Track,
+        probe: bool,
+    ) -> Self {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            state,
+            start,
+            track,
+            probe,
+        }
+    }
+
+    fn finish(mut self, outcome: Outcome, now: Instant) {
+        let state = &self.state;
+        let latency = now.saturating_duration_since(self.start);
+        let streak_reached = state.record(now, latency, outcome, self.track);
+        if self.probe {
+            self.probe = false;
+            if outcome == Outcome::Success {
+                state.consecutive_failures.store(0, Ordering::Relaxed);
+                state.restart_ramp(now);
+                state.passive.store(ACTIVE, Ordering::Release);
+            } else {
+                // Ejected again; the evaluation sets the (longer) ejection time.
+                state.ejected_until.store(0, Ordering::Relaxed);
+                state.passive.store(EJECTED, Ordering::Release);
+            }
+            state.dirty.store(true, Ordering::Release);
+        } else if streak_reached {
+            state.dirty.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<K> Drop for Tracker<K> {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.probe {
+            // Cancelled before an answer: the next request may probe again.
+            let _ = self.state.passive.compare_exchange(
+                PROBE_IN_FLIGHT,
+                PROBE_READY,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            self.state.dirty.store(true, Ordering::Release);
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Balance`](crate::Balance) call: the endpoint's answer, or a
+    /// [`BalanceError`] at once when no endpoint could take the request.
+    ///
+    /// When it completes it records the outcome, latency and reported utilisation for the
+    /// endpoint that served it; dropping it early gives the in-flight count back.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, K> {
+        #[pin]
+        kind: Kind<F, K>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F, K> {
+        Call { #[pin] future: F, tracker: Option<Tracker<K>> },
+        Failed { error: Option<BalanceError> },
+    }
+}
+
+impl<F, K> ResponseFuture<F, K> {
+    pub(crate) fn new(future: F, tracker: Tracker<K>) -> Self {
+        Self {
+            kind: Kind::Call {
+                future,
+                tracker: Some(tracker),
+            },
+        }
+    }
+
+    pub(crate) fn failed(error: BalanceError) -> Self {
+        Self {
+            kind: Kind::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, K, B, E> Future for ResponseFuture<F, K>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<B>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or(BalanceError::NotReady).into()))
+            }
+            KindProj::Call { future, tracker } => {
+                let result = match future.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
+                };
+                let now = Instant::now();
+                match result {
+                    Ok(response) => {
+                        if let Some(tracker) = tracker.take() {
+                            if tracker.track.orca {
+                                orca::record(&tracker.state, response.headers());
+                            }
+                            let outcome = classify_response(&response)
+                                .map_or(Outcome::Success, |c| c.outcome);
+                            tracker.finish(outcome, now);
+                        }
+                        Poll::Ready(Ok(response))
+                    }
+                    Err(error) => {
+                        let error = error.into();
+                        if let Some(tracker) = tracker.take() {
+                            tracker.finish(classify_error(&*error).outcome, now);
+                        }
+                        Poll::Ready(Err(error))
+                    }
+                }
+            }
+        }
+    }
+}
