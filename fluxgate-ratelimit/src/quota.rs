@@ -17,7 +17,9 @@ pub const MAX_WINDOW_COUNT: u32 = (1 << 20) - 1;
 ///   `burstSize / requestsPerSecond` seconds (rounded to the nanosecond, at least 1µs) admits
 ///   `burstSize` requests (clamped to [`MAX_WINDOW_COUNT`]). The count of the previous window is
 ///   weighted by how much of it still overlaps the sliding window ending now, so a request is
-///   admitted when `previous × (W − elapsed) / W + current + 1 ≤ burstSize`. The long-run rate is
+///   admitted when `previous × (W − elapsed) / W + current < burstSize` (in integers:
+///   `previous × (W − elapsed) + current × W < burstSize × W`, nanoseconds on the store's clock;
+///   windows are numbered from the clock's origin). The long-run rate is
 ///   `requestsPerSecond` and a quiet key may send `burstSize` at once, as under GCRA; the two differ
 ///   in how quickly they forgive (GCRA refills continuously, the window forgets a window later).
 ///
@@ -198,8 +200,8 @@ pub(crate) fn decide_window(state: Option<u64>, now: u64, window: u64, limit: u3
         u128::from(limit),
     );
     let (win, el) = (u128::from(window), u128::from(elapsed));
-    // previous × (W − elapsed) / W + current + 1 ≤ limit, multiplied through by W.
-    if prev * (win - el) + (cur + 1) * win <= lim * win {
+    // previous × (W − elapsed) / W + current < limit, multiplied through by W.
+    if prev * (win - el) + cur * win < lim * win {
         let used = (prev * (win - el)).div_ceil(win) + cur + 1;
         let remaining = u32::try_from(lim.saturating_sub(used)).unwrap_or(0);
         let next = Window {
@@ -215,12 +217,12 @@ pub(crate) fn decide_window(state: Option<u64>, now: u64, window: u64, limit: u3
     WindowDecision::Refuse(Duration::from_nanos(wait_window(prev, cur, lim, win, el)))
 }
 
-/// The nanoseconds until `previous × (W − t) / W + current + 1 ≤ limit` holds again.
+/// The nanoseconds until `previous × (W − t) / W + current < limit` holds again.
 fn wait_window(prev: u128, cur: u128, lim: u128, win: u128, el: u128) -> u64 {
     // Later in this window: the previous window's weight shrinks as time passes.
     if cur < lim && prev > 0 {
-        // Smallest t with prev × (W − t) ≤ (lim − 1 − cur) × W.
-        let t = win - ((lim - 1 - cur) * win / prev).min(win);
+        // Smallest t with prev × (W − t) < (lim − cur) × W.
+        let t = (win + 1).saturating_sub(((lim - cur) * win).div_ceil(prev));
         if t < win {
             return u64::try_from(t.saturating_sub(el).max(1)).unwrap_or(u64::MAX);
         }
@@ -229,7 +231,7 @@ fn wait_window(prev: u128, cur: u128, lim: u128, win: u128, el: u128) -> u64 {
     let t = if cur == 0 {
         0
     } else {
-        win - ((lim.saturating_sub(1)) * win / cur).min(win)
+        (win + 1).saturating_sub((lim * win).div_ceil(cur))
     };
     u64::try_from(win - el + t).unwrap_or(u64::MAX)
 }
