@@ -11,7 +11,9 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::body::Body;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -29,13 +31,26 @@ const RPS: u64 = 1_000_000_000;
 const BURST: u32 = 1_000_000;
 
 type Req = Request<()>;
+/// Sends one request through one clone of a service.
+type Call = Box<dyn FnMut(Req, &mut Context<'_>) + Send>;
+/// Makes a new clone of a service.
+type MakeCall = Box<dyn Fn() -> Call>;
 
-fn noop() -> impl Service<Req, Response = Response<Body>, Error = Infallible, Future = Ready<Result<Response<Body>, Infallible>>> + Clone {
+fn noop() -> impl Service<
+    Req,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = Ready<Result<Response<Body>, Infallible>>,
+> + Clone {
     service_fn(|_req: Req| ready(Ok::<_, Infallible>(Response::new(Body::empty()))))
 }
 
 fn keys(n: usize) -> Arc<Vec<HeaderValue>> {
-    Arc::new((0..n).map(|i| HeaderValue::from_str(&format!("client-{i:08}")).unwrap()).collect())
+    Arc::new(
+        (0..n)
+            .map(|i| HeaderValue::from_str(&format!("client-{i:08}")).unwrap())
+            .collect(),
+    )
 }
 
 fn request(value: &HeaderValue) -> Req {
@@ -63,7 +78,10 @@ impl KeyExtractor for HeaderKey {
     type Key = HeaderValue;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<HeaderValue, GovernorError> {
-        req.headers().get(KEY).cloned().ok_or(GovernorError::UnableToExtractKey)
+        req.headers()
+            .get(KEY)
+            .cloned()
+            .ok_or(GovernorError::UnableToExtractKey)
     }
 }
 
@@ -71,7 +89,11 @@ fn fluxgate(algorithm: LimitAlgorithm) -> impl Service<Req> + Clone + Send + 'st
     let mut limit = RateLimit::new(RPS as f64, BURST);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
-    let layer = RateLimitLayer::builder().limit(limit).admit_headers(false).build().unwrap();
+    let layer = RateLimitLayer::builder()
+        .limit(limit)
+        .admit_headers(false)
+        .build()
+        .unwrap();
     layer.layer(noop())
 }
 
@@ -80,7 +102,10 @@ fn floor() -> impl Service<Req> + Clone + Send + 'static {
     let limiter: Arc<DefaultKeyedRateLimiter<HeaderValue>> = Arc::new(RateLimiter::keyed(quota));
     let inner = noop();
     service_fn(move |req: Req| {
-        let admitted = req.headers().get(KEY).is_some_and(|key| limiter.check_key(key).is_ok());
+        let admitted = req
+            .headers()
+            .get(KEY)
+            .is_some_and(|key| limiter.check_key(key).is_ok());
         let mut inner = inner.clone();
         async move {
             if admitted {
@@ -102,8 +127,8 @@ fn tower_governor() -> impl Service<Req> + Clone + Send + 'static {
     tower_governor::GovernorLayer::new(config).layer(noop())
 }
 
-fn variants() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn FnMut(Req, &mut Context<'_>) + Send>>)> {
-    fn boxed<S: Service<Req> + Clone + Send + 'static>(s: S) -> Box<dyn Fn() -> Box<dyn FnMut(Req, &mut Context<'_>) + Send>> {
+fn variants() -> Vec<(&'static str, MakeCall)> {
+    fn boxed<S: Service<Req> + Clone + Send + 'static>(s: S) -> MakeCall {
         Box::new(move || {
             let mut s = s.clone();
             Box::new(move |req, cx| drive(&mut s, req, cx))
@@ -111,7 +136,10 @@ fn variants() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn FnMut(Req, &mut Cont
     }
     vec![
         ("fluxgate/gcra", boxed(fluxgate(LimitAlgorithm::Gcra))),
-        ("fluxgate/sliding_window", boxed(fluxgate(LimitAlgorithm::SlidingWindow))),
+        (
+            "fluxgate/sliding_window",
+            boxed(fluxgate(LimitAlgorithm::SlidingWindow)),
+        ),
         ("floor/governor_service_fn", boxed(floor())),
         ("tower_governor/gcra", boxed(tower_governor())),
     ]
@@ -147,11 +175,7 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Each of two threads sends `iters` requests through its own clone; the time per thread.
-fn two_threads(
-    make: &dyn Fn() -> Box<dyn FnMut(Req, &mut Context<'_>) + Send>,
-    values: &Arc<Vec<HeaderValue>>,
-    iters: u64,
-) -> Duration {
+fn two_threads(make: &dyn Fn() -> Call, values: &Arc<Vec<HeaderValue>>, iters: u64) -> Duration {
     let mut calls = [make(), make()];
     let times: Vec<Duration> = std::thread::scope(|scope| {
         let handles: Vec<_> = calls

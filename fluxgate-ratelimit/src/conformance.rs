@@ -23,7 +23,11 @@ const ALGORITHMS: [LimitAlgorithm; 2] = [LimitAlgorithm::Gcra, LimitAlgorithm::S
 async fn admitted<St: RateLimitStore>(store: &St, limiter: &St::Limiter, key: KeyRef<'_>) -> bool {
     let mut checks = Checks::new();
     checks.push(limiter, key, false);
-    store.check(&checks).await.expect("store answers").admitted()
+    store
+        .check(&checks)
+        .await
+        .expect("store answers")
+        .admitted()
 }
 
 /// Runs every check of the suite.
@@ -42,7 +46,10 @@ pub async fn burst_then_refuse<St: RateLimitStore>(make: &impl Fn() -> St) {
         let store = make();
         let limiter = store.limiter(&LimiterSpec::new("burst", algorithm, Quota::new(10.0, 5)));
         for i in 0..5 {
-            assert!(admitted(&store, &limiter, KeyRef::Bytes(b"k")).await, "{algorithm:?}: request {i} refused");
+            assert!(
+                admitted(&store, &limiter, KeyRef::Bytes(b"k")).await,
+                "{algorithm:?}: request {i} refused"
+            );
         }
         let mut checks = Checks::new();
         checks.push(&limiter, KeyRef::Bytes(b"k"), false);
@@ -67,7 +74,10 @@ pub async fn refills_at_rate<St: RateLimitStore>(make: &impl Fn() -> St) {
             }
             tokio::time::advance(Duration::from_millis(10)).await;
         }
-        assert!((99..=101).contains(&count), "{algorithm:?}: {count} admitted in 10s at 10/s");
+        assert!(
+            (99..=101).contains(&count),
+            "{algorithm:?}: {count} admitted in 10s at 10/s"
+        );
     }
 }
 
@@ -100,9 +110,18 @@ pub async fn multiple_limits_refund<St: RateLimitStore>(make: &impl Fn() -> St) 
             assert_eq!(verdict.refused().map(|r| r.0), Some(1), "{algorithm:?}");
         }
         // The wide limit took only the admitted request: two are left.
-        assert!(admitted(&store, &wide, KeyRef::Bytes(b"k")).await, "{algorithm:?}");
-        assert!(admitted(&store, &wide, KeyRef::Bytes(b"k")).await, "{algorithm:?}");
-        assert!(!admitted(&store, &wide, KeyRef::Bytes(b"k")).await, "{algorithm:?}");
+        assert!(
+            admitted(&store, &wide, KeyRef::Bytes(b"k")).await,
+            "{algorithm:?}"
+        );
+        assert!(
+            admitted(&store, &wide, KeyRef::Bytes(b"k")).await,
+            "{algorithm:?}"
+        );
+        assert!(
+            !admitted(&store, &wide, KeyRef::Bytes(b"k")).await,
+            "{algorithm:?}"
+        );
     }
 }
 
@@ -116,7 +135,10 @@ pub async fn shadow_never_refuses<St: RateLimitStore>(make: &impl Fn() -> St) {
         assert!(store.check(&checks).await.unwrap().admitted());
         let verdict = store.check(&checks).await.unwrap();
         assert!(verdict.admitted());
-        assert!(matches!(verdict.outcome(0), Outcome::ShadowRefused { .. }), "{algorithm:?}");
+        assert!(
+            matches!(verdict.outcome(0), Outcome::ShadowRefused { .. }),
+            "{algorithm:?}"
+        );
     }
 }
 
@@ -129,7 +151,10 @@ pub async fn identity_keeps_counters<St: RateLimitStore>(make: &impl Fn() -> St)
         assert!(admitted(&store, &first, KeyRef::Bytes(b"k")).await);
         assert!(admitted(&store, &first, KeyRef::Bytes(b"k")).await);
         let again = store.limiter(&spec);
-        assert!(!admitted(&store, &again, KeyRef::Bytes(b"k")).await, "{algorithm:?}: counters lost");
+        assert!(
+            !admitted(&store, &again, KeyRef::Bytes(b"k")).await,
+            "{algorithm:?}: counters lost"
+        );
         drop(first);
     }
 }

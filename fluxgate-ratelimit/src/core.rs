@@ -69,7 +69,14 @@ impl<St: RateLimitStore> Shared<St> {
     pub(crate) fn new(store: St, source: Source, config: Config) -> Self {
         let counters = CounterRegistry::default();
         let first = match &source {
-            Source::Fixed(policy) => Prepared::new(&store, policy, 1, &config.client_ip, config.max_key_len, &counters),
+            Source::Fixed(policy) => Prepared::new(
+                &store,
+                policy,
+                1,
+                &config.client_ip,
+                config.max_key_len,
+                &counters,
+            ),
             Source::Slot(_) => Prepared::empty(u64::MAX),
         };
         Self {
@@ -125,16 +132,20 @@ impl<St: RateLimitStore> Shared<St> {
             limits: prepared
                 .limits
                 .iter()
-                .map(|l| -> LimitSnapshot { l.counters.snapshot(&l.name, &l.extractor.source().to_string()) })
+                .map(|l| -> LimitSnapshot {
+                    l.counters
+                        .snapshot(&l.name, &l.extractor.source().to_string())
+                })
                 .collect(),
         }
     }
 
     /// Decides `request` under `prepared`; resolves an in-process store's answer at once.
-    pub(crate) fn gate<B>(&self, prepared: &Prepared<St::Limiter>, request: &Request<B>) -> Gate<St::Future>
-    where
-        St::Future: Unpin,
-    {
+    pub(crate) fn gate<B>(
+        &self,
+        prepared: &Prepared<St::Limiter>,
+        request: &Request<B>,
+    ) -> Gate<St::Future> {
         let mut keys: [Extracted<'_>; MAX_LIMITS] = array::from_fn(|_| Extracted::Missing);
         for (i, limit) in prepared.limits.iter().enumerate() {
             match resolve(limit, request) {
@@ -204,7 +215,11 @@ impl<St: RateLimitStore> Shared<St> {
                     limit.counters.refused.incr();
                     self.totals.refused.incr();
                     let fields = fields(limit, tiers[i], 0, retry_after);
-                    return Gate::Refuse { limit: i, retry_after, fields };
+                    return Gate::Refuse {
+                        limit: i,
+                        retry_after,
+                        fields,
+                    };
                 }
                 Outcome::ShadowRefused { .. } => limit.counters.shadow_refused.incr(),
                 _ => {}
@@ -227,20 +242,31 @@ impl Reject {
     }
 }
 
-fn fields<L>(limit: &PreparedLimit<L>, tier: Option<&Tier<L>>, remaining: u32, reset: Duration) -> Fields {
+fn fields<L>(
+    limit: &PreparedLimit<L>,
+    tier: Option<&Tier<L>>,
+    remaining: u32,
+    reset: Duration,
+) -> Fields {
     let policy = &tier.unwrap_or(&limit.default).policy_header;
     Fields::new(policy, &limit.sf_name, remaining, reset)
 }
 
 /// The key of `request` for `limit`, after the missing-key rule; `Missing` here means the shared
 /// bucket.
-fn resolve<'r, L, B>(limit: &PreparedLimit<L>, request: &'r Request<B>) -> Result<Extracted<'r>, Reject> {
+fn resolve<'r, L, B>(
+    limit: &PreparedLimit<L>,
+    request: &'r Request<B>,
+) -> Result<Extracted<'r>, Reject> {
     match limit.extractor.extract(request) {
         key @ (Extracted::Key(_) | Extracted::Ip(_)) => Ok(key),
         Extracted::TooLong => Err(Reject::TooLong(0)),
         _ => match limit.missing {
             MissingKey::Reject => Err(Reject::Missing(0)),
-            MissingKey::Ip => Ok(limit.extractor.client_ip(request).map_or(Extracted::Missing, Extracted::Ip)),
+            MissingKey::Ip => Ok(limit
+                .extractor
+                .client_ip(request)
+                .map_or(Extracted::Missing, Extracted::Ip)),
             _ => Ok(Extracted::Missing),
         },
     }

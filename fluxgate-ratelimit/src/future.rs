@@ -88,7 +88,6 @@ impl<S, St, B, ResBody> Future for ResponseFuture<S, St, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     St: RateLimitStore,
-    St::Future: Unpin,
     ResBody: Default,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -186,7 +185,6 @@ where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
     St: RateLimitStore,
-    St::Future: Unpin,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -206,7 +204,7 @@ where
                         return Poll::Pending;
                     };
                     let gate = w.shared.finish_later(&w.prepared, &w.request, verdict);
-                    match service::typed_error(&w.prepared, gate) {
+                    match service::typed_error(&w.prepared, &gate) {
                         Some(error) => TypedState::Failed { error: Some(error) },
                         None => TypedState::Inner {
                             future: w.inner.call(w.request),
@@ -218,7 +216,6 @@ where
         }
     }
 }
-
 
 impl<S: Service<Request<B>>, St: RateLimitStore, B> std::fmt::Debug for ResponseFuture<S, St, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -3,16 +3,18 @@
 use std::sync::Arc;
 
 use fluxgate_core::key::{ClientIpConfig, DEFAULT_MAX_KEY_LEN};
-use fluxgate_core::policy::{CompiledPolicy, RateLimit as RateLimitSpec, RateLimits, TrafficPolicy};
+use fluxgate_core::policy::{
+    CompiledPolicy, RateLimit as RateLimitSpec, RateLimits, TrafficPolicy,
+};
 use fluxgate_core::store::PolicySlot;
 use http::StatusCode;
 use tower_layer::Layer;
 
+use crate::RateLimitError;
 use crate::core::{Config, Shared, Source};
 use crate::metrics::MetricsSnapshot;
 use crate::service::{RateLimit, TypedRateLimit};
 use crate::store::{LocalStore, RateLimitStore};
-use crate::RateLimitError;
 
 /// Applies a policy's rate limits to every request, answering refusals with HTTP responses
 /// ([`RateLimit`]).

@@ -72,7 +72,11 @@ impl<L> Prepared<L> {
     ) -> Self {
         let all = policy.rate_limits();
         if all.len() > MAX_LIMITS {
-            tracing::warn!(policy = policy.id(), limits = all.len(), "only the first {MAX_LIMITS} rate limits apply");
+            tracing::warn!(
+                policy = policy.id(),
+                limits = all.len(),
+                "only the first {MAX_LIMITS} rate limits apply"
+            );
         }
         let limits = all
             .iter()

@@ -189,7 +189,12 @@ impl Window {
 
 /// Decides one request at `now` (nanoseconds on the store's clock) for a window of `window`
 /// nanoseconds admitting `limit` requests.
-pub(crate) fn decide_window(state: Option<u64>, now: u64, window: u64, limit: u32) -> WindowDecision {
+pub(crate) fn decide_window(
+    state: Option<u64>,
+    now: u64,
+    window: u64,
+    limit: u32,
+) -> WindowDecision {
     let window = window.max(1);
     let epoch = now / window;
     let elapsed = now % window;
@@ -265,7 +270,10 @@ mod tests {
                 WindowDecision::Refuse(_) => panic!("refused"),
             }
         }
-        assert!(matches!(decide_window(state, 999, 1000, 10), WindowDecision::Refuse(_)));
+        assert!(matches!(
+            decide_window(state, 999, 1000, 10),
+            WindowDecision::Refuse(_)
+        ));
         let mut admitted = 0;
         while let WindowDecision::Admit(s, ..) = decide_window(state, 1500, 1000, 10) {
             state = Some(s);
@@ -286,7 +294,13 @@ mod tests {
             panic!("admitted");
         };
         let at = 100 + u64::try_from(wait.as_nanos()).unwrap();
-        assert!(matches!(decide_window(state, at, 1000, 4), WindowDecision::Admit(..)));
-        assert!(matches!(decide_window(state, at - 1, 1000, 4), WindowDecision::Refuse(_)));
+        assert!(matches!(
+            decide_window(state, at, 1000, 4),
+            WindowDecision::Admit(..)
+        ));
+        assert!(matches!(
+            decide_window(state, at - 1, 1000, 4),
+            WindowDecision::Refuse(_)
+        ));
     }
 }

@@ -23,7 +23,12 @@ pub(crate) struct Fields {
 
 impl Fields {
     /// `sf_name` is the limit's quoted name; `remaining` and `reset` its state now.
-    pub(crate) fn new(policy: &HeaderValue, sf_name: &str, remaining: u32, reset: Duration) -> Self {
+    pub(crate) fn new(
+        policy: &HeaderValue,
+        sf_name: &str,
+        remaining: u32,
+        reset: Duration,
+    ) -> Self {
         let mut buf = [0u8; 320];
         let mut cursor = std::io::Cursor::new(&mut buf[..]);
         let state = match write!(cursor, "{sf_name};r={remaining};t={}", ceil_secs(reset)) {
@@ -54,7 +59,11 @@ pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
 }
 
 /// The refusal: 429 with `Retry-After`, or a trailers-only gRPC response with status 8.
-pub(crate) fn refused<B: Default>(grpc: bool, retry_after: Duration, fields: Fields) -> Response<B> {
+pub(crate) fn refused<B: Default>(
+    grpc: bool,
+    retry_after: Duration,
+    fields: Fields,
+) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
     headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry_after)));
@@ -69,10 +78,18 @@ pub(crate) fn refused<B: Default>(grpc: bool, retry_after: Duration, fields: Fie
 
 /// A rejected request (missing or oversized key): `status`, or gRPC `UNAUTHENTICATED` (16) for a
 /// 401 and `INVALID_ARGUMENT` (3) otherwise.
-pub(crate) fn rejected<B: Default>(grpc: bool, status: StatusCode, message: &'static str) -> Response<B> {
+pub(crate) fn rejected<B: Default>(
+    grpc: bool,
+    status: StatusCode,
+    message: &'static str,
+) -> Response<B> {
     let mut response = Response::new(B::default());
     if grpc {
-        let code = if status == StatusCode::UNAUTHORIZED { "16" } else { "3" };
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "16"
+        } else {
+            "3"
+        };
         grpc_status(&mut response, code, message);
     } else {
         *response.status_mut() = status;

@@ -26,7 +26,7 @@ use crate::{BoxError, RateLimitError};
 /// ```
 /// use fluxgate_core::policy::RateLimit;
 /// use fluxgate_ratelimit::RateLimitLayer;
-/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let layer = RateLimitLayer::builder().limit(RateLimit::new(1.0, 1)).build().unwrap();
@@ -57,7 +57,7 @@ pub struct RateLimit<S, St: RateLimitStore = LocalStore> {
 /// ```
 /// use fluxgate_core::policy::RateLimit;
 /// use fluxgate_ratelimit::{RateLimitError, RateLimitLayer};
-/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let layer = RateLimitLayer::builder().limit(RateLimit::new(1.0, 1)).build().unwrap().typed();
@@ -135,7 +135,11 @@ pub(crate) fn http_answer<St: RateLimitStore, B, ResBody: Default>(
                 Reject::Missing(_) => (shared.config.reject_status, "missing rate limit key"),
                 Reject::TooLong(_) => (http::StatusCode::BAD_REQUEST, "rate limit key too long"),
             };
-            Ok(response::rejected(response::is_grpc(request), status, message))
+            Ok(response::rejected(
+                response::is_grpc(request),
+                status,
+                message,
+            ))
         }
         // `finish_later` never waits again; admit rather than hang.
         Gate::Wait(_) => Err(None),
@@ -146,7 +150,6 @@ impl<S, St, B, ResBody> Service<Request<B>> for RateLimit<S, St>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     St: RateLimitStore,
-    St::Future: Unpin,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -216,18 +219,24 @@ impl<S, St: RateLimitStore> TypedRateLimit<S, St> {
 }
 
 /// The error for a decided request, `None` to let it through.
-pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: Gate<F>) -> Option<BoxError> {
-    let name = |i: usize| prepared.limits.get(i).map(|l| l.name.clone()).unwrap_or_default();
+pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: &Gate<F>) -> Option<BoxError> {
+    let name = |i: usize| {
+        prepared
+            .limits
+            .get(i)
+            .map(|l| l.name.clone())
+            .unwrap_or_default()
+    };
     let error = match gate {
         Gate::Admit(_) | Gate::Wait(_) => return None,
         Gate::Refuse {
             limit, retry_after, ..
         } => RateLimitError::Limited {
-            limit: name(limit),
-            retry_after,
+            limit: name(*limit),
+            retry_after: *retry_after,
         },
-        Gate::Reject(Reject::Missing(i)) => RateLimitError::MissingKey(name(i)),
-        Gate::Reject(Reject::TooLong(i)) => RateLimitError::KeyTooLong(name(i)),
+        Gate::Reject(Reject::Missing(i)) => RateLimitError::MissingKey(name(*i)),
+        Gate::Reject(Reject::TooLong(i)) => RateLimitError::KeyTooLong(name(*i)),
     };
     Some(Box::new(error))
 }
@@ -237,7 +246,6 @@ where
     S: Service<Request<B>> + Clone,
     S::Error: Into<BoxError>,
     St: RateLimitStore,
-    St::Future: Unpin,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -265,7 +273,7 @@ where
                 };
                 TypedFuture::waiting(decide, rest)
             }
-            gate => match typed_error(&this.cached, gate) {
+            gate => match typed_error(&this.cached, &gate) {
                 Some(error) => TypedFuture::failed(error),
                 None => TypedFuture::inner(this.inner.call(request)),
             },

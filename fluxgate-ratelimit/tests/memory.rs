@@ -13,7 +13,11 @@ fn layer(store: &LocalStore, algorithm: LimitAlgorithm) -> RateLimitLayer {
     let mut limit = RateLimit::new(10.0, 2);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
-    RateLimitLayer::builder().limit(limit).store(store.clone()).build().unwrap()
+    RateLimitLayer::builder()
+        .limit(limit)
+        .store(store.clone())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -23,7 +27,11 @@ async fn idle_keys_are_evicted() {
         let layer = layer(&store, algorithm);
         let (mut svc, _) = service(&layer);
         for i in 0..100 {
-            status(&mut svc, with_header("192.0.2.1:1", "x-api-key", format!("k{i}").as_bytes())).await;
+            status(
+                &mut svc,
+                with_header("192.0.2.1:1", "x-api-key", format!("k{i}").as_bytes()),
+            )
+            .await;
         }
         assert_eq!(store.key_count(), 100);
         assert_eq!(store.evict_idle(), 0, "{algorithm:?}: evicted busy keys");
@@ -39,22 +47,48 @@ async fn a_flood_of_keys_is_capped_and_spares_known_clients() {
         let store = LocalStore::builder().max_keys(1024).build();
         let layer = layer(&store, algorithm);
         let (mut svc, _) = service(&layer);
-        assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"known")).await, 200);
+        assert_eq!(
+            status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"known")).await,
+            200
+        );
         let mut flood_admitted = 0;
         for i in 0..50_000 {
             let key = format!("flood-{i}");
-            flood_admitted += u32::from(status(&mut svc, with_header("192.0.2.1:1", "x-api-key", key.as_bytes())).await == 200);
+            flood_admitted += u32::from(
+                status(
+                    &mut svc,
+                    with_header("192.0.2.1:1", "x-api-key", key.as_bytes()),
+                )
+                .await
+                    == 200,
+            );
         }
         // Each of the 64 shards holds at most 16 keys, plus the overflow bucket.
-        assert!(store.key_count() <= 1024 + 1, "{algorithm:?}: {} keys", store.key_count());
+        assert!(
+            store.key_count() <= 1024 + 1,
+            "{algorithm:?}: {} keys",
+            store.key_count()
+        );
         // Past the cap, new keys share the overflow bucket: a handful more got through, not 50k.
-        assert!(flood_admitted <= 1024 + 2, "{algorithm:?}: {flood_admitted} flood requests admitted");
+        assert!(
+            flood_admitted <= 1024 + 2,
+            "{algorithm:?}: {flood_admitted} flood requests admitted"
+        );
         // The known client keeps its own bucket (one left of its burst).
-        assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"known")).await, 200);
+        assert_eq!(
+            status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"known")).await,
+            200
+        );
         // Once the flood is idle, new keys get their own buckets again.
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"late")).await, 200);
-        assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"late2")).await, 200);
+        assert_eq!(
+            status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"late")).await,
+            200
+        );
+        assert_eq!(
+            status(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"late2")).await,
+            200
+        );
         assert!(store.evicted_count() > 0);
     }
 }

@@ -31,8 +31,14 @@ async fn policy_change_keeps_unchanged_counters() {
 
     // Add a second limit; the per-ip limit is unchanged, so its counters stay (still refused).
     let per_key = "    - { name: per-key, requestsPerSecond: 100, burstSize: 1, keyExtractor: header.x-api-key }\n";
-    store.apply_bytes(&doc(&format!("{per_ip}{per_key}")), None).unwrap();
-    assert_eq!(status(&mut svc, from("192.0.2.1:1")).await, 429, "per-ip counters were dropped");
+    store
+        .apply_bytes(&doc(&format!("{per_ip}{per_key}")), None)
+        .unwrap();
+    assert_eq!(
+        status(&mut svc, from("192.0.2.1:1")).await,
+        429,
+        "per-ip counters were dropped"
+    );
     assert_eq!(layer.metrics().limits.len(), 2);
 
     // A new rate for per-ip is a new quota: fresh counters, applied on the next request.
@@ -40,11 +46,21 @@ async fn policy_change_keeps_unchanged_counters() {
     store.apply_bytes(&doc(faster), None).unwrap();
     assert_eq!(status(&mut svc, from("192.0.2.1:1")).await, 200);
     // A new key source takes effect too: now keyed by header, each key its own bucket.
-    let by_header = "    - { name: per-ip, requestsPerSecond: 1, burstSize: 1, keyExtractor: header.x-user }\n";
+    let by_header =
+        "    - { name: per-ip, requestsPerSecond: 1, burstSize: 1, keyExtractor: header.x-user }\n";
     store.apply_bytes(&doc(by_header), None).unwrap();
-    assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await, 200);
-    assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await, 429);
-    assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u2")).await, 200);
+    assert_eq!(
+        status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await,
+        200
+    );
+    assert_eq!(
+        status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await,
+        429
+    );
+    assert_eq!(
+        status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u2")).await,
+        200
+    );
     // Metrics follow the limit identity (name, key, algorithm): the header-keyed one is new.
     let m = layer.metrics();
     assert_eq!(m.policy.as_deref(), Some("shop/api"));
@@ -52,5 +68,8 @@ async fn policy_change_keeps_unchanged_counters() {
     assert_eq!((m.limits[0].admitted, m.limits[0].refused), (2, 1));
     // Deleting the policy lifts the limits.
     store.delete(&PolicyId::new("shop", "api"));
-    assert_eq!(status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await, 200);
+    assert_eq!(
+        status(&mut svc, with_header("192.0.2.1:1", "x-user", b"u1")).await,
+        200
+    );
 }

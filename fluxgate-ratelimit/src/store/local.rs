@@ -50,6 +50,9 @@ impl GovernorClock for Clock {
     }
 }
 
+/// A limiter's identity, algorithm and quota bits.
+type LimiterId = (String, LimitAlgorithm, (u64, u32));
+
 type Gcra = RateLimiter<u64, GcraState, Clock, StateInformationMiddleware>;
 
 /// A [`LocalStore`] limiter: one limit at one quota (cheap to clone; clones share counters).
@@ -102,7 +105,7 @@ struct Shared {
     clock: Clock,
     max_keys: usize,
     sweep_every: u64,
-    limiters: Mutex<HashMap<(String, LimitAlgorithm, (u64, u32)), Weak<Inner>>>,
+    limiters: Mutex<HashMap<LimiterId, Weak<Inner>>>,
     tables: Mutex<Vec<Weak<Inner>>>,
 }
 
@@ -189,7 +192,10 @@ impl LocalStore {
     /// Removes every idle key now; returns how many. Call it periodically (for example from a
     /// task spawned with [`maintain`](Self::maintain)) to return memory after a burst of clients.
     pub fn evict_idle(&self) -> usize {
-        self.live_tables().iter().map(|t| t.table.evict_idle()).sum()
+        self.live_tables()
+            .iter()
+            .map(|t| t.table.evict_idle())
+            .sum()
     }
 
     /// A future that evicts idle keys every `period`, for the caller to spawn; it ends when every
@@ -207,7 +213,11 @@ impl LocalStore {
     }
 
     fn live_tables(&self) -> Vec<Arc<Inner>> {
-        let mut tables = self.shared.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tables = self
+            .shared
+            .tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         tables.retain(|t| t.strong_count() > 0);
         tables.iter().filter_map(Weak::upgrade).collect()
     }
@@ -215,14 +225,22 @@ impl LocalStore {
     /// The limiter of `spec`, shared with every other user of the same identity and quota.
     fn shared_limiter(&self, spec: &LimiterSpec) -> LocalLimiter {
         let id = (spec.identity.clone(), spec.algorithm, spec.quota.identity());
-        let mut limiters = self.shared.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut limiters = self
+            .shared
+            .limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         limiters.retain(|_, t| t.strong_count() > 0);
         if let Some(inner) = limiters.get(&id).and_then(Weak::upgrade) {
             return LocalLimiter { inner };
         }
         let inner = Arc::new(self.make(spec));
         limiters.insert(id, Arc::downgrade(&inner));
-        let mut tables = self.shared.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tables = self
+            .shared
+            .tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         tables.push(Arc::downgrade(&inner));
         LocalLimiter { inner }
     }
@@ -237,11 +255,8 @@ impl LocalStore {
                 let governor_quota = GovernorQuota::with_period(interval)
                     .unwrap_or_else(|| GovernorQuota::per_second(NonZeroU32::MAX))
                     .allow_burst(burst);
-                let limiter: Gcra = RateLimiter::new(
-                    governor_quota,
-                    GcraState(Arc::clone(&table)),
-                    s.clock,
-                );
+                let limiter: Gcra =
+                    RateLimiter::new(governor_quota, GcraState(Arc::clone(&table)), s.clock);
                 // Governor measures from its start; idleness is judged from no earlier than it.
                 table.reset_origin();
                 Inner {
@@ -291,7 +306,10 @@ impl LocalStore {
     fn acquire(&self, limiter: &LocalLimiter, key: u64) -> Outcome {
         let limiter = &*limiter.inner;
         match &limiter.kind {
-            Kind::Gcra { limiter: gcra, interval } => match gcra.check_key(&key) {
+            Kind::Gcra {
+                limiter: gcra,
+                interval,
+            } => match gcra.check_key(&key) {
                 Ok(snapshot) => {
                     let remaining = snapshot.remaining_burst_capacity();
                     let missing = u64::from(limiter.quota.burst_size().saturating_sub(remaining));
@@ -326,7 +344,9 @@ impl LocalStore {
     fn refund(limiter: &LocalLimiter, key: u64) {
         let limiter = &*limiter.inner;
         match &limiter.kind {
-            Kind::Gcra { interval, .. } => limiter.table.adjust(key, |tat| tat.saturating_sub(*interval)),
+            Kind::Gcra { interval, .. } => limiter
+                .table
+                .adjust(key, |tat| tat.saturating_sub(*interval)),
             Kind::Window { window, .. } => {
                 let epoch = limiter.table.now() / (*window).max(1);
                 limiter.table.adjust(key, |bits| {
@@ -392,4 +412,3 @@ impl LocalLimiter {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
-

@@ -17,14 +17,19 @@
 //!   limit is in shadow mode. Limits are decided in order; the first refusing limit that is not in
 //!   shadow mode refuses the request, later limits are [`Outcome::Skipped`], and units already
 //!   taken from earlier limits are given back: a refused request consumes nothing.
-//! - Algorithms must agree with [`Quota`](crate::Quota)'s documented arithmetic so that replicas
+//! - Algorithms must agree with [`Quota`]'s documented arithmetic so that replicas
 //!   with different stores admit the same traffic; the sliding window works on integers only.
-//! - A *synced* store decides locally and merges counts in the background: it can wrap a
-//!   [`LocalStore`] and use [`LocalStore::window_counts`] / [`LocalStore::merge_window`] to
-//!   push local increments and pull the other replicas' counts on each sync tick (returned as a
-//!   future or handle to spawn, never spawned by the store).
+//! - A *synced* store (next issue) decides locally and merges counts in the background. The
+//!   intended extension: it wraps a [`LocalStore`], whose sliding-window state per key is two
+//!   integer counts per window number (see [`Quota`]); on each sync tick it pushes
+//!   the local increments of the current window per (identity, key) to Redis (`INCRBY` on
+//!   `identity:key:window`) and pulls the summed counts back into the local state (a `merge`
+//!   taking the maximum of local and remote counts, to be added to `LocalStore`). The tick is
+//!   returned as a future to spawn, never spawned by the store. A *strict* store returns a real
+//!   future from [`check`](RateLimitStore::check): one Lua script deciding every check of the
+//!   request atomically (so it needs no refunds), boxed so that it is `Unpin`.
 //!
-//! The conformance suite in [`conformance`](crate::conformance) (feature `test-support`) is what
+//! The conformance suite `fluxgate_ratelimit::conformance` (feature `test-support`) is what
 //! every store must pass.
 //!
 //! # Example
@@ -67,7 +72,11 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
     /// A prepared limit (one limit at one quota), made once per policy version.
     type Limiter: Send + Sync + std::fmt::Debug + 'static;
     /// The answer to [`check`](Self::check); [`std::future::Ready`] for in-process stores.
-    type Future: Future<Output = Result<Verdict, StoreError>> + Send + 'static;
+    ///
+    /// The layer polls it once inside `call`; only if it is pending is the inner service cloned
+    /// and the request kept until it resolves. It must not borrow the checks (copy what a remote
+    /// command needs).
+    type Future: Future<Output = Result<Verdict, StoreError>> + Send + Unpin + 'static;
 
     /// Prepares a limiter; the same identity gives access to the same counters.
     fn limiter(&self, spec: &LimiterSpec) -> Self::Limiter;

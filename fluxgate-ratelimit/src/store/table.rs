@@ -85,7 +85,8 @@ impl Table {
 
     /// Moves the origin to now (after governor read its start, so that idleness is conservative).
     pub(crate) fn reset_origin(&self) {
-        self.origin.store(self.clock.nanos().as_u64(), Ordering::Relaxed);
+        self.origin
+            .store(self.clock.nanos().as_u64(), Ordering::Relaxed);
     }
 
     fn shard(&self, key: u64) -> &Shard {
@@ -125,7 +126,10 @@ impl Table {
         Ok(value)
     }
 
-    fn update_overflow<T, E>(&self, f: &impl Fn(Option<u64>) -> Result<(T, u64), E>) -> Result<T, E> {
+    fn update_overflow<T, E>(
+        &self,
+        f: &impl Fn(Option<u64>) -> Result<(T, u64), E>,
+    ) -> Result<T, E> {
         let shard = self.shard(OVERFLOW);
         if let Some(state) = Self::read(shard).get(&OVERFLOW) {
             return cas(state, f);
@@ -145,17 +149,14 @@ impl Table {
     pub(crate) fn adjust(&self, key: u64, f: impl Fn(u64) -> u64) {
         let key = if key == OVERFLOW { 1 } else { key };
         let map = Self::read(self.shard(key));
-        let state = match map.get(&key) {
-            Some(state) => state,
-            None => match Self::read(self.shard(OVERFLOW)).get(&OVERFLOW) {
-                Some(overflow) => {
-                    let _ = overflow.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)));
-                    return;
-                }
-                None => return,
-            },
+        let update = |state: &AtomicU64| {
+            let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)));
         };
-        let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)));
+        if let Some(state) = map.get(&key) {
+            update(state);
+        } else if let Some(overflow) = Self::read(self.shard(OVERFLOW)).get(&OVERFLOW) {
+            update(overflow);
+        }
     }
 
     /// Removes idle keys from a full shard, at most once per sweep interval.
@@ -168,7 +169,8 @@ impl Table {
         shard.last_sweep.store(now.max(1), Ordering::Relaxed);
         let before = map.len();
         map.retain(|_, state| !self.is_idle(state.load(Ordering::Acquire), now));
-        self.evicted.fetch_add(before - map.len(), Ordering::Relaxed);
+        self.evicted
+            .fetch_add(before - map.len(), Ordering::Relaxed);
     }
 
     fn is_idle(&self, state: u64, now: u64) -> bool {

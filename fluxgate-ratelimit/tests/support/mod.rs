@@ -27,15 +27,18 @@ pub(crate) fn service(layer: &RateLimitLayer) -> (RateLimit<Inner>, Arc<AtomicUs
 
 pub(crate) fn from(peer: &str) -> Request<()> {
     let mut request = Request::new(());
-    request.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    request
+        .extensions_mut()
+        .insert(PeerAddr(peer.parse().unwrap()));
     request
 }
 
 pub(crate) fn with_header(peer: &str, name: &str, value: &[u8]) -> Request<()> {
     let mut request = from(peer);
-    request
-        .headers_mut()
-        .append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), http::HeaderValue::from_bytes(value).unwrap());
+    request.headers_mut().append(
+        http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+        http::HeaderValue::from_bytes(value).unwrap(),
+    );
     request
 }
 
