@@ -135,7 +135,7 @@ impl LocalStoreBuilder {
         self
     }
 
-    /// How often a full shard may be swept for idle keys (1s by default).
+    /// How often a full shard may be swept for idle keys (100ms by default).
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_every = every;
         self
@@ -173,7 +173,7 @@ impl LocalStore {
     pub fn builder() -> LocalStoreBuilder {
         LocalStoreBuilder {
             max_keys: DEFAULT_MAX_KEYS,
-            sweep_every: Duration::from_secs(1),
+            sweep_every: Duration::from_millis(100),
         }
     }
 
