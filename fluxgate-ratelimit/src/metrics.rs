@@ -1,0 +1,120 @@
+//! Admitted and refused counts per policy and limit, for an admin endpoint.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+const STRIPES: usize = 8;
+
+/// One counter cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+/// A counter spread over cache lines so that threads do not fight over one.
+#[derive(Debug, Default)]
+pub(crate) struct Counter([Padded; STRIPES]);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
+impl Counter {
+    pub(crate) fn incr(&self) {
+        self.0[stripe()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The live counts of one limit (kept across policy versions while its identity stays).
+#[derive(Debug, Default)]
+pub(crate) struct LimitCounters {
+    pub(crate) admitted: Counter,
+    pub(crate) refused: Counter,
+    pub(crate) shadow_refused: Counter,
+}
+
+/// The layer's counts (no per-key labels).
+#[derive(Debug, Default)]
+pub(crate) struct LayerCounters {
+    pub(crate) admitted: Counter,
+    pub(crate) refused: Counter,
+    pub(crate) rejected: Counter,
+}
+
+/// A snapshot of a layer's counts, as [`RateLimitLayer::metrics`](crate::RateLimitLayer::metrics)
+/// returns it.
+///
+/// ```
+/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_ratelimit::RateLimitLayer;
+///
+/// let layer = RateLimitLayer::builder().limit(RateLimit::new(10.0, 5)).build().unwrap();
+/// let snapshot = layer.metrics();
+/// assert_eq!(snapshot.admitted, 0);
+/// assert_eq!(snapshot.limits.len(), 1);
+/// assert_eq!(snapshot.limits[0].name, "limit-0");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// The policy's `namespace/name` (`inline` for a layer built in code), if one is in force.
+    pub policy: Option<String>,
+    /// The policy generation the limits below belong to.
+    pub generation: u64,
+    /// Requests every limit admitted.
+    pub admitted: u64,
+    /// Requests refused with 429 / `RESOURCE_EXHAUSTED` / [`RateLimitError::Limited`](crate::RateLimitError::Limited).
+    pub refused: u64,
+    /// Requests rejected for a missing or oversized key.
+    pub rejected: u64,
+    /// Per limit of the policy in force, in policy order.
+    pub limits: Vec<LimitSnapshot>,
+}
+
+/// The counts of one limit.
+///
+/// ```
+/// let limit = fluxgate_ratelimit::LimitSnapshot::default();
+/// assert_eq!(limit.refused + limit.shadow_refused, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitSnapshot {
+    /// The limit's name, or `limit-N` for the unnamed limit at position N.
+    pub name: String,
+    /// Its key source (`ip`, `header.x-api-key`, ...).
+    pub key: String,
+    /// Requests it admitted.
+    pub admitted: u64,
+    /// Requests it refused.
+    pub refused: u64,
+    /// Requests it would have refused in shadow mode.
+    pub shadow_refused: u64,
+}
+
+impl LimitCounters {
+    pub(crate) fn snapshot(&self, name: &str, key: &str) -> LimitSnapshot {
+        LimitSnapshot {
+            name: name.to_owned(),
+            key: key.to_owned(),
+            admitted: self.admitted.get(),
+            refused: self.refused.get(),
+            shadow_refused: self.shadow_refused.get(),
+        }
+    }
+}

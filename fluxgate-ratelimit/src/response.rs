@@ -1,0 +1,107 @@
+//! The answers the HTTP variant gives: 429, gRPC `RESOURCE_EXHAUSTED`, 400, and the
+//! RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-10.
+
+use std::io::Write;
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+
+use crate::quota::ceil_secs;
+
+/// `RateLimit-Policy`: the quota policy (`"name";q=…;w=…`).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`: the current state (`"name";r=…;t=…`).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The RateLimit fields of one response.
+#[derive(Debug, Clone)]
+pub(crate) struct Fields {
+    pub(crate) policy: HeaderValue,
+    pub(crate) state: HeaderValue,
+}
+
+impl Fields {
+    /// `sf_name` is the limit's quoted name; `remaining` and `reset` its state now.
+    pub(crate) fn new(
+        policy: &HeaderValue,
+        sf_name: &str,
+        remaining: u32,
+        reset: Duration,
+    ) -> Self {
+        let mut buf = [0u8; 320];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let state = match write!(cursor, "{sf_name};r={remaining};t={}", ceil_secs(reset)) {
+            Ok(()) => {
+                let len = usize::try_from(cursor.position()).unwrap_or(0);
+                HeaderValue::from_bytes(&buf[..len]).ok()
+            }
+            Err(_) => None,
+        };
+        Self {
+            policy: policy.clone(),
+            state: state.unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1")),
+        }
+    }
+
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        headers.insert(RATELIMIT, self.state);
+    }
+}
+
+/// Whether a request is gRPC (`content-type: application/grpc` or `application/grpc+…`).
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The refusal: 429 with `Retry-After`, or a trailers-only gRPC response with status 8.
+pub(crate) fn refused<B: Default>(
+    grpc: bool,
+    retry_after: Duration,
+    fields: Fields,
+) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry_after)));
+    fields.apply(headers);
+    if grpc {
+        grpc_status(&mut response, "8", "rate limited");
+    } else {
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    }
+    response
+}
+
+/// A rejected request (missing or oversized key): `status`, or gRPC `UNAUTHENTICATED` (16) for a
+/// 401 and `INVALID_ARGUMENT` (3) otherwise.
+pub(crate) fn rejected<B: Default>(
+    grpc: bool,
+    status: StatusCode,
+    message: &'static str,
+) -> Response<B> {
+    let mut response = Response::new(B::default());
+    if grpc {
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "16"
+        } else {
+            "3"
+        };
+        grpc_status(&mut response, code, message);
+    } else {
+        *response.status_mut() = status;
+    }
+    response
+}
+
+/// Makes `response` a trailers-only gRPC response: HTTP 200 with the status in the headers.
+fn grpc_status<B>(response: &mut Response<B>, code: &'static str, message: &'static str) {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static(code));
+    // The messages are ASCII without `%`, so they need no percent-encoding.
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+}
