@@ -1,17 +1,5 @@
-//! [`ObservedBody`]: a response body that reports the response's final [`Classification`] once,
-//! when the body ends, for gRPC responses whose status comes in the trailers.
-//!
-//! Use [`observe_response`] where a layer learns from traffic (canary analysis, outlier
-//! detection): a plain HTTP response, or a gRPC response with its status in the head, is
-//! classified at once and its body passes through untouched; a gRPC response whose status comes
-//! in the trailers is classified when its body ends:
-//!
-//! | how the body ends | classification |
-//! | --- | --- |
-//! | trailers with `grpc-status` | that code ([`classify_grpc_status`]) |
-//! | trailers without `grpc-status`, or the end of the body without trailers | `INTERNAL` (a failure: the gRPC spec makes the status mandatory) |
-//! | an error from the body | [`classify_error`] (a transport failure or a timeout) |
-//! | dropped before its end | `CANCELLED` (a success: the downstream went away or stopped reading, which is not the upstream's failure; an upstream that breaks the stream shows as a body error instead) |
+//! [`ObservedBody`] and [`observe_response`]: a response's final [`Classification`], taken when
+//! its body ends for gRPC responses whose status comes in the trailers.
 
 use std::error::Error;
 use std::pin::Pin;
@@ -56,7 +44,7 @@ impl<F: FnOnce(Classification)> OutcomeObserver for F {
 
 /// Wraps a response's body so that `observer` learns the response's final classification:
 /// at once from the head when it decides ([`classify_response`](super::classify_response)),
-/// otherwise when the body ends, as the [module docs](self) say.
+/// otherwise when the body ends, as [`ObservedBody`] says.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -94,8 +82,20 @@ pub fn observe_response<B, O: OutcomeObserver>(
 }
 
 pin_project! {
-    /// A response body that calls an [`OutcomeObserver`] once, when the body ends (see the
-    /// [module docs](self)), or a pass-through one whose outcome was already observed.
+    /// A response body that calls an [`OutcomeObserver`] once, when the body ends, or a
+    /// pass-through one whose outcome was already observed.
+    ///
+    /// Use it (through [`observe_response`]) where a layer learns from traffic: a plain HTTP
+    /// response, or a gRPC response with its status in the head, is classified at once and its
+    /// body passes through; a gRPC response whose status comes in the trailers is classified
+    /// when its body ends:
+    ///
+    /// | how the body ends | classification |
+    /// | --- | --- |
+    /// | trailers with `grpc-status` | that code ([`classify_grpc_status`]) |
+    /// | trailers without `grpc-status`, or the end of the body without trailers | `INTERNAL` (a failure: the gRPC spec makes the status mandatory) |
+    /// | an error from the body | [`classify_error`] (a transport failure or a timeout) |
+    /// | dropped before its end | `CANCELLED` (a success: the downstream went away or stopped reading, which is not the upstream's failure; an upstream that breaks the stream shows as a body error instead) |
     ///
     /// Frames, [`size_hint`](Body::size_hint) and [`is_end_stream`](Body::is_end_stream) are the
     /// inner body's; its errors are boxed. A pass-through body costs one branch per frame.
