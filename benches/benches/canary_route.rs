@@ -1,8 +1,11 @@
 //! Per-request cost of the canary router's decision (header match, weighted split, sticky key)
 //! around trivial services, against tower's `Steer` over the same services in the same run.
 //!
-//! The canary figures include what `Steer` does not do: reading the published weight and rules,
-//! and recording each response's outcome and latency in the side's windows (two clock reads).
+//! Like with like: both routers wrap the same two `Trivial` services, get the same requests, and
+//! each `Steer` picker does the work of the canary case it is compared with (a header compare, a
+//! counter, a hash of the client header). The canary figures also include what `Steer` does not
+//! do: reading the published weight, classifying each response and recording its outcome and
+//! latency in the side's windows (two clock reads).
 //! The split accuracy (100k requests at weight 10 within 0.5pp) is a test:
 //! `fluxgate-canary/tests/split.rs`.
 //!
@@ -17,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fluxgate_canary::Canary;
+use fluxgate_core::key::fnv1a;
 use fluxgate_core::policy::{CompiledCanary, CompiledPolicy, parse_policies};
 use http::{Request, Response};
 use tower::Service;
@@ -90,6 +94,20 @@ fn bench(c: &mut Criterion) {
     group.bench_function("steer_weighted", |b| {
         b.iter_batched(
             &plain,
+            |r| black_box(route(&mut steer, r)),
+            BatchSize::SmallInput,
+        );
+    });
+    let mut steer = Steer::new([Trivial, Trivial], |r: &Request<()>, _: &[Trivial]| {
+        let key = r
+            .headers()
+            .get("x-client-id")
+            .map_or(&b""[..], |v| v.as_bytes());
+        usize::from(fnv1a(key) % 100 < 10)
+    });
+    group.bench_function("steer_sticky", |b| {
+        b.iter_batched(
+            &client,
             |r| black_box(route(&mut steer, r)),
             BatchSize::SmallInput,
         );

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use crate::snapshot::millis;
+
 /// Where a canary release stands.
 ///
 /// ```
@@ -10,7 +14,8 @@ use std::time::Duration;
 ///
 /// assert_eq!(Phase::RolledBack.to_string(), "rolled-back");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Phase {
     /// Receiving its weight (and matched requests), judged every interval, advancing by steps.
@@ -77,7 +82,12 @@ impl fmt::Display for Action {
 /// let finding = Finding::ErrorRate { value: 0.05, target: 0.01 };
 /// assert_eq!(finding.to_string(), "error rate 5.00% > target 1.00%");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(
+    tag = "metric",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Finding {
     /// Failures and overloads per request, against `metrics.targetErrorRate`.
@@ -89,9 +99,11 @@ pub enum Finding {
     },
     /// The 99th percentile latency, against `metrics.targetP99Latency`.
     P99Latency {
-        /// The measured p99.
+        /// The measured p99 (milliseconds in JSON).
+        #[serde(serialize_with = "millis")]
         value: Duration,
-        /// The highest acceptable p99.
+        /// The highest acceptable p99 (milliseconds in JSON).
+        #[serde(serialize_with = "millis")]
         target: Duration,
     },
     /// Successes per request over the sliding budget window, against `errorBudget`.
@@ -138,7 +150,7 @@ impl fmt::Display for Finding {
 /// let check = Check { finding: Finding::Availability { value: 0.9, budget: 0.985 }, samples: 40 };
 /// assert_eq!(check.to_string(), "availability 90.00% < budget 98.50% over 40 requests");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Check {
     /// The metric, its value and its target.
     pub finding: Finding,
@@ -159,7 +171,12 @@ impl fmt::Display for Check {
 ///
 /// assert_eq!(RollbackReason::Manual.to_string(), "aborted by hand");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(
+    tag = "reason",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum RollbackReason {
     /// `failureThreshold` analyses failed in a row; the last one's check.
@@ -196,7 +213,12 @@ impl fmt::Display for RollbackReason {
 ///
 /// assert_eq!(Decision::Advanced { from: 5, to: 10 }.to_string(), "advanced from 5% to 10%");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Decision {
     /// The canary started (or restarted) at this weight.

@@ -1,12 +1,16 @@
 //! [`ResponseFuture`]: the canary router's response future, which records each response's
-//! outcome and latency in the windows of the side that served it.
+//! outcome and latency in the windows of the side that served it, and [`Observation`], which
+//! does so at the end of a gRPC body whose status comes in the trailers.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use fluxgate_core::outcome::{Outcome, classify_error, classify_response};
+use fluxgate_core::outcome::{
+    Classification, ObservedBody, OutcomeObserver, classify_error, classify_response,
+};
 use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -15,16 +19,21 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::error::CanaryError;
 use crate::route::Side;
-use crate::shared::Shared;
+use crate::shared::Windows;
 
 pin_project! {
     /// The response future of [`Canary`](crate::Canary).
     ///
-    /// When the inner future completes, the outcome ([`classify_response`]: HTTP status, or
-    /// gRPC status of a trailers-only response; [`classify_error`] for an error) and the time
-    /// since `call` are recorded in the side's analysis, latency and budget windows. A future
-    /// dropped before it completes records nothing. A gRPC response whose status comes in the
-    /// trailers is recorded as a success when its head arrives.
+    /// The latency recorded is the time from `call` to the response's head (time to headers),
+    /// read once at `call` and once at completion: a streaming body lasts as long as its client
+    /// and its payload make it, not as long as the upstream is slow to answer.
+    ///
+    /// The outcome is recorded when it is known: at completion for an error ([`classify_error`])
+    /// or a response whose head decides it ([`classify_response`]: HTTP status, or the
+    /// `grpc-status` of a trailers-only response); at the end of the body for a gRPC response
+    /// whose status comes in the trailers (the body is an [`ObservedBody`] with an
+    /// [`Observation`]; a body dropped before its end counts as `CANCELLED`, a success). A future
+    /// dropped before it completes records nothing.
     ///
     /// ```
     /// use fluxgate_canary::{Canary, future::ResponseFuture};
@@ -40,6 +49,7 @@ pin_project! {
     /// let (canary, _judge) = Canary::new(svc, svc, compiled.canary().unwrap())?;
     /// let response = canary.oneshot(http::Request::new(())).await?;
     /// assert_eq!(response.status(), 200);
+    /// assert!(!response.body().is_pending()); // a plain HTTP response is judged by its head
     /// # Ok(()) }
     /// ```
     #[derive(Debug)]
@@ -62,36 +72,61 @@ pin_project! {
 
 #[derive(Debug)]
 struct Record {
-    shared: Arc<Shared>,
+    windows: Arc<Windows>,
     side: Side,
     start: Instant,
 }
 
+/// Records the outcome of a gRPC response whose status comes in the trailers, when its
+/// [`ObservedBody`] ends, with the latency measured at its head.
+///
+/// ```
+/// use fluxgate_canary::future::Observation;
+/// use fluxgate_core::outcome::OutcomeObserver;
+///
+/// fn is_observer<O: OutcomeObserver>() {}
+/// is_observer::<Observation>();
+/// ```
+#[derive(Debug)]
+pub struct Observation {
+    windows: Arc<Windows>,
+    side: Side,
+    latency: Duration,
+}
+
+impl OutcomeObserver for Observation {
+    fn observe(self, class: Classification) {
+        // The end of a stream may be long after its head: it goes in the bucket of its end.
+        let side = self.windows.side(self.side);
+        side.record(Instant::now(), class.outcome, self.latency);
+    }
+}
+
 impl<SF, CF> ResponseFuture<SF, CF> {
-    pub(crate) fn stable(future: SF, shared: Arc<Shared>) -> Self {
-        Self::new(Kind::Stable { future }, shared, Side::Stable)
+    fn new(kind: Kind<SF, CF>, windows: Arc<Windows>, side: Side) -> Self {
+        let start = Instant::now();
+        Self {
+            kind,
+            record: Some(Record {
+                windows,
+                side,
+                start,
+            }),
+        }
     }
 
-    pub(crate) fn canary(future: CF, shared: Arc<Shared>) -> Self {
-        Self::new(Kind::Canary { future }, shared, Side::Canary)
+    pub(crate) fn stable(future: SF, windows: Arc<Windows>) -> Self {
+        Self::new(Kind::Stable { future }, windows, Side::Stable)
+    }
+
+    pub(crate) fn canary(future: CF, windows: Arc<Windows>) -> Self {
+        Self::new(Kind::Canary { future }, windows, Side::Canary)
     }
 
     pub(crate) fn not_ready() -> Self {
         Self {
             kind: Kind::NotReady,
             record: None,
-        }
-    }
-
-    fn new(kind: Kind<SF, CF>, shared: Arc<Shared>, side: Side) -> Self {
-        let start = Instant::now();
-        Self {
-            kind,
-            record: Some(Record {
-                shared,
-                side,
-                start,
-            }),
         }
     }
 }
@@ -103,7 +138,7 @@ where
     SE: Into<BoxError>,
     CE: Into<BoxError>,
 {
-    type Output = Result<Response<RB>, BoxError>;
+    type Output = Result<Response<ObservedBody<RB, Observation>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -112,17 +147,32 @@ where
             KindProj::Canary { future } => ready!(future.poll(cx)).map_err(Into::into),
             KindProj::NotReady => return Poll::Ready(Err(CanaryError::NotReady.into())),
         };
-        if let Some(record) = this.record.take() {
-            let outcome = match &result {
-                Ok(response) => classify_response(response).map_or(Outcome::Success, |c| c.outcome),
-                Err(error) => classify_error(&**error).outcome,
-            };
-            let now = Instant::now();
-            let latency = now.saturating_duration_since(record.start);
-            let windows = record.shared.windows.load();
-            windows.side(record.side).record(now, outcome, latency);
-        }
-        Poll::Ready(result)
+        let Some(record) = this.record.take() else {
+            return Poll::Ready(result.map(|r| r.map(ObservedBody::observed)));
+        };
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(record.start);
+        let side = record.windows.side(record.side);
+        Poll::Ready(match result {
+            Ok(response) => match classify_response(&response) {
+                Some(class) => {
+                    side.record(now, class.outcome, latency);
+                    Ok(response.map(ObservedBody::observed))
+                }
+                None => {
+                    let observation = Observation {
+                        windows: record.windows,
+                        side: record.side,
+                        latency,
+                    };
+                    Ok(response.map(|body| ObservedBody::new(body, observation)))
+                }
+            },
+            Err(error) => {
+                side.record(now, classify_error(&*error).outcome, latency);
+                Err(error)
+            }
+        })
     }
 }
 

@@ -33,7 +33,7 @@ use crate::shared::Shared;
 /// let (layer, judge) = CanaryLayer::new(canary, compiled.canary().unwrap(), Default::default())?;
 /// let _judge = judge.spawn();
 /// let router = ServiceBuilder::new().layer(layer).service(stable);
-/// assert_eq!(*router.oneshot(http::Request::new(())).await?.body(), "canary");
+/// assert_eq!(*router.oneshot(http::Request::new(())).await?.body().get_ref(), "canary");
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

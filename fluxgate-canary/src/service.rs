@@ -1,20 +1,22 @@
 //! [`Canary`]: the router between a stable and a canary service.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use fluxgate_core::outcome::ObservedBody;
 use http::{Request, Response};
 use tower_service::Service;
 
 use crate::BoxError;
 use crate::error::CanaryError;
-use crate::future::{FutureOf, ResponseFuture};
+use crate::future::{FutureOf, Observation, ResponseFuture};
 use crate::handle::CanaryHandle;
 use crate::judge::Judge;
 use crate::layer::CanaryLayer;
 use crate::route::{Route, Side, sequence_side, sticky_side};
 use crate::settings::{CanaryOptions, CanarySource};
-use crate::shared::Shared;
+use crate::shared::{Shared, Windows};
 
 /// Routes each request to a stable or a canary service, as the crate docs describe.
 ///
@@ -28,6 +30,14 @@ use crate::shared::Shared;
 /// [`CanaryError::NotReady`] (no panic).
 ///
 /// Errors of both sides are boxed ([`BoxError`]) and passed through unchanged.
+///
+/// # Response
+///
+/// The response is the side's, with its body wrapped in an [`ObservedBody`] (with an
+/// [`Observation`]): a pass-through body when the head decides the outcome (plain HTTP, or a
+/// trailers-only gRPC response), else one that records the outcome from the gRPC trailers
+/// when the body ends; [`ObservedBody::get_ref`] reaches the side's body. See
+/// [`ResponseFuture`] for what is recorded, and when.
 ///
 /// ```
 /// use fluxgate_canary::Canary;
@@ -48,8 +58,8 @@ use crate::shared::Shared;
 /// let _judge = judge.spawn();
 ///
 /// let tester = http::Request::get("/").header("x-canary", "true").body(())?;
-/// assert_eq!(*router.clone().oneshot(tester).await?.body(), "canary");
-/// assert_eq!(*router.oneshot(http::Request::new(())).await?.body(), "stable");
+/// assert_eq!(*router.clone().oneshot(tester).await?.body().get_ref(), "canary");
+/// assert_eq!(*router.oneshot(http::Request::new(())).await?.body().get_ref(), "stable");
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -58,6 +68,10 @@ pub struct Canary<S, C> {
     canary: C,
     shared: Arc<Shared>,
     alive: Arc<()>,
+    /// The shared windows as of `windows_version`: one atomic load per request, not an
+    /// `ArcSwap` load.
+    windows: Arc<Windows>,
+    windows_version: u64,
     seq: u64,
     ready: [bool; 2],
 }
@@ -117,9 +131,12 @@ impl<S, C> Canary<S, C> {
 
     pub(crate) fn from_parts(stable: S, canary: C, shared: Arc<Shared>, alive: Arc<()>) -> Self {
         let seq = shared.seed();
+        let windows_version = shared.windows_version.load(Ordering::Acquire);
         Self {
             stable,
             canary,
+            windows: shared.windows.load_full(),
+            windows_version,
             shared,
             alive,
             seq,
@@ -195,7 +212,7 @@ where
     S::Error: Into<BoxError>,
     C::Error: Into<BoxError>,
 {
-    type Response = Response<RB>;
+    type Response = Response<ObservedBody<RB, Observation>>;
     type Error = BoxError;
     type Future = FutureOf<S, C, Request<B>>;
 
@@ -229,9 +246,15 @@ where
         let side = self.pick(&request, route);
         self.shared.routed(side);
         self.ready[side as usize] = false;
+        let version = self.shared.windows_version.load(Ordering::Acquire);
+        if version != self.windows_version {
+            self.windows = self.shared.windows.load_full();
+            self.windows_version = version;
+        }
+        let windows = self.windows.clone();
         match side {
-            Side::Stable => ResponseFuture::stable(self.stable.call(request), self.shared.clone()),
-            Side::Canary => ResponseFuture::canary(self.canary.call(request), self.shared.clone()),
+            Side::Stable => ResponseFuture::stable(self.stable.call(request), windows),
+            Side::Canary => ResponseFuture::canary(self.canary.call(request), windows),
         }
     }
 }

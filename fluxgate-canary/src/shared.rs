@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     pub(crate) route: RouteWord,
     pub(crate) rules: ArcSwap<RouteRules>,
     pub(crate) windows: ArcSwap<Windows>,
+    /// Bumped after each new `windows`, so that routers re-read them only when they change.
+    pub(crate) windows_version: AtomicU64,
     machine: Mutex<Machine>,
     slot: Option<PolicySlot>,
     /// The slot generation taken in (0: none).
@@ -118,6 +120,7 @@ impl Shared {
             route: RouteWord::default(),
             rules: ArcSwap::new(RouteRules::of(canary)),
             windows: ArcSwap::from_pointee(windows),
+            windows_version: AtomicU64::new(0),
             machine: Mutex::new(machine),
             slot,
             generation: AtomicU64::new(applied.map_or(0, |p| p.generation())),
@@ -168,7 +171,10 @@ impl Shared {
         if settings.interval != self.windows.load().interval {
             // New bucket widths: the samples gathered so far are dropped.
             match Windows::new(settings.interval, self.options.budget_tick) {
-                Ok(windows) => self.windows.store(Arc::new(windows)),
+                Ok(windows) => {
+                    self.windows.store(Arc::new(windows));
+                    self.windows_version.fetch_add(1, Ordering::Release);
+                }
                 Err(error) => tracing::warn!(target: "fluxgate_canary", %error, "windows kept"),
             }
         }

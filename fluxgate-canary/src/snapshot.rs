@@ -1,8 +1,48 @@
 //! A canary's state as the handle reads it: [`Snapshot`], [`SideStats`], [`Transitions`].
+//!
+//! Each of them (and [`Decision`], [`Phase`] and the types in them) is [`serde::Serialize`], for
+//! an admin endpoint: field names are camelCase, enums are tagged (`phase: "rolledBack"`,
+//! `{"kind": "rolledBack", "reason": "errorBudget", ...}`), durations are milliseconds (a
+//! floating-point number; fields named `...Ms`, and the `value`/`target` of a p99 finding).
 
 use std::time::Duration;
 
+use serde::{Serialize, Serializer};
+
 use crate::decision::{Decision, Phase};
+
+/// Serializes a duration as floating-point milliseconds.
+pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64() * 1e3)
+}
+
+fn opt_millis<S: Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    duration
+        .map(|d| d.as_secs_f64() * 1e3)
+        .serialize(serializer)
+}
+
+/// The last decision in JSON: the decision's fields and `agoMs`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastDecision<'a> {
+    #[serde(flatten)]
+    decision: &'a Decision,
+    #[serde(serialize_with = "millis")]
+    ago_ms: &'a Duration,
+}
+
+fn last_decision<S: Serializer>(
+    last: &Option<(Decision, Duration)>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    last.as_ref()
+        .map(|(decision, ago_ms)| LastDecision { decision, ago_ms })
+        .serialize(serializer)
+}
 
 /// How many times each kind of decision was taken: the canary's metrics.
 ///
@@ -11,7 +51,8 @@ use crate::decision::{Decision, Phase};
 ///
 /// assert_eq!(Transitions::default().rolled_back, 0);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Transitions {
     /// Starts and restarts.
@@ -67,7 +108,8 @@ impl Transitions {
 ///
 /// assert_eq!(SideStats::default().error_rate, None);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct SideStats {
     /// Requests routed to this side since the router was built.
@@ -76,7 +118,8 @@ pub struct SideStats {
     pub window_requests: u64,
     /// Failures and overloads per response in that window; `None` without responses.
     pub error_rate: Option<f64>,
-    /// The 99th percentile latency in that window; `None` without responses.
+    /// The 99th percentile latency in that window; `None` without responses (`p99Ms` in JSON).
+    #[serde(rename = "p99Ms", serialize_with = "opt_millis")]
     pub p99: Option<Duration>,
 }
 
@@ -101,7 +144,8 @@ pub struct SideStats {
 /// assert_eq!((snapshot.phase, snapshot.weight, snapshot.step), (Phase::Progressing, 10, None));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Snapshot {
     /// The phase.
@@ -117,7 +161,9 @@ pub struct Snapshot {
     pub steps: Vec<u8>,
     /// Failed analyses in a row.
     pub failed_checks: u32,
-    /// The last decision, and how long ago it was taken.
+    /// The last decision, and how long ago it was taken (in JSON, the decision's fields and
+    /// `agoMs`).
+    #[serde(serialize_with = "last_decision")]
     pub last_decision: Option<(Decision, Duration)>,
     /// The stable side's traffic.
     pub stable: SideStats,

@@ -143,7 +143,10 @@ async fn poll_ready_waits_for_both_sides_and_call_without_it_fails() {
     ));
     open.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(r.poll_ready(&mut cx).is_ready());
-    assert_eq!(*r.call(Request::new(())).await.unwrap().body(), "stable");
+    assert_eq!(
+        *r.call(Request::new(())).await.unwrap().body().get_ref(),
+        "stable"
+    );
 }
 
 #[tokio::test(start_paused = true)]

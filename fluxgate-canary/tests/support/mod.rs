@@ -118,7 +118,7 @@ fn canary_src(spec: &str) -> CompiledCanary {
 
 /// Sends one request; returns the name of the side that answered.
 pub async fn send(router: &Router, request: Request<()>) -> Result<&'static str, BoxError> {
-    Ok(*router.clone().oneshot(request).await?.body())
+    Ok(*router.clone().oneshot(request).await?.body().get_ref())
 }
 
 pub async fn get(router: &Router) -> &'static str {

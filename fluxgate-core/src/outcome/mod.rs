@@ -28,6 +28,7 @@
 //! assert_eq!(class.cause, Cause::Grpc(GrpcCode::ResourceExhausted));
 //! ```
 
+mod body;
 mod grpc;
 
 use std::error::Error;
@@ -35,6 +36,7 @@ use std::io;
 
 use http::{HeaderMap, Response, StatusCode, header};
 
+pub use body::{ObservedBody, OutcomeObserver, observe_response};
 pub use grpc::GrpcCode;
 
 /// Whether the upstream did its job.
