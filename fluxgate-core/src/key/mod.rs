@@ -79,7 +79,7 @@ pub enum KeySource {
 #[non_exhaustive]
 pub enum KeySourceError {
     /// The part before the first `.` is not `ip`, `header`, `cookie` or `query`.
-    #[error("unknown key kind `{0}`, expected one of ip, header.NAME, cookie.NAME, query.NAME")]
+    #[error("unknown key kind `{0}`")]
     UnknownKind(String),
     /// `header.`, `cookie.` or `query.` with nothing after the dot.
     #[error("`{0}.` needs a name after the dot, as in {0}.NAME")]

@@ -117,7 +117,10 @@ pub struct CompiledCanary {
 fn key(value: &str, path: String) -> Result<KeySource, PolicyErrors> {
     value.parse().map_err(|e: crate::key::KeySourceError| {
         PolicyError::new(PolicyErrorKind::InvalidValue, path)
-            .found_expected(format!("{value:?}"), e.to_string())
+            .found_expected(
+                format!("{value:?}"),
+                format!("one of ip, header.NAME, cookie.NAME, query.NAME ({e})"),
+            )
             .into()
     })
 }

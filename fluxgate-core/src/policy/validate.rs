@@ -92,7 +92,8 @@ impl<'a> Checker<'a> {
 
     fn key_source(&mut self, path: &str, value: &str) {
         if let Err(e) = value.parse::<KeySource>() {
-            self.push(path, format!("{value:?}"), e.to_string());
+            let expected = format!("one of ip, header.NAME, cookie.NAME, query.NAME ({e})");
+            self.push(path, format!("{value:?}"), expected);
         }
     }
 
