@@ -28,7 +28,8 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
     if value.is_null() && schema["nullable"] == json!(true) {
         return Ok(());
     }
-    if schema["x-kubernetes-preserve-unknown-fields"] == json!(true) && schema.get("type").is_none() {
+    if schema["x-kubernetes-preserve-unknown-fields"] == json!(true) && schema.get("type").is_none()
+    {
         return Ok(());
     }
     if let Some(allowed) = schema["enum"].as_array() {
@@ -36,12 +37,19 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
             return Err(format!("{path}: {value} is not one of {allowed:?}"));
         }
     }
-    let ty = schema["type"].as_str().ok_or(format!("{path}: schema without a type"))?;
+    let ty = schema["type"]
+        .as_str()
+        .ok_or(format!("{path}: schema without a type"))?;
     match (ty, value) {
         ("object", Value::Object(map)) => {
-            let props = schema["properties"].as_object().cloned().unwrap_or_default();
+            let props = schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             for (key, child) in map {
-                let child_schema = props.get(key).ok_or(format!("{path}.{key}: not in the schema"))?;
+                let child_schema = props
+                    .get(key)
+                    .ok_or(format!("{path}.{key}: not in the schema"))?;
                 check(child, child_schema, &format!("{path}.{key}"))?;
             }
             for required in schema["required"].as_array().into_iter().flatten() {
@@ -66,7 +74,11 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
             let v = n.as_f64().unwrap();
             let low = schema["minimum"].as_f64().unwrap_or(f64::MIN);
             let high = schema["maximum"].as_f64().unwrap_or(f64::MAX);
-            if (low..=high).contains(&v) { Ok(()) } else { Err(format!("{path}: {v} out of range")) }
+            if (low..=high).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{path}: {v} out of range"))
+            }
         }
         ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => Ok(()),
         _ => Err(format!("{path}: {value} is not of type {ty}")),
@@ -106,15 +118,28 @@ fn names_scope_and_status_subresource() {
     let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
     assert_eq!(status["observedGeneration"]["type"], "integer");
     let condition = &status["conditions"]["items"]["properties"];
-    for field in ["type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"] {
-        assert!(condition.get(field).is_some(), "condition field {field} missing");
+    for field in [
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    ] {
+        assert!(
+            condition.get(field).is_some(),
+            "condition field {field} missing"
+        );
     }
 }
 
 #[test]
 fn schema_is_structural_where_it_matters() {
     let text = serde_json::to_string(&crd()).unwrap();
-    assert!(!text.contains("\"default\""), "defaults are left to FluxGate");
+    assert!(
+        !text.contains("\"default\""),
+        "defaults are left to FluxGate"
+    );
     assert!(!text.contains("\"$ref\""), "subschemas are inlined");
     assert!(!text.contains("\"oneOf\"") && !text.contains("\"anyOf\""));
     let schema = spec_schema();
@@ -140,7 +165,12 @@ fn seed_spec_validates_against_the_schema() {
     let rate = rate_limit_schema();
     check(one, &rate, "spec.rateLimit").unwrap();
     let list = json!([one, one]);
-    check(&list, &json!({"type": "array", "items": rate}), "spec.rateLimit").unwrap();
+    check(
+        &list,
+        &json!({"type": "array", "items": rate}),
+        "spec.rateLimit",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -148,17 +178,26 @@ fn schema_catches_what_it_should() {
     let schema = spec_schema();
     let mut typo = seed_spec();
     typo["canary"]["wieght"] = json!(5);
-    assert_eq!(check(&typo, &schema, "spec").unwrap_err(), "spec.canary.wieght: not in the schema");
+    assert_eq!(
+        check(&typo, &schema, "spec").unwrap_err(),
+        "spec.canary.wieght: not in the schema"
+    );
 
     let mut duration = seed_spec();
     duration["loadBalancing"]["healthCheck"]["interval"] = json!("200");
-    assert!(check(&duration, &schema, "spec").unwrap_err().starts_with("spec.loadBalancing.healthCheck.interval"));
+    assert!(
+        check(&duration, &schema, "spec")
+            .unwrap_err()
+            .starts_with("spec.loadBalancing.healthCheck.interval")
+    );
 
     let mut algorithm = seed_spec();
     algorithm["loadBalancing"]["algorithm"] = json!("random");
     assert!(check(&algorithm, &schema, "spec").is_err());
 
-    for good in ["200ms", "1s", "1m30s", "1.5s", ".5s", "250us", "250µs", "1h"] {
+    for good in [
+        "200ms", "1s", "1m30s", "1.5s", ".5s", "250us", "250µs", "1h",
+    ] {
         let mut spec = seed_spec();
         spec["canary"]["interval"] = json!(good);
         check(&spec, &schema, "spec").unwrap();

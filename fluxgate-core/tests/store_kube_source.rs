@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use fluxgate_core::store::{KubeSource, KubeSourceHandle, PolicyId, PolicyStore};
 use http::{Method, Request, Response};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_body::Frame;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -58,7 +58,10 @@ impl ApiServer {
     }
 
     async fn next(&mut self) -> (Request<Body>, tower_test::mock::SendResponse<Reply>) {
-        self.handle.next_request().await.expect("the source stopped")
+        self.handle
+            .next_request()
+            .await
+            .expect("the source stopped")
     }
 
     /// Answers the next request, which must be a list, with `items`.
@@ -67,7 +70,11 @@ impl ApiServer {
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri().path(), PATH);
         let query = request.uri().query().unwrap_or_default();
-        assert!(!query.contains("watch=true"), "expected a list, got {}", request.uri());
+        assert!(
+            !query.contains("watch=true"),
+            "expected a list, got {}",
+            request.uri()
+        );
         self.version += 1;
         let list = json!({"apiVersion": "fluxgate.io/v1beta1", "kind": "TrafficPolicyList",
             "metadata": {"resourceVersion": self.version.to_string()}, "items": items});
@@ -79,10 +86,17 @@ impl ApiServer {
         let (request, reply) = self.next().await;
         assert_eq!(request.method(), Method::GET);
         let query = request.uri().query().unwrap_or_default();
-        assert!(query.contains("watch=true"), "expected a watch, got {} {}", request.method(), request.uri());
+        assert!(
+            query.contains("watch=true"),
+            "expected a watch, got {} {}",
+            request.method(),
+            request.uri()
+        );
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         let frames = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
         });
         reply.send_response(Response::new(StreamBody::new(frames).boxed_unsync()));
         Watch(tx)
@@ -93,7 +107,10 @@ impl ApiServer {
         let (request, reply) = self.next().await;
         assert_eq!(request.method(), Method::PATCH, "{}", request.uri());
         assert_eq!(request.uri().path(), format!("{PATH}/{name}/status"));
-        let content_type = request.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        let content_type = request.headers()[http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(content_type, "application/merge-patch+json");
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let patch: Value = serde_json::from_slice(&body).unwrap();
@@ -130,7 +147,9 @@ fn id(name: &str) -> PolicyId {
 }
 
 fn generation_in_force(store: &PolicyStore, name: &str) -> Option<i64> {
-    store.get(&id(name)).and_then(|p| p.compiled().policy().metadata.generation)
+    store
+        .get(&id(name))
+        .and_then(|p| p.compiled().policy().metadata.generation)
 }
 
 async fn wait_until(store: &PolicyStore, mut done: impl FnMut(&PolicyStore) -> bool) {
@@ -148,7 +167,9 @@ fn accepted(patch: &Value) -> &Value {
 }
 
 async fn bounded(test: impl Future<Output = ()>) {
-    tokio::time::timeout(Duration::from_secs(20), test).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(20), test)
+        .await
+        .expect("test timed out");
 }
 
 #[tokio::test]
@@ -166,7 +187,10 @@ async fn applies_an_object_and_reports_it_accepted() {
         assert!(condition["lastTransitionTime"].is_string());
         assert_eq!(generation_in_force(&store, "checkout"), Some(1));
         let policy = store.get(&id("checkout")).unwrap();
-        assert_eq!(policy.compiled().policy().metadata.labels["team"], "payments");
+        assert_eq!(
+            policy.compiled().policy().metadata.labels["team"],
+            "payments"
+        );
 
         // The status write comes back as a change: nothing to write again. A new generation is
         // applied and reported.
@@ -190,17 +214,28 @@ async fn refuses_an_invalid_object_and_keeps_the_policy_in_force() {
         let store = PolicyStore::new();
         let (mut server, source) = ApiServer::start(&store);
         let typo = object("typo", 1, json!({"canary": {"wieght": 10}}));
-        server.list(&[object("checkout", 1, limit(100)), typo]).await;
-        assert_eq!(accepted(&server.status_patch("checkout").await)["status"], "True");
+        server
+            .list(&[object("checkout", 1, limit(100)), typo])
+            .await;
+        assert_eq!(
+            accepted(&server.status_patch("checkout").await)["status"],
+            "True"
+        );
         let patch = server.status_patch("typo").await;
         let condition = accepted(&patch);
         assert_eq!(condition["status"], "False");
         assert_eq!(condition["reason"], "Invalid");
-        assert_eq!(condition["message"], "spec.canary.wieght: unknown field, did you mean weight?");
+        assert_eq!(
+            condition["message"],
+            "spec.canary.wieght: unknown field, did you mean weight?"
+        );
         assert!(store.get(&id("typo")).is_none());
 
         let watch = server.watch().await;
-        watch.send("MODIFIED", &object("checkout", 2, json!({"canary": {"weight": 150}})));
+        watch.send(
+            "MODIFIED",
+            &object("checkout", 2, json!({"canary": {"weight": 150}})),
+        );
         let patch = server.status_patch("checkout").await;
         assert_eq!(patch["status"]["observedGeneration"], 2);
         let condition = accepted(&patch);
@@ -253,7 +288,12 @@ async fn a_relist_without_an_object_removes_it() {
         let _watch = server.watch().await;
         wait_until(&store, |s| s.get(&id("b")).is_none()).await;
         assert_eq!(generation_in_force(&store, "a"), Some(1));
-        let status = source.subscribe().wait_for(|s| s.syncs == 2).await.unwrap().clone();
+        let status = source
+            .subscribe()
+            .wait_for(|s| s.syncs == 2)
+            .await
+            .unwrap()
+            .clone();
         assert!(status.failures >= 1, "the expired watch is counted");
     })
     .await;

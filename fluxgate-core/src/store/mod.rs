@@ -61,14 +61,14 @@ use tokio::sync::watch;
 
 use crate::policy::{CompiledPolicy, TrafficPolicy, parse_policies};
 
-pub use error::ApplyError;
-pub use file::{FileSource, FileSourceHandle};
-pub use id::PolicyId;
 #[cfg(feature = "kube")]
 pub use self::kube::{
     ACCEPTED, KubeSource, KubeSourceError, KubeSourceHandle, KubeSourceStatus, KubeTrafficPolicy,
     KubeTrafficPolicySpec, TrafficPolicyStatus, traffic_policy_crd,
 };
+pub use error::ApplyError;
+pub use file::{FileSource, FileSourceHandle};
+pub use id::PolicyId;
 #[cfg(feature = "redis")]
 pub use redis::{
     PolicyVersion, RedisPolicies, RedisSource, RedisSourceHandle, RedisSourceStatus,

@@ -22,7 +22,10 @@ pub(super) fn object_id(object: &DynamicObject, default_ns: &str) -> PolicyId {
 /// Builds the policy document of an object from the parts the model knows (name, namespace,
 /// labels, annotations, generation and spec), leaving the server's fields out, and reads it
 /// with the strict parser so errors name their fields.
-pub(super) fn to_policy(object: &DynamicObject, id: &PolicyId) -> Result<TrafficPolicy, PolicyErrors> {
+pub(super) fn to_policy(
+    object: &DynamicObject,
+    id: &PolicyId,
+) -> Result<TrafficPolicy, PolicyErrors> {
     let meta = &object.metadata;
     let mut metadata = Map::new();
     metadata.insert("name".into(), id.name().into());
@@ -35,7 +38,11 @@ pub(super) fn to_policy(object: &DynamicObject, id: &PolicyId) -> Result<Traffic
     if let Some(generation) = meta.generation {
         metadata.insert("generation".into(), generation.into());
     }
-    let spec = object.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let spec = object
+        .data
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let document = json!({
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -43,11 +50,16 @@ pub(super) fn to_policy(object: &DynamicObject, id: &PolicyId) -> Result<Traffic
         "spec": spec,
     });
     let bytes = serde_json::to_vec(&document).map_err(|e| {
-        PolicyErrors::from(PolicyError::new(crate::policy::PolicyErrorKind::Syntax, "").with_hint(e.to_string()))
+        PolicyErrors::from(
+            PolicyError::new(crate::policy::PolicyErrorKind::Syntax, "").with_hint(e.to_string()),
+        )
     })?;
     let mut policies = parse_policies(&bytes)?;
     policies.pop().ok_or_else(|| {
-        PolicyErrors::from(PolicyError::new(crate::policy::PolicyErrorKind::Syntax, "spec"))
+        PolicyErrors::from(PolicyError::new(
+            crate::policy::PolicyErrorKind::Syntax,
+            "spec",
+        ))
     })
 }
 
@@ -73,7 +85,10 @@ pub(super) fn refusal_message(error: &ApplyError) -> String {
 
 /// The status to write for `object` after an apply, or `None` when the object already says so
 /// (which keeps a status write from causing another write).
-pub(super) fn next_status(object: &DynamicObject, outcome: Result<(), &ApplyError>) -> Option<TrafficPolicyStatus> {
+pub(super) fn next_status(
+    object: &DynamicObject,
+    outcome: Result<(), &ApplyError>,
+) -> Option<TrafficPolicyStatus> {
     let generation = object.metadata.generation;
     let (status, reason, message) = match outcome {
         Ok(()) => ("True", "Valid", "the policy is in force".to_owned()),

@@ -63,4 +63,3 @@ pub use resource::{
     ACCEPTED, KubeTrafficPolicy, KubeTrafficPolicySpec, TrafficPolicyStatus, traffic_policy_crd,
 };
 pub use source::{KubeSource, KubeSourceHandle, KubeSourceStatus};
-

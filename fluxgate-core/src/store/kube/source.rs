@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::Client;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -229,9 +229,11 @@ impl Follower {
 
     async fn apply(&mut self, id: PolicyId, object: &DynamicObject) {
         let outcome = match to_policy(object, &id) {
-            Ok(policy) => self.source.store.apply(&policy).map(|report| {
-                report.changes.iter().any(crate::store::Change::is_change)
-            }),
+            Ok(policy) => self
+                .source
+                .store
+                .apply(&policy)
+                .map(|report| report.changes.iter().any(crate::store::Change::is_change)),
             Err(errors) => Err(self.source.store.reject(ApplyError::Invalid(errors))),
         };
         match &outcome {
