@@ -189,7 +189,7 @@ fn apply_kube_server_side_applies_each_policy() {
                     record
                         .lock()
                         .unwrap()
-                        .push((method, uri, content_type, object.clone()));
+                        .push((method, uri, content_type, object));
                     let reply = Response::builder().header("content-type", "application/json");
                     Ok::<_, Infallible>(reply.body(Full::new(Bytes::from(body.to_vec()))).unwrap())
                 }

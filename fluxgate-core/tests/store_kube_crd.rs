@@ -32,10 +32,10 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(value) {
-            return Err(format!("{path}: {value} is not one of {allowed:?}"));
-        }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        return Err(format!("{path}: {value} is not one of {allowed:?}"));
     }
     let ty = schema["type"]
         .as_str()

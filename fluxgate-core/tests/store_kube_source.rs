@@ -114,13 +114,13 @@ impl ApiServer {
         assert_eq!(content_type, "application/merge-patch+json");
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let patch: Value = serde_json::from_slice(&body).unwrap();
-        reply.send_response(full(&object(name, 1, json!({}))));
+        reply.send_response(full(&object(name, 1, &json!({}))));
         patch
     }
 }
 
 /// A `TrafficPolicy` object as the API server sends it, server fields included.
-fn object(name: &str, generation: i64, spec: Value) -> Value {
+fn object(name: &str, generation: i64, spec: &Value) -> Value {
     json!({
         "apiVersion": "fluxgate.io/v1beta1", "kind": "TrafficPolicy",
         "metadata": {
@@ -177,7 +177,7 @@ async fn applies_an_object_and_reports_it_accepted() {
     bounded(async {
         let store = PolicyStore::new();
         let (mut server, source) = ApiServer::start(&store);
-        let first = object("checkout", 1, limit(100));
+        let first = object("checkout", 1, &limit(100));
         server.list(std::slice::from_ref(&first)).await;
         let patch = server.status_patch("checkout").await;
         assert_eq!(patch["status"]["observedGeneration"], 1);
@@ -196,7 +196,7 @@ async fn applies_an_object_and_reports_it_accepted() {
         // applied and reported.
         let watch = server.watch().await;
         watch.send("MODIFIED", &with_status(first, &patch));
-        watch.send("MODIFIED", &object("checkout", 2, limit(200)));
+        watch.send("MODIFIED", &object("checkout", 2, &limit(200)));
         let patch = server.status_patch("checkout").await;
         assert_eq!(patch["status"]["observedGeneration"], 2);
         assert_eq!(accepted(&patch)["status"], "True");
@@ -213,9 +213,9 @@ async fn refuses_an_invalid_object_and_keeps_the_policy_in_force() {
     bounded(async {
         let store = PolicyStore::new();
         let (mut server, source) = ApiServer::start(&store);
-        let typo = object("typo", 1, json!({"canary": {"wieght": 10}}));
+        let typo = object("typo", 1, &json!({"canary": {"wieght": 10}}));
         server
-            .list(&[object("checkout", 1, limit(100)), typo])
+            .list(&[object("checkout", 1, &limit(100)), typo])
             .await;
         assert_eq!(
             accepted(&server.status_patch("checkout").await)["status"],
@@ -234,7 +234,7 @@ async fn refuses_an_invalid_object_and_keeps_the_policy_in_force() {
         let watch = server.watch().await;
         watch.send(
             "MODIFIED",
-            &object("checkout", 2, json!({"canary": {"weight": 150}})),
+            &object("checkout", 2, &json!({"canary": {"weight": 150}})),
         );
         let patch = server.status_patch("checkout").await;
         assert_eq!(patch["status"]["observedGeneration"], 2);
@@ -255,11 +255,11 @@ async fn a_delete_event_removes_the_policy() {
     bounded(async {
         let store = PolicyStore::new();
         let (mut server, _source) = ApiServer::start(&store);
-        let checkout = object("checkout", 1, limit(100));
+        let checkout = object("checkout", 1, &limit(100));
         server.list(std::slice::from_ref(&checkout)).await;
         server.status_patch("checkout").await;
         let watch = server.watch().await;
-        watch.send("ADDED", &object("search", 1, limit(50)));
+        watch.send("ADDED", &object("search", 1, &limit(50)));
         server.status_patch("search").await;
         wait_until(&store, |s| s.get(&id("search")).is_some()).await;
         watch.send("DELETED", &checkout);
@@ -274,7 +274,7 @@ async fn a_relist_without_an_object_removes_it() {
     bounded(async {
         let store = PolicyStore::new();
         let (mut server, source) = ApiServer::start(&store);
-        let (a, b) = (object("a", 1, limit(100)), object("b", 1, limit(100)));
+        let (a, b) = (object("a", 1, &limit(100)), object("b", 1, &limit(100)));
         server.list(&[a.clone(), b]).await;
         let a = with_status(a, &server.status_patch("a").await);
         server.status_patch("b").await;

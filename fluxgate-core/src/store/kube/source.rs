@@ -22,6 +22,11 @@ use crate::store::{ApplyError, PolicyId, PolicyStore};
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a [`KubeSource`] is doing, for status pages and tests.
+///
+/// ```
+/// let status = fluxgate_core::store::KubeSourceStatus::default();
+/// assert!(!status.synced && status.last_error.is_none());
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct KubeSourceStatus {
@@ -56,7 +61,48 @@ pub struct KubeSourceStatus {
 /// [`KubeSourceHandle`] is dropped ([`spawn`](Self::spawn)). Watch errors are retried with
 /// kube's default backoff (800ms doubling up to 30s).
 ///
-/// See the [module documentation](super) for an example against a scripted API server.
+/// It is tested against a scripted API server (a mock service behind [`kube::Client::new`]),
+/// as this example is, not against a real cluster.
+///
+/// # Example
+///
+/// ```
+/// use fluxgate_core::store::{KubeSource, PolicyId, PolicyStore};
+/// # use http::{Request, Response};
+/// # use kube::client::Body;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (service, mut server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+/// // In a cluster: `kube::Client::try_default().await?`; here, a scripted API server.
+/// let client = kube::Client::new(service, "payments");
+/// let store = PolicyStore::new();
+/// let source = KubeSource::new(client, store.clone()).spawn();
+/// # let object = serde_json::json!({
+/// #     "apiVersion": "fluxgate.io/v1beta1", "kind": "TrafficPolicy",
+/// #     "metadata": {"name": "checkout", "namespace": "payments", "generation": 1, "resourceVersion": "1"},
+/// #     "spec": {"rateLimit": {"requestsPerSecond": 100, "burstSize": 20}},
+/// # });
+/// # let list = serde_json::json!({"apiVersion": "fluxgate.io/v1beta1", "kind": "TrafficPolicyList",
+/// #     "metadata": {"resourceVersion": "1"}, "items": [object.clone()]});
+/// # let mut pending = Vec::new();
+/// # let mut changes = store.subscribe();
+/// # while store.get(&PolicyId::new("payments", "checkout")).is_none() {
+/// #     tokio::select! {
+/// #         Some((request, reply)) = server.next_request() => {
+/// #             let query = request.uri().query().unwrap_or_default().to_owned();
+/// #             if query.contains("watch=true") { pending.push(reply); continue; }
+/// #             let body = if request.uri().path().ends_with("/status") { &object } else { &list };
+/// #             reply.send_response(Response::new(Body::from(serde_json::to_vec(body)?)));
+/// #         }
+/// #         _ = changes.changed() => {}
+/// #     }
+/// # }
+/// let policy = store.get(&PolicyId::new("payments", "checkout")).unwrap();
+/// assert_eq!(policy.id().name(), "checkout");
+/// drop(source); // stops following
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct KubeSource {
@@ -77,6 +123,8 @@ impl std::fmt::Debug for KubeSource {
 }
 
 /// The task of a spawned [`KubeSource`]; dropping it stops the following.
+///
+/// See [`KubeSource`] for an example.
 #[derive(Debug)]
 pub struct KubeSourceHandle {
     task: JoinHandle<()>,
@@ -99,6 +147,19 @@ impl KubeSource {
     }
 
     /// Follows `namespace` instead of the client's default one.
+    ///
+    /// ```
+    /// # use fluxgate_core::store::{KubeSource, PolicyStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let (service, _server) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    /// let client = kube::Client::new(service, "default");
+    /// let source = KubeSource::new(client, PolicyStore::new())
+    ///     .namespace("payments")
+    ///     .labels("gateway=edge"); // or `.all_namespaces()`
+    /// assert!(format!("{source:?}").contains("payments"));
+    /// # }
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
         self
