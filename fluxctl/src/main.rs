@@ -64,7 +64,7 @@ const EXIT_CODES: &str = "Exit status:
   0  success (for diff: no differences)
   1  failure: an invalid document, a refused or failed operation, not found (for diff: differences)
   2  usage error
-  3  cannot reach Redis, the gateway or the Kubernetes cluster
+  3  cannot reach Redis or the gateway (with --kube: the Kubernetes cluster)
 
 Environment: FLUXGATE_REDIS_URL (default --redis), FLUXGATE_TOKEN (default --token).";
 
