@@ -1,4 +1,4 @@
-//! `fluxctl apply -f FILE... --namespace NS [--redis URL | --gateway URL]`.
+//! `fluxctl apply -f FILE... --namespace NS [--redis URL | --gateway URL | --kube]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,10 @@ pub(crate) struct Args {
         requires = "gateway"
     )]
     token: Option<String>,
+    /// Server-side-apply the policies as `TrafficPolicy` objects to the Kubernetes cluster of
+    /// the default kubeconfig (or the in-cluster config) instead of Redis.
+    #[arg(long, conflicts_with = "gateway")]
+    kube: bool,
 }
 
 /// Validates every document, then applies them all; prints one `kubectl`-style line per policy.
@@ -34,6 +38,9 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         Ok(documents) => documents,
         Err(code) => return code,
     };
+    if args.kube {
+        return crate::kube::apply(&documents.policies, &args.target.namespace);
+    }
     if let Some(url) = &args.gateway {
         let runtime = match common::runtime() {
             Ok(runtime) => runtime,

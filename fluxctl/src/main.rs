@@ -12,12 +12,17 @@
 //!   Prints `trafficpolicy NS/NAME created|configured|unchanged` per policy.
 //! - `get [NAME] --namespace NS [-o table|yaml|json]`, `delete NAME --namespace NS`.
 //! - `diff -f FILE... --namespace NS`: a line diff per policy that `apply` would change.
+//! - `apply -f FILE... --namespace NS --kube`: validate every document, then server-side-apply each
+//!   as a `TrafficPolicy` object (field manager `fluxctl`) to the cluster of the default
+//!   kubeconfig (`KUBECONFIG`, `~/.kube/config`) or the in-cluster config. Prints
+//!   `trafficpolicy NS/NAME serverside-applied` per policy.
+//! - `crd`: print the `TrafficPolicy` CustomResourceDefinition, generated from the policy model.
 //!
 //! # Exit status
 //!
 //! 0 success; 1 an invalid document, a refused or failed operation, a policy not found (for
-//! `diff`: differences found); 2 usage error (including a malformed URL); 3 Redis or the gateway
-//! cannot be reached. Passwords in URLs are never printed.
+//! `diff`: differences found); 2 usage error (including a malformed URL); 3 Redis, the gateway or
+//! the Kubernetes cluster cannot be reached. Passwords in URLs are never printed.
 //!
 //! # The gateway admin contract (`--gateway URL`)
 //!
@@ -47,9 +52,11 @@ use clap::{Parser, Subcommand};
 
 mod apply;
 mod common;
+mod crd;
 mod diff;
 mod gateway;
 mod get;
+mod kube;
 mod validate;
 mod yaml;
 
@@ -57,7 +64,7 @@ const EXIT_CODES: &str = "Exit status:
   0  success (for diff: no differences)
   1  failure: an invalid document, a refused or failed operation, not found (for diff: differences)
   2  usage error
-  3  cannot reach Redis or the gateway
+  3  cannot reach Redis or the gateway (with --kube: the Kubernetes cluster)
 
 Environment: FLUXGATE_REDIS_URL (default --redis), FLUXGATE_TOKEN (default --token).";
 
@@ -86,6 +93,9 @@ enum Command {
     /// Show what `apply` would change in Redis.
     #[command(after_help = EXIT_CODES)]
     Diff(diff::Args),
+    /// Print the TrafficPolicy CustomResourceDefinition (YAML, for `kubectl apply -f -`).
+    #[command(after_help = EXIT_CODES)]
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -96,5 +106,6 @@ fn main() -> ExitCode {
         Command::Get(args) => get::get(&args),
         Command::Delete(args) => get::delete(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Crd => crd::run(),
     }
 }

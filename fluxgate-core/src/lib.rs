@@ -5,7 +5,10 @@
 //!
 //! - [`policy`]: the `TrafficPolicy` document (`apiVersion: fluxgate.io/v1beta1`), its parsing
 //!   from YAML or JSON, its validation with field paths and lines, and its compiled form;
-//! - [`store`]: the policies in force, swapped atomically, with change notification and a file source;
+//! - [`store`]: the policies in force, swapped atomically, with change notification and sources that
+//!   feed them: a file, Redis (feature `redis`) and Kubernetes `TrafficPolicy` objects (feature
+//!   `kube`; the CRD is generated from the model's types). The Kubernetes source is tested against
+//!   a scripted API server (kube's mock-service testing pattern), not against a real cluster;
 //! - [`window`], [`quantile`], [`ewma`]: counts, latency quantiles and moving averages over time;
 //! - [`outcome`]: how a response or an error is classified (success, failure, overload);
 //! - [`key`]: how a request is turned into a rate-limit or stickiness key.

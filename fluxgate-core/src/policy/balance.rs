@@ -16,6 +16,7 @@ use super::Duration;
 /// assert!(lb.health_check.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LoadBalancing {
@@ -40,6 +41,7 @@ pub struct LoadBalancing {
 /// assert_eq!(BalanceAlgorithm::default(), BalanceAlgorithm::WeightedRoundRobin);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum BalanceAlgorithm {
@@ -66,6 +68,7 @@ pub enum BalanceAlgorithm {
 /// assert_eq!(hc.expected_statuses.len(), 100);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HealthCheck {
@@ -106,6 +109,7 @@ impl Default for HealthCheck {
 /// assert_eq!(HealthProtocol::default(), HealthProtocol::Http);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum HealthProtocol {
@@ -126,6 +130,7 @@ pub enum HealthProtocol {
 /// assert_eq!(od.max_p95_latency.to_string(), "450ms");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OutlierDetection {
@@ -167,6 +172,7 @@ impl Default for OutlierDetection {
 /// assert_eq!(SlowStart::default().window.to_string(), "30s");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SlowStart {

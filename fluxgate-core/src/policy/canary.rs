@@ -17,6 +17,7 @@ use super::Duration;
 /// assert_eq!(canary.error_budget, 0.985);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Canary {
@@ -76,6 +77,7 @@ impl Default for Canary {
 /// assert!(entry.cookie.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryMatch {
     /// A request header condition.
@@ -97,6 +99,7 @@ pub struct CanaryMatch {
 /// assert_eq!(MatchCondition::exact("x-canary", "true").match_type, MatchType::Exact);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchCondition {
     /// The header, cookie or parameter name; required.
@@ -132,6 +135,7 @@ impl MatchCondition {
 /// assert_eq!(MatchType::default(), MatchType::Exact);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum MatchType {
@@ -152,6 +156,7 @@ pub enum MatchType {
 /// assert!(CanaryMetrics::default().target_error_rate.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CanaryMetrics {

@@ -59,6 +59,7 @@ impl<'de> Deserialize<'de> for RateLimits {
 /// assert!(!limit.shadow);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RateLimit {
@@ -129,6 +130,7 @@ impl RateLimit {
 /// assert_eq!(tier.burst_size, 500);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateOverride {
     /// The key value (an API key, a client id); required, unique within a limit.
@@ -146,6 +148,7 @@ pub struct RateOverride {
 /// assert_eq!(LimitAlgorithm::default(), LimitAlgorithm::SlidingWindow);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum LimitAlgorithm {
@@ -163,6 +166,7 @@ pub enum LimitAlgorithm {
 /// assert_eq!(MissingKey::default(), MissingKey::Ip);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum MissingKey {
@@ -185,6 +189,7 @@ pub enum MissingKey {
 /// assert_eq!(sync.interval.to_string(), "50ms");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RateSync {
@@ -213,6 +218,7 @@ impl Default for RateSync {
 /// assert_eq!(SyncMode::default(), SyncMode::Synced);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SyncMode {
@@ -230,6 +236,7 @@ pub enum SyncMode {
 /// assert_eq!(StoreFailure::default(), StoreFailure::Local);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum StoreFailure {

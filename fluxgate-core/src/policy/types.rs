@@ -122,6 +122,7 @@ impl ObjectMeta {
 /// assert!(TrafficPolicySpec::default().canary.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TrafficPolicySpec {
@@ -148,6 +149,7 @@ pub struct TrafficPolicySpec {
 /// assert_eq!(target.kind, "Deployment");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetRef {
     /// API group (and version) of the target, such as `apps/v1`; empty by default.

@@ -6,7 +6,9 @@
 //! so an invalid document never replaces the policy in force. Each change bumps the store's
 //! generation and wakes the subscribers.
 //!
-//! Sources feed a store: [`FileSource`] follows a policy file or folder as it is saved.
+//! Sources feed a store: [`FileSource`] follows a policy file or folder as it is saved, `RedisSource`
+//! (feature `redis`) follows a namespace in Redis, and `KubeSource` (feature `kube`) follows
+//! `TrafficPolicy` custom resources.
 //!
 //! # Example
 //!
@@ -44,6 +46,8 @@
 mod error;
 mod file;
 mod id;
+#[cfg(feature = "kube")]
+mod kube;
 #[cfg(feature = "redis")]
 mod redis;
 mod slot;
@@ -57,6 +61,11 @@ use tokio::sync::watch;
 
 use crate::policy::{CompiledPolicy, TrafficPolicy, parse_policies};
 
+#[cfg(feature = "kube")]
+pub use self::kube::{
+    ACCEPTED, KubeSource, KubeSourceError, KubeSourceHandle, KubeSourceStatus, KubeTrafficPolicy,
+    KubeTrafficPolicySpec, TrafficPolicyStatus, traffic_policy_crd,
+};
 pub use error::ApplyError;
 pub use file::{FileSource, FileSourceHandle};
 pub use id::PolicyId;
