@@ -26,7 +26,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use fluxgate_core::store::{PolicyId, PolicyStore};
+//! use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
 //! use fluxgate_examples::server::{ServerConfig, spawn};
 //! use fluxgate_examples::stack::{Gateway, StackConfig};
 //!
@@ -50,11 +50,12 @@ use fluxgate_balance::health::HttpProbe;
 use fluxgate_balance::{Balance, BalanceHandle, Http503, Http503Future, Static, Weighted};
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::policy::LoadBalancing;
-use fluxgate_core::store::{PolicyId, PolicyStore};
+use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
 use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::buffer::Buffer;
 use tower::util::Oneshot;
@@ -184,9 +185,11 @@ impl Gateway {
                 Some(CanaryParts { handle, endpoints }),
             )
         };
+        // Subscribed before the task starts, so that no change in between is missed.
+        let changes = store.subscribe();
         tasks.push(tokio::spawn(follow_balancing(
-            store.clone(),
-            id.clone(),
+            changes,
+            slot.clone(),
             balancers,
         )));
         let rate_limit = RateLimitLayer::from_slot(slot);
@@ -285,20 +288,25 @@ fn side(
 }
 
 /// Puts the policy's `loadBalancing` section in force on `balancers` whenever the store changes.
-async fn follow_balancing(store: PolicyStore, id: PolicyId, balancers: Vec<BalanceHandle<String>>) {
-    let mut changes = store.subscribe();
-    let slot = store.slot(&id);
-    drop(store);
-    while changes.changed().await.is_ok() {
+async fn follow_balancing(
+    mut changes: watch::Receiver<u64>,
+    slot: PolicySlot,
+    balancers: Vec<BalanceHandle<String>>,
+) {
+    loop {
         let policy = slot
             .load_full()
             .and_then(|p| p.compiled().load_balancing().cloned())
             .unwrap_or_default();
         for balancer in &balancers {
             if *balancer.policy() != policy {
-                tracing::info!(policy = %id, algorithm = ?policy.algorithm, "load balancing policy changed");
+                tracing::info!(policy = %slot.id(), algorithm = ?policy.algorithm, "load balancing changed");
                 balancer.set_policy(policy.clone());
             }
+        }
+        // Ends when the store is dropped.
+        if changes.changed().await.is_err() {
+            break;
         }
     }
 }
