@@ -33,7 +33,7 @@
 //! let store = PolicyStore::new();
 //! let id = PolicyId::new("payments", "checkout-service-policy");
 //! let config = StackConfig::new(vec!["http://127.0.0.1:3000,weight=3".parse()?]);
-//! let gateway = Gateway::build(&store, &id, config)?;
+//! let gateway = Gateway::build(&store, &id, &config)?;
 //! let server = spawn("127.0.0.1:8080".parse()?, gateway.service(), ServerConfig::default()).await?;
 //! # drop(server); Ok(()) }
 //! ```
@@ -152,7 +152,7 @@ impl Gateway {
     pub fn build(
         store: &PolicyStore,
         id: &PolicyId,
-        config: StackConfig,
+        config: &StackConfig,
     ) -> Result<Self, StackError> {
         if config.upstreams.is_empty() {
             return Err(StackError::NoUpstream);
@@ -164,14 +164,14 @@ impl Gateway {
             .unwrap_or_default();
         let client = proxy_client();
         let mut tasks = Vec::new();
-        let (stable_side, stable) = side(&client, &config, &config.upstreams, &policy, &mut tasks);
+        let (stable_side, stable) = side(&client, config, &config.upstreams, &policy, &mut tasks);
         let mut balancers = vec![stable.clone()];
         let (routed, canary) = if config.canary_upstreams.is_empty() {
             (Route::Direct(stable_side), None)
         } else {
             let (canary_side, endpoints) = side(
                 &client,
-                &config,
+                config,
                 &config.canary_upstreams,
                 &policy,
                 &mut tasks,
@@ -212,7 +212,6 @@ impl Gateway {
     }
 
     /// The rate limit layer (for its counts).
-    #[must_use]
     pub fn rate_limit(&self) -> &RateLimitLayer {
         &self.rate_limit
     }
@@ -364,12 +363,12 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
         let call: Oneshot<RateLimit<Route>, ProxyRequest> = self.inner.clone().oneshot(request);
-        Box::pin(call.map(|result| Ok(result.unwrap_or_else(bad_gateway))))
+        Box::pin(call.map(|result| Ok(result.unwrap_or_else(|error| bad_gateway(&error)))))
     }
 }
 
 /// The answer when a request fails inside the gateway (a closed buffer).
-fn bad_gateway(error: BoxError) -> Response<ProxyBody> {
+fn bad_gateway(error: &BoxError) -> Response<ProxyBody> {
     tracing::warn!(%error, "request failed inside the gateway");
     proxy::text_response(
         StatusCode::BAD_GATEWAY,

@@ -170,9 +170,12 @@ async fn status_reports_every_part() {
     );
 }
 
+/// One sample: name, labels as written, value.
+type Sample = (String, String, f64);
+
 /// Parses Prometheus text: every sample's family has `# TYPE` (after its `# HELP`) above it;
 /// returns the families and their types, and the samples by name and labels.
-fn parse_prometheus(text: &str) -> (HashMap<String, String>, Vec<(String, String, f64)>) {
+fn parse_prometheus(text: &str) -> (HashMap<String, String>, Vec<Sample>) {
     let mut types = HashMap::new();
     let mut helped = Vec::new();
     let mut samples = Vec::new();

@@ -90,7 +90,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let config = StackConfig::new(args.upstreams.clone())
         .canary_upstreams(args.canary_upstreams.clone())
         .proxy(proxy);
-    let stack = Gateway::build(policy.store(), &id, config)?;
+    let stack = Gateway::build(policy.store(), &id, &config)?;
     let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {

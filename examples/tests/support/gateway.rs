@@ -82,7 +82,7 @@ impl Running {
         let id = report.changes[0].id().clone();
         let config = StackConfig::new(stable.iter().map(|(u, w)| u.spec(*w)).collect())
             .canary_upstreams(canary.iter().map(|u| u.spec(1)).collect());
-        let gateway = Gateway::build(&store, &id, config).unwrap();
+        let gateway = Gateway::build(&store, &id, &config).unwrap();
         let proxy = serve(gateway.service()).await;
         let admin = gateway
             .admin(&id)
