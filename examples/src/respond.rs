@@ -1,4 +1,4 @@
-//! Small whole-body responses shared by the demo upstreams and the admin service.
+//! Small whole-body responses of the demo upstreams.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};

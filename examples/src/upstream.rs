@@ -2,7 +2,7 @@
 //!
 //! An [`Upstream`] is a plain `http://host:port[/prefix]` URL; the proxy sends each request to its
 //! scheme and authority and puts the prefix in front of the request's path. An [`UpstreamSpec`] is
-//! an upstream with the weight it gets in the rotation.
+//! an upstream with the weight it gets from the balancer.
 //!
 //! # Example
 //!

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
-use fluxgate_examples::upstream::{Upstream, UpstreamSpec};
+use fluxgate_examples::upstream::UpstreamSpec;
 
 /// A FluxGate reverse proxy driven by a TrafficPolicy file.
 ///
+/// Request path: rate limit → canary (stable | canary) → balancer → proxy → upstream.
 /// Without --upstream it is a self-contained demo: it starts demo upstreams (fast, slow and a
 /// canary) on loopback and proxies to them.
 #[derive(Debug, Parser)]
@@ -17,29 +18,40 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
 
-    /// Address of the admin listener (GET /healthz, GET /api/status).
+    /// Address of the admin API (dashboard, /api/status, /metrics, PUT /api/policies, canary actions).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     pub(crate) admin: SocketAddr,
+
+    /// Bearer token the admin API's mutating endpoints require (PUT, POST).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUXGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) admin_token: Option<String>,
 
     /// The TrafficPolicy file [default: the bundled policies/checkout-service-policy.yaml].
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
 
-    /// An upstream, repeatable: requests rotate over them in proportion to their weights
-    /// (default weight 1). Without any, the demo upstreams are started.
+    /// A stable upstream, repeatable, balanced as the policy's loadBalancing says (default
+    /// weight 1). Without any, the demo upstreams are started.
     #[arg(long = "upstream", value_name = "URL[,weight=N]")]
     pub(crate) upstreams: Vec<UpstreamSpec>,
 
-    /// A canary upstream, repeatable. Parsed and reported on /api/status, NOT routed yet:
-    /// canary routing arrives with FluxGate's canary layer.
-    #[arg(long = "canary-upstream", value_name = "URL")]
-    pub(crate) canary_upstreams: Vec<Upstream>,
+    /// A canary upstream, repeatable: the canary side of the policy's canary section. Without
+    /// any, there is no canary routing.
+    #[arg(long = "canary-upstream", value_name = "URL[,weight=N]")]
+    pub(crate) canary_upstreams: Vec<UpstreamSpec>,
 
-    /// Redis URL for shared rate-limit state and policies (stored; not used yet).
+    /// Follow the policies of --namespace in this Redis (as `fluxctl apply --redis` writes them):
+    /// one with the name of the file's policy replaces it. The file still applies at startup.
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
 
-    /// Policy namespace to serve (stored; not used yet).
+    /// Policy namespace: given to documents of the file that name none, and followed in Redis
+    /// [default: the namespace of the file's policy].
     #[arg(long, value_name = "NS")]
     pub(crate) namespace: Option<String>,
 

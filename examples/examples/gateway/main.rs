@@ -5,27 +5,30 @@
 //!
 //! ```text
 //! cargo run --release --example gateway -- --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
-//!     --policy policy.yaml --upstream http://10.0.0.1:3000,weight=3 --upstream http://10.0.0.2:3000
+//!     --policy policy.yaml --upstream http://10.0.0.1:3000,weight=3 --upstream http://10.0.0.2:3000 \
+//!     --canary-upstream http://10.0.0.3:3000 [--redis redis://127.0.0.1:6379] [--admin-token T]
 //! ```
 //!
-//! The request path today is `server → WeightedRotation → Proxy → upstream`; rate limiting,
-//! canary routing and balancing from the policy come as FluxGate's layers land.
+//! The request path (see `fluxgate_examples::stack`) is
+//! `server → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`; the admin
+//! API is `fluxgate::admin`.
 
 mod cli;
 
 use std::error::Error;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fluxgate_examples::admin::{AdminService, GatewayStatus};
+use fluxgate_core::store::{RedisSource, redact_url};
 use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_examples::policy::GatewayPolicy;
-use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
-use fluxgate_examples::rotation::WeightedRotation;
+use fluxgate_examples::proxy::ProxyConfig;
 use fluxgate_examples::server::{self, ServerConfig};
-use fluxgate_examples::upstream::{Upstream, UpstreamSpec};
+use fluxgate_examples::stack::{Gateway, StackConfig};
+use fluxgate_examples::upstream::UpstreamSpec;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Args;
@@ -54,63 +57,61 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     });
     let (policy, source) = GatewayPolicy::load(&policy_path, args.namespace.as_deref())?;
     // Saves to the policy file are applied while traffic flows; an invalid save is refused.
-    let _following = source.spawn()?;
-    tracing::info!(path = %policy_path.display(), id = %policy.id(), "policy loaded");
+    let _following_file = source.spawn()?;
+    let id = policy.id().clone();
+    tracing::info!(path = %policy_path.display(), %id, "policy loaded");
+
+    // Redis takes over from the file for policies it holds under the same namespace and name.
+    let _following_redis = match &args.redis {
+        Some(url) => {
+            let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
+            let source = RedisSource::new(url, namespace, policy.store().clone())?;
+            tracing::info!(redis = %redact_url(url), namespace, "following policies in Redis");
+            Some(source.spawn())
+        }
+        None => None,
+    };
 
     // Without upstreams, run the demo ones; they stop when `_demos` is dropped.
-    let _demos = if args.upstreams.is_empty() {
+    let demos = if args.upstreams.is_empty() {
         let [fast, slow, canary] = start_demos().await?;
         args.upstreams = vec![spec(&fast, 3)?, spec(&slow, 1)?];
         if args.canary_upstreams.is_empty() {
-            args.canary_upstreams.push(canary.url().parse()?);
+            args.canary_upstreams.push(spec(&canary, 1)?);
         }
         vec![fast, slow, canary]
     } else {
         Vec::new()
     };
 
-    let timeout = Duration::try_from_secs_f64(args.upstream_timeout)?;
-    let config = ProxyConfig::default()
-        .timeout(timeout)
+    let proxy = ProxyConfig::default()
+        .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
         .preserve_host(args.preserve_host);
-    let client = proxy_client();
-    let proxies = args
-        .upstreams
-        .iter()
-        .map(|spec| {
-            (
-                Proxy::new(client.clone(), spec.upstream.clone(), config.clone()),
-                spec.weight,
-            )
-        })
-        .collect();
-    let rotation = WeightedRotation::new(proxies)?;
+    let config = StackConfig::new(args.upstreams.clone())
+        .canary_upstreams(args.canary_upstreams.clone())
+        .proxy(proxy);
+    let stack = Gateway::build(policy.store(), &id, &config)?;
+    let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
-    let gateway = server::spawn(args.listen, rotation, ServerConfig::default()).await?;
-    let status = GatewayStatus::new(
-        gateway.local_addr(),
-        args.upstreams.clone(),
-        args.canary_upstreams.clone(),
-        Some(policy),
-        args.redis.clone(),
-    )
-    .with_namespace(args.namespace.clone());
-    let admin = server::spawn(
-        args.admin,
-        AdminService::new(status),
-        ServerConfig::default(),
-    )
-    .await?;
-    print_banner(
-        gateway.local_addr(),
-        admin.local_addr(),
-        &args.upstreams,
-        &args.canary_upstreams,
-    );
+    if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
+        tracing::warn!(
+            admin = %args.admin,
+            "the admin API listens beyond loopback without a token: anyone who reaches it can \
+             change policies; set --admin-token or FLUXGATE_ADMIN_TOKEN"
+        );
+    }
+    let admin_api = stack
+        .admin(&id)
+        .store(policy.store().clone())
+        .token(args.admin_token.clone())
+        .build();
+    let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
+    print_banner(gateway.local_addr(), admin.local_addr(), &args, &demos, &id);
 
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     tokio::join!(gateway.shutdown(), admin.shutdown());
+    drop(stack);
     Ok(())
 }
 
@@ -130,26 +131,57 @@ fn spec(demo: &DemoUpstream, weight: u32) -> Result<UpstreamSpec, Box<dyn Error>
 
 /// Prints where the gateway listens and what to try.
 fn print_banner(
-    listen: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    upstreams: &[UpstreamSpec],
-    canaries: &[Upstream],
+    listen: SocketAddr,
+    admin: SocketAddr,
+    args: &Args,
+    demos: &[DemoUpstream],
+    id: &fluxgate_core::store::PolicyId,
 ) {
-    println!("FluxGate gateway\n  proxy    http://{listen}\n  admin    http://{admin}");
-    for spec in upstreams {
-        println!("  upstream {} (weight {})", spec.upstream, spec.weight);
+    println!(
+        "FluxGate gateway, policy {id}\n  proxy    http://{listen}\n  admin    http://{admin}  (dashboard at /)"
+    );
+    for spec in &args.upstreams {
+        println!("  stable   {} (weight {})", spec.upstream, spec.weight);
     }
-    for canary in canaries {
-        println!("  canary   {canary} (not routed yet)");
+    for spec in &args.canary_upstreams {
+        println!("  canary   {} (weight {})", spec.upstream, spec.weight);
     }
-    println!("Try:");
-    println!("  curl -s 'http://{listen}/orders?id=42'");
-    println!("  curl -s http://{admin}/api/status");
-    if let Some(canary) = canaries.first() {
+    let auth = args.admin_token.as_ref().map_or(String::new(), |_| {
+        " -H \"Authorization: Bearer $FLUXGATE_ADMIN_TOKEN\"".to_owned()
+    });
+    println!("\nTry:");
+    println!(
+        "  curl -s 'http://{listen}/orders?id=42'                      # balanced 3:1 over fast and slow, ~10% to the canary"
+    );
+    println!("  curl -s -H 'x-canary: true' http://{listen}/orders           # always the canary");
+    println!(
+        "  curl -s http://{admin}/api/status                            # endpoints, canary, rate limits, policy"
+    );
+    println!("  curl -s http://{admin}/metrics                               # Prometheus text");
+    println!("Rate limit (the policy limits each X-Client-Id to 1200/s, burst 150):");
+    println!(
+        "  seq 400 | xargs -P 16 -I{{}} curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'X-Client-Id: alice' http://{listen}/ | sort | uniq -c"
+    );
+    println!(
+        "  # lower it for everyone, through the admin API (fluxctl apply --gateway does the same):"
+    );
+    println!(
+        "  sed 's/requestsPerSecond: 1200/requestsPerSecond: 5/; s/burstSize: 150/burstSize: 5/' examples/policies/checkout-service-policy.yaml \\\n    | curl -s -X PUT{auth} --data-binary @- 'http://{admin}/api/policies?namespace={}'",
+        id.namespace()
+    );
+    if let Some(canary) = demos.iter().find(|d| d.kind() == DemoKind::Canary) {
+        println!("Canary rollback:");
         println!(
-            "  curl -s -X POST '{canary}/admin/fail?rate=0.5'   # make the canary fail half the time"
+            "  curl -s -X POST '{}/admin/fail?rate=0.5'                    # the canary fails half its requests",
+            canary.url()
         );
-        println!("  curl -si {canary}/orders");
+        println!("  seq 600 | xargs -P 8 -I{{}} curl -s -o /dev/null http://{listen}/orders");
+        println!(
+            "  curl -s http://{admin}/api/status | grep -A3 '\"phase\"'      # rolledBack, with the reason (errorBudget)"
+        );
+        println!(
+            "  curl -s -X POST{auth} http://{admin}/api/canary/abort          # or promote, pause, resume"
+        );
     }
     println!("Ctrl-C stops it gracefully.");
 }

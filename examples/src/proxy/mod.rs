@@ -2,8 +2,8 @@
 //!
 //! [`Proxy`] forwards each request to its [`Upstream`] over a shared, pooled hyper-util
 //! [`Client`] (HTTP/1.1 to the upstream) and streams both bodies through without buffering them.
-//! Use one `Proxy` per upstream endpoint and put a selector (for now
-//! [`WeightedRotation`](crate::rotation::WeightedRotation), later FluxGate's balancer) in front.
+//! Use one `Proxy` per upstream endpoint and put a selector (FluxGate's
+//! [`Balance`](fluxgate_balance::Balance), as [`stack`](crate::stack) does) in front.
 //!
 //! What it does to a request:
 //! - the URI becomes the upstream's scheme and authority, the upstream's path prefix, then the

@@ -15,6 +15,8 @@ use hyper::body::{Frame, Incoming};
 use tokio::sync::mpsc;
 use tower::Service;
 
+pub mod gateway;
+
 /// Every await of a test is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(10);
 

@@ -1,0 +1,128 @@
+//! The axum handlers of [`Admin::router`](super::Admin::router).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use fluxgate_canary::CanaryHandle;
+use serde::Deserialize;
+
+use super::Admin;
+use super::auth::authorized;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The query of `PUT /api/policies`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ApplyQuery {
+    namespace: Option<String>,
+}
+
+/// The query of `POST /api/canary/{action}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct CanaryQuery {
+    name: Option<String>,
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(CONTENT_TYPE, TEXT)], body).into_response()
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let body = format!("{value:#}\n");
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(WWW_AUTHENTICATE, "Bearer"), (CONTENT_TYPE, TEXT)],
+        "a valid bearer token is required\n",
+    )
+        .into_response()
+}
+
+pub(super) async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(super) async fn status(State(admin): State<Admin>) -> Response {
+    json(StatusCode::OK, &admin.status())
+}
+
+pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(CONTENT_TYPE, content_type)], admin.metrics()).into_response()
+}
+
+pub(super) async fn put_policies(
+    State(admin): State<Admin>,
+    Query(query): Query<ApplyQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(admin.inner.token.as_deref(), &headers) {
+        return unauthorized();
+    }
+    let Some(store) = &admin.inner.store else {
+        let message = "this admin API has no policy store\n".to_owned();
+        return text(StatusCode::SERVICE_UNAVAILABLE, message);
+    };
+    match store.apply_bytes(&body, query.namespace.as_deref()) {
+        Ok(report) => {
+            let lines: String = report.changes.iter().map(|c| format!("{c}\n")).collect();
+            text(StatusCode::OK, lines)
+        }
+        Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+    }
+}
+
+pub(super) async fn canary_action(
+    State(admin): State<Admin>,
+    Path(action): Path<String>,
+    Query(query): Query<CanaryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(admin.inner.token.as_deref(), &headers) {
+        return unauthorized();
+    }
+    let act: fn(&CanaryHandle) -> Result<(), fluxgate_canary::CanaryError> = match action.as_str() {
+        "promote" => CanaryHandle::promote,
+        "abort" => CanaryHandle::abort,
+        "pause" => CanaryHandle::pause,
+        "resume" => CanaryHandle::resume,
+        _ => {
+            let message = format!("unknown action `{action}`: promote, abort, pause or resume\n");
+            return text(StatusCode::NOT_FOUND, message);
+        }
+    };
+    let canaries = &admin.inner.canaries;
+    let found = match (&query.name, canaries.as_slice()) {
+        (Some(name), _) => canaries.iter().find(|(n, _)| n == name),
+        (None, [only]) => Some(only),
+        (None, []) => None,
+        (None, _) => {
+            let names: Vec<&str> = canaries.iter().map(|(n, _)| n.as_str()).collect();
+            let message = format!(
+                "several canaries, add ?name= (one of {})\n",
+                names.join(", ")
+            );
+            return text(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let Some((name, handle)) = found else {
+        return text(StatusCode::NOT_FOUND, "no such canary\n".to_owned());
+    };
+    match act(handle) {
+        Ok(()) => {
+            tracing::info!(canary = %name, %action, "canary action from the admin API");
+            json(StatusCode::OK, &super::status::to_value(handle.snapshot()))
+        }
+        Err(error) => text(StatusCode::CONFLICT, format!("{error}\n")),
+    }
+}

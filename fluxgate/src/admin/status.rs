@@ -1,0 +1,145 @@
+//! The `/api/status` document and the per-endpoint view it shares with `/metrics`.
+
+use std::fmt::Display;
+use std::time::{Duration, UNIX_EPOCH};
+
+use fluxgate_balance::{DrainReason, EndpointSnapshot, Health};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Inner;
+
+/// One endpoint of a balancer as the admin API reports it (camelCase in JSON, durations in ms).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct EndpointView {
+    /// The endpoint's key, as text (the upstream URL in the gateway).
+    pub endpoint: String,
+    /// Whether active health checks pass.
+    pub healthy: bool,
+    /// The configured weight.
+    pub weight: u32,
+    /// The weight in effect; 0 when drained.
+    pub effective_weight: f64,
+    /// Why it gets no new requests (`healthCheck`, `errorRate`, `latency`,
+    /// `consecutiveFailures`), if it gets none.
+    pub drained: Option<&'static str>,
+    /// The measure behind `drained`, as text (`0.31`, `512ms`, `5`).
+    pub drained_detail: Option<String>,
+    /// Whether it is being given its single probe request after an ejection.
+    pub probing: bool,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Requests finished over the last second.
+    pub requests: u64,
+    /// Failures and overloads per request over the last second.
+    pub error_rate: Option<f64>,
+    /// p95 latency over the last second, in milliseconds.
+    pub p95_ms: Option<f64>,
+    /// Peak-EWMA latency, in milliseconds.
+    pub latency_ewma_ms: Option<f64>,
+    /// Times outlier detection ejected it recently.
+    pub ejections: u32,
+}
+
+impl EndpointView {
+    /// The view of one endpoint snapshot.
+    #[must_use]
+    pub fn from_snapshot<K: Display>(snapshot: &EndpointSnapshot<K>) -> Self {
+        let (drained, drained_detail) = match snapshot.drained {
+            None => (None, None),
+            Some(DrainReason::HealthCheck) => (Some("healthCheck"), None),
+            Some(DrainReason::ErrorRate(rate)) => (Some("errorRate"), Some(format!("{rate:.3}"))),
+            Some(DrainReason::Latency(p95)) => (Some("latency"), Some(format!("{p95:?}"))),
+            Some(DrainReason::ConsecutiveFailures(n)) => {
+                (Some("consecutiveFailures"), Some(n.to_string()))
+            }
+            Some(_) => (Some("other"), None),
+        };
+        Self {
+            endpoint: snapshot.key.to_string(),
+            healthy: matches!(snapshot.health, Health::Healthy),
+            weight: snapshot.weight,
+            effective_weight: snapshot.effective_weight,
+            drained,
+            drained_detail,
+            probing: snapshot.probing,
+            in_flight: snapshot.in_flight,
+            requests: snapshot.requests,
+            error_rate: snapshot.error_rate,
+            p95_ms: snapshot.p95.map(millis),
+            latency_ewma_ms: snapshot.latency_ewma.map(millis),
+            ejections: snapshot.ejections,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// The whole status document.
+pub(super) fn document(inner: &Inner) -> Value {
+    let store = inner.store.as_ref().map(|store| {
+        let status = store.status();
+        let policies: Vec<Value> = status
+            .policies
+            .iter()
+            .map(|p| json!({ "id": p.id.to_string(), "generation": p.generation }))
+            .collect();
+        let last_rejection = status.last_rejection.map(|r| {
+            let at = r.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            json!({ "message": r.message, "atUnixSeconds": at })
+        });
+        json!({
+            "generation": status.generation,
+            "applied": status.applied,
+            "rejected": status.rejected,
+            "lastRejection": last_rejection,
+            "policies": policies,
+        })
+    });
+    let balancers: serde_json::Map<String, Value> = inner
+        .balancers
+        .iter()
+        .map(|(name, read)| (name.clone(), to_value(read())))
+        .collect();
+    let canaries: serde_json::Map<String, Value> = inner
+        .canaries
+        .iter()
+        .map(|(name, handle)| (name.clone(), to_value(handle.snapshot())))
+        .collect();
+    let rate_limits: Vec<Value> = inner
+        .rate_limits
+        .iter()
+        .map(|read| {
+            let m = read();
+            let limits: Vec<Value> = m
+                .limits
+                .iter()
+                .map(|l| {
+                    json!({
+                        "name": l.name, "key": l.key, "admitted": l.admitted,
+                        "refused": l.refused, "shadowRefused": l.shadow_refused,
+                    })
+                })
+                .collect();
+            json!({
+                "policy": m.policy, "generation": m.generation, "admitted": m.admitted,
+                "refused": m.refused, "rejected": m.rejected, "limits": limits,
+            })
+        })
+        .collect();
+    json!({
+        "store": store,
+        "balancers": balancers,
+        "canaries": canaries,
+        "rateLimits": rate_limits,
+    })
+}
+
+/// `value` as JSON (`null` if it cannot be, which the types here never cause).
+pub(super) fn to_value<T: Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
