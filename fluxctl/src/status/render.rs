@@ -8,10 +8,13 @@ use super::canary;
 use super::json::{ago, field, millis, named, percent, plain, text};
 use crate::table;
 
+/// A section: its title, the keys it may be under, how it is shown.
+type Section = (&'static str, &'static [&'static str], fn(&Value) -> String);
+
 /// The whole summary of a status document.
 pub(super) fn summary(document: &Value) -> String {
     let mut out = String::new();
-    let sections: [(&str, &[&str], fn(&Value) -> String); 4] = [
+    let sections: [Section; 4] = [
         ("POLICIES", &["policies", "store"], policies),
         ("BALANCERS", &["balancers", "upstreams"], balancers),
         ("CANARIES", &["canaries", "canary"], canary::section),
