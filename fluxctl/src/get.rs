@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use fluxgate_core::store::{PolicyId, StoredPolicy};
 
 use crate::common::{self, FAILED, RedisArgs};
-use crate::yaml;
+use crate::{table, yaml};
 
 /// How `get` prints policies.
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
@@ -103,11 +103,7 @@ fn render(policies: &[StoredPolicy], output: Output, single: bool) -> String {
             .collect::<Vec<_>>()
             .join("---\n"),
         Output::Table => {
-            let mut rows = vec![[
-                "NAME".to_owned(),
-                "VERSION".to_owned(),
-                "SECTIONS".to_owned(),
-            ]];
+            let mut rows = vec![["NAME", "VERSION", "SECTIONS"].map(str::to_owned)];
             for policy in policies {
                 let spec = &policy.policy.spec;
                 let sections: Vec<&str> = [
@@ -128,10 +124,7 @@ fn render(policies: &[StoredPolicy], output: Output, single: bool) -> String {
                     },
                 ]);
             }
-            let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(4) + 3;
-            rows.iter()
-                .map(|[name, version, sections]| format!("{name:<width$}{version:<10}{sections}\n"))
-                .collect()
+            table::render(&rows, "")
         }
     }
 }

@@ -17,6 +17,11 @@
 //!   kubeconfig (`KUBECONFIG`, `~/.kube/config`) or the in-cluster config. Prints
 //!   `trafficpolicy NS/NAME serverside-applied` per policy.
 //! - `crd`: print the `TrafficPolicy` CustomResourceDefinition, generated from the policy model.
+//! - `status --gateway URL [-o table|json]`: one gateway's state from `GET /api/status`: the
+//!   policy generation and last rejection, a table per balancer, each canary's phase, weight,
+//!   step and last decision, rate-limit counts. Sections the gateway leaves out show as absent.
+//! - `canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]`: `POST
+//!   /api/canary/ACTION[?name=NAME]`; prints the canary's new phase and weight.
 //!
 //! # Exit status
 //!
@@ -44,6 +49,11 @@
 //!   gateway applies nothing then;
 //! - `401 Unauthorized` (or `403`) when the token is missing or wrong (exit 1).
 //!
+//! `fluxctl status` sends `GET /PREFIX/api/status` (with the token if one is given) and expects
+//! `200 OK` with a JSON object; `fluxctl canary ACTION` sends `POST /PREFIX/api/canary/ACTION`
+//! (`?name=NAME` when given) and expects `200 OK` (the canary's snapshot as JSON, or text);
+//! `401`/`403` (token), `404` (no such canary), `409` (the action does not apply now) exit 1.
+//!
 //! Only `http://` is supported; any other status exits 1, and a connection failure exits 3.
 
 use std::process::ExitCode;
@@ -51,20 +61,25 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod apply;
+mod canary;
 mod common;
 mod crd;
 mod diff;
 mod gateway;
 mod get;
 mod kube;
+mod status;
+mod table;
 mod validate;
 mod yaml;
 
 const EXIT_CODES: &str = "Exit status:
   0  success (for diff: no differences)
-  1  failure: an invalid document, a refused or failed operation, not found (for diff: differences)
+  1  failure: an invalid document, a refused or failed operation, not found (for diff: differences;
+     for status and canary: the gateway answered an error, refused the token, or has no such canary)
   2  usage error
   3  cannot reach Redis or the gateway (with --kube: the Kubernetes cluster)
+URLs are printed without their passwords.
 
 Environment: FLUXGATE_REDIS_URL (default --redis), FLUXGATE_TOKEN (default --token).";
 
@@ -96,6 +111,12 @@ enum Command {
     /// Print the TrafficPolicy CustomResourceDefinition (YAML, for `kubectl apply -f -`).
     #[command(after_help = EXIT_CODES)]
     Crd,
+    /// Show one gateway's state: policies, balancer endpoints, canaries, rate limits.
+    #[command(after_help = EXIT_CODES)]
+    Status(status::Args),
+    /// Promote, abort, pause or resume a gateway's canary.
+    #[command(after_help = EXIT_CODES)]
+    Canary(canary::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,5 +128,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => get::delete(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Crd => crd::run(),
+        Command::Status(args) => status::run(&args),
+        Command::Canary(args) => canary::run(&args),
     }
 }
