@@ -2,7 +2,6 @@
 //! the store's verdict, the counts.
 
 use std::array;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -280,19 +279,15 @@ fn key_ref<'a>(key: &'a Extracted<'_>) -> KeyRef<'a> {
     }
 }
 
-/// The tier of `key`: an override when one matches the key (or the client IP as text).
+/// The tier of `key`: an override when one matches the key (or the client IP's canonical text).
 fn tier<'p, L>(limit: &'p PreparedLimit<L>, key: KeyRef<'_>) -> &'p Tier<L> {
     if limit.overrides.is_empty() {
         return &limit.default;
     }
     let found = match key {
         KeyRef::Bytes(bytes) => limit.overrides.get(bytes),
-        KeyRef::Ip(ip) => limit.overrides.get(ip_text(ip).as_bytes()),
+        KeyRef::Ip(ip) => limit.overrides.get_ip(ip),
         _ => None,
     };
     found.unwrap_or(&limit.default)
-}
-
-fn ip_text(ip: IpAddr) -> String {
-    ip.to_string()
 }

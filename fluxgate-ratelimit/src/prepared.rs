@@ -1,10 +1,11 @@
 //! A policy version's limits, prepared once for the request path.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fluxgate_core::key::{ClientIpConfig, KeyExtractor, KeySource};
-use fluxgate_core::policy::{CompiledPolicy, CompiledRateLimit, LimitAlgorithm, MissingKey};
+use fluxgate_core::policy::{CompiledPolicy, LimitAlgorithm, MissingKey};
 use http::HeaderValue;
 
 use crate::Quota;
@@ -19,6 +20,31 @@ pub(crate) struct Tier<L> {
     pub(crate) policy_header: HeaderValue,
 }
 
+/// A limit's override tiers, by key bytes and, for keys that are an IP address in its canonical
+/// text, by address too (so that IP-keyed requests find theirs without formatting the address).
+#[derive(Debug)]
+pub(crate) struct Overrides<L> {
+    tiers: Vec<Tier<L>>,
+    by_bytes: HashMap<Box<[u8]>, usize>,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+impl<L> Overrides<L> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tiers.is_empty()
+    }
+
+    /// The override for a header, cookie or query value.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Tier<L>> {
+        self.by_bytes.get(key).and_then(|&i| self.tiers.get(i))
+    }
+
+    /// The override whose key is `ip`'s text.
+    pub(crate) fn get_ip(&self, ip: IpAddr) -> Option<&Tier<L>> {
+        self.by_ip.get(&ip).and_then(|&i| self.tiers.get(i))
+    }
+}
+
 /// One limit of the policy in force.
 #[derive(Debug)]
 pub(crate) struct PreparedLimit<L> {
@@ -29,7 +55,7 @@ pub(crate) struct PreparedLimit<L> {
     pub(crate) missing: MissingKey,
     pub(crate) shadow: bool,
     pub(crate) default: Tier<L>,
-    pub(crate) overrides: HashMap<Box<[u8]>, Tier<L>>,
+    pub(crate) overrides: Overrides<L>,
     pub(crate) counters: Arc<LimitCounters>,
 }
 
@@ -96,7 +122,7 @@ impl<L> Prepared<L> {
                 };
                 PreparedLimit {
                     default: tier(limit.requests_per_second, limit.burst_size),
-                    overrides: overrides(limit, tier),
+                    overrides: overrides(&limit.overrides, tier),
                     extractor: KeyExtractor::new(limit.key.clone())
                         .client_ip_config(client_ip.clone())
                         .max_key_len(max_key_len),
@@ -117,14 +143,26 @@ impl<L> Prepared<L> {
 }
 
 fn overrides<L>(
-    limit: &CompiledRateLimit,
+    keys: &HashMap<String, (f64, u32)>,
     tier: impl Fn(f64, u32) -> Tier<L>,
-) -> HashMap<Box<[u8]>, Tier<L>> {
-    limit
-        .overrides
-        .iter()
-        .map(|(key, (rps, burst))| (key.as_bytes().into(), tier(*rps, *burst)))
-        .collect()
+) -> Overrides<L> {
+    let mut out = Overrides {
+        tiers: Vec::with_capacity(keys.len()),
+        by_bytes: HashMap::with_capacity(keys.len()),
+        by_ip: HashMap::new(),
+    };
+    for (key, (rps, burst)) in keys {
+        let i = out.tiers.len();
+        out.tiers.push(tier(*rps, *burst));
+        out.by_bytes.insert(key.as_bytes().into(), i);
+        // Only the canonical text matches, as comparing with the address's text would.
+        if let Ok(ip) = key.parse::<IpAddr>()
+            && ip.to_string() == *key
+        {
+            out.by_ip.insert(ip, i);
+        }
+    }
+    out
 }
 
 /// What identifies a limit across policy versions: policy, name (or position), key, algorithm.
@@ -157,4 +195,29 @@ fn policy_header(sf_name: &str, quota: Quota, algorithm: LimitAlgorithm) -> Head
         quota.policy_window_secs(algorithm)
     );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_overrides_match_the_canonical_text_only() {
+        let keys: HashMap<String, (f64, u32)> =
+            ["192.0.2.7", "2001:db8::1", "2001:DB8::2", "client-a"]
+                .into_iter()
+                .map(|k| (k.to_owned(), (5.0, 5)))
+                .collect();
+        let tier = |_: f64, _: u32| Tier {
+            limiter: (),
+            policy_header: HeaderValue::from_static("x"),
+        };
+        let o = overrides(&keys, tier);
+        assert!(o.get_ip("192.0.2.7".parse().unwrap()).is_some());
+        assert!(o.get_ip("2001:db8::1".parse().unwrap()).is_some());
+        // `2001:db8::2` is written differently, so the text comparison never matched it.
+        assert!(o.get_ip("2001:db8::2".parse().unwrap()).is_none());
+        assert!(o.get_ip("192.0.2.8".parse().unwrap()).is_none());
+        assert!(o.get(b"client-a").is_some());
+    }
 }

@@ -17,7 +17,7 @@
 //!
 //! 896 bins of 8 bytes per bucket, for `buckets + 1` buckets: 7 KiB per bucket, so 77 KiB for a
 //! window of 10 buckets ([`LatencyQuantiles::memory_bytes`]). Recording is two atomic
-//! compare-and-swaps and never blocks; reading merges every bin of the window (a few µs), which
+//! `fetch_add`s (a compare-and-swap for the first sample of a bucket) and never blocks; reading merges every bin of the window (a few µs), which
 //! suits periodic evaluation rather than per-request reads.
 //!
 //! # Example
@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::window::ring::{TaggedCounter, Ticker};
+use crate::window::ring::{Divisor, TaggedCounter, Ticker};
 use crate::window::{WindowError, check_shape};
 
 /// The largest latency told apart from others; longer ones are counted as this.
@@ -75,6 +75,8 @@ pub struct LatencyQuantiles {
     totals: Box<[TaggedCounter]>,
     /// `bins::BINS` counters per bucket, bucket after bucket.
     bins: Box<[TaggedCounter]>,
+    /// Divides epochs by the number of slots.
+    slots: Divisor,
 }
 
 impl LatencyQuantiles {
@@ -95,6 +97,7 @@ impl LatencyQuantiles {
             bins: (0..slots * bins::BINS)
                 .map(|_| TaggedCounter::default())
                 .collect(),
+            slots: Divisor::new(slots as u64),
         })
     }
 
@@ -199,7 +202,7 @@ impl LatencyQuantiles {
     }
 
     fn slot(&self, epoch: u64) -> usize {
-        (epoch % self.totals.len() as u64) as usize
+        self.slots.div_rem(epoch).1 as usize
     }
 }
 

@@ -7,8 +7,9 @@
 //!
 //! Recording is lock-free: each counter is one atomic word that carries the epoch (bucket number)
 //! it counts for, so an old bucket is replaced lazily by the first write of a new epoch, in the
-//! same compare-and-swap as the increment. No count is lost to a reset race and no stale count is
-//! ever read. The three counters of a bucket are separate words, so a reader racing a writer may
+//! same compare-and-swap as the increment; later writes to the bucket are one `fetch_add`. No
+//! count is lost to a reset race and no stale count is kept (a writer that stalls for a whole ring
+//! between reading a counter and adding to it takes its units back at once). The three counters of a bucket are separate words, so a reader racing a writer may
 //! see a request whose failure is not counted yet; rates are clamped to `[0, 1]`.
 //!
 //! Time comes from the caller as a [`tokio::time::Instant`], so tests run on a paused clock.
@@ -44,7 +45,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::outcome::Outcome;
-use ring::{TaggedCounter, Ticker};
+use ring::{Divisor, TaggedCounter, Ticker};
 
 /// The most buckets a window may have.
 pub const MAX_BUCKETS: u32 = 3_600;
@@ -158,6 +159,8 @@ pub struct TimeWindow {
     bucket_width: Duration,
     buckets: u32,
     ring: Box<[Bucket]>,
+    /// Divides epochs by the ring's length.
+    slots: Divisor,
 }
 
 impl TimeWindow {
@@ -169,11 +172,12 @@ impl TimeWindow {
     /// [`MIN_BUCKET_WIDTH`].
     pub fn new(bucket_width: Duration, buckets: u32) -> Result<Self, WindowError> {
         check_shape(bucket_width, buckets)?;
-        let ring = (0..=buckets).map(|_| Bucket::default()).collect();
+        let ring: Box<[Bucket]> = (0..=buckets).map(|_| Bucket::default()).collect();
         Ok(Self {
             ticker: Ticker::new(Instant::now(), bucket_width),
             bucket_width,
             buckets,
+            slots: Divisor::new(ring.len() as u64),
             ring,
         })
     }
@@ -231,7 +235,7 @@ impl TimeWindow {
 
     fn bucket(&self, epoch: u64) -> &Bucket {
         // The ring is never empty (at least 2 slots), so the index is always in range.
-        &self.ring[(epoch % self.ring.len() as u64) as usize]
+        &self.ring[self.slots.div_rem(epoch).1 as usize]
     }
 
     fn at(&self, epoch: u64) -> WindowTotals {

@@ -6,7 +6,12 @@
 //! Every counter carries the epoch it counts for in its high 32 bits and the count in its low 32
 //! bits, so a slot is never reset eagerly: a write for a newer epoch replaces the whole word in one
 //! compare-and-swap, and a read ignores words tagged with another epoch. There is no reset race to
-//! lose counts in: an increment and a reset are the same atomic operation.
+//! lose counts in: an increment and a reset are the same atomic operation. A write to a word that
+//! already holds its epoch is a single `fetch_add`; only the first write of an epoch (and a
+//! count near saturation) takes the compare-and-swap loop.
+//!
+//! The divisions of the write path (instant to epoch, epoch to slot) are by constants fixed at
+//! construction, so they are done as a multiplication by a precomputed reciprocal ([`Divisor`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,20 +21,51 @@ use tokio::time::Instant;
 /// How far ahead (in epochs) a tag may be before it counts as a stale, wrapped-around value.
 const AHEAD_LIMIT: u32 = 1 << 16;
 
+/// Counts at or above this take the compare-and-swap path, so that a `fetch_add` can never carry
+/// into the tag (that would take 2³¹ concurrent units between two instructions of one thread).
+const FAST_LIMIT: u32 = 1 << 31;
+
+/// Division by a constant `d ≥ 1` as a multiplication: `m = ⌊(2⁶⁴ − 1) / d⌋` gives a quotient
+/// estimate `⌊n·m / 2⁶⁴⌋` that is exact or one short, fixed with one compare.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Divisor {
+    d: u64,
+    m: u64,
+}
+
+impl Divisor {
+    pub(crate) fn new(d: u64) -> Self {
+        let d = d.max(1);
+        Self { d, m: u64::MAX / d }
+    }
+
+    /// `(n / d, n % d)`.
+    pub(crate) fn div_rem(self, n: u64) -> (u64, u64) {
+        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        // n·m/2⁶⁴ > n/d − 1, so q is the quotient or one below it.
+        let r = n - q * self.d;
+        if r >= self.d {
+            (q + 1, r - self.d)
+        } else {
+            (q, r)
+        }
+    }
+}
+
 /// Turns instants into epoch numbers: whole bucket widths since an origin.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticker {
     origin: Instant,
-    width_nanos: u64,
+    width: Divisor,
 }
 
 impl Ticker {
     /// A ticker whose epoch 0 starts at `origin`; `width` must be at least one nanosecond.
     pub(crate) fn new(origin: Instant, width: Duration) -> Self {
-        let width_nanos = u64::try_from(width.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let width_nanos = u64::try_from(width.as_nanos()).unwrap_or(u64::MAX);
         Self {
             origin,
-            width_nanos,
+            width: Divisor::new(width_nanos),
         }
     }
 
@@ -40,7 +76,7 @@ impl Ticker {
             .as_secs()
             .saturating_mul(1_000_000_000)
             .saturating_add(u64::from(since.subsec_nanos()));
-        nanos / self.width_nanos
+        self.width.div_rem(nanos).0
     }
 
     /// The instant epoch 0 starts at.
@@ -62,7 +98,23 @@ impl TaggedCounter {
     /// than allowed to erase newer counts. Counts saturate at `u32::MAX`.
     pub(crate) fn add(&self, epoch: u64, n: u32) -> bool {
         let tag = epoch as u32;
-        let mut current = self.0.load(Ordering::Relaxed);
+        let current = self.0.load(Ordering::Relaxed);
+        let (held, count) = unpack(current);
+        if held == tag && count < FAST_LIMIT && n < FAST_LIMIT {
+            let before = self.0.fetch_add(u64::from(n), Ordering::Relaxed);
+            let (held_before, _) = unpack(before);
+            if held_before == tag {
+                return true;
+            }
+            // Another epoch took the word between the load and the add (this thread stalled for
+            // a whole ring): take the units back from it, then decide as if they were never added.
+            self.take_back(held_before, n);
+            return self.add_slow(tag, n, self.0.load(Ordering::Relaxed));
+        }
+        self.add_slow(tag, n, current)
+    }
+
+    fn add_slow(&self, tag: u32, n: u32, mut current: u64) -> bool {
         loop {
             let (held, count) = unpack(current);
             let next = if held == tag {
@@ -80,6 +132,17 @@ impl TaggedCounter {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Removes `n` units wrongly added to the count of `tag`, unless the word has moved on to
+    /// another epoch since (which erased them already).
+    fn take_back(&self, tag: u32, n: u32) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                let (held, count) = unpack(word);
+                (held == tag).then(|| pack(tag, count.saturating_sub(n)))
+            });
     }
 
     /// The count of `epoch`, or 0 when the counter holds another epoch.
@@ -127,6 +190,38 @@ mod tests {
             counter.add((1 << 31) + 5, 1),
             "a tag far ahead is a stale, wrapped one"
         );
+    }
+
+    #[test]
+    fn divisor_matches_division() {
+        let ds = [
+            1,
+            2,
+            3,
+            7,
+            10,
+            1_000,
+            999_999_937,
+            1 << 32,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
+        let ns = [0, 1, 2, 6, 7, 1 << 40, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+        for d in ds {
+            for n in ns
+                .into_iter()
+                .chain([d - 1, d, d.saturating_add(1), d.saturating_mul(2)])
+            {
+                assert_eq!(Divisor::new(d).div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn divisor_matches_division_everywhere(n: u64, d in 1u64..) {
+            proptest::prop_assert_eq!(Divisor::new(d).div_rem(n), (n / d, n % d));
+        }
     }
 
     #[test]

@@ -1,78 +1,29 @@
 //! The in-process store: GCRA through governor's keyed limiter, and sliding-window counters,
 //! over bounded tables of keys.
 
+mod clock;
+mod limiter;
+
 use std::collections::HashMap;
 use std::future::{Ready, ready};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use fluxgate_core::policy::LimitAlgorithm;
-use governor::clock::Clock as GovernorClock;
-use governor::middleware::StateInformationMiddleware;
 
-use governor::nanos::Nanos;
-use governor::{Quota as GovernorQuota, RateLimiter};
+pub(crate) use clock::Clock;
+use limiter::Inner;
+pub use limiter::LocalLimiter;
 
-use super::table::{GcraState, Idle, Table};
 use super::{Checks, KeyRef, LimiterSpec, Outcome, RateLimitStore, StoreError, Verdict};
-use crate::Quota;
-use crate::quota::{WindowDecision, decide_window};
 
 /// The default most keys one limiter holds.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-/// Tokio's clock (so that tests on a paused clock are exact), as nanoseconds since a base.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    base: tokio::time::Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Self {
-            base: tokio::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn nanos(&self) -> Nanos {
-        Nanos::from(self.base.elapsed())
-    }
-}
-
-impl GovernorClock for Clock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        self.nanos()
-    }
-}
-
 /// A limiter's identity, algorithm and quota bits.
 type LimiterId = (String, LimitAlgorithm, (u64, u32));
-
-type Gcra = RateLimiter<u64, GcraState, Clock, StateInformationMiddleware>;
-
-/// A [`LocalStore`] limiter: one limit at one quota (cheap to clone; clones share counters).
-#[derive(Debug, Clone)]
-pub struct LocalLimiter {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    kind: Kind,
-    table: Arc<Table>,
-    quota: Quota,
-}
-
-#[derive(Debug)]
-enum Kind {
-    Gcra { limiter: Gcra, interval: u64 },
-    Window { window: u64, limit: u32 },
-}
 
 /// Rate-limit state in this process.
 ///
@@ -246,116 +197,37 @@ impl LocalStore {
     }
 
     fn make(&self, spec: &LimiterSpec) -> Inner {
-        let (s, quota) = (&self.shared, spec.quota);
-        match spec.algorithm {
-            LimitAlgorithm::Gcra => {
-                let interval = quota.emission_interval();
-                let table = Arc::new(Table::new(s.max_keys, Idle::Gcra, s.clock, s.sweep_every));
-                let burst = NonZeroU32::new(quota.burst_size()).unwrap_or(NonZeroU32::MIN);
-                let governor_quota = GovernorQuota::with_period(interval)
-                    .unwrap_or_else(|| GovernorQuota::per_second(NonZeroU32::MAX))
-                    .allow_burst(burst);
-                let limiter: Gcra =
-                    RateLimiter::new(governor_quota, GcraState(Arc::clone(&table)), s.clock);
-                // Governor measures from its start; idleness is judged from no earlier than it.
-                table.reset_origin();
-                Inner {
-                    kind: Kind::Gcra {
-                        limiter,
-                        interval: u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX),
-                    },
-                    table,
-                    quota,
-                }
-            }
-            _ => {
-                let window = u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX);
-                let table = Table::new(s.max_keys, Idle::Window(window), s.clock, s.sweep_every);
-                Inner {
-                    kind: Kind::Window {
-                        window,
-                        limit: quota.window_limit(),
-                    },
-                    table: Arc::new(table),
-                    quota,
-                }
-            }
-        }
+        let s = &self.shared;
+        Inner::new(
+            spec.algorithm,
+            spec.quota,
+            s.max_keys,
+            s.clock,
+            s.sweep_every,
+        )
     }
 
+    /// The key's keyed hash: its bytes, then a one-byte kind tag, in one SipHash message ending
+    /// in a kind tag, so that no two keys make the same message (SipHash mixes in the length).
     fn hash(&self, key: KeyRef<'_>) -> u64 {
         let mut h = self.shared.hasher.build_hasher();
-        match key {
+        let tag = match key {
             KeyRef::Bytes(bytes) => {
-                h.write_u8(0);
-                bytes.hash(&mut h);
+                h.write(bytes);
+                0
             }
             KeyRef::Ip(IpAddr::V4(v4)) => {
-                h.write_u8(1);
                 h.write(&v4.octets());
+                1
             }
             KeyRef::Ip(IpAddr::V6(v6)) => {
-                h.write_u8(2);
                 h.write(&v6.octets());
+                2
             }
-            KeyRef::Shared => h.write_u8(3),
-        }
+            KeyRef::Shared => 3,
+        };
+        h.write_u8(tag);
         h.finish()
-    }
-
-    fn acquire(&self, limiter: &LocalLimiter, key: u64) -> Outcome {
-        let limiter = &*limiter.inner;
-        match &limiter.kind {
-            Kind::Gcra {
-                limiter: gcra,
-                interval,
-            } => match gcra.check_key(&key) {
-                Ok(snapshot) => {
-                    let remaining = snapshot.remaining_burst_capacity();
-                    let missing = u64::from(limiter.quota.burst_size().saturating_sub(remaining));
-                    Outcome::Admitted {
-                        remaining,
-                        reset: Duration::from_nanos(missing.saturating_mul(*interval)),
-                    }
-                }
-                Err(not_until) => Outcome::Refused {
-                    retry_after: not_until.wait_time_from(self.shared.clock.nanos()),
-                },
-            },
-            Kind::Window { window, limit } => {
-                let now = limiter.table.now();
-                let decided = limiter.table.update(key, |state| {
-                    match decide_window(state, now, *window, *limit) {
-                        WindowDecision::Admit(next, remaining, reset) => {
-                            Ok(((remaining, reset), next))
-                        }
-                        WindowDecision::Refuse(wait) => Err(wait),
-                    }
-                });
-                match decided {
-                    Ok((remaining, reset)) => Outcome::Admitted { remaining, reset },
-                    Err(retry_after) => Outcome::Refused { retry_after },
-                }
-            }
-        }
-    }
-
-    /// Gives back the unit an admitted request took.
-    fn refund(limiter: &LocalLimiter, key: u64) {
-        let limiter = &*limiter.inner;
-        match &limiter.kind {
-            Kind::Gcra { interval, .. } => limiter
-                .table
-                .adjust(key, |tat| tat.saturating_sub(*interval)),
-            Kind::Window { window, .. } => {
-                let epoch = limiter.table.now() / (*window).max(1);
-                limiter.table.adjust(key, |bits| {
-                    let mut w = crate::quota::Window::at(Some(bits), epoch);
-                    w.current = w.current.saturating_sub(1);
-                    w.pack()
-                });
-            }
-        }
     }
 }
 
@@ -373,7 +245,7 @@ impl RateLimitStore for LocalStore {
         for (i, check) in checks.iter().enumerate() {
             let key = self.hash(check.key);
             hashes[i] = key;
-            match self.acquire(check.limiter, key) {
+            match check.limiter.inner.acquire(key, &self.shared.clock) {
                 Outcome::Refused { retry_after } if check.shadow => {
                     verdict.set(i, Outcome::ShadowRefused { retry_after });
                 }
@@ -381,7 +253,7 @@ impl RateLimitStore for LocalStore {
                     verdict.set(i, refused);
                     for (j, earlier) in checks.iter().enumerate().take(i) {
                         if matches!(verdict.outcome(j), Outcome::Admitted { .. }) {
-                            Self::refund(earlier.limiter, hashes[j]);
+                            earlier.limiter.inner.refund(hashes[j]);
                         }
                     }
                     break;
@@ -390,25 +262,5 @@ impl RateLimitStore for LocalStore {
             }
         }
         ready(Ok(verdict))
-    }
-}
-
-impl LocalLimiter {
-    /// The quota this limiter applies.
-    #[must_use]
-    pub fn quota(&self) -> Quota {
-        self.inner.quota
-    }
-
-    /// Keys held now.
-    #[must_use]
-    pub fn key_count(&self) -> usize {
-        self.inner.table.len()
-    }
-
-    /// Whether `self` and `other` share their counters.
-    #[must_use]
-    pub fn shares_state_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
