@@ -1,51 +1,4 @@
-//! The Redis store: one quota enforced together by every replica (feature `redis`).
-//!
-//! Use it when several gateway replicas must share limits. Two modes ([`RedisOptions::mode`],
-//! the policy's `spec.rateLimit.sync.mode`):
-//!
-//! - **synced** (default): decisions are local, with no network on the request path. The
-//!   [`SyncTask`] (the caller spawns it) pushes each key's new units every interval (50ms) in
-//!   batches and reads the global counts back. A key whose remaining units fall under what other
-//!   replicas took in the last interval (doubled) is decided in Redis until the window moves on,
-//!   as is a key beyond [`RedisOptions::max_keys`].
-//!   **Bound:** over-admission per key and window is at most about
-//!   `(replicas − 1) × rate × interval` (what other replicas may admit before a push shows it),
-//!   and far less near the limit, where decisions are strict.
-//! - **strict**: every decision is one Lua script call (`EVALSHA`, loading the script on
-//!   `NOSCRIPT`) deciding every limit of the request atomically on Redis' clock (`TIME`), over
-//!   one multiplexed connection that pipelines concurrent requests.
-//!
-//! Both modes apply the same arithmetic as the [`LocalStore`](super::LocalStore) (see
-//! [`Quota`](crate::Quota)), in microseconds. Keys are laid out as
-//! `fluxgate:rl:{IDENTITY|KEY}:PARAMS` (a Redis Cluster hash tag per limit and client key), each
-//! a hash (`e`, `p`, `c`: window number and counts; or `t`: GCRA's arrival time) that expires
-//! two windows (or one burst) after its last use.
-//!
-//! **Faults.** A call waits at most [`RedisOptions::timeout`] (5ms). The first failure opens a
-//! circuit breaker: decisions then fall back at once, without waiting, while one probe per
-//! backoff (50ms doubling to 2s) tries Redis again. The fallback follows
-//! [`RedisOptions::on_failure`]: `local` limits at this replica's share of each quota
-//! (`1/replicas` when [`RedisOptions::replicas`] is set, the whole quota otherwise), `open`
-//! admits, `closed` refuses. An outage is logged once and counted in [`RedisStats::faults`];
-//! no request fails because Redis failed. Connections reconnect by themselves and syncing
-//! resumes when a probe succeeds.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use fluxgate_core::policy::RateLimit;
-//! use fluxgate_ratelimit::RateLimitLayer;
-//! use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::connect("redis://127.0.0.1:6380", RedisOptions::new().replicas(2)).await?;
-//! let _sync = store.spawn_sync(); // stops when dropped
-//! let layer = RateLimitLayer::builder()
-//!     .limit(RateLimit::new(100.0, 20))
-//!     .store(store.clone())
-//!     .build()?;
-//! # drop(layer); Ok(()) }
-//! ```
+//! The Redis store (feature `redis`); see [`RedisStore`].
 
 mod conn;
 mod error;
@@ -84,7 +37,54 @@ pub use task::{SyncHandle, SyncTask};
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("script.lua")));
 
-/// Rate-limit state in Redis, shared by replicas; see the [module docs](self).
+/// Rate-limit state in Redis: one quota enforced together by every replica (feature `redis`).
+///
+/// Use it when several gateway replicas must share limits. Two modes ([`RedisOptions::mode`],
+/// the policy's `spec.rateLimit.sync.mode`):
+///
+/// - **synced** (default): decisions are local, with no network on the request path. The
+///   [`SyncTask`] (the caller spawns it) pushes each key's new units every interval (50ms) in
+///   batches and reads the global counts back. A key whose remaining units fall under what other
+///   replicas took in the last interval (doubled) is decided in Redis until the window moves on,
+///   as is a key beyond [`RedisOptions::max_keys`].
+///   **Bound:** over-admission per key and window is at most about
+///   `(replicas − 1) × rate × interval` (what other replicas may admit before a push shows it),
+///   and far less near the limit, where decisions are strict.
+/// - **strict**: every decision is one Lua script call (`EVALSHA`, loading the script on
+///   `NOSCRIPT`) deciding every limit of the request atomically on Redis' clock (`TIME`), over
+///   one multiplexed connection that pipelines concurrent requests.
+///
+/// Both modes apply the same arithmetic as the [`LocalStore`] (see
+/// [`Quota`](crate::Quota)), in microseconds. Keys are laid out as
+/// `fluxgate:rl:{IDENTITY|KEY}:PARAMS` (a Redis Cluster hash tag per limit and client key), each
+/// a hash (`e`, `p`, `c`: window number and counts; or `t`: GCRA's arrival time) that expires
+/// two windows (or one burst) after its last use.
+///
+/// **Faults.** A call waits at most [`RedisOptions::timeout`] (5ms). The first failure opens a
+/// circuit breaker: decisions then fall back at once, without waiting, while one probe per
+/// backoff (50ms doubling to 2s) tries Redis again. The fallback follows
+/// [`RedisOptions::on_failure`]: `local` limits at this replica's share of each quota
+/// (`1/replicas` when [`RedisOptions::replicas`] is set, the whole quota otherwise), `open`
+/// admits, `closed` refuses. An outage is logged once and counted in [`RedisStats::faults`];
+/// no request fails because Redis failed. Connections reconnect by themselves and syncing
+/// resumes when a probe succeeds.
+///
+/// # Example
+///
+/// ```no_run
+/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_ratelimit::RateLimitLayer;
+/// use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6380", RedisOptions::new().replicas(2)).await?;
+/// let _sync = store.spawn_sync(); // stops when dropped
+/// let layer = RateLimitLayer::builder()
+///     .limit(RateLimit::new(100.0, 20))
+///     .store(store.clone())
+///     .build()?;
+/// # drop(layer); Ok(()) }
+/// ```
 ///
 /// Cloning is cheap and shares the connection and state.
 #[derive(Debug, Clone)]
@@ -98,6 +98,9 @@ pub struct RedisLimiter {
     inner: Arc<LimiterInner>,
 }
 
+/// A limiter's identity, algorithm and quota bits.
+type LimiterId = (String, LimitAlgorithm, (u64, u32));
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     conn: Conn,
@@ -107,7 +110,7 @@ pub(crate) struct Shared {
     breaker: health::Breaker,
     fallback: LocalStore,
     hasher: RandomState,
-    limiters: Mutex<HashMap<(String, LimitAlgorithm, (u64, u32)), Weak<LimiterInner>>>,
+    limiters: Mutex<HashMap<LimiterId, Weak<LimiterInner>>>,
     secret: Option<String>,
 }
 
@@ -251,7 +254,6 @@ impl RedisStore {
     }
 
     /// The options in force.
-    #[must_use]
     pub fn options(&self) -> &RedisOptions {
         &self.shared.options
     }
@@ -425,10 +427,11 @@ impl RateLimitStore for RedisStore {
             return RedisCheck::ready(strict::fallback(s, iter));
         }
         let synced = s.options.mode == SyncMode::Synced;
-        if synced && !s.breaker.is_down() {
-            if let Some(verdict) = self.decide_local(checks, hashes) {
-                return RedisCheck::ready(verdict);
-            }
+        if synced
+            && !s.breaker.is_down()
+            && let Some(verdict) = self.decide_local(checks, hashes)
+        {
+            return RedisCheck::ready(verdict);
         }
         let items = self.items(checks, hashes, synced);
         RedisCheck {

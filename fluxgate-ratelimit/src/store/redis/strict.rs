@@ -154,15 +154,15 @@ async fn call(shared: &Shared, items: &mut [Item], now: u64) -> Result<Verdict, 
             .map_err(CallError::Redis)?;
         read_reply(&reply, &items[i..=i], &mut verdict, i)?;
         if matches!(verdict.outcome(i), Outcome::Refused { .. }) {
-            for j in 0..i {
+            for (j, item) in items.iter_mut().enumerate().take(i) {
                 if matches!(verdict.outcome(j), Outcome::Admitted { .. }) {
                     // The units carried went in with the first call; a refund carries none.
-                    let carried = items[j].deltas.take();
+                    let carried = item.deltas.take();
                     let refund: Result<Vec<i64>, _> =
-                        invocation(shared, std::slice::from_ref(&items[j]), "r", now)
+                        invocation(shared, std::slice::from_ref(item), "r", now)
                             .invoke_async(&mut conn)
                             .await;
-                    items[j].deltas = carried;
+                    item.deltas = carried;
                     refund.map_err(CallError::Redis)?;
                 }
             }

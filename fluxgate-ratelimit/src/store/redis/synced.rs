@@ -132,10 +132,10 @@ impl Table {
             map.retain(|hash, entry| {
                 let active = now.saturating_sub(entry.last) < span;
                 let busy = entry.pending != [0, 0] || entry.in_flight.is_some();
-                if busy || active {
-                    if let Some(deltas) = entry.take() {
-                        out.push((*hash, entry.name.to_string(), deltas));
-                    }
+                if (busy || active)
+                    && let Some(deltas) = entry.take()
+                {
+                    out.push((*hash, entry.name.to_string(), deltas));
                 }
                 busy || active
             });
