@@ -2,9 +2,11 @@
 
 mod conn;
 mod error;
+mod future;
 mod health;
 mod keys;
 mod options;
+mod params;
 mod strict;
 mod synced;
 mod task;
@@ -12,24 +14,22 @@ mod task;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fluxgate_core::policy::{LimitAlgorithm, SyncMode};
-use futures::future::BoxFuture;
 
 use super::{
-    Checks, KeyRef, LimiterSpec, LocalLimiter, LocalStore, MAX_LIMITS, RateLimitStore, StoreError,
-    Verdict,
+    Checks, KeyRef, LimiterSpec, LocalLimiter, LocalStore, MAX_LIMITS, RateLimitStore, Verdict,
 };
 use crate::Quota;
 use conn::Conn;
 pub use error::RedisConnectError;
+pub use future::RedisCheck;
+use future::State;
 pub use health::RedisStats;
 pub use options::{RedisClock, RedisOptions};
+pub(crate) use params::{Clock, Params};
 use strict::{Item, OwnedKey};
 use synced::Local;
 pub use task::{SyncHandle, SyncTask};
@@ -112,69 +112,6 @@ pub(crate) struct Shared {
     hasher: RandomState,
     limiters: Mutex<HashMap<LimiterId, Weak<LimiterInner>>>,
     secret: Option<String>,
-}
-
-/// Microseconds since the Unix epoch, advancing with tokio's clock.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    base: tokio::time::Instant,
-    unix: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0));
-        Self {
-            base: tokio::time::Instant::now(),
-            unix,
-        }
-    }
-
-    pub(crate) fn now(&self) -> u64 {
-        self.unix + u64::try_from(self.base.elapsed().as_micros()).unwrap_or(0)
-    }
-}
-
-/// A limiter's arithmetic, in microseconds.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Params {
-    Window { w: u64, limit: u32 },
-    Gcra { t: u64, tau: u64 },
-}
-
-impl Params {
-    fn new(algorithm: LimitAlgorithm, quota: Quota) -> Self {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-        match algorithm {
-            LimitAlgorithm::Gcra => {
-                let t = us(quota.emission_interval());
-                Self::Gcra {
-                    t,
-                    tau: t.saturating_mul(u64::from(quota.burst_size())),
-                }
-            }
-            _ => Self::Window {
-                w: us(quota.window()),
-                limit: quota.window_limit(),
-            },
-        }
-    }
-
-    fn script_args(self) -> (&'static str, u64, u64) {
-        match self {
-            Self::Window { w, limit } => ("w", w, u64::from(limit)),
-            Self::Gcra { t, tau } => ("g", t, tau),
-        }
-    }
-
-    fn suffix(self) -> String {
-        match self {
-            Self::Window { w, limit } => format!("w{w}:{limit}"),
-            Self::Gcra { t, tau } => format!("g{t}:{}", tau / t),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -451,45 +388,5 @@ impl RedisLimiter {
     #[must_use]
     pub fn local_keys(&self) -> usize {
         self.inner.table.len()
-    }
-}
-
-/// The answer of [`RedisStore::check`]: ready at once for local and fallback decisions, a Redis
-/// call otherwise. Never resolves to an error (failures fall back).
-#[must_use = "futures do nothing unless polled"]
-pub struct RedisCheck {
-    state: State,
-}
-
-enum State {
-    Ready(Option<Verdict>),
-    Remote(BoxFuture<'static, Result<Verdict, StoreError>>),
-}
-
-impl RedisCheck {
-    fn ready(verdict: Verdict) -> Self {
-        Self {
-            state: State::Ready(Some(verdict)),
-        }
-    }
-}
-
-impl std::fmt::Debug for RedisCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.state {
-            State::Ready(_) => "RedisCheck::Ready",
-            State::Remote(_) => "RedisCheck::Remote",
-        })
-    }
-}
-
-impl Future for RedisCheck {
-    type Output = Result<Verdict, StoreError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            State::Ready(verdict) => Poll::Ready(Ok(verdict.take().unwrap_or_default())),
-            State::Remote(future) => future.as_mut().poll(cx),
-        }
     }
 }
