@@ -310,3 +310,11 @@ pub enum StoreError {
     #[error("rate-limit store timed out after {0:?}")]
     Timeout(Duration),
 }
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::{
+    RedisCheck, RedisClock, RedisConnectError, RedisLimiter, RedisOptions, RedisStats, RedisStore,
+    SyncHandle, SyncTask,
+};

@@ -1,0 +1,392 @@
+//! The Redis store (feature `redis`); see [`RedisStore`].
+
+mod conn;
+mod error;
+mod future;
+mod health;
+mod keys;
+mod options;
+mod params;
+mod strict;
+mod synced;
+mod task;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+
+use fluxgate_core::policy::{LimitAlgorithm, SyncMode};
+
+use super::{
+    Checks, KeyRef, LimiterSpec, LocalLimiter, LocalStore, MAX_LIMITS, RateLimitStore, Verdict,
+};
+use crate::Quota;
+use conn::Conn;
+pub use error::RedisConnectError;
+pub use future::RedisCheck;
+use future::State;
+pub use health::RedisStats;
+pub use options::{RedisClock, RedisOptions};
+pub(crate) use params::{Clock, Params};
+use strict::{Item, OwnedKey};
+use synced::Local;
+pub use task::{SyncHandle, SyncTask};
+
+static SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("script.lua")));
+
+/// Rate-limit state in Redis: one quota enforced together by every replica (feature `redis`).
+///
+/// Use it when several gateway replicas must share limits. Two modes ([`RedisOptions::mode`],
+/// the policy's `spec.rateLimit.sync.mode`):
+///
+/// - **synced** (default): decisions are local, with no network on the request path. The
+///   [`SyncTask`] (the caller spawns it) pushes each key's new units every interval (50ms) in
+///   batches and reads the global counts back. A key whose remaining units fall under what other
+///   replicas took in the last interval (doubled) is decided in Redis until the window moves on,
+///   as is a key beyond [`RedisOptions::max_keys`].
+///   **Bound:** over-admission per key and window is at most about
+///   `(replicas − 1) × rate × interval` (what other replicas may admit before a push shows it),
+///   and far less near the limit, where decisions are strict.
+/// - **strict**: every decision is one Lua script call (`EVALSHA`, loading the script on
+///   `NOSCRIPT`) deciding every limit of the request atomically on Redis' clock (`TIME`), over
+///   one multiplexed connection that pipelines concurrent requests.
+///
+/// Both modes apply the same arithmetic as the [`LocalStore`] (see
+/// [`Quota`](crate::Quota)), in microseconds. Keys are laid out as
+/// `fluxgate:rl:{IDENTITY|KEY}:PARAMS` (a Redis Cluster hash tag per limit and client key), each
+/// a hash (`e`, `p`, `c`: window number and counts; or `t`: GCRA's arrival time) that expires
+/// two windows (or one burst) after its last use.
+///
+/// **Faults.** A call waits at most [`RedisOptions::timeout`] (5ms). The first failure opens a
+/// circuit breaker: decisions then fall back at once, without waiting, while one probe per
+/// backoff (50ms doubling to 2s) tries Redis again. The fallback follows
+/// [`RedisOptions::on_failure`]: `local` limits at this replica's share of each quota
+/// (`1/replicas` when [`RedisOptions::replicas`] is set, the whole quota otherwise), `open`
+/// admits, `closed` refuses. An outage is logged once and counted in [`RedisStats::faults`];
+/// no request fails because Redis failed. Connections reconnect by themselves and syncing
+/// resumes when a probe succeeds.
+///
+/// # Example
+///
+/// ```no_run
+/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_ratelimit::RateLimitLayer;
+/// use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6380", RedisOptions::new().replicas(2)).await?;
+/// let _sync = store.spawn_sync(); // stops when dropped
+/// let layer = RateLimitLayer::builder()
+///     .limit(RateLimit::new(100.0, 20))
+///     .store(store.clone())
+///     .build()?;
+/// # drop(layer); Ok(()) }
+/// ```
+///
+/// Cloning is cheap and shares the connection and state.
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+/// A [`RedisStore`] limiter: one limit at one quota.
+#[derive(Debug, Clone)]
+pub struct RedisLimiter {
+    inner: Arc<LimiterInner>,
+}
+
+/// A limiter's identity, algorithm and quota bits.
+type LimiterId = (String, LimitAlgorithm, (u64, u32));
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    conn: Conn,
+    options: RedisOptions,
+    script: &'static redis::Script,
+    clock: Clock,
+    breaker: health::Breaker,
+    fallback: LocalStore,
+    hasher: RandomState,
+    limiters: Mutex<HashMap<LimiterId, Weak<LimiterInner>>>,
+    secret: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LimiterInner {
+    quota: Quota,
+    params: Params,
+    prefix: String,
+    suffix: String,
+    fallback: LocalLimiter,
+    table: synced::Table,
+}
+
+impl LimiterInner {
+    fn name(&self, key: KeyRef<'_>) -> String {
+        keys::key_name(&self.prefix, key, &self.suffix)
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`; `rediss://` when
+    /// the build has TLS) and checks that it answers.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisConnectError`]: a bad URL, refused credentials, or no answer within
+    /// [`RedisOptions::connect_timeout`]. Messages never contain the password.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, RedisConnectError> {
+        let conn = Conn::single(url, options.connect_timeout).await?;
+        Ok(Self::new(conn, options, conn::password_of(url)))
+    }
+
+    /// Connects to a Redis Cluster through its seed `urls`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_cluster(
+        urls: &[String],
+        options: RedisOptions,
+    ) -> Result<Self, RedisConnectError> {
+        let conn = Conn::cluster(urls, options.connect_timeout).await?;
+        let secret = urls.first().and_then(|u| conn::password_of(u));
+        Ok(Self::new(conn, options, secret))
+    }
+
+    fn new(conn: Conn, options: RedisOptions, secret: Option<String>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                conn,
+                breaker: health::Breaker::new(options.probe_min, options.probe_max),
+                fallback: LocalStore::builder().max_keys(options.max_keys).build(),
+                options,
+                script: &SCRIPT,
+                clock: Clock::new(),
+                hasher: RandomState::new(),
+                limiters: Mutex::default(),
+                secret,
+            }),
+        }
+    }
+
+    /// A store on the same connection with its own key prefix and local state (another tenant,
+    /// or a fresh store per test).
+    ///
+    /// ```no_run
+    /// # use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
+    /// # async fn f(store: RedisStore) {
+    /// let tenant = store.scoped("tenant-a:rl");
+    /// assert_eq!(tenant.local_keys(), 0);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn scoped(&self, prefix: &str) -> Self {
+        let s = &self.shared;
+        let options = s.options.clone().prefix(prefix);
+        Self::new(s.conn.clone(), options, s.secret.clone())
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &RedisOptions {
+        &self.shared.options
+    }
+
+    /// The store's counts: outages, fallback and strict decisions, syncs.
+    #[must_use]
+    pub fn stats(&self) -> RedisStats {
+        self.shared.breaker.stats()
+    }
+
+    /// Keys tracked locally by synced mode over all limiters in use.
+    #[must_use]
+    pub fn local_keys(&self) -> usize {
+        self.shared.live().iter().map(|l| l.table.len()).sum()
+    }
+
+    fn hash(&self, key: KeyRef<'_>) -> u64 {
+        let mut h = self.shared.hasher.build_hasher();
+        match key {
+            KeyRef::Bytes(bytes) => {
+                h.write_u8(0);
+                bytes.hash(&mut h);
+            }
+            KeyRef::Ip(IpAddr::V4(ip)) => {
+                h.write_u8(1);
+                h.write(&ip.octets());
+            }
+            KeyRef::Ip(IpAddr::V6(ip)) => {
+                h.write_u8(2);
+                h.write(&ip.octets());
+            }
+            _ => h.write_u8(3),
+        }
+        h.finish()
+    }
+
+    /// Decides locally (synced mode); `None` when Redis must decide.
+    fn decide_local(&self, checks: &Checks<'_, RedisLimiter>, hashes: &[u64]) -> Option<Verdict> {
+        let now = self.shared.clock.now();
+        let mut verdict = Verdict::default();
+        for (i, check) in checks.iter().enumerate() {
+            let limiter = &*check.limiter.inner;
+            let decided = limiter
+                .table
+                .decide(hashes[i], limiter.params, now, || limiter.name(check.key));
+            let outcome = match decided {
+                Local::Decided(outcome) => outcome,
+                Local::Strict => {
+                    self.refund(checks, hashes, &verdict, i);
+                    return None;
+                }
+            };
+            match outcome {
+                super::Outcome::Refused { retry_after } if check.shadow => {
+                    verdict.set(i, super::Outcome::ShadowRefused { retry_after });
+                }
+                refused @ super::Outcome::Refused { .. } => {
+                    verdict.set(i, refused);
+                    self.refund(checks, hashes, &verdict, i);
+                    break;
+                }
+                outcome => verdict.set(i, outcome),
+            }
+        }
+        self.shared
+            .breaker
+            .counts
+            .local
+            .fetch_add(1, Ordering::Relaxed);
+        Some(verdict)
+    }
+
+    fn refund(
+        &self,
+        checks: &Checks<'_, RedisLimiter>,
+        hashes: &[u64],
+        verdict: &Verdict,
+        upto: usize,
+    ) {
+        for (j, earlier) in checks.iter().enumerate().take(upto) {
+            if matches!(verdict.outcome(j), super::Outcome::Admitted { .. }) {
+                let limiter = &earlier.limiter.inner;
+                limiter.table.refund(hashes[j], limiter.params);
+            }
+        }
+    }
+
+    fn items(&self, checks: &Checks<'_, RedisLimiter>, hashes: &[u64], carry: bool) -> Vec<Item> {
+        checks
+            .iter()
+            .enumerate()
+            .map(|(i, check)| {
+                let limiter = &check.limiter.inner;
+                Item {
+                    limiter: Arc::clone(limiter),
+                    key: OwnedKey::new(check.key),
+                    hash: hashes[i],
+                    name: limiter.name(check.key),
+                    shadow: check.shadow,
+                    deltas: if carry {
+                        limiter.table.take(hashes[i])
+                    } else {
+                        None
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+impl Shared {
+    fn now_arg(&self, now: u64) -> i64 {
+        match self.options.clock {
+            RedisClock::Local => i64::try_from(now).unwrap_or(i64::MAX),
+            _ => -1,
+        }
+    }
+
+    fn live(&self) -> Vec<Arc<LimiterInner>> {
+        let mut map = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, l| l.strong_count() > 0);
+        map.values().filter_map(Weak::upgrade).collect()
+    }
+}
+
+impl RateLimitStore for RedisStore {
+    type Limiter = RedisLimiter;
+    type Future = RedisCheck;
+
+    fn limiter(&self, spec: &LimiterSpec) -> RedisLimiter {
+        let s = &self.shared;
+        let id = (
+            spec.identity().to_owned(),
+            spec.algorithm(),
+            spec.quota().identity(),
+        );
+        let mut map = s.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(inner) = map.get(&id).and_then(Weak::upgrade) {
+            return RedisLimiter { inner };
+        }
+        let quota = spec.quota();
+        let share = s.options.replicas.map_or(1, std::num::NonZeroU32::get);
+        let local = Quota::new(
+            quota.requests_per_second() / f64::from(share),
+            quota.burst_size() / share,
+        );
+        let fallback_spec = LimiterSpec::new(spec.identity(), spec.algorithm(), local);
+        let params = Params::new(spec.algorithm(), quota);
+        let inner = Arc::new(LimiterInner {
+            quota,
+            params,
+            prefix: keys::limiter_prefix(&s.options.prefix, spec.identity()),
+            suffix: params.suffix(),
+            fallback: s.fallback.limiter(&fallback_spec),
+            table: synced::Table::new(s.options.max_keys),
+        });
+        map.insert(id, Arc::downgrade(&inner));
+        RedisLimiter { inner }
+    }
+
+    fn check(&self, checks: &Checks<'_, RedisLimiter>) -> RedisCheck {
+        let s = &self.shared;
+        let mut hashes = [0u64; MAX_LIMITS];
+        for (i, check) in checks.iter().enumerate() {
+            hashes[i] = self.hash(check.key);
+        }
+        let hashes = &hashes[..checks.len()];
+        let now = s.clock.now();
+        if s.breaker.is_down() && !s.breaker.allow(now) {
+            let iter = checks.iter().map(|c| (&*c.limiter.inner, c.key, c.shadow));
+            return RedisCheck::ready(strict::fallback(s, iter));
+        }
+        let synced = s.options.mode == SyncMode::Synced;
+        if synced
+            && !s.breaker.is_down()
+            && let Some(verdict) = self.decide_local(checks, hashes)
+        {
+            return RedisCheck::ready(verdict);
+        }
+        let items = self.items(checks, hashes, synced);
+        RedisCheck {
+            state: State::Remote(Box::pin(strict::decide(Arc::clone(s), items, now))),
+        }
+    }
+}
+
+impl RedisLimiter {
+    /// The quota this limiter applies.
+    #[must_use]
+    pub fn quota(&self) -> Quota {
+        self.inner.quota
+    }
+
+    /// Keys tracked locally (synced mode).
+    #[must_use]
+    pub fn local_keys(&self) -> usize {
+        self.inner.table.len()
+    }
+}

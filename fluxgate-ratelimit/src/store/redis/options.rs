@@ -1,0 +1,150 @@
+//! [`RedisOptions`]: how a [`RedisStore`](super::RedisStore) decides, syncs and fails.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use fluxgate_core::policy::{StoreFailure, SyncMode};
+
+/// Whose clock strict decisions use.
+///
+/// ```
+/// use fluxgate_ratelimit::store::RedisClock;
+/// assert_eq!(RedisClock::default(), RedisClock::Server);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisClock {
+    /// Redis' own `TIME`, read inside the script: replicas' clock skew does not matter (default).
+    #[default]
+    Server,
+    /// This process' tokio clock, sent with each command (tests on a paused clock; replicas'
+    /// clocks must agree).
+    Local,
+}
+
+/// Options of a [`RedisStore`](super::RedisStore); every field has a documented default.
+///
+/// The defaults follow a policy's `spec.rateLimit.sync` and `onStoreFailure` defaults: synced
+/// mode, a 50ms sync interval, a 5ms decision timeout, local fallback.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::policy::{StoreFailure, SyncMode};
+/// use fluxgate_ratelimit::store::RedisOptions;
+///
+/// let options = RedisOptions::new()
+///     .mode(SyncMode::Strict)
+///     .timeout(Duration::from_millis(3))
+///     .on_failure(StoreFailure::Local)
+///     .replicas(4);
+/// assert_eq!(options.interval(), Duration::from_millis(50));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisOptions {
+    pub(crate) mode: SyncMode,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) on_failure: StoreFailure,
+    pub(crate) replicas: Option<NonZeroU32>,
+    pub(crate) clock: RedisClock,
+    pub(crate) prefix: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_keys: usize,
+    pub(crate) probe_min: Duration,
+    pub(crate) probe_max: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisOptions {
+    /// The defaults: synced, 50ms interval, 5ms timeout, local fallback, replica count unknown.
+    pub fn new() -> Self {
+        Self {
+            mode: SyncMode::Synced,
+            interval: Duration::from_millis(50),
+            timeout: Some(Duration::from_millis(5)),
+            on_failure: StoreFailure::Local,
+            replicas: None,
+            clock: RedisClock::Server,
+            prefix: "fluxgate:rl".to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            max_keys: super::super::DEFAULT_MAX_KEYS,
+            probe_min: Duration::from_millis(50),
+            probe_max: Duration::from_secs(2),
+        }
+    }
+
+    /// `strict` (every decision in Redis) or `synced` (local decisions, merged every interval).
+    pub fn mode(mut self, mode: SyncMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How often the sync task pushes counts and reads them back (at least 10ms; 50ms by default).
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The longest a decision waits on Redis before falling back (5ms by default).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Decisions wait on Redis without a timeout (tests on a paused clock only: a paused clock
+    /// jumps to the next timer while a command is on the wire).
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// What decisions do while Redis is unreachable (`local` by default).
+    pub fn on_failure(mut self, failure: StoreFailure) -> Self {
+        self.on_failure = failure;
+        self
+    }
+
+    /// How many replicas share the limits: local fallback then applies `1 / replicas` of each
+    /// quota (the whole quota while unknown).
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = NonZeroU32::new(replicas);
+        self
+    }
+
+    /// Whose clock strict decisions use ([`RedisClock::Server`] by default).
+    pub fn clock(mut self, clock: RedisClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The prefix of every Redis key (`fluxgate:rl` by default).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting may take (1s by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most keys a limiter tracks locally in synced mode; others are decided strictly
+    /// ([`DEFAULT_MAX_KEYS`](super::super::DEFAULT_MAX_KEYS) by default).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(64);
+        self
+    }
+
+    /// The sync interval in force.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}

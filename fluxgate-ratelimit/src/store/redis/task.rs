@@ -1,0 +1,192 @@
+//! The sync task of synced mode (and the probe that closes the breaker), returned to the caller.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use fluxgate_core::policy::SyncMode;
+use futures::future::{BoxFuture, FutureExt, join_all};
+
+use super::conn::Conn;
+use super::strict::{CallError, Item, OwnedKey, invocation};
+use super::{LimiterInner, RedisStore, Shared};
+
+/// Keys pushed per script call (single server) or per concurrent batch (cluster).
+const BATCH: usize = 256;
+
+/// The background work of a [`RedisStore`]: every sync interval, pushes the synced units and
+/// reads the global counts back; while Redis is down, probes it with backoff. Spawn it (or use
+/// [`RedisStore::spawn_sync`]); it ends when every handle to the store is dropped.
+#[must_use = "the sync task does nothing unless spawned or polled"]
+pub struct SyncTask {
+    future: BoxFuture<'static, ()>,
+}
+
+impl std::fmt::Debug for SyncTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncTask")
+    }
+}
+
+impl Future for SyncTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// A spawned [`SyncTask`]; dropping it stops the task.
+#[derive(Debug)]
+pub struct SyncHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisStore {
+    /// The sync task, for the caller to spawn (see [`SyncTask`]).
+    pub fn sync_task(&self) -> SyncTask {
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        let interval = self.shared.options.interval;
+        let future = async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                sync_once(&shared).await;
+            }
+        };
+        SyncTask {
+            future: future.boxed(),
+        }
+    }
+
+    /// Spawns the [`sync_task`](Self::sync_task) on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as [`tokio::spawn`]).
+    pub fn spawn_sync(&self) -> SyncHandle {
+        SyncHandle {
+            task: tokio::spawn(self.sync_task()),
+        }
+    }
+
+    /// Runs one sync round now (what the task does every interval); `true` when Redis answered
+    /// (or there was nothing to do).
+    pub async fn sync_now(&self) -> bool {
+        sync_once(&self.shared).await
+    }
+}
+
+async fn sync_once(shared: &Arc<Shared>) -> bool {
+    let now = shared.clock.now();
+    let down = shared.breaker.is_down();
+    if down && !shared.breaker.allow(now) {
+        return false;
+    }
+    let mut items = Vec::new();
+    if shared.options.mode == SyncMode::Synced {
+        for limiter in shared.live() {
+            let mut keys = Vec::new();
+            limiter.table.collect(limiter.params, now, &mut keys);
+            items.extend(keys.into_iter().map(|(hash, name, deltas)| Item {
+                limiter: Arc::clone(&limiter),
+                key: OwnedKey::Shared,
+                hash,
+                name,
+                shadow: false,
+                deltas: Some(deltas),
+            }));
+        }
+    }
+    let limit = shared
+        .options
+        .interval
+        .max(shared.options.timeout.unwrap_or_default());
+    let result = if items.is_empty() {
+        if !down {
+            return true;
+        }
+        let mut conn = shared.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(limit, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(CallError::Redis(e)),
+            Err(_) => Err(CallError::Timeout(limit)),
+        }
+    } else {
+        match tokio::time::timeout(limit, push(shared, &items, now)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(limit)),
+        }
+    };
+    match result {
+        Ok(()) => {
+            shared.breaker.success();
+            let c = &shared.breaker.counts;
+            c.syncs.fetch_add(1, Ordering::Relaxed);
+            c.synced_keys
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            true
+        }
+        Err(error) => {
+            for item in &items {
+                if let Some(deltas) = item.deltas {
+                    item.limiter.table.restore(item.hash, deltas);
+                }
+            }
+            let error = error.to_store_error(shared.secret.as_deref());
+            shared.breaker.failure(shared.clock.now(), &error);
+            false
+        }
+    }
+}
+
+/// Pushes `items` and takes the replies in; items answered are no longer in flight.
+async fn push(shared: &Shared, items: &[Item], now: u64) -> Result<(), CallError> {
+    let mut conn = shared.conn.clone();
+    for batch in items.chunks(BATCH) {
+        let replies: Vec<Vec<i64>> = if matches!(conn, Conn::Single(_)) {
+            let reply: Vec<i64> = invocation(shared, batch, "s", now)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(CallError::Redis)?;
+            reply.chunks(6).map(<[i64]>::to_vec).collect()
+        } else {
+            let calls = batch.iter().map(|item| {
+                let mut conn = conn.clone();
+                async move {
+                    invocation(shared, std::slice::from_ref(item), "s", now)
+                        .invoke_async::<Vec<i64>>(&mut conn)
+                        .await
+                }
+            });
+            join_all(calls)
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(CallError::Redis)?
+        };
+        if replies.len() != batch.len() {
+            return Err(CallError::Reply);
+        }
+        for (item, reply) in batch.iter().zip(replies) {
+            let [_, _, _, s0, s1, s2] = reply[..] else {
+                return Err(CallError::Reply);
+            };
+            let state = [s0, s1, s2].map(|v| u64::try_from(v).unwrap_or(0));
+            let limiter: &LimiterInner = &item.limiter;
+            limiter.table.absorb(item.hash, limiter.params, state, true);
+        }
+    }
+    Ok(())
+}
