@@ -51,7 +51,8 @@ use fluxgate_balance::{Balance, BalanceHandle, Http503, Http503Future, Static, W
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
-use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
+use fluxgate_ratelimit::store::RedisStore;
+use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -84,6 +85,9 @@ pub struct StackConfig {
     pub proxy: ProxyConfig,
     /// Requests each side's buffer holds while its balancer is busy; default 1024.
     pub buffer: usize,
+    /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
+    /// with the other replicas (its sync task is the caller's to spawn).
+    pub rate_limit_store: Option<RedisStore>,
 }
 
 impl StackConfig {
@@ -95,7 +99,15 @@ impl StackConfig {
             canary_upstreams: Vec::new(),
             proxy: ProxyConfig::default(),
             buffer: 1024,
+            rate_limit_store: None,
         }
+    }
+
+    /// Shares the rate-limit counters with other replicas through `store`.
+    #[must_use]
+    pub fn rate_limit_store(mut self, store: RedisStore) -> Self {
+        self.rate_limit_store = Some(store);
+        self
     }
 
     /// Sets the canary side's upstreams.
@@ -136,7 +148,7 @@ struct CanaryParts {
 #[derive(Debug)]
 pub struct Gateway {
     service: GatewayService,
-    rate_limit: RateLimitLayer,
+    rate_limit: Limits,
     stable: BalanceHandle<String>,
     canary: Option<CanaryParts>,
     tasks: Vec<JoinHandle<()>>,
@@ -192,10 +204,19 @@ impl Gateway {
             slot.clone(),
             balancers,
         )));
-        let rate_limit = RateLimitLayer::from_slot(slot);
-        let service = GatewayService {
-            inner: rate_limit.layer(routed),
+        let (rate_limit, inner) = match &config.rate_limit_store {
+            None => {
+                let layer = RateLimitLayer::from_slot(slot);
+                let service = Limited::Local(layer.layer(routed));
+                (Limits::Local(layer), service)
+            }
+            Some(store) => {
+                let layer = RateLimitLayer::builder().store(store.clone()).follow(slot);
+                let service = Limited::Redis(layer.layer(routed));
+                (Limits::Redis(layer), service)
+            }
         };
+        let service = GatewayService { inner };
         Ok(Self {
             service,
             rate_limit,
@@ -211,9 +232,13 @@ impl Gateway {
         self.service.clone()
     }
 
-    /// The rate limit layer (for its counts).
-    pub fn rate_limit(&self) -> &RateLimitLayer {
-        &self.rate_limit
+    /// The rate limiter's counts so far.
+    #[must_use]
+    pub fn rate_limit_metrics(&self) -> MetricsSnapshot {
+        match &self.rate_limit {
+            Limits::Local(layer) => layer.metrics(),
+            Limits::Redis(layer) => layer.metrics(),
+        }
     }
 
     /// The stable side's balancer.
@@ -237,9 +262,11 @@ impl Gateway {
     /// An admin API builder that already knows this gateway's parts (balancers `stable` and
     /// `canary`, the canary under the policy's name, the rate limits); add the store and token.
     pub fn admin(&self, id: &PolicyId) -> AdminBuilder {
-        let mut admin = Admin::builder()
-            .balancer("stable", self.stable.clone())
-            .rate_limits(&self.rate_limit);
+        let mut admin = Admin::builder().balancer("stable", self.stable.clone());
+        admin = match &self.rate_limit {
+            Limits::Local(layer) => admin.rate_limits(layer),
+            Limits::Redis(layer) => admin.rate_limits(layer),
+        };
         if let Some(canary) = &self.canary {
             admin = admin
                 .balancer("canary", canary.endpoints.clone())
@@ -340,10 +367,24 @@ impl Service<ProxyRequest> for Route {
     }
 }
 
+/// The rate limit layer, over the local store or over Redis.
+#[derive(Debug)]
+enum Limits {
+    Local(RateLimitLayer),
+    Redis(RateLimitLayer<RedisStore>),
+}
+
+/// The rate-limited request path, over the local store or over Redis.
+#[derive(Debug, Clone)]
+enum Limited {
+    Local(RateLimit<Route>),
+    Redis(RateLimit<Route, RedisStore>),
+}
+
 /// The whole request path as one service; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct GatewayService {
-    inner: RateLimit<Route>,
+    inner: Limited,
 }
 
 impl<B> Service<Request<B>> for GatewayService
@@ -362,8 +403,16 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let call: Oneshot<RateLimit<Route>, ProxyRequest> = self.inner.clone().oneshot(request);
-        Box::pin(call.map(|result| Ok(result.unwrap_or_else(|error| bad_gateway(&error)))))
+        let answer = |result: Result<Response<ProxyBody>, BoxError>| {
+            Ok(result.unwrap_or_else(|error| bad_gateway(&error)))
+        };
+        match &self.inner {
+            Limited::Local(inner) => {
+                let call: Oneshot<RateLimit<Route>, ProxyRequest> = inner.clone().oneshot(request);
+                Box::pin(call.map(answer))
+            }
+            Limited::Redis(inner) => Box::pin(inner.clone().oneshot(request).map(answer)),
+        }
     }
 }
 

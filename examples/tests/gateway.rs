@@ -40,7 +40,7 @@ async fn a_client_over_its_limit_gets_429_while_another_passes() {
     let bob = get(&gw.url("/"), &[("x-client-id", "bob")]).await;
     assert_eq!(bob.status, StatusCode::OK);
     assert_eq!(bob.body, "up");
-    let metrics = gw.gateway.rate_limit().metrics();
+    let metrics = gw.gateway.rate_limit_metrics();
     assert_eq!(metrics.refused, refused as u64);
 }
 

@@ -47,8 +47,14 @@ pub(crate) struct Args {
 
     /// Follow the policies of --namespace in this Redis (as `fluxctl apply --redis` writes them):
     /// one with the name of the file's policy replaces it. The file still applies at startup.
+    /// Rate-limit counters are shared through it with the other replicas (synced mode).
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
+
+    /// How many gateway replicas share the Redis rate limits: while Redis is unreachable, each
+    /// replica limits locally at its share (1/N) of the policy's rate.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) replicas: u32,
 
     /// Policy namespace: given to documents of the file that name none, and followed in Redis
     /// [default: the namespace of the file's policy].

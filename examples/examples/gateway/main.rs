@@ -29,6 +29,7 @@ use fluxgate_examples::proxy::ProxyConfig;
 use fluxgate_examples::server::{self, ServerConfig};
 use fluxgate_examples::stack::{Gateway, StackConfig};
 use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Args;
@@ -87,9 +88,21 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let proxy = ProxyConfig::default()
         .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
         .preserve_host(args.preserve_host);
-    let config = StackConfig::new(args.upstreams.clone())
+    let mut config = StackConfig::new(args.upstreams.clone())
         .canary_upstreams(args.canary_upstreams.clone())
         .proxy(proxy);
+    // With Redis, replicas enforce one quota together; the sync task stops when dropped.
+    let _rate_limit_sync = match &args.redis {
+        Some(url) => {
+            let options = RedisOptions::new().replicas(args.replicas.max(1));
+            let store = RedisStore::connect(url, options).await?;
+            tracing::info!(redis = %redact_url(url), replicas = args.replicas, "rate limits shared through Redis");
+            let sync = store.spawn_sync();
+            config = config.rate_limit_store(store);
+            Some(sync)
+        }
+        None => None,
+    };
     let stack = Gateway::build(policy.store(), &id, &config)?;
     let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
