@@ -218,7 +218,15 @@ fn parse_prometheus(text: &str) -> (HashMap<String, String>, Vec<Sample>) {
                 name.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
             );
-            assert!(types.contains_key(name), "{name} has no # TYPE above it");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|base| types.get(*base).is_some_and(|t| t == "histogram"))
+                .unwrap_or(name);
+            assert!(types.contains_key(family), "{name} has no # TYPE above it");
+            if family != name && name.ends_with("_bucket") {
+                assert!(labels.contains("le=\""), "{name} without le");
+            }
             samples.push((name.to_owned(), labels.to_owned(), value));
         }
     }
@@ -279,6 +287,8 @@ async fn metrics_are_prometheus_text_with_the_expected_families() {
         ("fluxgate_upstream_effective_weight", "gauge"),
         ("fluxgate_upstream_requests_last_second", "gauge"),
         ("fluxgate_upstream_latency_p95_seconds", "gauge"),
+        ("fluxgate_upstream_requests_total", "counter"),
+        ("fluxgate_upstream_request_duration_seconds", "histogram"),
         ("fluxgate_canary_weight_percent", "gauge"),
         ("fluxgate_canary_phase", "gauge"),
         ("fluxgate_canary_routed_total", "counter"),
@@ -320,6 +330,18 @@ async fn metrics_are_prometheus_text_with_the_expected_families() {
         .map(|(_, _, v)| v)
         .sum();
     assert_eq!(routed, 30.0);
+    let sum_of = |family: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, _, _)| n == family)
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    assert_eq!(sum_of("fluxgate_upstream_requests_total"), 30.0);
+    assert_eq!(
+        sum_of("fluxgate_upstream_request_duration_seconds_count"),
+        30.0
+    );
 }
 
 #[test]

@@ -11,6 +11,8 @@ use fluxgate_core::quantile::LatencyQuantiles;
 use fluxgate_core::window::TimeWindow;
 use tokio::time::Instant;
 
+use crate::stats::Stats;
+
 /// An endpoint's service with its configured weight, as a static list or a discovery stream
 /// hands it to the balancer.
 ///
@@ -96,6 +98,8 @@ pub(crate) struct EndpointState<K> {
     pub(crate) ramp_start: AtomicU64,
     /// The weight in effect, as `f64` bits, written by the evaluation for the snapshot.
     pub(crate) effective_weight: AtomicU64,
+    /// Cumulative counts and latency histogram, for the snapshot's totals.
+    pub(crate) stats: Stats,
 }
 
 /// Bucket width and count of the outcome and latency windows: a 1s window of 100ms buckets.
@@ -139,6 +143,7 @@ impl<K> EndpointState<K> {
                 u64::MAX
             }),
             effective_weight: AtomicU64::new(f64::from(weight.max(1)).to_bits()),
+            stats: Stats::default(),
         })
     }
 
@@ -147,18 +152,24 @@ impl<K> EndpointState<K> {
         self.healthy.load(Ordering::Relaxed) && self.passive.load(Ordering::Relaxed) == ACTIVE
     }
 
-    /// Records one finished request; returns whether it made the failure streak reach `streak`.
+    /// Records one finished request, or with no `latency` a failed `poll_ready` (which counts
+    /// in the window and the failure streak, not in the latencies nor the cumulative totals);
+    /// returns whether it made the failure streak reach `streak`.
     pub(crate) fn record(
         &self,
         now: Instant,
-        latency: Duration,
+        latency: Option<Duration>,
         outcome: Outcome,
         track: Track,
     ) -> bool {
         self.outcomes.record(now, outcome);
-        if track.quantiles {
-            self.latencies.record(now, latency);
+        if let Some(latency) = latency {
+            self.stats.record(latency, outcome);
+            if track.quantiles {
+                self.latencies.record(now, latency);
+            }
         }
+        let latency = latency.unwrap_or_default();
         let micros = latency.as_secs_f64() * 1e6;
         let bad = outcome != Outcome::Success;
         if track.ewma {

@@ -43,7 +43,7 @@ impl<K> Tracker<K> {
     fn finish(mut self, outcome: Outcome, now: Instant) {
         let state = &self.state;
         let latency = now.saturating_duration_since(self.start);
-        let streak_reached = state.record(now, latency, outcome, self.track);
+        let streak_reached = state.record(now, Some(latency), outcome, self.track);
         if self.probe {
             self.probe = false;
             if outcome == Outcome::Success {

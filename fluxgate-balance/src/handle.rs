@@ -11,6 +11,7 @@ use crate::endpoint::{
     self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_IN_FLIGHT, PROBE_READY,
 };
 use crate::shared::Shared;
+use crate::stats::EndpointTotals;
 
 /// A cheap, cloneable handle on a [`Balance`](crate::Balance): reads every endpoint's state and
 /// applies a new policy while traffic flows.
@@ -141,6 +142,9 @@ pub struct EndpointSnapshot<K> {
     pub error_rate: Option<f64>,
     /// Backend-reported utilisation (ORCA `endpoint-load-metrics`), if any.
     pub utilization: Option<f64>,
+    /// Cumulative counts and latency histogram since the endpoint was added (for Prometheus
+    /// counters, where `requests` and `error_rate` above cover only the last second).
+    pub totals: EndpointTotals,
 }
 
 fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Instant) -> EndpointSnapshot<K> {
@@ -185,6 +189,7 @@ fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Instant) -> EndpointSnapshot
             .zip(totals.overload_rate())
             .map(|(f, o)| f + o),
         utilization: (util != NO_UTIL).then(|| f64::from(util) / 1000.0),
+        totals: e.stats.totals(),
     }
 }
 

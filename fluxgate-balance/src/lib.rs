@@ -84,6 +84,7 @@ mod orca;
 mod select;
 mod service;
 mod shared;
+mod stats;
 
 pub use endpoint::Weighted;
 pub use error::{BalanceError, is_no_healthy_endpoints};
@@ -91,3 +92,4 @@ pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
 pub use health::HealthTask;
 pub use http503::{Http503, Http503Future, Http503Layer};
 pub use service::{Balance, Static};
+pub use stats::{EndpointTotals, LatencyHistogram};

@@ -302,10 +302,7 @@ where
                 // Counted as a failure, so that a service whose readiness keeps failing is drained
                 // by the failure streak; never evicted.
                 let now = Instant::now();
-                if slot
-                    .state
-                    .record(now, Duration::ZERO, Outcome::Failure, self.track)
-                {
+                if slot.state.record(now, None, Outcome::Failure, self.track) {
                     self.shared.mark_dirty();
                 }
                 false

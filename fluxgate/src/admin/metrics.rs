@@ -167,6 +167,7 @@ fn upstreams(x: &mut Exposition, balancers: &[(&str, Vec<EndpointView>)]) {
             }
         }
     }
+    upstream_totals(x, balancers);
     let name = "fluxgate_upstream_drained";
     x.family(
         name,
@@ -181,6 +182,63 @@ fn upstreams(x: &mut Exposition, balancers: &[(&str, Vec<EndpointView>)]) {
                 ("reason", e.drained.unwrap_or("none")),
             ];
             x.sample(name, &labels, if e.drained.is_some() { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// The balancers' cumulative counts: requests by outcome, and the latency histogram.
+fn upstream_totals(x: &mut Exposition, balancers: &[(&str, Vec<EndpointView>)]) {
+    let name = "fluxgate_upstream_requests_total";
+    x.family(
+        name,
+        "counter",
+        "Requests finished by each endpoint, by outcome (failure: 5xx, timeout, transport error; overload: 429, 503).",
+    );
+    for (balancer, endpoints) in balancers {
+        for e in endpoints {
+            let successes = e
+                .requests_total
+                .saturating_sub(e.failures_total)
+                .saturating_sub(e.overloads_total);
+            for (outcome, count) in [
+                ("success", successes),
+                ("failure", e.failures_total),
+                ("overload", e.overloads_total),
+            ] {
+                let labels = [
+                    ("balancer", *balancer),
+                    ("endpoint", e.endpoint.as_str()),
+                    ("outcome", outcome),
+                ];
+                x.sample(name, &labels, f(count));
+            }
+        }
+    }
+    let name = "fluxgate_upstream_request_duration_seconds";
+    x.family(
+        name,
+        "histogram",
+        "Time from sending a request to an endpoint to its response or error.",
+    );
+    let (bucket, sum, count) = (
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    );
+    for (balancer, endpoints) in balancers {
+        for e in endpoints {
+            for (le, n) in e.latency.buckets() {
+                let le = le.map_or_else(|| "+Inf".to_owned(), |d| d.as_secs_f64().to_string());
+                let labels = [
+                    ("balancer", *balancer),
+                    ("endpoint", e.endpoint.as_str()),
+                    ("le", le.as_str()),
+                ];
+                x.sample(&bucket, &labels, f(n));
+            }
+            let labels = [("balancer", *balancer), ("endpoint", e.endpoint.as_str())];
+            x.sample(&sum, &labels, e.latency.sum().as_secs_f64());
+            x.sample(&count, &labels, f(e.latency.count()));
         }
     }
 }
@@ -339,5 +397,50 @@ mod tests {
             x.out,
             "# HELP m a\\\\b\\nc\n# TYPE m gauge\nm{l=\"q\\\"\\\\\\nz\"} 1.5\nm +Inf\n"
         );
+    }
+
+    #[tokio::test]
+    async fn upstream_counters_and_latency_histogram() {
+        use fluxgate_balance::{Balance, Weighted};
+        use fluxgate_core::policy::LoadBalancing;
+        use tower::{Service, ServiceExt};
+
+        let status = |code: u16| {
+            Weighted::new(
+                tower::service_fn(move |_: http::Request<()>| async move {
+                    http::Response::builder().status(code).body(())
+                }),
+                1,
+            )
+        };
+        let mut balance = Balance::new(
+            LoadBalancing::default(),
+            [("ok", status(200)), ("bad", status(500))],
+        );
+        for _ in 0..4 {
+            let svc = balance.ready().await.unwrap();
+            svc.call(http::Request::new(())).await.unwrap();
+        }
+        let admin = super::super::Admin::builder()
+            .balancer("web", balance.handle())
+            .build();
+        let text = admin.metrics();
+        for line in [
+            "# TYPE fluxgate_upstream_requests_total counter",
+            r#"fluxgate_upstream_requests_total{balancer="web",endpoint="ok",outcome="success"} 2"#,
+            r#"fluxgate_upstream_requests_total{balancer="web",endpoint="bad",outcome="failure"} 2"#,
+            r#"fluxgate_upstream_requests_total{balancer="web",endpoint="bad",outcome="overload"} 0"#,
+            "# TYPE fluxgate_upstream_request_duration_seconds histogram",
+            r#"fluxgate_upstream_request_duration_seconds_bucket{balancer="web",endpoint="ok",le="0.005"} 2"#,
+            r#"fluxgate_upstream_request_duration_seconds_bucket{balancer="web",endpoint="ok",le="10"} 2"#,
+            r#"fluxgate_upstream_request_duration_seconds_bucket{balancer="web",endpoint="ok",le="+Inf"} 2"#,
+            r#"fluxgate_upstream_request_duration_seconds_count{balancer="web",endpoint="bad"} 2"#,
+            "# TYPE fluxgate_upstream_in_flight gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        let sum =
+            r#"fluxgate_upstream_request_duration_seconds_sum{balancer="web",endpoint="ok"} "#;
+        assert!(text.contains(sum));
     }
 }

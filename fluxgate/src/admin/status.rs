@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::time::{Duration, UNIX_EPOCH};
 
-use fluxgate_balance::{DrainReason, EndpointSnapshot, Health};
+use fluxgate_balance::{DrainReason, EndpointSnapshot, Health, LatencyHistogram};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -41,6 +41,15 @@ pub struct EndpointView {
     pub latency_ewma_ms: Option<f64>,
     /// Times outlier detection ejected it recently.
     pub ejections: u32,
+    /// Requests finished since the endpoint was added (cumulative).
+    pub requests_total: u64,
+    /// Of those, failures (5xx but 503, timeouts, transport errors).
+    pub failures_total: u64,
+    /// Of those, overloads (429, 503, gRPC `UNAVAILABLE`/`RESOURCE_EXHAUSTED`).
+    pub overloads_total: u64,
+    /// Latency of every finished request (cumulative; `/metrics` only, not in the JSON).
+    #[serde(skip)]
+    pub latency: LatencyHistogram,
 }
 
 impl EndpointView {
@@ -71,6 +80,10 @@ impl EndpointView {
             p95_ms: snapshot.p95.map(millis),
             latency_ewma_ms: snapshot.latency_ewma.map(millis),
             ejections: snapshot.ejections,
+            requests_total: snapshot.totals.requests,
+            failures_total: snapshot.totals.failures,
+            overloads_total: snapshot.totals.overloads,
+            latency: snapshot.totals.latency,
         }
     }
 }
