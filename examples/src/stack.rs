@@ -7,7 +7,7 @@
 //! ```
 //!
 //! - **Rate limiting first**, so that a refused request (`429`) costs nothing further down;
-//!   it follows the policy's `rateLimit` through the [`PolicySlot`].
+//!   it follows the policy's `rateLimit` through the [`PolicySlot`](fluxgate_core::store::PolicySlot).
 //! - **The canary** chooses a side per request from the policy's `canary` section, judges the
 //!   canary side and rolls it back on its own. Without canary upstreams there is no canary layer.
 //! - **Each side is a [`Balance`]** over one [`Proxy`] per upstream (keyed by the upstream URL),
@@ -15,7 +15,8 @@
 //!   (a `Balance` is not `Clone`). Active health checks (`GET /healthz` by default) run through
 //!   the proxy's hyper client, as the policy's `loadBalancing.healthCheck` says.
 //! - **Policy changes** reach every layer: the rate limiter and the canary read the slot on
-//!   their own; a small task puts the new `loadBalancing` section in force on both balancers.
+//!   their own; each balancer's [`PolicyFollower`](fluxgate_balance::PolicyFollower) puts the
+//!   new `loadBalancing` section in force on it.
 //! - [`GatewayService`] takes any request body and never fails: a failure below it (a closed
 //!   buffer) becomes a `502`. The proxy answers `502`/`504` for upstream failures.
 //!
@@ -26,7 +27,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
+//! use fluxgate_core::store::{PolicyId, PolicyStore};
 //! use fluxgate_examples::server::{ServerConfig, spawn};
 //! use fluxgate_examples::stack::{Gateway, StackConfig};
 //!
@@ -50,13 +51,12 @@ use fluxgate_balance::health::HttpProbe;
 use fluxgate_balance::{Balance, BalanceHandle, Http503, Http503Future, Static, Weighted};
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::policy::LoadBalancing;
-use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
+use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::RedisStore;
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::buffer::Buffer;
 use tower::util::Oneshot;
@@ -177,7 +177,7 @@ impl Gateway {
         let client = proxy_client();
         let mut tasks = Vec::new();
         let (stable_side, stable) = side(&client, config, &config.upstreams, &policy, &mut tasks);
-        let mut balancers = vec![stable.clone()];
+        tasks.push(stable.follow(store, id).spawn());
         let (routed, canary) = if config.canary_upstreams.is_empty() {
             (Route::Direct(stable_side), None)
         } else {
@@ -188,7 +188,7 @@ impl Gateway {
                 &policy,
                 &mut tasks,
             );
-            balancers.push(endpoints.clone());
+            tasks.push(endpoints.follow(store, id).spawn());
             let (router, judge) = Canary::new(stable_side, canary_side, slot.clone())?;
             tasks.push(judge.spawn());
             let handle = router.handle();
@@ -197,13 +197,6 @@ impl Gateway {
                 Some(CanaryParts { handle, endpoints }),
             )
         };
-        // Subscribed before the task starts, so that no change in between is missed.
-        let changes = store.subscribe();
-        tasks.push(tokio::spawn(follow_balancing(
-            changes,
-            slot.clone(),
-            balancers,
-        )));
         let (rate_limit, inner) = match &config.rate_limit_store {
             None => {
                 let layer = RateLimitLayer::from_slot(slot);
@@ -311,30 +304,6 @@ fn side(
         Buffer::new(Http503::new(balance), config.buffer.max(1)),
         handle,
     )
-}
-
-/// Puts the policy's `loadBalancing` section in force on `balancers` whenever the store changes.
-async fn follow_balancing(
-    mut changes: watch::Receiver<u64>,
-    slot: PolicySlot,
-    balancers: Vec<BalanceHandle<String>>,
-) {
-    loop {
-        let policy = slot
-            .load_full()
-            .and_then(|p| p.compiled().load_balancing().cloned())
-            .unwrap_or_default();
-        for balancer in &balancers {
-            if *balancer.policy() != policy {
-                tracing::info!(policy = %slot.id(), algorithm = ?policy.algorithm, "load balancing changed");
-                balancer.set_policy(policy.clone());
-            }
-        }
-        // Ends when the store is dropped.
-        if changes.changed().await.is_err() {
-            break;
-        }
-    }
 }
 
 /// The canary router, or the stable side alone.

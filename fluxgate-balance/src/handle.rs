@@ -72,10 +72,7 @@ impl<K: Clone> BalanceHandle<K> {
     /// Puts `policy` in force; the balancer sees it on its next request and the health task on
     /// its next round. Endpoint health, drains and latency history are kept.
     pub fn set_policy(&self, policy: LoadBalancing) {
-        self.shared.policy.store(Arc::new(policy));
-        self.shared.generation.fetch_add(1, Ordering::Release);
-        self.shared.mark_dirty();
-        self.shared.notify.notify_waiters();
+        self.shared.set_policy(policy);
     }
 
     /// Whether the balancer has been dropped.

@@ -43,7 +43,12 @@
 //!   ([`Http503`] answers 503 instead).
 //! - Slow start (`slowStart.window`): an endpoint added to a running set, or back from a drain,
 //!   gets from 10% to 100% of its weight over the window.
-//! - [`BalanceHandle`]: per-endpoint [`EndpointSnapshot`]s and [`BalanceHandle::set_policy`].
+//! - [`BalanceHandle`]: per-endpoint [`EndpointSnapshot`]s (last-second gauges and cumulative
+//!   [`EndpointTotals`] with a latency histogram), [`BalanceHandle::set_policy`], and
+//!   [`BalanceHandle::follow`], a [`PolicyFollower`] to spawn that keeps the balancer on a policy
+//!   in a `PolicyStore`.
+//! - [`BalanceLayer`] builds a `Balance` from a connector ([`MakeEndpoint`], or any
+//!   `FnMut(&key) -> service`) in a `ServiceBuilder` stack.
 //!
 //! # Example
 //!
@@ -76,10 +81,12 @@ mod call;
 mod endpoint;
 pub mod error;
 mod eval;
+mod follow;
 pub mod future;
 mod handle;
 pub mod health;
 mod http503;
+mod layer;
 mod orca;
 mod select;
 mod service;
@@ -88,8 +95,10 @@ mod stats;
 
 pub use endpoint::Weighted;
 pub use error::{BalanceError, is_no_healthy_endpoints};
+pub use follow::PolicyFollower;
 pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
 pub use health::HealthTask;
 pub use http503::{Http503, Http503Future, Http503Layer};
+pub use layer::{BalanceLayer, MakeEndpoint};
 pub use service::{Balance, Static};
 pub use stats::{EndpointTotals, LatencyHistogram};

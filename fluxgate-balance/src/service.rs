@@ -130,11 +130,16 @@ where
         endpoints: impl IntoIterator<Item = (K, Weighted<S>)>,
     ) -> Self {
         let mut balance = Self::from_discover(policy, Static::default());
-        for (key, endpoint) in endpoints {
-            balance.insert(key, endpoint, false);
-        }
-        balance.publish();
+        balance.extend(endpoints);
         balance
+    }
+
+    /// Adds (or replaces) endpoints, with the settings in force now.
+    pub(crate) fn extend(&mut self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) {
+        for (key, endpoint) in endpoints {
+            self.insert(key, endpoint, false);
+        }
+        self.publish();
     }
 }
 

@@ -41,6 +41,14 @@ impl<K> Shared<K> {
         }
     }
 
+    /// Puts `policy` in force for the balancer (next request) and the health task (woken now).
+    pub(crate) fn set_policy(&self, policy: LoadBalancing) {
+        self.policy.store(Arc::new(policy));
+        self.generation.fetch_add(1, Ordering::Release);
+        self.mark_dirty();
+        self.notify.notify_waiters();
+    }
+
     pub(crate) fn mark_dirty(&self) {
         self.dirty.store(true, Ordering::Release);
     }
