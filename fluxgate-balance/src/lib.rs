@@ -92,6 +92,8 @@ mod select;
 mod service;
 mod shared;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use endpoint::Weighted;
 pub use error::{BalanceError, is_no_healthy_endpoints};

@@ -217,6 +217,27 @@ mod tests {
         assert_eq!(counts, [30, 20, 40, 10]);
     }
 
+    proptest::proptest! {
+        /// Over every full cycle (as many picks as the weights add up to), each endpoint is
+        /// picked exactly its weight's number of times, and the running values are back at 0.
+        #[test]
+        fn smooth_weighted_gives_exact_shares_every_cycle(
+            weights in proptest::collection::vec(1i64..=40, 1..=8),
+            cycles in 1usize..=3,
+        ) {
+            let mut s = swrr(&weights);
+            let total: i64 = weights.iter().sum();
+            for _ in 0..cycles {
+                let mut counts = vec![0i64; weights.len()];
+                for _ in 0..total {
+                    counts[s.smooth_weighted()] += 1;
+                }
+                proptest::prop_assert_eq!(&counts, &weights);
+                proptest::prop_assert!(s.current.iter().all(|&c| c == 0), "state back to zero");
+            }
+        }
+    }
+
     #[test]
     fn rng_below_stays_in_range_and_spreads() {
         let mut rng = Rng::new(42);
