@@ -18,7 +18,7 @@ use crate::endpoint::{
     REASON_LATENCY,
 };
 use crate::select::Rng;
-use crate::service::{Balance, FAILURE_STREAK};
+use crate::service::Balance;
 
 /// Evaluation interval when outlier detection is off (slow start and adaptive weights).
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
@@ -112,7 +112,7 @@ where
             }
             let totals = state.outcomes.totals(now);
             let streak = state.consecutive_failures.load(Ordering::Relaxed);
-            let reason = if streak >= FAILURE_STREAK {
+            let reason = if self.failure_streak != 0 && streak >= self.failure_streak {
                 Some((REASON_CONSECUTIVE, u64::from(streak)))
             } else if totals.requests >= min
                 && let Some(rate) = bad_rate(totals)

@@ -86,6 +86,7 @@ pub struct BalanceLayer<K, Req> {
     policy: LoadBalancing,
     endpoints: Arc<[(K, u32)]>,
     half_life: Option<Duration>,
+    failure_streak: Option<u32>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -97,8 +98,15 @@ impl<K, Req> BalanceLayer<K, Req> {
             policy,
             endpoints: endpoints.into_iter().collect(),
             half_life: None,
+            failure_streak: None,
             _req: PhantomData,
         }
+    }
+
+    /// See [`Balance::with_consecutive_failures`].
+    pub fn consecutive_failures(mut self, threshold: u32) -> Self {
+        self.failure_streak = Some(threshold);
+        self
     }
 
     /// See [`Balance::with_latency_half_life`].
@@ -124,6 +132,9 @@ where
         if let Some(half_life) = self.half_life {
             balance = balance.with_latency_half_life(half_life);
         }
+        if let Some(threshold) = self.failure_streak {
+            balance = balance.with_consecutive_failures(threshold);
+        }
         balance.extend(endpoints);
         balance
     }
@@ -135,6 +146,7 @@ impl<K, Req> Clone for BalanceLayer<K, Req> {
             policy: self.policy.clone(),
             endpoints: Arc::clone(&self.endpoints),
             half_life: self.half_life,
+            failure_streak: self.failure_streak,
             _req: PhantomData,
         }
     }
@@ -146,6 +158,7 @@ impl<K: fmt::Debug, Req> fmt::Debug for BalanceLayer<K, Req> {
             .field("policy", &self.policy)
             .field("endpoints", &self.endpoints)
             .field("latency_half_life", &self.half_life)
+            .field("consecutive_failures", &self.failure_streak)
             .finish()
     }
 }

@@ -32,7 +32,8 @@
 //! - Active checks: [`Balance::health_task`] (see [`health`]).
 //! - Outlier detection (`outlierDetection`): every interval, an endpoint with at least
 //!   `minRequests` in the last second is drained when its 5xx/429/transport-error rate is above
-//!   `maxErrorRate` or its p95 above `maxP95Latency`; 5 failures in a row drain it at once.
+//!   `maxErrorRate` or its p95 above `maxP95Latency`; 5 failures in a row drain it at once
+//!   ([`Balance::with_consecutive_failures`] sets that threshold).
 //!   When more than half the judged endpoints are over the latency limit, the limit becomes
 //!   twice the median p95. A drain lasts `baseEjectionTime × ejections` (capped at
 //!   `maxEjectionTime`, ±10% jitter); then a single probe request (or a passing health check)

@@ -21,7 +21,7 @@ use crate::handle::BalanceHandle;
 use crate::select::Selector;
 use crate::shared::Shared;
 
-/// The failure streak that drains an endpoint at once (Envoy's `consecutive_5xx` default).
+/// The default failure streak that drains an endpoint at once (Envoy's `consecutive_5xx`).
 pub(crate) const FAILURE_STREAK: u32 = 5;
 
 /// One endpoint as the balancer owns it.
@@ -87,6 +87,8 @@ where
     pub(crate) next_eval: Instant,
     pub(crate) track: Track,
     half_life: Duration,
+    /// Failures in a row that drain an endpoint at once (0: never).
+    pub(crate) failure_streak: u32,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -174,9 +176,10 @@ where
                 streak: 0,
             },
             half_life: Duration::from_secs(1),
+            failure_streak: FAILURE_STREAK,
             _req: PhantomData,
         };
-        balance.track = track_for(&balance.policy);
+        balance.track = track_for(&balance.policy, FAILURE_STREAK);
         balance
     }
 
@@ -185,6 +188,45 @@ where
     #[must_use]
     pub fn with_latency_half_life(mut self, half_life: Duration) -> Self {
         self.half_life = half_life;
+        self
+    }
+
+    /// Sets how many failures in a row (5xx but 503, timeouts, transport errors, failed
+    /// readiness; 429 and 503 too) drain an endpoint at once, without waiting for the next
+    /// evaluation of its error rate: 5 by default (Envoy's `consecutive_5xx`); 0 turns this
+    /// off. It applies only while the policy has `outlierDetection`, and counts towards
+    /// `maxEjectionPercent` like any drain.
+    ///
+    /// Lower reacts sooner to an endpoint that starts failing everything (each step saves one
+    /// failed request and one round of that endpoint's share of traffic), at the price of
+    /// draining healthy endpoints on chance streaks: with independent errors at rate `p`, a
+    /// streak of `n` starts at about one request in `1 / pⁿ`.
+    ///
+    /// ```
+    /// use fluxgate_balance::{Balance, Weighted};
+    /// use fluxgate_core::policy::{LoadBalancing, OutlierDetection};
+    /// use tower::{Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    ///
+    /// let status = |code: u16| Weighted::new(tower::service_fn(move |_: http::Request<()>| async move {
+    ///     http::Response::builder().status(code).body(())
+    /// }), 1);
+    /// let mut policy = LoadBalancing::default();
+    /// policy.outlier_detection = Some(OutlierDetection::default());
+    /// let mut balance = Balance::new(policy, [("ok", status(200)), ("bad", status(500))])
+    ///     .with_consecutive_failures(2);
+    /// let mut failed = 0;
+    /// for _ in 0..20 {
+    ///     let response = balance.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+    ///     failed += usize::from(response.status().is_server_error());
+    /// }
+    /// assert_eq!(failed, 2);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_consecutive_failures(mut self, threshold: u32) -> Self {
+        self.failure_streak = threshold;
+        self.track = track_for(&self.policy, threshold);
         self
     }
 
@@ -275,7 +317,7 @@ where
         if generation != self.generation {
             self.generation = generation;
             self.policy = self.shared.policy.load_full();
-            self.track = track_for(&self.policy);
+            self.track = track_for(&self.policy, self.failure_streak);
             if self.selector.algorithm != self.policy.algorithm {
                 self.selector.algorithm = self.policy.algorithm;
                 self.selector.current.clear();
@@ -316,7 +358,7 @@ where
     }
 }
 
-fn track_for(policy: &LoadBalancing) -> Track {
+fn track_for(policy: &LoadBalancing, failure_streak: u32) -> Track {
     let latency_aware = matches!(
         policy.algorithm,
         BalanceAlgorithm::PeakEwma | BalanceAlgorithm::Adaptive
@@ -326,7 +368,7 @@ fn track_for(policy: &LoadBalancing) -> Track {
         quantiles: policy.outlier_detection.is_some(),
         orca: policy.algorithm == BalanceAlgorithm::Adaptive,
         streak: if policy.outlier_detection.is_some() {
-            FAILURE_STREAK
+            failure_streak
         } else {
             0
         },
