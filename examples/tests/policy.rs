@@ -62,6 +62,7 @@ async fn a_save_is_followed() {
     let applied = tokio::time::timeout(Duration::from_secs(10), slot.changed())
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     assert!((applied.compiled().rate_limits()[0].requests_per_second - 20.0).abs() < 1e-9);
 }

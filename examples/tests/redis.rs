@@ -118,7 +118,7 @@ async fn a_policy_applied_in_redis_reaches_every_replica() {
                 if burst == Some(1) {
                     break;
                 }
-                slot.changed().await;
+                slot.changed().await.unwrap();
             }
         })
         .await

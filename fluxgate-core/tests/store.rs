@@ -136,7 +136,7 @@ async fn subscribers_see_each_change() {
             .apply_bytes(policy(None, "a", 10).as_bytes(), None)
             .unwrap();
     });
-    let applied = slot.changed().await.expect("applied");
+    let applied = slot.changed().await.unwrap().expect("applied");
     assert_eq!(applied.generation(), 1);
     generations.changed().await.unwrap();
     assert_eq!(*generations.borrow(), 1);

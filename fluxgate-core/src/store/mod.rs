@@ -74,7 +74,7 @@ pub use redis::{
     PolicyVersion, RedisPolicies, RedisSource, RedisSourceHandle, RedisSourceStatus,
     RedisStoreError, StoredPolicy, changes_channel, policies_key, redact_url, versions_key,
 };
-pub use slot::{AppliedPolicy, PolicySlot};
+pub use slot::{AppliedPolicy, PolicySlot, StoreClosed};
 pub use status::{ApplyReport, Change, PolicySummary, Rejection, StoreStatus};
 
 /// The namespace given to a document that names none and is applied without a default.

@@ -103,12 +103,20 @@ impl PolicySlot {
         self.cell.load_full()
     }
 
-    /// Waits until the store changes (any policy), then returns the policy in force under this id.
+    /// Waits until the store changes (any policy), then returns the policy in force under this id
+    /// (`None` when it was deleted).
     ///
-    /// Returns `None` too when the store has been dropped; check [`load`](Self::load) in a loop
-    /// with the generation if the difference matters.
-    pub async fn changed(&mut self) -> Option<Arc<AppliedPolicy>> {
-        let _ = self.changes.changed().await;
-        self.cell.load_full()
+    /// # Errors
+    ///
+    /// [`StoreClosed`] once the store has been dropped: no change can come any more, so a loop
+    /// around this call must end.
+    pub async fn changed(&mut self) -> Result<Option<Arc<AppliedPolicy>>, StoreClosed> {
+        self.changes.changed().await.map_err(|_| StoreClosed)?;
+        Ok(self.cell.load_full())
     }
 }
+
+/// The store behind a [`PolicySlot`] has been dropped; no change will come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the policy store has been dropped")]
+pub struct StoreClosed;

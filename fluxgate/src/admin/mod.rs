@@ -26,16 +26,19 @@
 //!
 //! # Metric families
 //!
-//! Counters end in `_total`; the rest are gauges. The balancer's figures come from its
-//! snapshots, so they cover the last second (`requests_last_second`, `error_ratio`, latency
-//! p95 and peak EWMA) rather than the whole run; the canary's `routed_total` and transitions and
-//! the rate-limit and store counts are real counters.
+//! Counters end in `_total`; `fluxgate_upstream_request_duration_seconds` is a histogram; the
+//! rest are gauges. Per upstream, `fluxgate_upstream_requests_total` and the duration histogram
+//! count the whole run; the other upstream gauges come from the balancer's snapshots and cover its
+//! recent window (`requests_last_second`, `error_ratio`, latency p95 and peak EWMA). The canary's
+//! `routed_total` and transitions and the rate-limit and store counts are counters.
 //!
 //! | family | type | labels |
 //! | --- | --- | --- |
 //! | `fluxgate_policy_store_generation` | gauge | |
 //! | `fluxgate_policy_applies_total` | counter | `result` (`applied`, `rejected`) |
 //! | `fluxgate_policy_generation` | gauge | `policy` |
+//! | `fluxgate_upstream_requests_total` | counter | `balancer`, `endpoint`, `outcome` (success, failure, overload) |
+//! | `fluxgate_upstream_request_duration_seconds` | histogram (5ms to 10s) | `balancer`, `endpoint`, `le` |
 //! | `fluxgate_upstream_healthy` | gauge (1/0) | `balancer`, `endpoint` |
 //! | `fluxgate_upstream_drained` | gauge (1/0) | `balancer`, `endpoint`, `reason` |
 //! | `fluxgate_upstream_weight`, `fluxgate_upstream_effective_weight` | gauge | `balancer`, `endpoint` |
