@@ -33,7 +33,7 @@
 //! writer.apply("payments", &[TrafficPolicy::new(None, "checkout")]).await?;
 //! let mut slot = store.slot(&PolicyId::new("payments", "checkout"));
 //! while slot.load().is_none() {
-//!     slot.changed().await?;
+//!     slot.changed().await.expect("the store lives on");
 //! }
 //! # Ok(()) }
 //! ```
