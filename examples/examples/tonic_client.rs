@@ -44,9 +44,9 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
-use tower::{Service, ServiceBuilder};
 use tower::buffer::Buffer;
 use tower::util::MapResponseLayer;
+use tower::{Service, ServiceBuilder};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -151,7 +151,9 @@ async fn main() -> Result<()> {
     let limits = RateLimitLayer::from_slot(slot);
     let service = ServiceBuilder::new()
         .layer(limits.clone())
-        .layer(MapResponseLayer::new(|r: http::Response<_>| r.map(Body::new)))
+        .layer(MapResponseLayer::new(|r: http::Response<_>| {
+            r.map(Body::new)
+        }))
         .service(router);
     let client = HealthClient::new(service);
     // Let the first health checks pass.

@@ -188,7 +188,9 @@ fn target_dir() -> PathBuf {
 
 /// The part of `dom` from the element `id="ID"` on.
 fn section<'a>(dom: &'a str, id: &str) -> &'a str {
-    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
     &dom[at..]
 }
 
