@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# End-to-end load comparison on loopback: the same small hyper upstream (e2e_upstream), the same
+# wrk load (keep-alive, fixed connections), three ways: direct to the upstream, through nginx
+# (benches/e2e/nginx.conf, keepalive to the upstream), and through FluxGate's gateway example
+# (release build, the seed policy with a rate limit high enough never to refuse).
+#
+# Run from anywhere: `bash benches/e2e/run.sh`. Knobs (environment): THREADS (2), CONNECTIONS
+# (50), DURATION (15s), REPS (3), BASE_PORT (18001: upstream, +1 nginx, +2 gateway, +3 admin).
+# Installs wrk and nginx with apt-get when they are missing. Every process it starts is killed
+# on exit, and its temporary folder removed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+THREADS="${THREADS:-2}"
+CONNECTIONS="${CONNECTIONS:-50}"
+DURATION="${DURATION:-15s}"
+REPS="${REPS:-3}"
+BASE_PORT="${BASE_PORT:-18001}"
+UP_PORT=$BASE_PORT
+NGINX_PORT=$((BASE_PORT + 1))
+GW_PORT=$((BASE_PORT + 2))
+ADMIN_PORT=$((BASE_PORT + 3))
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get update -qq || true
+    $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+echo "== building (release): e2e_upstream, the gateway example"
+cargo build --release -q -p fluxgate-benches --bin e2e_upstream -p fluxgate-examples --example gateway
+
+WORK="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+"$TARGET/release/e2e_upstream" "127.0.0.1:$UP_PORT" >"$WORK/upstream.log" 2>&1 &
+pids+=($!)
+
+mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+sed -e "s/@LISTEN@/127.0.0.1:$NGINX_PORT/" -e "s/@UPSTREAM@/127.0.0.1:$UP_PORT/" \
+    benches/e2e/nginx.conf >"$WORK/nginx/nginx.conf"
+# As root, the workers would switch to `nobody`; keep them as the caller.
+[ "$(id -u)" = 0 ] && sed -i '1i user root;' "$WORK/nginx/nginx.conf"
+"$NGINX" -p "$WORK/nginx/" -c "$WORK/nginx/nginx.conf" &
+pids+=($!)
+
+# The seed policy, with a rate limit that never refuses under this load.
+sed -e 's/requestsPerSecond: 1200/requestsPerSecond: 1000000/' -e 's/burstSize: 150/burstSize: 1000000/' \
+    examples/policies/checkout-service-policy.yaml >"$WORK/policy.yaml"
+RUST_LOG=warn "$TARGET/release/examples/gateway" --listen "127.0.0.1:$GW_PORT" \
+    --admin "127.0.0.1:$ADMIN_PORT" --policy "$WORK/policy.yaml" \
+    --upstream "http://127.0.0.1:$UP_PORT" >"$WORK/gateway.log" 2>&1 &
+GW_PID=$!
+pids+=($GW_PID)
+
+wait_port "$UP_PORT"; wait_port "$NGINX_PORT"; wait_port "$GW_PORT"
+sleep 1
+
+declare -A URL=(
+    [direct]="http://127.0.0.1:$UP_PORT/"
+    [nginx]="http://127.0.0.1:$NGINX_PORT/"
+    [fluxgate]="http://127.0.0.1:$GW_PORT/"
+)
+ORDER=(direct nginx fluxgate)
+
+# Latency of a wrk line ("99%    1.23ms") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+        printf "%.3f", n }'
+}
+
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $REPS repetitions, interleaved"
+for name in "${ORDER[@]}"; do wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${URL[$name]}" >/dev/null; done
+RSS_START=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+
+results="$WORK/results.tsv"
+for rep in $(seq 1 "$REPS"); do
+    for name in "${ORDER[@]}"; do
+        out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${URL[$name]}")"
+        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+        bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+        errors=$(awk '/Socket errors:/ {print $0}' <<<"$out")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$name" "$rps" "$p50" "$p99" "${bad:-0}" >>"$results"
+        printf 'rep %s %-9s %10s req/s  p50 %7s ms  p99 %7s ms  non-2xx %s %s\n' \
+            "$rep" "$name" "$rps" "$p50" "$p99" "${bad:-0}" "$errors"
+    done
+done
+RSS_END=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+
+echo "== means (min-max) over $REPS repetitions"
+awk -F'\t' '
+    { n[$2]++; r[$2] += $3; a[$2] += $4; b[$2] += $5
+      if (!($2 in lo) || $3 < lo[$2]) lo[$2] = $3; if ($3 > hi[$2]) hi[$2] = $3 }
+    END {
+        split("direct nginx fluxgate", order, " ")
+        for (i = 1; i <= 3; i++) { k = order[i]
+            printf "%-9s %10.0f req/s (%.0f-%.0f)  p50 %.3f ms  p99 %.3f ms\n", k, r[k]/n[k], lo[k], hi[k], a[k]/n[k], b[k]/n[k] }
+        printf "fluxgate/nginx: throughput %.2f, p50 %.2f, p99 %.2f\n",
+            r["fluxgate"]/r["nginx"], a["fluxgate"]/a["nginx"], b["fluxgate"]/b["nginx"]
+        printf "fluxgate/direct: throughput %.2f; nginx/direct: throughput %.2f\n",
+            r["fluxgate"]/r["direct"], r["nginx"]/r["direct"]
+    }' "$results"
+echo "gateway RSS: ${RSS_START} kB after warm-up, ${RSS_END} kB at the end"

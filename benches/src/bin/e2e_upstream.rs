@@ -1,0 +1,45 @@
+//! The upstream of the end-to-end load comparison (`benches/e2e/run.sh`): a small hyper server
+//! that answers every request (`/healthz` included) with `200` and a 13-byte body.
+//!
+//! Run with: `cargo run --release -p fluxgate-benches --bin e2e_upstream -- 127.0.0.1:18001`
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+const BODY: &[u8] = b"hello, world\n";
+
+async fn answer(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(BODY))))
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:18001")
+        .parse()
+        .map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind(addr).await?;
+    println!("e2e_upstream listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let connection =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(answer));
+            if let Err(error) = connection.await {
+                eprintln!("e2e_upstream: {error}");
+            }
+        });
+    }
+}
