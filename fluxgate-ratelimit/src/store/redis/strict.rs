@@ -81,8 +81,10 @@ pub(crate) async fn decide(
     mut items: Vec<Item>,
     now: u64,
 ) -> Result<Verdict, StoreError> {
+    // A request waits as long as its most impatient limit allows.
+    let timeout = items.iter().filter_map(|i| i.limiter.timeout).min();
     let call = call(&shared, &mut items, now);
-    let result = match shared.options.timeout {
+    let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, call)
             .await
             .unwrap_or(Err(CallError::Timeout(limit))),
@@ -205,7 +207,9 @@ fn read_reply(
     Ok(())
 }
 
-/// The decision while Redis is unreachable, per `onStoreFailure`.
+/// The decision while Redis is unreachable, per each limit's `onStoreFailure`: `open` admits,
+/// `closed` refuses (a refusing `closed` limit refuses the request without taking units from
+/// `local` limits), `local` decides on this replica's share of the quota.
 pub(crate) fn fallback<'a>(
     shared: &Shared,
     checks: impl Iterator<Item = (&'a LimiterInner, KeyRef<'a>, bool)>,
@@ -215,39 +219,43 @@ pub(crate) fn fallback<'a>(
         .counts
         .fallback
         .fetch_add(1, Ordering::Relaxed);
+    let checks: Vec<_> = checks.collect();
     let mut verdict = Verdict::default();
-    match shared.options.on_failure {
-        StoreFailure::Open => {
-            for (i, (limiter, ..)) in checks.enumerate() {
-                let remaining = limiter.fallback.quota().burst_size();
-                verdict.set(
-                    i,
-                    Outcome::Admitted {
-                        remaining,
-                        reset: Duration::ZERO,
-                    },
-                );
+    let retry_after = shared.options.probe_max;
+    let closed = checks
+        .iter()
+        .position(|(l, _, shadow)| l.on_failure == StoreFailure::Closed && !shadow);
+    let mut local = Checks::new();
+    if closed.is_none() {
+        for (limiter, key, shadow) in &checks {
+            if limiter.on_failure == StoreFailure::Local {
+                local.push(&limiter.fallback, *key, *shadow);
             }
         }
-        StoreFailure::Closed => {
-            let retry_after = shared.options.probe_max;
-            for (i, (_, _, shadow)) in checks.enumerate() {
-                if shadow {
-                    verdict.set(i, Outcome::ShadowRefused { retry_after });
-                } else {
-                    verdict.set(i, Outcome::Refused { retry_after });
-                    break;
-                }
+    }
+    let decided = shared
+        .fallback
+        .check(&local)
+        .into_inner()
+        .unwrap_or_default();
+    let mut next_local = 0;
+    for (i, (limiter, _, shadow)) in checks.iter().enumerate() {
+        let outcome = match limiter.on_failure {
+            StoreFailure::Closed if *shadow => Outcome::ShadowRefused { retry_after },
+            StoreFailure::Closed => Outcome::Refused { retry_after },
+            StoreFailure::Open => Outcome::Admitted {
+                remaining: limiter.fallback.quota().burst_size(),
+                reset: Duration::ZERO,
+            },
+            _ if closed.is_some() => Outcome::Skipped,
+            _ => {
+                next_local += 1;
+                decided.outcome(next_local - 1)
             }
-        }
-        _ => {
-            let mut local = Checks::new();
-            for (limiter, key, shadow) in checks {
-                local.push(&limiter.fallback, key, shadow);
-            }
-            if let Ok(v) = shared.fallback.check(&local).into_inner() {
-                verdict = v;
-            }
+        };
+        verdict.set(i, outcome);
+        if matches!(outcome, Outcome::Refused { .. }) {
+            break;
         }
     }
     verdict
