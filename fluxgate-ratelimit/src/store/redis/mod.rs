@@ -1,5 +1,6 @@
 //! The Redis store (feature `redis`); see [`RedisStore`].
 
+mod batch;
 mod conn;
 mod error;
 mod future;
@@ -109,6 +110,7 @@ type LimiterId = (String, LimitAlgorithm, (u64, u32), Option<LimitSync>);
 #[derive(Debug)]
 pub(crate) struct Shared {
     conn: Conn,
+    batcher: batch::Batcher,
     options: RedisOptions,
     script: &'static redis::Script,
     clock: Clock,
@@ -172,6 +174,7 @@ impl RedisStore {
         Self {
             shared: Arc::new(Shared {
                 conn,
+                batcher: batch::Batcher::default(),
                 breaker: health::Breaker::new(options.probe_min, options.probe_max),
                 fallback: LocalStore::builder().max_keys(options.max_keys).build(),
                 options,

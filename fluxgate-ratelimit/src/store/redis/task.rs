@@ -143,7 +143,7 @@ async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
         let ping = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(limit, ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(CallError::Redis(e)),
+            Ok(Err(e)) => Err(CallError::redis(e)),
             Err(_) => Err(CallError::Timeout(limit)),
         }
     } else {
@@ -179,16 +179,16 @@ async fn push(shared: &Shared, items: &[Item], now: u64) -> Result<(), CallError
     let mut conn = shared.conn.clone();
     for batch in items.chunks(BATCH) {
         let replies: Vec<Vec<i64>> = if matches!(conn, Conn::Single(_)) {
-            let reply: Vec<i64> = invocation(shared, batch, "s", now)
+            let reply: Vec<i64> = invocation(shared, &[(batch, now)], "s", true)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(CallError::Redis)?;
+                .map_err(CallError::redis)?;
             reply.chunks(6).map(<[i64]>::to_vec).collect()
         } else {
             let calls = batch.iter().map(|item| {
                 let mut conn = conn.clone();
                 async move {
-                    invocation(shared, std::slice::from_ref(item), "s", now)
+                    invocation(shared, &[(std::slice::from_ref(item), now)], "s", true)
                         .invoke_async::<Vec<i64>>(&mut conn)
                         .await
                 }
@@ -197,7 +197,7 @@ async fn push(shared: &Shared, items: &[Item], now: u64) -> Result<(), CallError
                 .await
                 .into_iter()
                 .collect::<Result<_, _>>()
-                .map_err(CallError::Redis)?
+                .map_err(CallError::redis)?
         };
         if replies.len() != batch.len() {
             return Err(CallError::Reply);
