@@ -86,6 +86,31 @@ fn bench(c: &mut Criterion) {
             black_box(n.is_ok())
         });
     });
+    let script = redis::Script::new(include_str!(
+        "../../fluxgate-ratelimit/src/store/redis/script.lua"
+    ));
+    group.bench_function("evalsha_round_trip/c1", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut conn = conn.clone();
+            let n: redis::RedisResult<Vec<i64>> = script
+                .prepare_invoke()
+                .arg("d")
+                .arg(1)
+                .arg(-1)
+                .arg(1)
+                .key("fg:{x|b:c}:w")
+                .arg("w")
+                .arg(1_000_000u64)
+                .arg(1_000_000_000u64)
+                .arg("0")
+                .arg(0)
+                .arg(0)
+                .arg(0)
+                .invoke_async(&mut conn)
+                .await;
+            black_box(n.is_ok())
+        });
+    });
     group.bench_function("strict/c64_per_batch", |b| {
         b.to_async(&rt).iter(|| async {
             let all = join_all((0..64).map(|_| decide(&strict, &strict_l))).await;

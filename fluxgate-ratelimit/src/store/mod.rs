@@ -83,6 +83,27 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
 
     /// Decides a request against `checks`, in order (see the [module docs](self)).
     fn check(&self, checks: &Checks<'_, Self::Limiter>) -> Self::Future;
+
+    /// Decides a request against one limit at once, if this store can without waiting: the
+    /// layer's fast path for single-limit policies, which skips [`Checks`] and [`Verdict`].
+    /// `None` (the default) means "use [`check`](Self::check)", and must not have taken a unit.
+    ///
+    /// ```
+    /// use fluxgate_core::policy::LimitAlgorithm;
+    /// use fluxgate_ratelimit::store::{KeyRef, LimiterSpec, LocalStore, Outcome, RateLimitStore};
+    /// use fluxgate_ratelimit::Quota;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = LocalStore::new();
+    /// let limiter = store.limiter(&LimiterSpec::new("api", LimitAlgorithm::Gcra, Quota::new(1.0, 1)));
+    /// let first = store.check_now(&limiter, KeyRef::Shared, false);
+    /// assert!(matches!(first, Some(Outcome::Admitted { .. })));
+    /// # }
+    /// ```
+    fn check_now(&self, limiter: &Self::Limiter, key: KeyRef<'_>, shadow: bool) -> Option<Outcome> {
+        let _ = (limiter, key, shadow);
+        None
+    }
 }
 
 /// What a store needs to prepare a limiter.

@@ -76,17 +76,25 @@ impl Batcher {
 }
 
 /// Marks the flusher stopped however it ends (a runtime shutting down drops it mid-call).
-struct Running<'a>(&'a Batcher);
+struct Running<'a> {
+    batcher: &'a Batcher,
+    armed: bool,
+}
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.lock().running = false;
+        if self.armed {
+            self.batcher.lock().running = false;
+        }
     }
 }
 
 /// Sends the waiting requests, a batch per call, until none wait.
 async fn flush(shared: Arc<Shared>) {
-    let running = Running(&shared.batcher);
+    let mut running = Running {
+        batcher: &shared.batcher,
+        armed: true,
+    };
     loop {
         let batch = {
             let mut queue = shared.batcher.lock();
@@ -101,7 +109,7 @@ async fn flush(shared: Arc<Shared>) {
                 queue.running = false;
                 drop(queue);
                 // Already marked stopped, under the lock: a flusher started since stays marked.
-                std::mem::forget(running);
+                running.armed = false;
                 return;
             }
             let (mut n, mut keys) = (0, 0);
