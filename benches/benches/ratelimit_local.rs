@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use axum::body::Body;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
 use fluxgate_ratelimit::RateLimitLayer;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -212,5 +212,41 @@ fn two_threads(make: &dyn Fn() -> Call, values: &Arc<Vec<HeaderValue>>, iters: u
     times.iter().sum::<Duration>() / 2
 }
 
+/// Instructions per request under callgrind: `RATELIMIT_CALLGRIND=<variant> valgrind
+/// --tool=callgrind --toggle-collect=ratelimit_local::measure <bench binary>` sends
+/// [`CALLGRIND_REQUESTS`] requests with 1 key through the variant named (as in the bench IDs,
+/// `fluxgate/gcra`); divide the instructions collected by that count.
+const CALLGRIND_REQUESTS: usize = 100_000;
+
+fn callgrind(variant: &str) {
+    let Some((_, make)) = variants().into_iter().find(|(name, _)| *name == variant) else {
+        panic!("no variant {variant}");
+    };
+    let values = keys(1);
+    let mut call = make();
+    let mut cx = Context::from_waker(Waker::noop());
+    call(request(&values[0]), &mut cx);
+    let requests: Vec<Req> = (0..CALLGRIND_REQUESTS)
+        .map(|_| request(&values[0]))
+        .collect();
+    measure(&mut call, requests, &mut cx);
+    println!("{variant}: {CALLGRIND_REQUESTS} requests");
+}
+
+#[inline(never)]
+fn measure(call: &mut Call, requests: Vec<Req>, cx: &mut Context<'_>) {
+    for request in requests {
+        call(request, cx);
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(variant) = std::env::var("RATELIMIT_CALLGRIND") {
+        callgrind(&variant);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,7 +1,8 @@
 //! Per-decision cost of the Redis store against the local store and a plain Redis `INCR`:
 //! synced mode (local decisions), strict mode (one script call), the local store, and the
 //! `INCR` round trip from the same client (strict mode's floor), at concurrency 1; and strict
-//! mode under concurrency (64 decisions in flight, time per decision).
+//! mode under concurrency (64 decisions in flight, time per batch of 64), and how many
+//! decisions share one round trip at 1 and 64 in flight.
 //!
 //! Run with: `cargo bench -p fluxgate-benches --bench ratelimit_redis`
 
@@ -85,6 +86,31 @@ fn bench(c: &mut Criterion) {
             black_box(n.is_ok())
         });
     });
+    let script = redis::Script::new(include_str!(
+        "../../fluxgate-ratelimit/src/store/redis/script.lua"
+    ));
+    group.bench_function("evalsha_round_trip/c1", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut conn = conn.clone();
+            let n: redis::RedisResult<Vec<i64>> = script
+                .prepare_invoke()
+                .arg("d")
+                .arg(1)
+                .arg(-1)
+                .arg(1)
+                .key("fg:{x|b:c}:w")
+                .arg("w")
+                .arg(1_000_000u64)
+                .arg(1_000_000_000u64)
+                .arg("0")
+                .arg(0)
+                .arg(0)
+                .arg(0)
+                .invoke_async(&mut conn)
+                .await;
+            black_box(n.is_ok())
+        });
+    });
     group.bench_function("strict/c64_per_batch", |b| {
         b.to_async(&rt).iter(|| async {
             let all = join_all((0..64).map(|_| decide(&strict, &strict_l))).await;
@@ -92,6 +118,23 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    // Decisions per round trip (script call) at 64 in flight, and at 1.
+    for inflight in [1, 64] {
+        let before = strict.stats();
+        rt.block_on(async {
+            for _ in 0..200 {
+                join_all((0..inflight).map(|_| decide(&strict, &strict_l))).await;
+            }
+        });
+        let after = strict.stats();
+        let decisions = after.strict_decisions - before.strict_decisions;
+        let calls = after.strict_calls - before.strict_calls;
+        println!(
+            "ratelimit/redis/strict/c{inflight}: {decisions} decisions in {calls} calls, {:.1} per round trip",
+            decisions as f64 / calls.max(1) as f64
+        );
+    }
     assert_eq!(strict.stats().faults, 0, "Redis failed during the bench");
 }
 

@@ -12,7 +12,7 @@ use fluxgate_core::policy::{CompiledPolicy, MissingKey};
 use fluxgate_core::store::PolicySlot;
 use http::{Request, StatusCode};
 
-use crate::metrics::{LayerCounters, LimitSnapshot, MetricsSnapshot};
+use crate::metrics::{self, LayerCounters, LimitSnapshot, MetricsSnapshot};
 use crate::prepared::{CounterRegistry, Prepared, PreparedLimit, Tier};
 use crate::response::Fields;
 use crate::store::{Checks, KeyRef, MAX_LIMITS, Outcome, RateLimitStore, StoreError, Verdict};
@@ -145,6 +145,9 @@ impl<St: RateLimitStore> Shared<St> {
         prepared: &Prepared<St::Limiter>,
         request: &Request<B>,
     ) -> Gate<St::Future> {
+        if let [limit] = &prepared.limits[..] {
+            return self.gate_one(limit, request);
+        }
         let mut keys: [Extracted<'_>; MAX_LIMITS] = array::from_fn(|_| Extracted::Missing);
         for (i, limit) in prepared.limits.iter().enumerate() {
             match resolve(limit, request) {
@@ -166,8 +169,70 @@ impl<St: RateLimitStore> Shared<St> {
         let mut future = self.store.check(&checks);
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut future).poll(&mut cx) {
-            Poll::Ready(verdict) => self.finish(prepared, &tiers, verdict),
+            Poll::Ready(verdict) => self.finish(&prepared.limits, &tiers, verdict),
             Poll::Pending => Gate::Wait(future),
+        }
+    }
+
+    /// The single-limit fast path: no key, tier or check arrays, and no [`Verdict`] when the
+    /// store decides at once.
+    fn gate_one<B>(
+        &self,
+        limit: &PreparedLimit<St::Limiter>,
+        request: &Request<B>,
+    ) -> Gate<St::Future> {
+        let key = match resolve(limit, request) {
+            Ok(key) => key,
+            Err(reject) => {
+                self.totals.rejected.incr();
+                return Gate::Reject(reject);
+            }
+        };
+        let key = key_ref(&key);
+        let tier = tier(limit, key);
+        let outcome = match self.store.check_now(&tier.limiter, key, limit.shadow) {
+            Some(outcome) => outcome,
+            None => {
+                let mut checks = Checks::new();
+                checks.push(&tier.limiter, key, limit.shadow);
+                let mut future = self.store.check(&checks);
+                let mut cx = Context::from_waker(Waker::noop());
+                match Pin::new(&mut future).poll(&mut cx) {
+                    Poll::Ready(Ok(verdict)) => verdict.outcome(0),
+                    Poll::Ready(error) => return self.finish(&[limit], &[Some(tier)], error),
+                    Poll::Pending => return Gate::Wait(future),
+                }
+            }
+        };
+        let stripe = metrics::stripe();
+        match outcome {
+            Outcome::Refused { retry_after } => {
+                limit.counters.refused.incr_at(stripe);
+                self.totals.refused.incr_at(stripe);
+                Gate::Refuse {
+                    limit: 0,
+                    retry_after,
+                    fields: fields(limit, Some(tier), 0, retry_after),
+                }
+            }
+            outcome => {
+                let admitted = match outcome {
+                    Outcome::Admitted { remaining, reset } => {
+                        limit.counters.admitted.incr_at(stripe);
+                        Some((remaining, reset)).filter(|_| !limit.shadow)
+                    }
+                    Outcome::ShadowRefused { .. } => {
+                        limit.counters.shadow_refused.incr_at(stripe);
+                        None
+                    }
+                    _ => None,
+                };
+                self.totals.admitted.incr_at(stripe);
+                let fields = admitted
+                    .filter(|_| self.config.admit_headers)
+                    .map(|(remaining, reset)| fields(limit, Some(tier), remaining, reset));
+                Gate::Admit(fields)
+            }
         }
     }
 
@@ -183,12 +248,12 @@ impl<St: RateLimitStore> Shared<St> {
             let key = resolve(limit, request).unwrap_or(Extracted::Missing);
             tiers[i] = Some(tier(limit, key_ref(&key)));
         }
-        self.finish(prepared, &tiers, verdict)
+        self.finish(&prepared.limits, &tiers, verdict)
     }
 
-    fn finish(
+    fn finish<P: std::borrow::Borrow<PreparedLimit<St::Limiter>>>(
         &self,
-        prepared: &Prepared<St::Limiter>,
+        limits: &[P],
         tiers: &[Option<&Tier<St::Limiter>>],
         verdict: Result<Verdict, StoreError>,
     ) -> Gate<St::Future> {
@@ -202,7 +267,7 @@ impl<St: RateLimitStore> Shared<St> {
             }
         };
         let mut tightest: Option<(usize, u32, Duration)> = None;
-        for (i, limit) in prepared.limits.iter().enumerate() {
+        for (i, limit) in limits.iter().map(P::borrow).enumerate() {
             match verdict.outcome(i) {
                 Outcome::Admitted { remaining, reset } => {
                     limit.counters.admitted.incr();
@@ -227,7 +292,7 @@ impl<St: RateLimitStore> Shared<St> {
         self.totals.admitted.incr();
         let fields = tightest
             .filter(|_| self.config.admit_headers)
-            .map(|(i, remaining, reset)| fields(&prepared.limits[i], tiers[i], remaining, reset));
+            .map(|(i, remaining, reset)| fields(limits[i].borrow(), tiers[i], remaining, reset));
         Gate::Admit(fields)
     }
 }

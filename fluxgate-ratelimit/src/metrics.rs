@@ -19,7 +19,8 @@ thread_local! {
 }
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
-fn stripe() -> usize {
+/// This thread's stripe (look it up once for several increments).
+pub(crate) fn stripe() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {
@@ -32,7 +33,12 @@ fn stripe() -> usize {
 
 impl Counter {
     pub(crate) fn incr(&self) {
-        self.0[stripe()].0.fetch_add(1, Ordering::Relaxed);
+        self.incr_at(stripe());
+    }
+
+    /// Adds one on `stripe` (from [`stripe`]).
+    pub(crate) fn incr_at(&self, stripe: usize) {
+        self.0[stripe % STRIPES].0.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

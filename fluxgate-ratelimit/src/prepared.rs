@@ -10,7 +10,7 @@ use http::HeaderValue;
 
 use crate::Quota;
 use crate::metrics::LimitCounters;
-use crate::store::{LimiterSpec, MAX_LIMITS, RateLimitStore};
+use crate::store::{LimitSync, LimiterSpec, MAX_LIMITS, RateLimitStore};
 
 /// One quota of a limit (its default, or an override tier), with its header values.
 #[derive(Debug)]
@@ -112,9 +112,12 @@ impl<L> Prepared<L> {
                 let name = limit.name.clone().unwrap_or_else(|| format!("limit-{i}"));
                 let identity = identity(policy.id(), &name, &limit.key, limit.algorithm);
                 let sf_name = sf_string(&name);
+                let sync = LimitSync::new(limit.sync_mode, limit.sync_interval, limit.sync_timeout)
+                    .on_failure(limit.on_store_failure);
                 let tier = |rps: f64, burst: u32| {
                     let quota = Quota::new(rps, burst);
-                    let spec = LimiterSpec::new(identity.clone(), limit.algorithm, quota);
+                    let spec =
+                        LimiterSpec::new(identity.clone(), limit.algorithm, quota).sync(sync);
                     Tier {
                         limiter: store.limiter(&spec),
                         policy_header: policy_header(&sf_name, quota, limit.algorithm),

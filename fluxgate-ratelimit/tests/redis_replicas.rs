@@ -70,7 +70,7 @@ async fn replicas(n: usize, mode: SyncMode, algorithm: LimitAlgorithm) {
     );
     assert!(admitted >= allowed * 0.85, "{admitted} far under {allowed}");
     for store in &stores {
-        assert_eq!(store.stats().faults, 0);
+        assert_eq!(store.stats().faults, 0, "{:?}", store.stats());
     }
 }
 

@@ -58,7 +58,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fluxgate_core::policy::LimitAlgorithm;
+use fluxgate_core::policy::{LimitAlgorithm, StoreFailure, SyncMode};
 
 use crate::Quota;
 pub use local::{DEFAULT_MAX_KEYS, LocalLimiter, LocalStore, LocalStoreBuilder};
@@ -83,6 +83,27 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
 
     /// Decides a request against `checks`, in order (see the [module docs](self)).
     fn check(&self, checks: &Checks<'_, Self::Limiter>) -> Self::Future;
+
+    /// Decides a request against one limit at once, if this store can without waiting: the
+    /// layer's fast path for single-limit policies, which skips [`Checks`] and [`Verdict`].
+    /// `None` (the default) means "use [`check`](Self::check)", and must not have taken a unit.
+    ///
+    /// ```
+    /// use fluxgate_core::policy::LimitAlgorithm;
+    /// use fluxgate_ratelimit::store::{KeyRef, LimiterSpec, LocalStore, Outcome, RateLimitStore};
+    /// use fluxgate_ratelimit::Quota;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = LocalStore::new();
+    /// let limiter = store.limiter(&LimiterSpec::new("api", LimitAlgorithm::Gcra, Quota::new(1.0, 1)));
+    /// let first = store.check_now(&limiter, KeyRef::Shared, false);
+    /// assert!(matches!(first, Some(Outcome::Admitted { .. })));
+    /// # }
+    /// ```
+    fn check_now(&self, limiter: &Self::Limiter, key: KeyRef<'_>, shadow: bool) -> Option<Outcome> {
+        let _ = (limiter, key, shadow);
+        None
+    }
 }
 
 /// What a store needs to prepare a limiter.
@@ -99,6 +120,53 @@ pub struct LimiterSpec {
     identity: String,
     algorithm: LimitAlgorithm,
     quota: Quota,
+    sync: Option<LimitSync>,
+}
+
+/// How a shared store treats one limit: the policy's `spec.rateLimit[].sync` and
+/// `onStoreFailure`. A store's own options apply to limits without one.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::policy::{LimitAlgorithm, StoreFailure, SyncMode};
+/// use fluxgate_ratelimit::{Quota, store::{LimitSync, LimiterSpec}};
+///
+/// let sync = LimitSync::new(SyncMode::Strict, Duration::from_millis(50), Duration::from_millis(5))
+///     .on_failure(StoreFailure::Closed);
+/// let spec = LimiterSpec::new("edge/0/ip", LimitAlgorithm::Gcra, Quota::new(10.0, 5)).sync(sync);
+/// assert_eq!(spec.limit_sync().unwrap().mode, SyncMode::Strict);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct LimitSync {
+    /// `strict` (every decision in the store) or `synced` (local decisions, merged on `interval`).
+    pub mode: SyncMode,
+    /// How often synced counts are merged.
+    pub interval: Duration,
+    /// The longest a decision waits on the store.
+    pub timeout: Duration,
+    /// What decisions do while the store is unreachable.
+    pub on_failure: StoreFailure,
+}
+
+impl LimitSync {
+    /// `mode` with `interval` and `timeout`, falling back locally (`onStoreFailure: local`).
+    #[must_use]
+    pub fn new(mode: SyncMode, interval: Duration, timeout: Duration) -> Self {
+        Self {
+            mode,
+            interval,
+            timeout,
+            on_failure: StoreFailure::Local,
+        }
+    }
+
+    /// What decisions do while the store is unreachable.
+    #[must_use]
+    pub fn on_failure(mut self, on_failure: StoreFailure) -> Self {
+        self.on_failure = on_failure;
+        self
+    }
 }
 
 impl LimiterSpec {
@@ -109,7 +177,21 @@ impl LimiterSpec {
             identity: identity.into(),
             algorithm,
             quota,
+            sync: None,
         }
+    }
+
+    /// The limit's own sync settings (a policy's); without them a store uses its defaults.
+    #[must_use]
+    pub fn sync(mut self, sync: LimitSync) -> Self {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// The limit's own sync settings, if any.
+    #[must_use]
+    pub fn limit_sync(&self) -> Option<LimitSync> {
+        self.sync
     }
 
     /// The limit's identity: stable across policy versions while the limit is the same.

@@ -263,4 +263,12 @@ impl RateLimitStore for LocalStore {
         }
         ready(Ok(verdict))
     }
+
+    fn check_now(&self, limiter: &LocalLimiter, key: KeyRef<'_>, shadow: bool) -> Option<Outcome> {
+        let outcome = limiter.inner.acquire(self.hash(key), &self.shared.clock);
+        Some(match outcome {
+            Outcome::Refused { retry_after } if shadow => Outcome::ShadowRefused { retry_after },
+            outcome => outcome,
+        })
+    }
 }

@@ -22,6 +22,8 @@ pub struct RedisStats {
     pub fallback_decisions: u64,
     /// Decisions made in Redis (strict mode, and synced keys near their limit).
     pub strict_decisions: u64,
+    /// Script calls that made strict decisions on one server (a call decides a batch).
+    pub strict_calls: u64,
     /// Decisions made locally by synced mode.
     pub local_decisions: u64,
     /// Sync rounds that completed.
@@ -35,6 +37,7 @@ pub(crate) struct Counts {
     pub(crate) failed_calls: AtomicU64,
     pub(crate) fallback: AtomicU64,
     pub(crate) strict: AtomicU64,
+    pub(crate) strict_calls: AtomicU64,
     pub(crate) local: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) synced_keys: AtomicU64,
@@ -120,6 +123,7 @@ impl Breaker {
             failed_calls: get(&c.failed_calls),
             fallback_decisions: get(&c.fallback),
             strict_decisions: get(&c.strict),
+            strict_calls: get(&c.strict_calls),
             local_decisions: get(&c.local),
             syncs: get(&c.syncs),
             synced_keys: get(&c.synced_keys),

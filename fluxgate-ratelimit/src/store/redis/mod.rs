@@ -1,5 +1,6 @@
 //! The Redis store (feature `redis`); see [`RedisStore`].
 
+mod batch;
 mod conn;
 mod error;
 mod future;
@@ -14,13 +15,15 @@ mod task;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
-use fluxgate_core::policy::{LimitAlgorithm, SyncMode};
+use fluxgate_core::policy::{LimitAlgorithm, StoreFailure, SyncMode};
 
 use super::{
-    Checks, KeyRef, LimiterSpec, LocalLimiter, LocalStore, MAX_LIMITS, RateLimitStore, Verdict,
+    Checks, KeyRef, LimitSync, LimiterSpec, LocalLimiter, LocalStore, MAX_LIMITS, RateLimitStore,
+    Verdict,
 };
 use crate::Quota;
 use conn::Conn;
@@ -39,8 +42,11 @@ static SCRIPT: LazyLock<redis::Script> =
 
 /// Rate-limit state in Redis: one quota enforced together by every replica (feature `redis`).
 ///
-/// Use it when several gateway replicas must share limits. Two modes ([`RedisOptions::mode`],
-/// the policy's `spec.rateLimit.sync.mode`):
+/// Use it when several gateway replicas must share limits. Two modes, chosen per limit by the
+/// policy's `spec.rateLimit[].sync.mode` (a [`LimiterSpec`]'s [`LimitSync`]), or by
+/// [`RedisOptions::mode`] for limits that carry none; the sync interval, the timeout and
+/// `onStoreFailure` are per limit the same way, so one store serves strict and synced limits
+/// side by side:
 ///
 /// - **synced** (default): decisions are local, with no network on the request path. The
 ///   [`SyncTask`] (the caller spawns it) pushes each key's new units every interval (50ms) in
@@ -98,12 +104,13 @@ pub struct RedisLimiter {
     inner: Arc<LimiterInner>,
 }
 
-/// A limiter's identity, algorithm and quota bits.
-type LimiterId = (String, LimitAlgorithm, (u64, u32));
+/// A limiter's identity, algorithm, quota bits and sync settings.
+type LimiterId = (String, LimitAlgorithm, (u64, u32), Option<LimitSync>);
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     conn: Conn,
+    batcher: batch::Batcher,
     options: RedisOptions,
     script: &'static redis::Script,
     clock: Clock,
@@ -117,6 +124,12 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct LimiterInner {
     quota: Quota,
+    mode: SyncMode,
+    interval: Duration,
+    timeout: Option<Duration>,
+    on_failure: StoreFailure,
+    /// When the sync task pushes this limiter's keys next (µs, the store's clock).
+    next_sync: AtomicU64,
     params: Params,
     prefix: String,
     suffix: String,
@@ -161,6 +174,7 @@ impl RedisStore {
         Self {
             shared: Arc::new(Shared {
                 conn,
+                batcher: batch::Batcher::default(),
                 breaker: health::Breaker::new(options.probe_min, options.probe_max),
                 fallback: LocalStore::builder().max_keys(options.max_keys).build(),
                 options,
@@ -278,7 +292,7 @@ impl RedisStore {
         }
     }
 
-    fn items(&self, checks: &Checks<'_, RedisLimiter>, hashes: &[u64], carry: bool) -> Vec<Item> {
+    fn items(&self, checks: &Checks<'_, RedisLimiter>, hashes: &[u64]) -> Vec<Item> {
         checks
             .iter()
             .enumerate()
@@ -290,7 +304,7 @@ impl RedisStore {
                     hash: hashes[i],
                     name: limiter.name(check.key),
                     shadow: check.shadow,
-                    deltas: if carry {
+                    deltas: if limiter.mode == SyncMode::Synced {
                         limiter.table.take(hashes[i])
                     } else {
                         None
@@ -326,6 +340,7 @@ impl RateLimitStore for RedisStore {
             spec.identity().to_owned(),
             spec.algorithm(),
             spec.quota().identity(),
+            spec.limit_sync(),
         );
         let mut map = s.limiters.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(inner) = map.get(&id).and_then(Weak::upgrade) {
@@ -339,8 +354,23 @@ impl RateLimitStore for RedisStore {
         );
         let fallback_spec = LimiterSpec::new(spec.identity(), spec.algorithm(), local);
         let params = Params::new(spec.algorithm(), quota);
+        let o = &s.options;
+        let (mode, interval, timeout, on_failure) = match spec.limit_sync() {
+            Some(sync) => (
+                sync.mode,
+                sync.interval.max(options::MIN_INTERVAL),
+                Some(sync.timeout).filter(|_| o.timeout.is_some()),
+                sync.on_failure,
+            ),
+            None => (o.mode, o.interval, o.timeout, o.on_failure),
+        };
         let inner = Arc::new(LimiterInner {
             quota,
+            mode,
+            interval,
+            timeout,
+            on_failure,
+            next_sync: AtomicU64::new(0),
             params,
             prefix: keys::limiter_prefix(&s.options.prefix, spec.identity()),
             suffix: params.suffix(),
@@ -363,14 +393,16 @@ impl RateLimitStore for RedisStore {
             let iter = checks.iter().map(|c| (&*c.limiter.inner, c.key, c.shadow));
             return RedisCheck::ready(strict::fallback(s, iter));
         }
-        let synced = s.options.mode == SyncMode::Synced;
+        let synced = checks
+            .iter()
+            .all(|c| c.limiter.inner.mode == SyncMode::Synced);
         if synced
             && !s.breaker.is_down()
             && let Some(verdict) = self.decide_local(checks, hashes)
         {
             return RedisCheck::ready(verdict);
         }
-        let items = self.items(checks, hashes, synced);
+        let items = self.items(checks, hashes);
         RedisCheck {
             state: State::Remote(Box::pin(strict::decide(Arc::clone(s), items, now))),
         }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use fluxgate_core::policy::{StoreFailure, SyncMode};
 
+/// The shortest sync interval.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Whose clock strict decisions use.
 ///
 /// ```
@@ -25,7 +28,9 @@ pub enum RedisClock {
 /// Options of a [`RedisStore`](super::RedisStore); every field has a documented default.
 ///
 /// The defaults follow a policy's `spec.rateLimit.sync` and `onStoreFailure` defaults: synced
-/// mode, a 50ms sync interval, a 5ms decision timeout, local fallback.
+/// mode, a 50ms sync interval, a 5ms decision timeout, local fallback. A limit that carries its
+/// own settings (a [`LimitSync`](crate::store::LimitSync), as every limit of a policy does)
+/// uses those instead; the replica count, clock, prefix and key bound are the store's.
 ///
 /// ```
 /// use std::time::Duration;
@@ -87,7 +92,7 @@ impl RedisOptions {
 
     /// How often the sync task pushes counts and reads them back (at least 10ms; 50ms by default).
     pub fn sync_interval(mut self, interval: Duration) -> Self {
-        self.interval = interval.max(Duration::from_millis(10));
+        self.interval = interval.max(MIN_INTERVAL);
         self
     }
 
@@ -97,8 +102,8 @@ impl RedisOptions {
         self
     }
 
-    /// Decisions wait on Redis without a timeout (tests on a paused clock only: a paused clock
-    /// jumps to the next timer while a command is on the wire).
+    /// Decisions wait on Redis without a timeout, whatever a limit's own timeout (tests on a
+    /// paused clock only: a paused clock jumps to the next timer while a command is on the wire).
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
         self

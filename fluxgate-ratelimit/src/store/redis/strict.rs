@@ -9,6 +9,7 @@ use std::time::Duration;
 use fluxgate_core::policy::StoreFailure;
 use redis::RedisError;
 
+use super::batch;
 use super::conn::Conn;
 use super::error::{Scrubbed, scrub};
 use super::synced::Deltas;
@@ -53,15 +54,19 @@ impl OwnedKey {
     }
 }
 
-/// Why a call did not answer.
-#[derive(Debug)]
+/// Why a call did not answer (cheap to clone: a batch's failure is every request's).
+#[derive(Debug, Clone)]
 pub(crate) enum CallError {
-    Redis(RedisError),
+    Redis(Arc<RedisError>),
     Timeout(Duration),
     Reply,
 }
 
 impl CallError {
+    pub(crate) fn redis(error: RedisError) -> Self {
+        Self::Redis(Arc::new(error))
+    }
+
     pub(crate) fn to_store_error(&self, secret: Option<&str>) -> StoreError {
         match self {
             Self::Timeout(d) => StoreError::Timeout(*d),
@@ -78,11 +83,26 @@ impl CallError {
 /// Decides `items` in Redis, falling back on failure; never fails.
 pub(crate) async fn decide(
     shared: Arc<Shared>,
-    mut items: Vec<Item>,
+    items: Vec<Item>,
     now: u64,
 ) -> Result<Verdict, StoreError> {
-    let call = call(&shared, &mut items, now);
-    let result = match shared.options.timeout {
+    // A request waits as long as its most impatient limit allows.
+    let timeout = items.iter().filter_map(|i| i.limiter.timeout).min();
+    let items: Arc<[Item]> = items.into();
+    let single = matches!(shared.conn, Conn::Single(_));
+    let call = async {
+        if single {
+            // The batch takes the units in flight in or back, whenever its answer comes.
+            batch::submit(&shared, Arc::clone(&items), now).await
+        } else {
+            let result = call_cluster(&shared, &items, now).await;
+            if result.is_err() {
+                restore(&items);
+            }
+            result
+        }
+    };
+    let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, call)
             .await
             .unwrap_or(Err(CallError::Timeout(limit))),
@@ -95,13 +115,11 @@ pub(crate) async fn decide(
             Ok(verdict)
         }
         Err(error) => {
+            if !single && matches!(error, CallError::Timeout(_)) {
+                restore(&items);
+            }
             let error = error.to_store_error(shared.secret.as_deref());
             shared.breaker.failure(shared.clock.now(), &error);
-            for item in &items {
-                if let Some(deltas) = item.deltas {
-                    item.limiter.table.restore(item.hash, deltas);
-                }
-            }
             Ok(fallback(
                 &shared,
                 items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
@@ -110,18 +128,31 @@ pub(crate) async fn decide(
     }
 }
 
-/// The script's arguments for `items` with operation `op`.
+/// Takes back the synced units that `items` carried, whose call failed.
+pub(crate) fn restore(items: &[Item]) {
+    for item in items {
+        if let Some(deltas) = item.deltas {
+            item.limiter.table.restore(item.hash, deltas);
+        }
+    }
+}
+
+/// The script's arguments for `groups` (each the items of one request and its time) with
+/// operation `op`; `carry`: send the items' synced units.
 pub(crate) fn invocation<'s>(
     shared: &'s Shared,
-    items: &[Item],
+    groups: &[(&[Item], u64)],
     op: &str,
-    now: u64,
+    carry: bool,
 ) -> redis::ScriptInvocation<'s> {
     let mut inv = shared.script.prepare_invoke();
-    inv.arg(shared.now_arg(now)).arg(op);
-    for item in items {
+    inv.arg(op).arg(groups.len());
+    for (items, now) in groups {
+        inv.arg(shared.now_arg(*now)).arg(items.len());
+    }
+    for item in groups.iter().flat_map(|(items, _)| items.iter()) {
         let (algo, a, b) = item.limiter.params.script_args();
-        let (tag, dp, dc) = item.deltas.unwrap_or_default();
+        let (tag, dp, dc) = item.deltas.filter(|_| carry).unwrap_or_default();
         inv.key(&item.name)
             .arg(algo)
             .arg(a)
@@ -134,36 +165,26 @@ pub(crate) fn invocation<'s>(
     inv
 }
 
-async fn call(shared: &Shared, items: &mut [Item], now: u64) -> Result<Verdict, CallError> {
+/// A cluster keeps each limit's key in its own slot: one call per check, in order, and the
+/// units of earlier checks given back when a later one refuses.
+async fn call_cluster(shared: &Shared, items: &[Item], now: u64) -> Result<Verdict, CallError> {
     let mut conn = shared.conn.clone();
     let mut verdict = Verdict::default();
-    if matches!(conn, Conn::Single(_)) || items.len() == 1 {
-        let reply: Vec<i64> = invocation(shared, items, "d", now)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(CallError::Redis)?;
-        read_reply(&reply, items, &mut verdict, 0)?;
-        return Ok(verdict);
-    }
-    // A cluster keeps each limit's key in its own slot: one call per check, in order, and the
-    // units of earlier checks given back when a later one refuses.
     for i in 0..items.len() {
-        let reply: Vec<i64> = invocation(shared, &items[i..=i], "d", now)
+        let one = &items[i..=i];
+        let reply: Vec<i64> = invocation(shared, &[(one, now)], "d", true)
             .invoke_async(&mut conn)
             .await
-            .map_err(CallError::Redis)?;
-        read_reply(&reply, &items[i..=i], &mut verdict, i)?;
+            .map_err(CallError::redis)?;
+        read_reply(&reply, one, &mut verdict, i)?;
         if matches!(verdict.outcome(i), Outcome::Refused { .. }) {
-            for (j, item) in items.iter_mut().enumerate().take(i) {
+            for (j, item) in items.iter().enumerate().take(i) {
                 if matches!(verdict.outcome(j), Outcome::Admitted { .. }) {
                     // The units carried went in with the first call; a refund carries none.
-                    let carried = item.deltas.take();
-                    let refund: Result<Vec<i64>, _> =
-                        invocation(shared, std::slice::from_ref(item), "r", now)
-                            .invoke_async(&mut conn)
-                            .await;
-                    item.deltas = carried;
-                    refund.map_err(CallError::Redis)?;
+                    invocation(shared, &[(std::slice::from_ref(item), now)], "r", false)
+                        .invoke_async::<Vec<i64>>(&mut conn)
+                        .await
+                        .map_err(CallError::redis)?;
                 }
             }
             break;
@@ -172,7 +193,9 @@ async fn call(shared: &Shared, items: &mut [Item], now: u64) -> Result<Verdict, 
     Ok(verdict)
 }
 
-fn read_reply(
+/// Reads the replies of `items` (6 integers each) into `verdict` from check `first` on, and
+/// takes the state Redis holds into synced mode's view.
+pub(crate) fn read_reply(
     reply: &[i64],
     items: &[Item],
     verdict: &mut Verdict,
@@ -205,7 +228,9 @@ fn read_reply(
     Ok(())
 }
 
-/// The decision while Redis is unreachable, per `onStoreFailure`.
+/// The decision while Redis is unreachable, per each limit's `onStoreFailure`: `open` admits,
+/// `closed` refuses (a refusing `closed` limit refuses the request without taking units from
+/// `local` limits), `local` decides on this replica's share of the quota.
 pub(crate) fn fallback<'a>(
     shared: &Shared,
     checks: impl Iterator<Item = (&'a LimiterInner, KeyRef<'a>, bool)>,
@@ -215,39 +240,43 @@ pub(crate) fn fallback<'a>(
         .counts
         .fallback
         .fetch_add(1, Ordering::Relaxed);
+    let checks: Vec<_> = checks.collect();
     let mut verdict = Verdict::default();
-    match shared.options.on_failure {
-        StoreFailure::Open => {
-            for (i, (limiter, ..)) in checks.enumerate() {
-                let remaining = limiter.fallback.quota().burst_size();
-                verdict.set(
-                    i,
-                    Outcome::Admitted {
-                        remaining,
-                        reset: Duration::ZERO,
-                    },
-                );
+    let retry_after = shared.options.probe_max;
+    let closed = checks
+        .iter()
+        .position(|(l, _, shadow)| l.on_failure == StoreFailure::Closed && !shadow);
+    let mut local = Checks::new();
+    if closed.is_none() {
+        for (limiter, key, shadow) in &checks {
+            if limiter.on_failure == StoreFailure::Local {
+                local.push(&limiter.fallback, *key, *shadow);
             }
         }
-        StoreFailure::Closed => {
-            let retry_after = shared.options.probe_max;
-            for (i, (_, _, shadow)) in checks.enumerate() {
-                if shadow {
-                    verdict.set(i, Outcome::ShadowRefused { retry_after });
-                } else {
-                    verdict.set(i, Outcome::Refused { retry_after });
-                    break;
-                }
+    }
+    let decided = shared
+        .fallback
+        .check(&local)
+        .into_inner()
+        .unwrap_or_default();
+    let mut next_local = 0;
+    for (i, (limiter, _, shadow)) in checks.iter().enumerate() {
+        let outcome = match limiter.on_failure {
+            StoreFailure::Closed if *shadow => Outcome::ShadowRefused { retry_after },
+            StoreFailure::Closed => Outcome::Refused { retry_after },
+            StoreFailure::Open => Outcome::Admitted {
+                remaining: limiter.fallback.quota().burst_size(),
+                reset: Duration::ZERO,
+            },
+            _ if closed.is_some() => Outcome::Skipped,
+            _ => {
+                next_local += 1;
+                decided.outcome(next_local - 1)
             }
-        }
-        _ => {
-            let mut local = Checks::new();
-            for (limiter, key, shadow) in checks {
-                local.push(&limiter.fallback, key, shadow);
-            }
-            if let Ok(v) = shared.fallback.check(&local).into_inner() {
-                verdict = v;
-            }
+        };
+        verdict.set(i, outcome);
+        if matches!(outcome, Outcome::Refused { .. }) {
+            break;
         }
     }
     verdict

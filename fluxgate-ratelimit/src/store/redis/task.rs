@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use fluxgate_core::policy::SyncMode;
 use futures::future::{BoxFuture, FutureExt, join_all};
@@ -15,7 +16,8 @@ use super::{LimiterInner, RedisStore, Shared};
 /// Keys pushed per script call (single server) or per concurrent batch (cluster).
 const BATCH: usize = 256;
 
-/// The background work of a [`RedisStore`]: every sync interval, pushes the synced units and
+/// The background work of a [`RedisStore`]: every sync interval (each synced limit's own, the
+/// task waking at the shortest), pushes the synced units and
 /// reads the global counts back; while Redis is down, probes it with backoff. Spawn it (or use
 /// [`RedisStore::spawn_sync`]); it ends when every handle to the store is dropped.
 #[must_use = "the sync task does nothing unless spawned or polled"]
@@ -53,14 +55,14 @@ impl RedisStore {
     /// The sync task, for the caller to spawn (see [`SyncTask`]).
     pub fn sync_task(&self) -> SyncTask {
         let weak: Weak<Shared> = Arc::downgrade(&self.shared);
-        let interval = self.shared.options.interval;
         let future = async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
-                sync_once(&shared).await;
+                let started = tokio::time::Instant::now();
+                sync_once(&shared, false).await;
+                let tick = shared.tick();
+                drop(shared);
+                tokio::time::sleep_until(started + tick).await;
             }
         };
         SyncTask {
@@ -82,19 +84,43 @@ impl RedisStore {
     /// Runs one sync round now (what the task does every interval); `true` when Redis answered
     /// (or there was nothing to do).
     pub async fn sync_now(&self) -> bool {
-        sync_once(&self.shared).await
+        sync_once(&self.shared, true).await
     }
 }
 
-async fn sync_once(shared: &Arc<Shared>) -> bool {
+impl Shared {
+    /// How often the sync task wakes: the shortest interval of a synced limit in use.
+    fn tick(&self) -> Duration {
+        self.live()
+            .iter()
+            .filter(|l| l.mode == SyncMode::Synced)
+            .map(|l| l.interval)
+            .min()
+            .unwrap_or(self.options.interval)
+    }
+}
+
+/// Pushes the synced limits that are due (all of them when `all`).
+async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
     let now = shared.clock.now();
     let down = shared.breaker.is_down();
     if down && !shared.breaker.allow(now) {
         return false;
     }
     let mut items = Vec::new();
-    if shared.options.mode == SyncMode::Synced {
-        for limiter in shared.live() {
+    let mut tick = shared.options.interval;
+    for limiter in shared.live() {
+        if limiter.mode != SyncMode::Synced {
+            continue;
+        }
+        tick = tick.min(limiter.interval);
+        // Within a millisecond of due counts as due, so ticks at the interval never skip one.
+        let due = limiter.next_sync.load(Ordering::Relaxed);
+        if all || now + 1000 >= due {
+            let next = u64::try_from(limiter.interval.as_micros()).unwrap_or(u64::MAX);
+            limiter
+                .next_sync
+                .store(now.saturating_add(next), Ordering::Relaxed);
             let mut keys = Vec::new();
             limiter.table.collect(limiter.params, now, &mut keys);
             items.extend(keys.into_iter().map(|(hash, name, deltas)| Item {
@@ -107,10 +133,7 @@ async fn sync_once(shared: &Arc<Shared>) -> bool {
             }));
         }
     }
-    let limit = shared
-        .options
-        .interval
-        .max(shared.options.timeout.unwrap_or_default());
+    let limit = tick.max(shared.options.timeout.unwrap_or_default());
     let result = if items.is_empty() {
         if !down {
             return true;
@@ -120,7 +143,7 @@ async fn sync_once(shared: &Arc<Shared>) -> bool {
         let ping = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(limit, ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(CallError::Redis(e)),
+            Ok(Err(e)) => Err(CallError::redis(e)),
             Err(_) => Err(CallError::Timeout(limit)),
         }
     } else {
@@ -156,16 +179,16 @@ async fn push(shared: &Shared, items: &[Item], now: u64) -> Result<(), CallError
     let mut conn = shared.conn.clone();
     for batch in items.chunks(BATCH) {
         let replies: Vec<Vec<i64>> = if matches!(conn, Conn::Single(_)) {
-            let reply: Vec<i64> = invocation(shared, batch, "s", now)
+            let reply: Vec<i64> = invocation(shared, &[(batch, now)], "s", true)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(CallError::Redis)?;
+                .map_err(CallError::redis)?;
             reply.chunks(6).map(<[i64]>::to_vec).collect()
         } else {
             let calls = batch.iter().map(|item| {
                 let mut conn = conn.clone();
                 async move {
-                    invocation(shared, std::slice::from_ref(item), "s", now)
+                    invocation(shared, &[(std::slice::from_ref(item), now)], "s", true)
                         .invoke_async::<Vec<i64>>(&mut conn)
                         .await
                 }
@@ -174,7 +197,7 @@ async fn push(shared: &Shared, items: &[Item], now: u64) -> Result<(), CallError
                 .await
                 .into_iter()
                 .collect::<Result<_, _>>()
-                .map_err(CallError::Redis)?
+                .map_err(CallError::redis)?
         };
         if replies.len() != batch.len() {
             return Err(CallError::Reply);
