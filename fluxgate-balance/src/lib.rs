@@ -91,3 +91,12 @@ pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
 pub use health::HealthTask;
 pub use http503::{Http503, Http503Future, Http503Layer};
 pub use service::{Balance, Static};
+
+/// The largest utilisation an ORCA `endpoint-load-metrics` header value reports, if any.
+///
+/// Not a stable API: it exists for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+#[must_use]
+pub fn parse_orca_load_report(value: &str) -> Option<f64> {
+    orca::parse(value)
+}
