@@ -12,7 +12,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raw::{Behaviour, RawUpstream, fds_settle, open_fds};
 use fluxgate_core::policy::SyncMode;
 use fluxgate_core::store::{FileSource, PolicyId, PolicyStore};
 use fluxgate_examples::proxy::ProxyConfig;
@@ -23,6 +22,7 @@ use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use fluxgate_test_support::RedisServer;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
+use raw::{Behaviour, RawUpstream, fds_settle, open_fds};
 use support::gateway::{Named, get};
 use support::{serve, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +40,11 @@ fn policy(spec: &str) -> String {
 }
 
 /// A gateway over `upstreams` with `spec`, served on loopback.
-async fn gateway(spec: &str, upstreams: Vec<UpstreamSpec>, proxy: ProxyConfig) -> (Gateway, ServerHandle) {
+async fn gateway(
+    spec: &str,
+    upstreams: Vec<UpstreamSpec>,
+    proxy: ProxyConfig,
+) -> (Gateway, ServerHandle) {
     let store = PolicyStore::new();
     store.apply_bytes(policy(spec).as_bytes(), None).unwrap();
     let config = StackConfig::new(upstreams).proxy(proxy);
@@ -63,9 +67,17 @@ async fn an_upstream_that_never_answers_gives_504_after_the_timeout() {
     for _ in 0..5 {
         let started = Instant::now();
         let answer = get(&url(&server), &[]).await;
-        assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT, "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{}",
+            answer.body
+        );
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
     drop(hang);
     server.shutdown().await;
@@ -84,11 +96,17 @@ async fn an_upstream_reset_mid_body_aborts_that_body_only() {
     let response = within(support::client().request(request)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = within(response.into_body().collect()).await;
-    assert!(body.is_err(), "the client must see an aborted body, not a short one");
+    assert!(
+        body.is_err(),
+        "the client must see an aborted body, not a short one"
+    );
     // The gateway keeps serving: later requests get whole answers.
     for _ in 0..5 {
         let answer = get(&url(&server), &[]).await;
-        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"));
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok")
+        );
     }
     server.shutdown().await;
     drop(upstream);
@@ -120,7 +138,10 @@ async fn a_byte_by_byte_upstream_streams_through() {
     assert_eq!(received, b"abcdefghijklmnopqrst");
     // The first byte arrives long before the last is sent: the body is not buffered.
     let first_at = first_at.unwrap();
-    assert!(first_at < total / 2, "first byte at {first_at:?} of {total:?}");
+    assert!(
+        first_at < total / 2,
+        "first byte at {first_at:?} of {total:?}"
+    );
     server.shutdown().await;
 }
 
@@ -130,7 +151,10 @@ async fn limited(gateway: &Gateway, client: &str) -> (StatusCode, Duration) {
         .header("x-client-id", client)
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let status = within(gateway.service().oneshot(request)).await.unwrap().status();
+    let status = within(gateway.service().oneshot(request))
+        .await
+        .unwrap()
+        .status();
     (status, started.elapsed())
 }
 
@@ -144,7 +168,9 @@ async fn redis_killed_restarted_and_stalled_falls_back_to_local_limits() {
     store.apply_bytes(policy(spec).as_bytes(), None).unwrap();
     let limits = RedisStore::connect(
         &redis.url(),
-        RedisOptions::new().mode(SyncMode::Strict).timeout(Duration::from_millis(200)),
+        RedisOptions::new()
+            .mode(SyncMode::Strict)
+            .timeout(Duration::from_millis(200)),
     )
     .await
     .unwrap();
@@ -168,14 +194,20 @@ async fn redis_killed_restarted_and_stalled_falls_back_to_local_limits() {
     // Stalled (SIGSTOP): each request waits at most about the store timeout, then falls back.
     let pid = redis.pid().unwrap().to_string();
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
         assert!(ok.success());
     };
     signal("-STOP");
     for _ in 0..5 {
         let (status, took) = limited(&gateway, "a").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(took < Duration::from_secs(2), "stalled Redis held a request {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "stalled Redis held a request {took:?}"
+        );
     }
     signal("-CONT");
     for _ in 0..20 {
@@ -215,7 +247,8 @@ async fn a_garbage_policy_file_keeps_the_old_policy_until_fixed() {
     // The old policy (no limit) stays in force.
     assert!(burst(5).await.iter().all(|s| *s == StatusCode::OK));
 
-    let fixed = "\n  rateLimit: {requestsPerSecond: 0.1, burstSize: 2, keyExtractor: header.X-Client-Id}";
+    let fixed =
+        "\n  rateLimit: {requestsPerSecond: 0.1, burstSize: 2, keyExtractor: header.X-Client-Id}";
     std::fs::write(&path, policy(fixed)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -46,7 +46,12 @@ fn gaps() -> impl Strategy<Value = Vec<u64>> {
     )
 }
 
-fn check(algorithm: LimitAlgorithm, rate: f64, burst: u32, gaps: &[u64]) -> Result<(), TestCaseError> {
+fn check(
+    algorithm: LimitAlgorithm,
+    rate: f64,
+    burst: u32,
+    gaps: &[u64],
+) -> Result<(), TestCaseError> {
     let quota = Quota::new(rate, burst);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -208,7 +208,10 @@ pub(crate) fn decode_entry(r: &[i64]) -> (Outcome, [u64; 3]) {
         },
         _ => Outcome::Skipped,
     };
-    (outcome, [at(3), at(4), at(5)].map(|v| u64::try_from(v).unwrap_or(0)))
+    (
+        outcome,
+        [at(3), at(4), at(5)].map(|v| u64::try_from(v).unwrap_or(0)),
+    )
 }
 
 /// The decision while Redis is unreachable, per `onStoreFailure`.
