@@ -9,7 +9,9 @@
 mod raw;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use fluxgate_core::policy::SyncMode;

@@ -42,7 +42,7 @@ pub use task::{SyncHandle, SyncTask};
 pub fn decode_script_reply(resp: &[u8]) -> Option<Vec<(super::Outcome, [u64; 3])>> {
     let value = redis::parse_redis_value(resp).ok()?;
     let reply: Vec<i64> = redis::FromRedisValue::from_redis_value(value).ok()?;
-    if reply.len() % 6 != 0 {
+    if !reply.len().is_multiple_of(6) {
         return None;
     }
     Some(reply.chunks_exact(6).map(strict::decode_entry).collect())
