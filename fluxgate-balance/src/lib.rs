@@ -105,3 +105,12 @@ pub use http503::{Http503, Http503Future, Http503Layer};
 pub use layer::{BalanceLayer, MakeEndpoint};
 pub use service::{Balance, Static};
 pub use stats::{EndpointTotals, LatencyHistogram};
+
+/// The largest utilisation an ORCA `endpoint-load-metrics` header value reports, if any.
+///
+/// Not a stable API: it exists for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+#[must_use]
+pub fn parse_orca_load_report(value: &str) -> Option<f64> {
+    orca::parse(value)
+}

@@ -116,6 +116,12 @@ impl RedisServer {
         ping(self.port, self.password.as_deref())
     }
 
+    /// The server process's id while it runs (for signals such as SIGSTOP/SIGCONT in fault tests).
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL) and waits for it to exit. Its data is lost.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -396,6 +396,9 @@ pub enum StoreError {
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use redis::decode_script_reply;
+#[cfg(feature = "redis")]
 pub use redis::{
     RedisCheck, RedisClock, RedisConnectError, RedisLimiter, RedisOptions, RedisStats, RedisStore,
     SyncHandle, SyncTask,

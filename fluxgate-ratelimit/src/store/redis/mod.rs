@@ -37,6 +37,20 @@ use strict::{Item, OwnedKey};
 use synced::Local;
 pub use task::{SyncHandle, SyncTask};
 
+/// Decodes a raw RESP reply of the rate-limit script as the store does: a list of integers, six
+/// per check, into one outcome and counter state per check. `None` when Redis's reply is not
+/// such a list. Not a stable API: it exists for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+#[must_use]
+pub fn decode_script_reply(resp: &[u8]) -> Option<Vec<(super::Outcome, [u64; 3])>> {
+    let value = redis::parse_redis_value(resp).ok()?;
+    let reply: Vec<i64> = redis::FromRedisValue::from_redis_value(value).ok()?;
+    if !reply.len().is_multiple_of(6) {
+        return None;
+    }
+    Some(reply.chunks_exact(6).map(strict::decode_entry).collect())
+}
+
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("script.lua")));
 

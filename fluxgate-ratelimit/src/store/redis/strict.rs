@@ -204,28 +204,37 @@ pub(crate) fn read_reply(
     if reply.len() != items.len() * 6 {
         return Err(CallError::Reply);
     }
-    let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
     for (i, (item, r)) in items.iter().zip(reply.chunks_exact(6)).enumerate() {
-        let outcome = match r[0] {
-            1 => Outcome::Admitted {
-                remaining: u32::try_from(r[1]).unwrap_or(0),
-                reset: us(r[2]),
-            },
-            2 => Outcome::Refused {
-                retry_after: us(r[1]),
-            },
-            3 => Outcome::ShadowRefused {
-                retry_after: us(r[1]),
-            },
-            _ => Outcome::Skipped,
-        };
+        let (outcome, state) = decode_entry(r);
         verdict.set(first + i, outcome);
-        let state = [r[3], r[4], r[5]].map(|v| u64::try_from(v).unwrap_or(0));
         item.limiter
             .table
             .absorb(item.hash, item.limiter.params, state, item.deltas.is_some());
     }
     Ok(())
+}
+
+/// One check's six reply integers: its outcome and the counter state Redis holds for the key.
+pub(crate) fn decode_entry(r: &[i64]) -> (Outcome, [u64; 3]) {
+    let at = |i: usize| r.get(i).copied().unwrap_or(0);
+    let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+    let outcome = match at(0) {
+        1 => Outcome::Admitted {
+            remaining: u32::try_from(at(1)).unwrap_or(0),
+            reset: us(at(2)),
+        },
+        2 => Outcome::Refused {
+            retry_after: us(at(1)),
+        },
+        3 => Outcome::ShadowRefused {
+            retry_after: us(at(1)),
+        },
+        _ => Outcome::Skipped,
+    };
+    (
+        outcome,
+        [at(3), at(4), at(5)].map(|v| u64::try_from(v).unwrap_or(0)),
+    )
 }
 
 /// The decision while Redis is unreachable, per each limit's `onStoreFailure`: `open` admits,
