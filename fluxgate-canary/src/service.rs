@@ -15,7 +15,7 @@ use crate::handle::CanaryHandle;
 use crate::judge::Judge;
 use crate::layer::CanaryLayer;
 use crate::route::{Route, Side, sequence_side, sticky_side};
-use crate::settings::{CanaryOptions, CanarySource};
+use crate::settings::{CanaryOptions, CanarySource, RouteRules};
 use crate::shared::{Shared, Windows};
 
 /// Routes each request to a stable or a canary service, as the crate docs describe.
@@ -68,10 +68,11 @@ pub struct Canary<S, C> {
     canary: C,
     shared: Arc<Shared>,
     alive: Arc<()>,
-    /// The shared windows as of `windows_version`: one atomic load per request, not an
-    /// `ArcSwap` load.
+    /// The shared windows and routing rules as of `version`: one atomic load per request, not
+    /// `ArcSwap` loads.
     windows: Arc<Windows>,
-    windows_version: u64,
+    rules: Arc<RouteRules>,
+    version: u64,
     seq: u64,
     ready: [bool; 2],
 }
@@ -131,12 +132,13 @@ impl<S, C> Canary<S, C> {
 
     pub(crate) fn from_parts(stable: S, canary: C, shared: Arc<Shared>, alive: Arc<()>) -> Self {
         let seq = shared.seed();
-        let windows_version = shared.windows_version.load(Ordering::Acquire);
+        let version = shared.version.load(Ordering::Acquire);
         Self {
             stable,
             canary,
             windows: shared.windows.load_full(),
-            windows_version,
+            rules: shared.rules.load_full(),
+            version,
             shared,
             alive,
             seq,
@@ -172,7 +174,7 @@ impl<S, C> Canary<S, C> {
             return Side::Canary;
         }
         if route.rules && (route.matched || route.weight > 0) {
-            let rules = self.shared.rules.load();
+            let rules = &self.rules;
             if route.matched && rules.matcher.matches(request.headers(), request.uri()) {
                 return Side::Canary;
             }
@@ -243,14 +245,15 @@ where
             return ResponseFuture::not_ready();
         }
         let route = self.shared.refresh();
+        let version = self.shared.version.load(Ordering::Acquire);
+        if version != self.version {
+            self.windows = self.shared.windows.load_full();
+            self.rules = self.shared.rules.load_full();
+            self.version = version;
+        }
         let side = self.pick(&request, route);
         self.shared.routed(side);
         self.ready[side as usize] = false;
-        let version = self.shared.windows_version.load(Ordering::Acquire);
-        if version != self.windows_version {
-            self.windows = self.shared.windows.load_full();
-            self.windows_version = version;
-        }
         let windows = self.windows.clone();
         match side {
             Side::Stable => ResponseFuture::stable(self.stable.call(request), windows),

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use fluxgate_core::outcome::Outcome;
-use fluxgate_core::quantile::LatencyQuantiles;
 use fluxgate_core::store::{AppliedPolicy, PolicySlot};
-use fluxgate_core::window::{MAX_BUCKETS, TimeWindow};
+use fluxgate_core::window::{MAX_BUCKETS, TrafficWindow};
 use tokio::time::Instant;
 
 use crate::error::CanaryError;
@@ -20,14 +19,11 @@ use crate::snapshot::{SideStats, Snapshot};
 /// Latency windows are cut in this many buckets.
 const ANALYSIS_BUCKETS: u32 = 10;
 
-/// One side's windows. The counts window is the budget's sliding window and the analysis
-/// window at once: its buckets divide the interval exactly, so read at an interval boundary it
-/// covers exactly the interval that just ended.
+/// One side's windows: outcome counts and latencies over one interval. The counts' buckets
+/// (one budget tick wide) divide the interval exactly, so read at an interval boundary they
+/// cover exactly the interval that just ended; they are the budget's sliding window too.
 #[derive(Debug)]
-pub(crate) struct SideWindows {
-    counts: TimeWindow,
-    latency: LatencyQuantiles,
-}
+pub(crate) struct SideWindows(TrafficWindow);
 
 impl SideWindows {
     fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
@@ -36,24 +32,23 @@ impl SideWindows {
             .div_ceil(tick.as_nanos().max(1))
             .clamp(1, u128::from(MAX_BUCKETS));
         let buckets = u32::try_from(buckets).unwrap_or(MAX_BUCKETS);
-        let width = interval / ANALYSIS_BUCKETS;
-        Ok(Self {
-            counts: TimeWindow::new(interval / buckets, buckets)?,
-            latency: LatencyQuantiles::new(width, ANALYSIS_BUCKETS)?,
-        })
+        Ok(Self(TrafficWindow::new(
+            interval,
+            buckets,
+            ANALYSIS_BUCKETS,
+        )?))
     }
 
     pub(crate) fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
-        self.counts.record(now, outcome);
-        self.latency.record(now, latency);
+        self.0.record(now, outcome, latency);
     }
 
     fn measure(&self, now: Instant) -> Measurement {
-        let totals = self.counts.totals(now);
+        let totals = self.0.totals(now);
         Measurement {
             samples: totals.requests,
             error_rate: totals.success_rate().map(|s| 1.0 - s),
-            p99: self.latency.quantile(now, 0.99),
+            p99: self.0.latencies().quantile(now, 0.99),
         }
     }
 }
@@ -91,8 +86,9 @@ pub(crate) struct Shared {
     pub(crate) route: RouteWord,
     pub(crate) rules: ArcSwap<RouteRules>,
     pub(crate) windows: ArcSwap<Windows>,
-    /// Bumped after each new `windows`, so that routers re-read them only when they change.
-    pub(crate) windows_version: AtomicU64,
+    /// Bumped after each new `windows` or `rules`, so that routers re-read them only when they
+    /// change.
+    pub(crate) version: AtomicU64,
     machine: Mutex<Machine>,
     slot: Option<PolicySlot>,
     /// The slot generation taken in (0: none).
@@ -120,7 +116,7 @@ impl Shared {
             route: RouteWord::default(),
             rules: ArcSwap::new(RouteRules::of(canary)),
             windows: ArcSwap::from_pointee(windows),
-            windows_version: AtomicU64::new(0),
+            version: AtomicU64::new(0),
             machine: Mutex::new(machine),
             slot,
             generation: AtomicU64::new(applied.map_or(0, |p| p.generation())),
@@ -171,14 +167,12 @@ impl Shared {
         if settings.interval != self.windows.load().interval {
             // New bucket widths: the samples gathered so far are dropped.
             match Windows::new(settings.interval, self.options.budget_tick) {
-                Ok(windows) => {
-                    self.windows.store(Arc::new(windows));
-                    self.windows_version.fetch_add(1, Ordering::Release);
-                }
+                Ok(windows) => self.windows.store(Arc::new(windows)),
                 Err(error) => tracing::warn!(target: "fluxgate_canary", %error, "windows kept"),
             }
         }
         self.rules.store(RouteRules::of(canary));
+        self.version.fetch_add(1, Ordering::Release);
         machine.update(settings, generation, Instant::now());
         self.publish(&machine);
         self.generation.store(generation, Ordering::Release);
@@ -192,7 +186,7 @@ impl Shared {
     }
 
     pub(crate) fn check_budget(&self, now: Instant) {
-        let totals = self.windows.load().canary.counts.totals(now);
+        let totals = self.windows.load().canary.0.totals(now);
         let mut machine = self.lock();
         machine.budget(totals.requests, totals.success_rate(), now);
         self.publish(&machine);

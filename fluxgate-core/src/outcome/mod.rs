@@ -156,9 +156,11 @@ pub fn classify_grpc_status(headers: &HeaderMap) -> Option<Classification> {
 /// ```
 #[must_use]
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+    // An empty map answers without hashing the name.
+    !headers.is_empty()
+        && headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Classifies a response from its head.

@@ -16,9 +16,10 @@
 //! # Memory and cost
 //!
 //! 896 bins of 8 bytes per bucket, for `buckets + 1` buckets: 7 KiB per bucket, so 77 KiB for a
-//! window of 10 buckets ([`LatencyQuantiles::memory_bytes`]). Recording is two atomic
-//! `fetch_add`s (a compare-and-swap for the first sample of a bucket) and never blocks; reading merges every bin of the window (a few µs), which
-//! suits periodic evaluation rather than per-request reads.
+//! window of 10 buckets ([`LatencyQuantiles::memory_bytes`]). Recording is one atomic
+//! `fetch_add` (a compare-and-swap for the first sample of a bin in a bucket) and never blocks;
+//! reading merges every bin of the window (a few µs), which suits periodic evaluation rather than
+//! per-request reads.
 //!
 //! # Example
 //!
@@ -64,15 +65,13 @@ pub const RELATIVE_ERROR: f64 = 1.0 / 64.0;
 ///
 /// let latencies = LatencyQuantiles::new(Duration::from_millis(500), 20).unwrap();
 /// assert_eq!(latencies.window(), Duration::from_secs(10));
-/// assert_eq!(latencies.memory_bytes(), 21 * (896 + 1) * 8);
+/// assert_eq!(latencies.memory_bytes(), 21 * 896 * 8);
 /// ```
 #[derive(Debug)]
 pub struct LatencyQuantiles {
     ticker: Ticker,
     bucket_width: Duration,
     buckets: u32,
-    /// Samples per bucket, to skip empty buckets when reading.
-    totals: Box<[TaggedCounter]>,
     /// `bins::BINS` counters per bucket, bucket after bucket.
     bins: Box<[TaggedCounter]>,
     /// Divides epochs by the number of slots.
@@ -87,13 +86,21 @@ impl LatencyQuantiles {
     /// [`WindowError`] when `buckets` is 0 or above [`MAX_BUCKETS`](crate::window::MAX_BUCKETS),
     /// or `bucket_width` is below [`MIN_BUCKET_WIDTH`](crate::window::MIN_BUCKET_WIDTH).
     pub fn new(bucket_width: Duration, buckets: u32) -> Result<Self, WindowError> {
+        Self::starting(Instant::now(), bucket_width, buckets)
+    }
+
+    /// A window whose first bucket starts at `origin`.
+    pub(crate) fn starting(
+        origin: Instant,
+        bucket_width: Duration,
+        buckets: u32,
+    ) -> Result<Self, WindowError> {
         check_shape(bucket_width, buckets)?;
         let slots = buckets as usize + 1;
         Ok(Self {
-            ticker: Ticker::new(Instant::now(), bucket_width),
+            ticker: Ticker::new(origin, bucket_width),
             bucket_width,
             buckets,
-            totals: (0..slots).map(|_| TaggedCounter::default()).collect(),
             bins: (0..slots * bins::BINS)
                 .map(|_| TaggedCounter::default())
                 .collect(),
@@ -105,18 +112,25 @@ impl LatencyQuantiles {
     ///
     /// A record whose `now` is a whole window older than one already made is dropped.
     pub fn record(&self, now: Instant, latency: Duration) {
-        let epoch = self.ticker.epoch(now);
+        self.record_at(self.ticker.since(now), latency);
+    }
+
+    /// Records one latency `nanos` after the origin.
+    pub(crate) fn record_at(&self, nanos: u64, latency: Duration) {
+        let epoch = self.ticker.epoch_at(nanos);
         let slot = self.slot(epoch);
-        if self.totals[slot].add(epoch, 1) {
-            self.bins[slot * bins::BINS + bins::index(latency)].add(epoch, 1);
-        }
+        // Each bin carries its own epoch tag: no per-bucket total to keep in step.
+        self.bins[slot * bins::BINS + bins::index(latency)].add(epoch, 1);
     }
 
     /// The number of latencies in the last full window.
     #[must_use]
     pub fn count(&self, now: Instant) -> u64 {
         self.epochs(now)
-            .map(|epoch| u64::from(self.totals[self.slot(epoch)].get(epoch)))
+            .map(|epoch| {
+                let bins = self.bucket(epoch).iter();
+                bins.map(|c| u64::from(c.get(epoch))).sum::<u64>()
+            })
             .sum()
     }
 
@@ -158,12 +172,7 @@ impl LatencyQuantiles {
     pub fn quantiles<const N: usize>(&self, now: Instant, qs: [f64; N]) -> [Option<Duration>; N] {
         let mut merged = [0u64; bins::BINS];
         for epoch in self.epochs(now) {
-            let slot = self.slot(epoch);
-            if self.totals[slot].get(epoch) == 0 {
-                continue;
-            }
-            let counters = &self.bins[slot * bins::BINS..(slot + 1) * bins::BINS];
-            for (sum, counter) in merged.iter_mut().zip(counters) {
+            for (sum, counter) in merged.iter_mut().zip(self.bucket(epoch)) {
                 *sum += u64::from(counter.get(epoch));
             }
         }
@@ -193,7 +202,7 @@ impl LatencyQuantiles {
     /// The heap memory of this estimator, in bytes.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
-        (self.totals.len() + self.bins.len()) * size_of::<TaggedCounter>()
+        self.bins.len() * size_of::<TaggedCounter>()
     }
 
     fn epochs(&self, now: Instant) -> std::ops::Range<u64> {
@@ -203,6 +212,12 @@ impl LatencyQuantiles {
 
     fn slot(&self, epoch: u64) -> usize {
         self.slots.div_rem(epoch).1 as usize
+    }
+
+    /// The bins of `epoch`'s slot (holding `epoch` or another one: readers check the tags).
+    fn bucket(&self, epoch: u64) -> &[TaggedCounter] {
+        let slot = self.slot(epoch);
+        &self.bins[slot * bins::BINS..(slot + 1) * bins::BINS]
     }
 }
 

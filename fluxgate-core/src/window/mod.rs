@@ -39,6 +39,7 @@
 //! ```
 
 pub(crate) mod ring;
+mod traffic;
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ use tokio::time::Instant;
 
 use crate::outcome::Outcome;
 use ring::{Divisor, TaggedCounter, Ticker};
+pub use traffic::TrafficWindow;
 
 /// The most buckets a window may have.
 pub const MAX_BUCKETS: u32 = 3_600;
@@ -171,10 +173,19 @@ impl TimeWindow {
     /// [`WindowError`] when `buckets` is 0 or above [`MAX_BUCKETS`], or `bucket_width` is below
     /// [`MIN_BUCKET_WIDTH`].
     pub fn new(bucket_width: Duration, buckets: u32) -> Result<Self, WindowError> {
+        Self::starting(Instant::now(), bucket_width, buckets)
+    }
+
+    /// A window whose first bucket starts at `origin`.
+    pub(crate) fn starting(
+        origin: Instant,
+        bucket_width: Duration,
+        buckets: u32,
+    ) -> Result<Self, WindowError> {
         check_shape(bucket_width, buckets)?;
         let ring: Box<[Bucket]> = (0..=buckets).map(|_| Bucket::default()).collect();
         Ok(Self {
-            ticker: Ticker::new(Instant::now(), bucket_width),
+            ticker: Ticker::new(origin, bucket_width),
             bucket_width,
             buckets,
             slots: Divisor::new(ring.len() as u64),
@@ -184,7 +195,12 @@ impl TimeWindow {
 
     /// Counts one request with its outcome at `now`.
     pub fn record(&self, now: Instant, outcome: Outcome) {
-        let epoch = self.ticker.epoch(now);
+        self.record_at(self.ticker.since(now), outcome);
+    }
+
+    /// Counts one request with its outcome, `nanos` after the origin.
+    pub(crate) fn record_at(&self, nanos: u64, outcome: Outcome) {
+        let epoch = self.ticker.epoch_at(nanos);
         let bucket = self.bucket(epoch);
         if !bucket.requests.add(epoch, 1) {
             return;

@@ -71,11 +71,20 @@ impl Ticker {
 
     /// The epoch that `now` falls in; instants before the origin fall in epoch 0.
     pub(crate) fn epoch(&self, now: Instant) -> u64 {
+        self.epoch_at(self.since(now))
+    }
+
+    /// Nanoseconds from the origin to `now` (0 before it), saturating.
+    pub(crate) fn since(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin);
-        let nanos = since
+        since
             .as_secs()
             .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(since.subsec_nanos()));
+            .saturating_add(u64::from(since.subsec_nanos()))
+    }
+
+    /// The epoch of the instant `nanos` after the origin.
+    pub(crate) fn epoch_at(&self, nanos: u64) -> u64 {
         self.width.div_rem(nanos).0
     }
 

@@ -1,0 +1,87 @@
+//! [`TrafficWindow`]: outcome counts and latency quantiles of one stream of responses, recorded
+//! together.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{TimeWindow, WindowError, WindowTotals};
+use crate::outcome::Outcome;
+use crate::quantile::LatencyQuantiles;
+
+/// A [`TimeWindow`] of outcomes and a [`LatencyQuantiles`] of latencies over the same span,
+/// sharing one origin, so that recording a response converts its instant once for both.
+///
+/// This is what a layer that judges a stream of responses keeps per stream (a canary side, an
+/// endpoint): counts in fine buckets, for a sliding budget, and latencies in coarser ones (a
+/// histogram bucket is 7 KiB). Both cover `span`, so both windows end where the current bucket
+/// of each begins.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::outcome::Outcome;
+/// use fluxgate_core::window::TrafficWindow;
+/// use tokio::time::Instant;
+///
+/// let traffic = TrafficWindow::new(Duration::from_secs(10), 50, 10).unwrap();
+/// let start = Instant::now();
+/// traffic.record(start, Outcome::Success, Duration::from_millis(20));
+/// traffic.record(start, Outcome::Failure, Duration::from_millis(40));
+/// let later = start + Duration::from_secs(1);
+/// assert_eq!(traffic.counts().totals(later).failures, 1);
+/// assert_eq!(traffic.latencies().count(later), 2);
+/// assert_eq!(traffic.counts().window(), traffic.latencies().window());
+/// ```
+#[derive(Debug)]
+pub struct TrafficWindow {
+    counts: TimeWindow,
+    latencies: LatencyQuantiles,
+}
+
+impl TrafficWindow {
+    /// Windows over `span`, starting now (tokio's clock): counts in `count_buckets` buckets,
+    /// latencies in `latency_buckets`.
+    ///
+    /// # Errors
+    ///
+    /// [`WindowError`] when either bucket count is 0 or above
+    /// [`MAX_BUCKETS`](super::MAX_BUCKETS), or either bucket width is below
+    /// [`MIN_BUCKET_WIDTH`](super::MIN_BUCKET_WIDTH).
+    pub fn new(
+        span: Duration,
+        count_buckets: u32,
+        latency_buckets: u32,
+    ) -> Result<Self, WindowError> {
+        let origin = Instant::now();
+        let width = |buckets: u32| span / buckets.max(1);
+        Ok(Self {
+            counts: TimeWindow::starting(origin, width(count_buckets), count_buckets)?,
+            latencies: LatencyQuantiles::starting(origin, width(latency_buckets), latency_buckets)?,
+        })
+    }
+
+    /// Records one response: its outcome and its latency, at `now`.
+    pub fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
+        let nanos = self.counts.ticker.since(now);
+        self.counts.record_at(nanos, outcome);
+        self.latencies.record_at(nanos, latency);
+    }
+
+    /// The outcome counts.
+    #[must_use]
+    pub fn counts(&self) -> &TimeWindow {
+        &self.counts
+    }
+
+    /// The latencies.
+    #[must_use]
+    pub fn latencies(&self) -> &LatencyQuantiles {
+        &self.latencies
+    }
+
+    /// The counts of the last full window ([`TimeWindow::totals`]).
+    #[must_use]
+    pub fn totals(&self, now: Instant) -> WindowTotals {
+        self.counts.totals(now)
+    }
+}
