@@ -6,12 +6,15 @@
 //!                             └─ (no canary upstreams: the stable side alone)
 //! ```
 //!
+//! It is [`fluxgate::stack::StackBuilder`]'s stack over one [`Proxy`] per upstream, behind a
+//! service that takes any request body.
+//!
 //! - **Rate limiting first**, so that a refused request (`429`) costs nothing further down;
 //!   it follows the policy's `rateLimit` through the [`PolicySlot`](fluxgate_core::store::PolicySlot).
 //! - **The canary** chooses a side per request from the policy's `canary` section, judges the
 //!   canary side and rolls it back on its own. Without canary upstreams there is no canary layer.
-//! - **Each side is a [`Balance`]** over one [`Proxy`] per upstream (keyed by the upstream URL),
-//!   wrapped in [`Http503`] (no healthy endpoint: `503`) and shared through a tower [`Buffer`]
+//! - **Each side is a [`Balance`](fluxgate_balance::Balance)** over one [`Proxy`] per upstream (keyed by the upstream URL),
+//!   wrapped in [`Http503`](fluxgate_balance::Http503) (no healthy endpoint: `503`) and shared through a tower [`Buffer`](tower::buffer::Buffer)
 //!   (a `Balance` is not `Clone`). Active health checks (`GET /healthz` by default) run through
 //!   the proxy's hyper client, as the policy's `loadBalancing.healthCheck` says.
 //! - **Policy changes** reach every layer: the rate limiter and the canary read the slot on
@@ -46,21 +49,18 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use fluxgate::admin::{Admin, AdminBuilder};
-use fluxgate_balance::future::ResponseFuture as BalanceFuture;
+pub use fluxgate::stack::StackError;
+use fluxgate::stack::{Route as StackRoute, Stack, StackBuilder};
+use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::health::HttpProbe;
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Http503Future, Static, Weighted};
-use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
-use fluxgate_core::policy::LoadBalancing;
+use fluxgate_canary::CanaryHandle;
 use fluxgate_core::store::{PolicyId, PolicyStore};
-use fluxgate_ratelimit::store::RedisStore;
+use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tokio::task::JoinHandle;
-use tower::buffer::Buffer;
-use tower::util::Oneshot;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use crate::upstream::UpstreamSpec;
@@ -68,8 +68,8 @@ use crate::upstream::UpstreamSpec;
 /// The request type inside the stack.
 pub type ProxyRequest = Request<ProxyBody>;
 
-/// One side: a buffered, 503-answering balancer over proxies.
-type Side = Buffer<ProxyRequest, Http503Future<BalanceFuture<proxy::ResponseFuture, String>>>;
+/// The routing part of the stack (canary, sides, balancers) over proxies.
+type Route = StackRoute<String, Proxy, ProxyBody, ProxyBody>;
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
@@ -125,38 +125,24 @@ impl StackConfig {
     }
 }
 
-/// Why a [`Gateway`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StackError {
-    /// There is no stable upstream.
-    #[error("the gateway needs at least one upstream")]
-    NoUpstream,
-    /// The canary router could not be built.
-    #[error("canary: {0}")]
-    Canary(#[from] CanaryError),
-}
-
-/// The canary side of a running gateway.
-#[derive(Debug, Clone)]
-struct CanaryParts {
-    handle: CanaryHandle,
-    endpoints: BalanceHandle<String>,
-}
-
 /// A running request path and the handles to watch and steer it; see the [module docs](self).
 #[derive(Debug)]
 pub struct Gateway {
     service: GatewayService,
-    rate_limit: Limits,
-    stable: BalanceHandle<String>,
-    canary: Option<CanaryParts>,
-    tasks: Vec<JoinHandle<()>>,
+    stack: Stacks,
+}
+
+/// The facade's stack, over the local store or over Redis.
+#[derive(Debug)]
+enum Stacks {
+    Local(Stack<Route, String>),
+    Redis(Stack<Route, String, RedisStore>),
 }
 
 impl Gateway {
     /// Builds the stack following the policy `id` of `store`, and spawns its background tasks
-    /// (health checks, canary judge, balancer policy follower). Must run inside a tokio runtime.
+    /// (health checks, canary judge, balancer policy followers). Must run inside a tokio
+    /// runtime.
     ///
     /// # Errors
     ///
@@ -166,56 +152,28 @@ impl Gateway {
         id: &PolicyId,
         config: &StackConfig,
     ) -> Result<Self, StackError> {
-        if config.upstreams.is_empty() {
-            return Err(StackError::NoUpstream);
-        }
-        let slot = store.slot(id);
-        let policy = slot
-            .load_full()
-            .and_then(|p| p.compiled().load_balancing().cloned())
-            .unwrap_or_default();
         let client = proxy_client();
-        let mut tasks = Vec::new();
-        let (stable_side, stable) = side(&client, config, &config.upstreams, &policy, &mut tasks);
-        tasks.push(stable.follow(store, id).spawn());
-        let (routed, canary) = if config.canary_upstreams.is_empty() {
-            (Route::Direct(stable_side), None)
-        } else {
-            let (canary_side, endpoints) = side(
-                &client,
-                config,
-                &config.canary_upstreams,
-                &policy,
-                &mut tasks,
-            );
-            tasks.push(endpoints.follow(store, id).spawn());
-            let (router, judge) = Canary::new(stable_side, canary_side, slot.clone())?;
-            tasks.push(judge.spawn());
-            let handle = router.handle();
-            (
-                Route::Split(router),
-                Some(CanaryParts { handle, endpoints }),
-            )
-        };
-        let (rate_limit, inner) = match &config.rate_limit_store {
+        let builder = endpoints(StackBuilder::new(store, id), &client, config)
+            .buffer(config.buffer)
+            .health_checks(HttpProbe::<_, ProxyBody>::new(client.clone()));
+        let (stack, inner) = match &config.rate_limit_store {
             None => {
-                let layer = RateLimitLayer::from_slot(slot);
-                let service = Limited::Local(layer.layer(routed));
-                (Limits::Local(layer), service)
+                let stack = builder.build()?;
+                let inner = Limited::Local(stack.service());
+                (Stacks::Local(stack), inner)
             }
-            Some(store) => {
-                let layer = RateLimitLayer::builder().store(store.clone()).follow(slot);
-                let service = Limited::Redis(layer.layer(routed));
-                (Limits::Redis(layer), service)
+            Some(redis) => {
+                let layer = RateLimitLayer::builder()
+                    .store(redis.clone())
+                    .follow(store.slot(id));
+                let stack = builder.rate_limit(layer).build()?;
+                let inner = Limited::Redis(stack.service());
+                (Stacks::Redis(stack), inner)
             }
         };
-        let service = GatewayService { inner };
         Ok(Self {
-            service,
-            rate_limit,
-            stable,
-            canary,
-            tasks,
+            service: GatewayService { inner },
+            stack,
         })
     }
 
@@ -228,119 +186,74 @@ impl Gateway {
     /// The rate limiter's counts so far.
     #[must_use]
     pub fn rate_limit_metrics(&self) -> MetricsSnapshot {
-        match &self.rate_limit {
-            Limits::Local(layer) => layer.metrics(),
-            Limits::Redis(layer) => layer.metrics(),
+        match &self.stack {
+            Stacks::Local(stack) => stack.rate_limit().metrics(),
+            Stacks::Redis(stack) => stack.rate_limit().metrics(),
         }
     }
 
     /// The stable side's balancer.
     #[must_use]
     pub fn stable(&self) -> &BalanceHandle<String> {
-        &self.stable
+        match &self.stack {
+            Stacks::Local(stack) => stack.stable(),
+            Stacks::Redis(stack) => stack.stable(),
+        }
+    }
+
+    fn canary_parts(&self) -> Option<(&CanaryHandle, &BalanceHandle<String>)> {
+        match &self.stack {
+            Stacks::Local(stack) => stack.canary(),
+            Stacks::Redis(stack) => stack.canary(),
+        }
     }
 
     /// The canary, when there are canary upstreams.
     #[must_use]
     pub fn canary(&self) -> Option<&CanaryHandle> {
-        self.canary.as_ref().map(|c| &c.handle)
+        self.canary_parts().map(|(handle, _)| handle)
     }
 
     /// The canary side's balancer, when there are canary upstreams.
     #[must_use]
     pub fn canary_endpoints(&self) -> Option<&BalanceHandle<String>> {
-        self.canary.as_ref().map(|c| &c.endpoints)
+        self.canary_parts().map(|(_, endpoints)| endpoints)
     }
 
     /// An admin API builder that already knows this gateway's parts (balancers `stable` and
     /// `canary`, the canary under the policy's name, the rate limits); add the store and token.
     pub fn admin(&self, id: &PolicyId) -> AdminBuilder {
-        let mut admin = Admin::builder().balancer("stable", self.stable.clone());
-        admin = match &self.rate_limit {
-            Limits::Local(layer) => admin.rate_limits(layer),
-            Limits::Redis(layer) => admin.rate_limits(layer),
+        let mut admin = Admin::builder().balancer("stable", self.stable().clone());
+        admin = match &self.stack {
+            Stacks::Local(stack) => admin.rate_limits(stack.rate_limit()),
+            Stacks::Redis(stack) => admin.rate_limits(stack.rate_limit()),
         };
-        if let Some(canary) = &self.canary {
+        if let Some((handle, endpoints)) = self.canary_parts() {
             admin = admin
-                .balancer("canary", canary.endpoints.clone())
-                .canary(id.to_string(), canary.handle.clone());
+                .balancer("canary", endpoints.clone())
+                .canary(id.to_string(), handle.clone());
         }
         admin
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-/// One side: a proxy per upstream in a balancer, its health task spawned.
-fn side(
+/// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL.
+fn endpoints<St: RateLimitStore>(
+    mut builder: StackBuilder<String, Proxy, St>,
     client: &ProxyClient,
     config: &StackConfig,
-    upstreams: &[UpstreamSpec],
-    policy: &LoadBalancing,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> (Side, BalanceHandle<String>) {
-    let endpoints = upstreams.iter().map(|spec| {
-        let proxy = Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone());
-        (
-            spec.upstream.to_string(),
-            Weighted::new(proxy, spec.weight.get()),
-        )
-    });
-    let balance: Balance<Static<String, Weighted<Proxy>>, ProxyRequest> =
-        Balance::new(policy.clone(), endpoints);
-    let handle = balance.handle();
-    tasks.push(
-        balance
-            .health_task(HttpProbe::<_, ProxyBody>::new(client.clone()))
-            .spawn(),
-    );
-    (
-        Buffer::new(Http503::new(balance), config.buffer.max(1)),
-        handle,
-    )
-}
-
-/// The canary router, or the stable side alone.
-#[derive(Debug, Clone)]
-enum Route {
-    Direct(Side),
-    Split(Canary<Side, Side>),
-}
-
-impl Service<ProxyRequest> for Route {
-    type Response = Response<ProxyBody>;
-    type Error = BoxError;
-    type Future = BoxFuture<Response<ProxyBody>, BoxError>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        match self {
-            Self::Direct(side) => side.poll_ready(cx),
-            Self::Split(canary) => canary.poll_ready(cx),
-        }
+) -> StackBuilder<String, Proxy, St> {
+    let proxy = |spec: &UpstreamSpec| {
+        Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone())
+    };
+    for spec in &config.upstreams {
+        builder = builder.endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
     }
-
-    fn call(&mut self, request: ProxyRequest) -> Self::Future {
-        match self {
-            Self::Direct(side) => Box::pin(side.call(request)),
-            Self::Split(canary) => {
-                let future = canary.call(request);
-                Box::pin(async move { Ok(future.await?.map(BodyExt::boxed_unsync)) })
-            }
-        }
+    for spec in &config.canary_upstreams {
+        builder =
+            builder.canary_endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
     }
-}
-
-/// The rate limit layer, over the local store or over Redis.
-#[derive(Debug)]
-enum Limits {
-    Local(RateLimitLayer),
-    Redis(RateLimitLayer<RedisStore>),
+    builder
 }
 
 /// The rate-limited request path, over the local store or over Redis.
@@ -372,17 +285,22 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let answer = |result: Result<Response<ProxyBody>, BoxError>| {
-            Ok(result.unwrap_or_else(|error| bad_gateway(&error)))
-        };
         match &self.inner {
-            Limited::Local(inner) => {
-                let call: Oneshot<RateLimit<Route>, ProxyRequest> = inner.clone().oneshot(request);
-                Box::pin(call.map(answer))
-            }
+            Limited::Local(inner) => Box::pin(inner.clone().oneshot(request).map(answer)),
             Limited::Redis(inner) => Box::pin(inner.clone().oneshot(request).map(answer)),
         }
     }
+}
+
+/// The stack's answer as the gateway's: the observed body boxed, a failure a `502`.
+fn answer<RB>(result: Result<Response<RB>, BoxError>) -> Result<Response<ProxyBody>, Infallible>
+where
+    RB: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+{
+    Ok(match result {
+        Ok(response) => response.map(BodyExt::boxed_unsync),
+        Err(error) => bad_gateway(&error),
+    })
 }
 
 /// The answer when a request fails inside the gateway (a closed buffer).

@@ -122,6 +122,21 @@ pin_project! {
     }
 }
 
+/// An empty pass-through body (the default of the inner body), as layers that answer by
+/// themselves (a `429`, a `503`) need.
+///
+/// ```
+/// use fluxgate_core::outcome::{Classification, ObservedBody};
+///
+/// let body: ObservedBody<String, fn(Classification)> = ObservedBody::default();
+/// assert!(body.get_ref().is_empty());
+/// ```
+impl<B: Default, O: OutcomeObserver> Default for ObservedBody<B, O> {
+    fn default() -> Self {
+        Self::observed(B::default())
+    }
+}
+
 impl<B, O: OutcomeObserver> ObservedBody<B, O> {
     /// A body whose outcome `observer` learns when it ends.
     pub fn new(inner: B, observer: O) -> Self {

@@ -1,0 +1,305 @@
+//! [`Stack`]: the recommended request path, assembled from one policy and the endpoint sets.
+//!
+//! ```text
+//! RateLimit ─ Route ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ endpoints
+//!                    │          └─ canary: Buffer ─ Http503 ─ Balance ─ canary endpoints
+//!                    └─ (no canary endpoints) stable side alone
+//! ```
+//!
+//! See the [crate docs](crate) for why the layers come in this order.
+
+use std::fmt;
+use std::sync::Arc;
+
+use fluxgate_balance::health::{Probe, ProbeFuture};
+use fluxgate_balance::{Balance, BalanceHandle, Http503, Static, Weighted};
+use fluxgate_canary::future::Observation;
+use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
+use fluxgate_core::outcome::ObservedBody;
+use fluxgate_core::policy::HealthCheck;
+use fluxgate_core::store::{PolicyId, PolicyStore};
+use fluxgate_ratelimit::store::{LocalStore, RateLimitStore};
+use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
+use http::{Request, Response};
+use tokio::task::JoinHandle;
+use tower::buffer::Buffer;
+use tower::util::{Either, MapResponse};
+use tower::{Layer, Service, ServiceExt};
+
+/// The error of the stack's inner services: a side's buffer or balancer failed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`.
+pub type Side<K, S, B> = Buffer<
+    Request<B>,
+    <Http503<Balance<Static<K, Weighted<S>>, Request<B>>> as Service<Request<B>>>::Future,
+>;
+
+/// The response body of the stack: the endpoint's body, observed for the canary's analysis.
+pub type StackBody<RB> = ObservedBody<RB, Observation>;
+
+type Direct<K, S, B, RB> = MapResponse<Side<K, S, B>, fn(Response<RB>) -> Response<StackBody<RB>>>;
+
+/// The canary router between two sides, or the stable side alone.
+pub type Route<K, S, B, RB> = Either<Canary<Side<K, S, B>, Side<K, S, B>>, Direct<K, S, B, RB>>;
+
+/// What [`StackBuilder::build`] makes: a [`Stack`] over a [`Route`].
+pub type BuiltStack<K, S, B, RB, St = LocalStore> = Stack<Route<K, S, B, RB>, K, St>;
+
+/// Why a [`Stack`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// There is no stable endpoint.
+    #[error("the stack needs at least one stable endpoint")]
+    NoEndpoint,
+    /// The canary router could not be built.
+    #[error("canary: {0}")]
+    Canary(#[from] CanaryError),
+}
+
+/// Builds a [`Stack`] following one policy of a [`PolicyStore`]; see the [crate docs](crate).
+///
+/// ```
+/// use fluxgate::stack::StackBuilder;
+/// use fluxgate::core::store::{PolicyId, PolicyStore};
+/// use tower::service_fn;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let store = PolicyStore::new();
+/// let endpoint = service_fn(|_: http::Request<String>| async {
+///     Ok::<_, std::io::Error>(http::Response::new(String::from("hello")))
+/// });
+/// let stack = StackBuilder::new(&store, &PolicyId::new("shop", "web"))
+///     .endpoint("a", endpoint, 1)
+///     .build()?;
+/// assert!(stack.canary().is_none());
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct StackBuilder<K, S, St: RateLimitStore = LocalStore> {
+    store: PolicyStore,
+    id: PolicyId,
+    stable: Vec<(K, Weighted<S>)>,
+    canary: Vec<(K, Weighted<S>)>,
+    buffer: usize,
+    rate_limit: RateLimitLayer<St>,
+    probe: Option<SharedProbe<K>>,
+}
+
+impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn keys<K, S>(side: &[(K, Weighted<S>)]) -> Vec<&K> {
+            side.iter().map(|(k, _)| k).collect()
+        }
+        f.debug_struct("StackBuilder")
+            .field("id", &self.id)
+            .field("stable", &keys(&self.stable))
+            .field("canary", &keys(&self.canary))
+            .field("buffer", &self.buffer)
+            .field("health_checks", &self.probe.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, S> StackBuilder<K, S> {
+    /// A stack following the policy `id` of `store`: no endpoints yet, rate limits in this
+    /// process ([`LocalStore`]), no active health checks, buffers of 1024 requests.
+    pub fn new(store: &PolicyStore, id: &PolicyId) -> Self {
+        Self {
+            store: store.clone(),
+            id: id.clone(),
+            stable: Vec::new(),
+            canary: Vec::new(),
+            buffer: 1024,
+            rate_limit: RateLimitLayer::from_slot(store.slot(id)),
+            probe: None,
+        }
+    }
+}
+
+impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
+    /// Adds a stable endpoint with its weight (at least 1).
+    pub fn endpoint(mut self, key: K, service: S, weight: u32) -> Self {
+        self.stable.push((key, Weighted::new(service, weight)));
+        self
+    }
+
+    /// Adds a canary endpoint; with any, requests are split by the policy's `canary` section.
+    pub fn canary_endpoint(mut self, key: K, service: S, weight: u32) -> Self {
+        self.canary.push((key, Weighted::new(service, weight)));
+        self
+    }
+
+    /// Requests each side's buffer holds while its balancer is busy (1024 by default).
+    pub fn buffer(mut self, requests: usize) -> Self {
+        self.buffer = requests.max(1);
+        self
+    }
+
+    /// Uses `layer` for rate limiting, for example one over a Redis store shared by replicas
+    /// (`RateLimitLayer::builder().store(redis).follow(store.slot(&id))`).
+    pub fn rate_limit<St2: RateLimitStore>(
+        self,
+        layer: RateLimitLayer<St2>,
+    ) -> StackBuilder<K, S, St2> {
+        StackBuilder {
+            store: self.store,
+            id: self.id,
+            stable: self.stable,
+            canary: self.canary,
+            buffer: self.buffer,
+            rate_limit: layer,
+            probe: self.probe,
+        }
+    }
+
+    /// Checks both sides' endpoints with `probe` (an `HttpProbe`, a `GrpcProbe`, a `probe_fn`)
+    /// as the policy's `loadBalancing.healthCheck` says (every 200ms, unhealthy after 3 failures
+    /// by default).
+    pub fn health_checks(mut self, probe: impl Probe<K>) -> Self {
+        self.probe = Some(SharedProbe(Arc::new(probe)));
+        self
+    }
+}
+
+/// One probe shared by both sides' health tasks.
+struct SharedProbe<K>(Arc<dyn Probe<K>>);
+
+impl<K> Clone for SharedProbe<K> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<K: 'static> Probe<K> for SharedProbe<K> {
+    fn probe(&self, key: &K, check: &HealthCheck) -> ProbeFuture {
+        self.0.probe(key, check)
+    }
+}
+
+/// The request path of [`StackBuilder::build`] and the handles to watch and steer it.
+///
+/// Keep it alive while its service is used: dropping it stops the health checks, the canary's
+/// judge and the balancers' policy followers.
+///
+/// `T` is the routing service under the rate limit: a [`Route`] when built by a
+/// [`StackBuilder`].
+pub struct Stack<T, K, St: RateLimitStore = LocalStore> {
+    service: RateLimit<T, St>,
+    rate_limit: RateLimitLayer<St>,
+    stable: BalanceHandle<K>,
+    canary: Option<(CanaryHandle, BalanceHandle<K>)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<T, K, St: RateLimitStore> fmt::Debug for Stack<T, K, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("canary", &self.canary.is_some())
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone, K, St: RateLimitStore> Stack<T, K, St> {
+    /// The service to serve; clone it per connection or request.
+    #[must_use]
+    pub fn service(&self) -> RateLimit<T, St> {
+        self.service.clone()
+    }
+
+    /// The rate-limit layer in force (its [`metrics`](RateLimitLayer::metrics)).
+    pub fn rate_limit(&self) -> &RateLimitLayer<St> {
+        &self.rate_limit
+    }
+
+    /// The stable side's balancer.
+    #[must_use]
+    pub fn stable(&self) -> &BalanceHandle<K> {
+        &self.stable
+    }
+
+    /// The canary and the canary side's balancer, when there are canary endpoints.
+    #[must_use]
+    pub fn canary(&self) -> Option<(&CanaryHandle, &BalanceHandle<K>)> {
+        self.canary.as_ref().map(|(c, b)| (c, b))
+    }
+}
+
+impl<T, K, St: RateLimitStore> Drop for Stack<T, K, St> {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl<K, S, St> StackBuilder<K, S, St>
+where
+    K: Eq + Clone + Send + Sync + 'static,
+    St: RateLimitStore,
+{
+    /// Builds the stack and spawns its tasks: the balancers' policy followers, their health
+    /// checks (with a probe), the canary's judge. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StackError`] without stable endpoints, or when the canary cannot be built.
+    pub fn build<B, RB>(self) -> Result<BuiltStack<K, S, B, RB, St>, StackError>
+    where
+        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+        RB: Default + Send + 'static,
+    {
+        let Self {
+            store,
+            id,
+            stable,
+            canary,
+            buffer,
+            rate_limit,
+            probe,
+        } = self;
+        if stable.is_empty() {
+            return Err(StackError::NoEndpoint);
+        }
+        let slot = store.slot(&id);
+        let policy = slot
+            .load_full()
+            .and_then(|p| p.compiled().load_balancing().cloned())
+            .unwrap_or_default();
+        let mut tasks = Vec::new();
+        let mut side = |endpoints: Vec<(K, Weighted<S>)>| {
+            let balance = Balance::new(policy.clone(), endpoints);
+            let handle = balance.handle();
+            tasks.push(handle.follow(&store, &id).spawn());
+            if let Some(probe) = &probe {
+                tasks.push(balance.health_task(probe.clone()).spawn());
+            }
+            (Buffer::new(Http503::new(balance), buffer), handle)
+        };
+        let (stable_side, stable) = side(stable);
+        let (route, canary) = if canary.is_empty() {
+            let observed: fn(Response<RB>) -> Response<StackBody<RB>> =
+                |response| response.map(ObservedBody::observed);
+            (Either::Right(stable_side.map_response(observed)), None)
+        } else {
+            let (canary_side, endpoints) = side(canary);
+            let (router, judge) = Canary::new(stable_side, canary_side, slot)?;
+            let handle = router.handle();
+            tasks.push(judge.spawn());
+            (Either::Left(router), Some((handle, endpoints)))
+        };
+        Ok(Stack {
+            service: rate_limit.layer(route),
+            rate_limit,
+            stable,
+            canary,
+            tasks,
+        })
+    }
+}
