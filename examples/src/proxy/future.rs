@@ -1,4 +1,8 @@
 //! The response future of [`Proxy`](super::Proxy).
+//!
+//! Upstream failures are logged at `debug`, once per request: at `warn`, an upstream outage
+//! would write a line per request (STYLE habit 22, `SECURITY.md` "Log hygiene"); the balancer's
+//! health state and the status codes clients get are what operators watch.
 
 use std::convert::Infallible;
 use std::error::Error as _;
@@ -85,14 +89,14 @@ impl Future for ResponseFuture {
                     Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
                 }
                 Ok(Err(error)) => {
-                    tracing::warn!(%upstream, error = %Chain(&error), "upstream failed, answering 502");
+                    tracing::debug!(%upstream, error = %Chain(&error), "upstream failed, answering 502");
                     text_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused or closed the connection",
                     )
                 }
                 Err(_elapsed) => {
-                    tracing::warn!(%upstream, ?timeout, "upstream did not answer, answering 504");
+                    tracing::debug!(%upstream, ?timeout, "upstream did not answer, answering 504");
                     text_response(
                         StatusCode::GATEWAY_TIMEOUT,
                         "the upstream did not answer in time",

@@ -1,4 +1,4 @@
-//! Misbehaving upstreams on raw sockets, and the process's open file descriptors.
+//! Misbehaving upstreams on raw sockets.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -124,22 +124,4 @@ async fn answer(mut stream: TcpStream, behaviour: Behaviour, n: usize) {
 #[allow(deprecated)]
 fn socket2_linger_zero(stream: &TcpStream) -> std::io::Result<()> {
     stream.set_linger(Some(Duration::ZERO))
-}
-
-/// The number of file descriptors this process has open.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
-}
-
-/// Waits (up to 10s) until the open descriptors are within `slack` of `baseline`; returns the
-/// last count.
-pub async fn fds_settle(baseline: usize, slack: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = open_fds();
-        if now <= baseline + slack || tokio::time::Instant::now() > deadline {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

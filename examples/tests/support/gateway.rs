@@ -52,6 +52,10 @@ impl Named {
         self.failing.store(on, Ordering::Relaxed);
     }
 
+    pub fn port(&self) -> u16 {
+        self.server.local_addr().port()
+    }
+
     pub fn spec(&self, weight: u32) -> UpstreamSpec {
         format!("http://{},weight={weight}", self.server.local_addr())
             .parse()
