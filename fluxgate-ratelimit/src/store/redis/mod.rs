@@ -5,6 +5,7 @@ mod conn;
 mod error;
 mod future;
 mod health;
+mod invoke;
 mod keys;
 mod options;
 mod params;
@@ -77,8 +78,10 @@ static SCRIPT: LazyLock<redis::Script> =
 /// Both modes apply the same arithmetic as the [`LocalStore`] (see
 /// [`Quota`](crate::Quota)), in microseconds. Keys are laid out as
 /// `fluxgate:rl:{IDENTITY|KEY}:PARAMS` (a Redis Cluster hash tag per limit and client key), each
-/// a hash (`e`, `p`, `c`: window number and counts; or `t`: GCRA's arrival time) that expires
-/// two windows (or one burst) after its last use.
+/// one string (sliding window: the window number and both windows' counts, three little-endian
+/// doubles; GCRA: the theoretical arrival time in µs, in decimal) that expires two windows (or
+/// one burst) after its last use. The script reads it with one `GET` and writes it with one
+/// `SET … PX`: Redis runs Lua slowly next to a plain command, so it makes as few calls as it can.
 ///
 /// **Faults.** A call waits at most [`RedisOptions::timeout`] (5ms). The first failure opens a
 /// circuit breaker: decisions then fall back at once, without waiting, while one probe per
