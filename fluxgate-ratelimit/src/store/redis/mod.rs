@@ -161,15 +161,15 @@ impl LimiterInner {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`; `rediss://` when
-    /// the build has TLS) and checks that it answers.
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://`
+    /// for TLS: see [`RedisOptions::tls_root_certificate`]) and checks that it answers.
     ///
     /// # Errors
     ///
     /// [`RedisConnectError`]: a bad URL, refused credentials, or no answer within
     /// [`RedisOptions::connect_timeout`]. Messages never contain the password.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, RedisConnectError> {
-        let conn = Conn::single(url, options.connect_timeout).await?;
+        let conn = Conn::single(url, &options).await?;
         Ok(Self::new(conn, options, conn::password_of(url)))
     }
 
@@ -182,7 +182,7 @@ impl RedisStore {
         urls: &[String],
         options: RedisOptions,
     ) -> Result<Self, RedisConnectError> {
-        let conn = Conn::cluster(urls, options.connect_timeout).await?;
+        let conn = Conn::cluster(urls, &options).await?;
         let secret = urls.first().and_then(|u| conn::password_of(u));
         Ok(Self::new(conn, options, secret))
     }
