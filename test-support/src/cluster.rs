@@ -97,14 +97,8 @@ impl RedisCluster {
         for node in &self.nodes {
             command.arg(format!("127.0.0.1:{}", node.port()));
         }
-        let output = command
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Spawn {
-                program: "redis-cli",
-                source,
-            })?;
+        command.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let output = crate::output("redis-cli", &mut command)?;
         if !output.status.success() {
             return Err(Error::Cluster(
                 String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,7 +1,9 @@
 //! Test helpers for FluxGate: real `redis-server` processes on free loopback ports.
 //!
 //! Use [`RedisServer`] in tests that need one Redis (and may kill or restart it), and
-//! [`RedisCluster`] where Redis Cluster behaviour is tested. Both start the `redis-server` found on
+//! [`RedisCluster`] where Redis Cluster behaviour is tested. [`TestCa`] makes throwaway
+//! certificates (with the `openssl` command line) for a TLS-only server
+//! ([`RedisServerBuilder::tls`]). Both start the `redis-server` found on
 //! `PATH` (and `redis-cli` for the cluster), never touch the system Redis on port 6379, keep no
 //! data on disk (`--save "" --appendonly no`), and kill their processes when dropped.
 //!
@@ -25,9 +27,11 @@
 
 mod cluster;
 mod server;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use server::{RedisServer, RedisServerBuilder};
+pub use tls::TestCa;
 
 use std::time::Duration;
 
@@ -58,9 +62,23 @@ pub enum Error {
         /// How long it was given.
         timeout: Duration,
     },
+    /// `openssl` could not make the test certificates.
+    #[error("cannot make test certificates: {0}")]
+    Tls(String),
     /// `redis-cli --cluster create` failed, or the cluster did not reach `cluster_state:ok`.
     #[error("cannot form the cluster: {0}")]
     Cluster(String),
+}
+
+/// Runs `command` (`program`) to its end with no input; its output whatever the exit status.
+fn output(
+    program: &'static str,
+    command: &mut std::process::Command,
+) -> Result<std::process::Output, Error> {
+    command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn { program, source })
 }
 
 /// Sleeps the current thread; these helpers are blocking by design.

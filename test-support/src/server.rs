@@ -3,7 +3,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use crate::{Error, START_TIMEOUT, pause};
+use crate::{Error, START_TIMEOUT, TestCa, pause};
 
 /// One `redis-server` process on a free loopback port, killed when dropped.
 ///
@@ -20,16 +20,29 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     extra: Vec<String>,
+    tls: Option<Tls>,
     child: Option<Child>,
 }
 
-/// Options of a [`RedisServer`]: a password, extra `redis-server` arguments.
+/// A TLS-only server's certificates, and whether it requires client certificates.
+#[derive(Debug, Clone)]
+struct Tls {
+    ca: TestCa,
+    auth_clients: bool,
+}
+
+/// Options of a [`RedisServer`]: a password, TLS, extra `redis-server` arguments.
 ///
 /// ```
-/// use fluxgate_test_support::RedisServer;
+/// use fluxgate_test_support::{RedisServer, TestCa};
 ///
 /// let server = RedisServer::builder().arg("--maxmemory").arg("10mb").start()?;
 /// assert!(server.ping());
+///
+/// let ca = TestCa::generate()?;
+/// let tls = RedisServer::builder().password("s3cret").tls(&ca).start()?;
+/// assert!(tls.url().starts_with("rediss://:s3cret@127.0.0.1:"));
+/// assert!(tls.ping());
 /// # Ok::<(), fluxgate_test_support::Error>(())
 /// ```
 #[derive(Debug, Default, Clone)]
@@ -38,6 +51,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     extra: Vec<String>,
     port: Option<u16>,
+    tls: Option<Tls>,
 }
 
 impl RedisServerBuilder {
@@ -50,6 +64,25 @@ impl RedisServerBuilder {
     /// Adds one argument to the `redis-server` command line.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra.push(arg.into());
+        self
+    }
+
+    /// Serves TLS only (`--port 0 --tls-port PORT`) with `ca`'s server certificate, not asking
+    /// clients for certificates; [`url`](RedisServer::url) then starts with `rediss://`.
+    pub fn tls(mut self, ca: &TestCa) -> Self {
+        self.tls = Some(Tls {
+            ca: ca.clone(),
+            auth_clients: false,
+        });
+        self
+    }
+
+    /// Serves TLS only and requires a client certificate signed by `ca` (mutual TLS).
+    pub fn mutual_tls(mut self, ca: &TestCa) -> Self {
+        self.tls = Some(Tls {
+            ca: ca.clone(),
+            auth_clients: true,
+        });
         self
     }
 
@@ -73,6 +106,7 @@ impl RedisServerBuilder {
             port,
             password: self.password,
             extra: self.extra,
+            tls: self.tls,
             child: None,
         };
         server.spawn()?;
@@ -101,19 +135,34 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://[:PASSWORD@]127.0.0.1:PORT`.
+    /// `redis://[:PASSWORD@]127.0.0.1:PORT` (`rediss://` with TLS).
     #[must_use]
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
-    /// Whether the server answers `PING` now (authenticating first when it has a password).
+    /// The CA whose certificates the server uses, when it serves TLS.
+    #[must_use]
+    pub fn tls(&self) -> Option<&TestCa> {
+        self.tls.as_ref().map(|tls| &tls.ca)
+    }
+
+    /// Whether the server answers `PING` now (authenticating first when it has a password;
+    /// through `redis-cli --tls` when it serves TLS).
     #[must_use]
     pub fn ping(&self) -> bool {
-        ping(self.port, self.password.as_deref())
+        match &self.tls {
+            Some(tls) => ping_tls(self.port, self.password.as_deref(), &tls.ca),
+            None => ping(self.port, self.password.as_deref()),
+        }
     }
 
     /// The server process's id while it runs (for signals such as SIGSTOP/SIGCONT in fault tests).
@@ -142,8 +191,22 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), Error> {
         let mut command = Command::new("redis-server");
+        let port = self.port.to_string();
+        match &self.tls {
+            Some(tls) => {
+                let path = |p: std::path::PathBuf| p.display().to_string();
+                let auth = if tls.auth_clients { "yes" } else { "no" };
+                command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .args(["--tls-cert-file", &path(tls.ca.server_cert())])
+                    .args(["--tls-key-file", &path(tls.ca.server_key())])
+                    .args(["--tls-ca-cert-file", &path(tls.ca.ca_cert())])
+                    .args(["--tls-auth-clients", auth])
+            }
+            None => command.args(["--port", &port]),
+        };
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--dir", &std::env::temp_dir().display().to_string()])
             .stdout(Stdio::null())
@@ -238,4 +301,27 @@ pub(crate) fn ping(port: u16, password: Option<&str>) -> bool {
     }
     line.clear();
     reader.read_line(&mut line).is_ok() && line == "+PONG\r\n"
+}
+
+/// `PING` through `redis-cli --tls`, trusting `ca` and showing its client certificate.
+fn ping_tls(port: u16, password: Option<&str>, ca: &TestCa) -> bool {
+    let dir = ca.dir();
+    let mut command = Command::new("redis-cli");
+    command
+        .args(["--tls", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg("--cacert")
+        .arg(ca.ca_cert())
+        .arg("--cert")
+        .arg(dir.join("client.crt"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(password) = password {
+        command.args(["--no-auth-warning", "-a", password]);
+    }
+    command
+        .arg("PING")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
 }

@@ -42,9 +42,11 @@ mod error;
 mod follower;
 mod record;
 mod scripts;
+mod tls;
 mod writer;
 
 pub use error::{RedisStoreError, redact_url};
 pub use follower::{RedisSource, RedisSourceHandle, RedisSourceStatus};
 pub use record::{StoredPolicy, changes_channel, policies_key, versions_key};
+pub use tls::install_tls_provider;
 pub use writer::{PolicyVersion, RedisPolicies};

@@ -62,7 +62,7 @@ impl std::fmt::Debug for RedisPolicies {
 }
 
 impl RedisPolicies {
-    /// Connects to Redis at `url` (`redis://[:PASSWORD@]HOST:PORT[/DB]`).
+    /// Connects to Redis at `url` (`redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS).
     ///
     /// # Errors
     ///
@@ -271,8 +271,10 @@ fn parse_version(namespace: &str, name: &str, text: &str) -> Result<u64, RedisSt
     })
 }
 
-/// A client for `url`, or [`RedisStoreError::InvalidUrl`].
+/// A client for `url` (`rediss://`: TLS, see [`install_tls_provider`](super::install_tls_provider)),
+/// or [`RedisStoreError::InvalidUrl`].
 pub(super) fn open(url: &str) -> Result<redis::Client, RedisStoreError> {
+    super::install_tls_provider();
     redis::Client::open(url).map_err(|source| RedisStoreError::InvalidUrl {
         url: redact_url(url),
         source,

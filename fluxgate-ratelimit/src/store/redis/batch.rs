@@ -1,8 +1,11 @@
 //! Strict decisions on one server, batched: requests that arrive while a call is on the wire
 //! wait together and go in the next call, one script call deciding each of them atomically.
 //!
-//! The call is made by a flusher task, spawned when the first request finds none running, which
-//! drains the queue until it is empty. A request that stops waiting (its timeout) leaves its
+//! A request that finds no call on the wire and carries no synced units makes its own call at
+//! once, inline (at concurrency 1, no task and no channel on the way). Otherwise the call is made
+//! by a flusher task, spawned when the first request finds none running, which drains the queue
+//! until it is empty; an inline call that ends (or is dropped: its timeout) with requests waiting
+//! hands them to a new flusher, so none is stranded. A request that stops waiting leaves its
 //! place; the flusher then takes its synced units back (or in, if the call was made).
 
 use std::sync::atomic::Ordering;
@@ -40,7 +43,7 @@ struct Pending {
     reply: oneshot::Sender<Result<Verdict, CallError>>,
 }
 
-/// Queues `items` for the next call and waits for its answer.
+/// Decides `items` in the next call (or its own, inline) and waits for the answer.
 pub(crate) async fn submit(
     shared: &Arc<Shared>,
     items: Arc<[Item]>,
@@ -57,16 +60,55 @@ pub(crate) async fn submit(
             }
         };
     };
-    let (reply, answer) = oneshot::channel();
-    let start = {
+    let carried = items.iter().any(|i| i.deltas.is_some());
+    let queued = {
         let mut queue = shared.batcher.lock();
-        queue.waiting.push(Pending { items, now, reply });
-        !std::mem::replace(&mut queue.running, true)
+        let idle = !std::mem::replace(&mut queue.running, true);
+        (!idle || carried).then(|| {
+            let (reply, answer) = oneshot::channel();
+            let items = Arc::clone(&items);
+            queue.waiting.push(Pending { items, now, reply });
+            (idle, answer)
+        })
     };
-    if start {
-        runtime.spawn(flush(Arc::clone(shared)));
+    if let Some((idle, answer)) = queued {
+        if idle {
+            runtime.spawn(flush(Arc::clone(shared)));
+        }
+        return answer.await.unwrap_or(Err(CallError::Reply));
     }
-    answer.await.unwrap_or(Err(CallError::Reply))
+    // Inline: nothing to take back if the call fails or is dropped (no synced units carried).
+    let _handoff = Handoff { shared, runtime };
+    count_call(shared);
+    let mut verdicts = call(shared, &[(&items[..], now)]).await?;
+    Ok(verdicts.pop().unwrap_or_default())
+}
+
+/// Ends an inline call (however it ends): hands the requests that queued meanwhile to a
+/// flusher, or marks the batcher idle.
+struct Handoff<'a> {
+    shared: &'a Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Handoff<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.shared.batcher.lock();
+        if queue.waiting.is_empty() {
+            queue.running = false;
+        } else {
+            drop(queue);
+            self.runtime.spawn(flush(Arc::clone(self.shared)));
+        }
+    }
+}
+
+fn count_call(shared: &Shared) {
+    shared
+        .breaker
+        .counts
+        .strict_calls
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 impl Batcher {
@@ -132,11 +174,7 @@ async fn flush(shared: Arc<Shared>) {
                 .unwrap_or(Err(CallError::Timeout(longest + GRACE))),
             None => call(&shared, &groups).await,
         };
-        shared
-            .breaker
-            .counts
-            .strict_calls
-            .fetch_add(1, Ordering::Relaxed);
+        count_call(&shared);
         match result {
             Ok(verdicts) => {
                 for (pending, verdict) in batch.into_iter().zip(verdicts) {
@@ -156,7 +194,7 @@ async fn flush(shared: Arc<Shared>) {
 /// One script call deciding `groups` (each a request's items and time); a verdict per group.
 async fn call(shared: &Shared, groups: &[(&[Item], u64)]) -> Result<Vec<Verdict>, CallError> {
     let mut conn = shared.conn.clone();
-    let reply: Vec<i64> = super::strict::invocation(shared, groups, "d", true)
+    let reply: Vec<i64> = super::invoke::invocation(shared, groups, "d", true)
         .invoke_async(&mut conn)
         .await
         .map_err(CallError::redis)?;

@@ -7,6 +7,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
+use super::RedisOptions;
 use super::error::{RedisConnectError, connect_error};
 
 /// A connection that reconnects by itself (with backoff); cloning shares it, and concurrent
@@ -35,10 +36,19 @@ pub(crate) fn password_of(url: &str) -> Option<String> {
 
 impl Conn {
     /// Connects to one server and checks it answers (and accepts the credentials).
-    pub(crate) async fn single(url: &str, timeout: Duration) -> Result<Self, RedisConnectError> {
+    pub(crate) async fn single(
+        url: &str,
+        options: &RedisOptions,
+    ) -> Result<Self, RedisConnectError> {
+        let timeout = options.connect_timeout;
         let secret = password_of(url);
         let fail = |e: &redis::RedisError| connect_error(url, secret.as_deref(), e);
-        let client = redis::Client::open(url).map_err(|e| fail(&e))?;
+        fluxgate_core::store::install_tls_provider();
+        let client = match &options.tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| fail(&e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None)
@@ -58,16 +68,20 @@ impl Conn {
     /// Connects to a cluster through `urls` (seed nodes); the password comes from the URLs.
     pub(crate) async fn cluster(
         urls: &[String],
-        timeout: Duration,
+        options: &RedisOptions,
     ) -> Result<Self, RedisConnectError> {
+        let timeout = options.connect_timeout;
         let first = urls.first().map_or("", String::as_str);
         let secret = password_of(first);
         let fail = |e: &redis::RedisError| connect_error(first, secret.as_deref(), e);
-        let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        fluxgate_core::store::install_tls_provider();
+        let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
             .connection_timeout(timeout)
-            .retries(2)
-            .build()
-            .map_err(|e| fail(&e))?;
+            .retries(2);
+        if let Some(certs) = &options.tls {
+            builder = builder.certs(certs.clone());
+        }
+        let client = builder.build().map_err(|e| fail(&e))?;
         let connection = tokio::time::timeout(timeout, client.get_async_connection())
             .await
             .map_err(|_| unreachable(first, timeout))?

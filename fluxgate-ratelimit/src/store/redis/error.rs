@@ -30,6 +30,16 @@ pub enum RedisConnectError {
         /// Redis' answer.
         message: String,
     },
+    /// The TLS handshake failed (`rediss://`): the server's certificate is not trusted (see
+    /// [`RedisOptions::tls_root_certificate`](super::RedisOptions::tls_root_certificate)) or
+    /// not for this host, or the server wants a client certificate.
+    #[error("TLS with Redis at {url} failed: {message}")]
+    Tls {
+        /// The URL, without its password.
+        url: String,
+        /// rustls' reason.
+        message: String,
+    },
     /// Redis could not be reached in time.
     #[error("cannot reach Redis at {url}: {message}")]
     Unreachable {
@@ -66,11 +76,33 @@ pub(crate) fn connect_error(
         || error.kind() == redis::ErrorKind::AuthenticationFailed;
     if auth {
         RedisConnectError::Auth { url, message }
+    } else if is_tls(error) {
+        RedisConnectError::Tls { url, message }
     } else if error.kind() == redis::ErrorKind::InvalidClientConfig {
         RedisConnectError::InvalidUrl { url, message }
     } else {
         RedisConnectError::Unreachable { url, message }
     }
+}
+
+/// Whether a rustls error caused `error` (redis-rs keeps it inside an `io::Error`, itself in an
+/// `Arc`, which `source()` skips over).
+fn is_tls(error: &redis::RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let rustls = |e: &(dyn std::error::Error + Send + Sync + 'static)| {
+        e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+    };
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<Shared>().is_some_and(|arc| rustls(&**arc)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub enum RedisClock {
 
 /// Options of a [`RedisStore`](super::RedisStore); every field has a documented default.
 ///
+/// `rediss://` URLs connect with TLS (rustls), verifying the server against the system's
+/// trusted roots, or against [`tls_root_certificate`](Self::tls_root_certificate) when set.
+///
 /// The defaults follow a policy's `spec.rateLimit.sync` and `onStoreFailure` defaults: synced
 /// mode, a 50ms sync interval, a 5ms decision timeout, local fallback. A limit that carries its
 /// own settings (a [`LimitSync`](crate::store::LimitSync), as every limit of a policy does)
@@ -58,6 +61,8 @@ pub struct RedisOptions {
     pub(crate) max_keys: usize,
     pub(crate) probe_min: Duration,
     pub(crate) probe_max: Duration,
+    /// Certificates for `rediss://` (a private CA, a client certificate); `Debug` redacts them.
+    pub(crate) tls: Option<redis::TlsCertificates>,
 }
 
 impl Default for RedisOptions {
@@ -81,6 +86,7 @@ impl RedisOptions {
             max_keys: super::super::DEFAULT_MAX_KEYS,
             probe_min: Duration::from_millis(50),
             probe_max: Duration::from_secs(2),
+            tls: None,
         }
     }
 
@@ -147,9 +153,54 @@ impl RedisOptions {
         self
     }
 
+    /// Trusts `pem` (one or more PEM certificates, a private CA's) for `rediss://` servers,
+    /// instead of the system's trusted roots. A TLS option with a `redis://` URL is an
+    /// [`InvalidUrl`](super::RedisConnectError::InvalidUrl) error when connecting.
+    ///
+    /// ```
+    /// use fluxgate_ratelimit::store::RedisOptions;
+    ///
+    /// let ca = b"-----BEGIN CERTIFICATE-----\n...".to_vec(); // std::fs::read("ca.crt")
+    /// let options = RedisOptions::new().tls_root_certificate(ca);
+    /// assert!(!format!("{options:?}").contains("BEGIN"));
+    /// ```
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.get_or_insert_with(no_certificates).root_cert = Some(pem.into());
+        self
+    }
+
+    /// Shows `cert` (a PEM certificate chain) and `key` (its PEM private key) to servers that
+    /// require client certificates (mutual TLS, `tls-auth-clients yes`).
+    ///
+    /// ```
+    /// use fluxgate_ratelimit::store::RedisOptions;
+    ///
+    /// let (cert, key) = (b"-----BEGIN CERTIFICATE-----\n...", b"-----BEGIN PRIVATE KEY-----\n...");
+    /// let options = RedisOptions::new().tls_client_certificate(cert.to_vec(), key.to_vec());
+    /// assert!(!format!("{options:?}").contains("PRIVATE"));
+    /// ```
+    pub fn tls_client_certificate(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.get_or_insert_with(no_certificates).client_tls = Some(redis::ClientTlsConfig {
+            client_cert: cert.into(),
+            client_key: key.into(),
+        });
+        self
+    }
+
     /// The sync interval in force.
     #[must_use]
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+}
+
+fn no_certificates() -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: None,
     }
 }

@@ -12,6 +12,7 @@ use redis::RedisError;
 use super::batch;
 use super::conn::Conn;
 use super::error::{Scrubbed, scrub};
+use super::invoke::invocation;
 use super::synced::Deltas;
 use super::{LimiterInner, Shared};
 use crate::store::{Checks, KeyRef, Outcome, RateLimitStore, StoreError, Verdict};
@@ -135,34 +136,6 @@ pub(crate) fn restore(items: &[Item]) {
             item.limiter.table.restore(item.hash, deltas);
         }
     }
-}
-
-/// The script's arguments for `groups` (each the items of one request and its time) with
-/// operation `op`; `carry`: send the items' synced units.
-pub(crate) fn invocation<'s>(
-    shared: &'s Shared,
-    groups: &[(&[Item], u64)],
-    op: &str,
-    carry: bool,
-) -> redis::ScriptInvocation<'s> {
-    let mut inv = shared.script.prepare_invoke();
-    inv.arg(op).arg(groups.len());
-    for (items, now) in groups {
-        inv.arg(shared.now_arg(*now)).arg(items.len());
-    }
-    for item in groups.iter().flat_map(|(items, _)| items.iter()) {
-        let (algo, a, b) = item.limiter.params.script_args();
-        let (tag, dp, dc) = item.deltas.filter(|_| carry).unwrap_or_default();
-        inv.key(&item.name)
-            .arg(algo)
-            .arg(a)
-            .arg(b)
-            .arg(if item.shadow { "1" } else { "0" })
-            .arg(tag)
-            .arg(dp)
-            .arg(dc);
-    }
-    inv
 }
 
 /// A cluster keeps each limit's key in its own slot: one call per check, in order, and the

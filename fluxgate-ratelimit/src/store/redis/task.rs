@@ -10,7 +10,8 @@ use fluxgate_core::policy::SyncMode;
 use futures::future::{BoxFuture, FutureExt, join_all};
 
 use super::conn::Conn;
-use super::strict::{CallError, Item, OwnedKey, invocation};
+use super::invoke::invocation;
+use super::strict::{CallError, Item, OwnedKey};
 use super::{LimiterInner, RedisStore, Shared};
 
 /// Keys pushed per script call (single server) or per concurrent batch (cluster).
