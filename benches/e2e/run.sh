@@ -36,23 +36,7 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 echo "== building (release): e2e_upstream, the gateway example"
 cargo build --release -q -p fluxgate-benches --bin e2e_upstream -p fluxgate-examples --example gateway
 
-WORK="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+. benches/e2e/common.sh
 
 "$TARGET/release/e2e_upstream" "127.0.0.1:$UP_PORT" >"$WORK/upstream.log" 2>&1 &
 pids+=($!)
