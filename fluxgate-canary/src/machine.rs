@@ -165,10 +165,7 @@ impl Machine {
                     now,
                 );
             }
-            Some(_) => {
-                self.phase = Phase::Promoted;
-                self.decide(Decision::Promoted { manual: false }, now);
-            }
+            Some(_) => self.promote(false, now),
             None => self.decide(Decision::Passed { samples }, now),
         }
     }
@@ -189,6 +186,13 @@ impl Machine {
         }
     }
 
+    /// Promotion: every unmatched request goes to the canary, and the weight says so.
+    fn promote(&mut self, manual: bool, now: Instant) {
+        self.phase = Phase::Promoted;
+        self.weight = 100;
+        self.decide(Decision::Promoted { manual }, now);
+    }
+
     fn roll_back(&mut self, reason: RollbackReason, now: Instant) {
         self.phase = Phase::RolledBack;
         self.weight = 0;
@@ -202,10 +206,7 @@ impl Machine {
             phase: self.phase,
         };
         match (action, self.phase) {
-            (Action::Promote, Phase::Progressing | Phase::Paused) => {
-                self.phase = Phase::Promoted;
-                self.decide(Decision::Promoted { manual: true }, now);
-            }
+            (Action::Promote, Phase::Progressing | Phase::Paused) => self.promote(true, now),
             (Action::Abort, Phase::Progressing | Phase::Paused | Phase::Promoted) => {
                 self.roll_back(RollbackReason::Manual, now);
             }

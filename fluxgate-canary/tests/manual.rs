@@ -22,6 +22,7 @@ async fn promote_sends_everything_to_the_canary() {
         handle.snapshot().last_decision,
         Some((Decision::Promoted { manual: true }, _))
     ));
+    assert_eq!(handle.snapshot().weight, 100);
     assert_eq!(
         handle.promote(),
         Err(CanaryError::InvalidTransition {

@@ -32,7 +32,8 @@ async fn steps_advance_while_analysis_passes_and_the_last_one_promotes() {
         weights.push(snapshot.weight);
         assert_eq!(snapshot.failed_checks, 0);
     }
-    assert_eq!(weights, [5, 10, 25, 50, 50]);
+    // The last interval passes at 50: promoted, and the weight says 100.
+    assert_eq!(weights, [5, 10, 25, 50, 100]);
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.phase, Phase::Promoted);
     assert_eq!(snapshot.transitions.advanced, 3);

@@ -283,10 +283,7 @@ fn timeline(out: &mut String, run: &Run<'_>) {
         let to = (from + 5).min(n);
         let t = Totals::of(run.tally, from..to);
         let point = status_at(run, to as f64);
-        let weight = point.map_or("?".to_owned(), |p| match p.phase.as_str() {
-            "promoted" => "100%*".to_owned(),
-            _ => format!("{}%", p.weight),
-        });
+        let weight = point.map_or("?".to_owned(), |p| format!("{}%", p.weight));
         let state = point.and_then(|p| failed_state(run, p)).map_or("?", |s| {
             match (s.healthy, s.drained.as_deref()) {
                 (true, None) => "in rotation",
@@ -317,10 +314,6 @@ fn timeline(out: &mut String, run: &Run<'_>) {
             )),
         );
     }
-    let _ = writeln!(
-        out,
-        "(*: promoted, all unmatched traffic to the canary; the status keeps the last step's weight)"
-    );
 }
 
 fn failure(out: &mut String, run: &Run<'_>, drain: Option<&Drain>) {
