@@ -78,14 +78,21 @@ pub struct Canary<S, C> {
 }
 
 impl<S: Clone, C: Clone> Clone for Canary<S, C> {
-    /// A clone shares the canary's state, starts unready and gets its own split sequence.
+    /// A clone shares the canary's state, starts unready and gets its own split sequence. It
+    /// takes this router's view of the windows and rules (refreshed on its first call if the
+    /// policy changed since): clones are made per connection or per request.
     fn clone(&self) -> Self {
-        Self::from_parts(
-            self.stable.clone(),
-            self.canary.clone(),
-            self.shared.clone(),
-            self.alive.clone(),
-        )
+        Self {
+            stable: self.stable.clone(),
+            canary: self.canary.clone(),
+            shared: Arc::clone(&self.shared),
+            alive: Arc::clone(&self.alive),
+            windows: Arc::clone(&self.windows),
+            rules: Arc::clone(&self.rules),
+            version: self.version,
+            seq: self.shared.seed(),
+            ready: [false; 2],
+        }
     }
 }
 
