@@ -1,12 +1,15 @@
 //! `rediss://` for the Redis policy source and writer: servers are verified against the system's
-//! roots, which `SSL_CERT_FILE` replaces (a private CA); an untrusted server is an `Unreachable`
-//! error that never shows the password.
+//! roots, which `SSL_CERT_FILE` replaces, or against a private CA given in code ([`RedisTls`],
+//! with a client certificate for mutual TLS); an untrusted server is an `Unreachable` error that
+//! never shows the password.
 #![cfg(feature = "redis")]
 
 use std::process::Command;
 
 use fluxgate_core::policy::{TrafficPolicy, parse_policies};
-use fluxgate_core::store::{RedisPolicies, RedisStoreError};
+use fluxgate_core::store::{
+    PolicyId, PolicyStore, RedisPolicies, RedisSource, RedisStoreError, RedisTls,
+};
 use fluxgate_test_support::{RedisServer, TestCa};
 
 const PASSWORD: &str = "tls-pw-s3cret";
@@ -49,4 +52,32 @@ async fn rediss_is_verified_against_the_system_roots() {
         .status()
         .unwrap();
     assert!(status.success(), "the child failed: {status}");
+}
+
+#[tokio::test]
+async fn a_private_ca_and_a_client_certificate_are_given_in_code() {
+    let ca = TestCa::generate().unwrap();
+    let server = RedisServer::builder()
+        .password(PASSWORD)
+        .mutual_tls(&ca)
+        .start()
+        .unwrap();
+    let trusted = RedisTls::new().root_certificate(ca.ca_pem());
+    // The server asks for a client certificate: without one, no connection.
+    let refused = RedisPolicies::connect_with_tls(&server.url(), &trusted).await;
+    assert!(
+        matches!(refused, Err(RedisStoreError::Unreachable { .. })),
+        "{refused:?}"
+    );
+    let tls = trusted.client_certificate(ca.client_cert_pem(), ca.client_key_pem());
+    let writer = RedisPolicies::connect_with_tls(&server.url(), &tls)
+        .await
+        .unwrap();
+    writer.apply("tls", &[policy()]).await.unwrap();
+    // A follower with the same certificates loads what the writer wrote.
+    let store = PolicyStore::new();
+    let mut source = RedisSource::with_tls(&server.url(), "tls", store.clone(), &tls).unwrap();
+    let report = source.load().await.unwrap();
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    assert!(store.slot(&PolicyId::new("tls", "a")).load().is_some());
 }

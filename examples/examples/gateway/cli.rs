@@ -51,6 +51,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
 
+    /// A CA certificate (PEM) to verify a rediss:// server with, instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) redis_ca: Option<PathBuf>,
+
     /// How many gateway replicas share the Redis rate limits: while Redis is unreachable, each
     /// replica limits locally at its share (1/N) of the policy's rate.
     #[arg(long, value_name = "N", default_value_t = 1)]

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fluxgate_core::store::{RedisSource, redact_url};
+use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
 use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_examples::policy::GatewayPolicy;
 use fluxgate_examples::proxy::ProxyConfig;
@@ -62,11 +62,19 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let id = policy.id().clone();
     tracing::info!(path = %policy_path.display(), %id, "policy loaded");
 
+    // A private CA for rediss:// (both the policy source and the rate-limit store use it).
+    let redis_ca = match &args.redis_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
     // Redis takes over from the file for policies it holds under the same namespace and name.
     let _following_redis = match &args.redis {
         Some(url) => {
             let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
-            let source = RedisSource::new(url, namespace, policy.store().clone())?;
+            let tls = redis_ca
+                .iter()
+                .fold(RedisTls::new(), |tls, ca| tls.root_certificate(ca.clone()));
+            let source = RedisSource::with_tls(url, namespace, policy.store().clone(), &tls)?;
             tracing::info!(redis = %redact_url(url), namespace, "following policies in Redis");
             Some(source.spawn())
         }
@@ -94,7 +102,10 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     // With Redis, replicas enforce one quota together; the sync task stops when dropped.
     let _rate_limit_sync = match &args.redis {
         Some(url) => {
-            let options = RedisOptions::new().replicas(args.replicas.max(1));
+            let mut options = RedisOptions::new().replicas(args.replicas.max(1));
+            if let Some(ca) = &redis_ca {
+                options = options.tls_root_certificate(ca.clone());
+            }
             let store = RedisStore::connect(url, options).await?;
             tracing::info!(redis = %redact_url(url), replicas = args.replicas, "rate limits shared through Redis");
             let sync = store.spawn_sync();

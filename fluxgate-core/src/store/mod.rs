@@ -72,8 +72,8 @@ pub use id::PolicyId;
 #[cfg(feature = "redis")]
 pub use redis::{
     PolicyVersion, RedisPolicies, RedisSource, RedisSourceHandle, RedisSourceStatus,
-    RedisStoreError, StoredPolicy, changes_channel, install_tls_provider, policies_key, redact_url,
-    versions_key,
+    RedisStoreError, RedisTls, StoredPolicy, changes_channel, install_tls_provider, policies_key,
+    redact_url, versions_key,
 };
 pub use slot::{AppliedPolicy, PolicySlot, StoreClosed};
 pub use status::{ApplyReport, Change, PolicySummary, Rejection, StoreStatus};

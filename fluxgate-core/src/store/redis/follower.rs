@@ -12,7 +12,7 @@ use tokio::time::timeout;
 
 use super::record::{Message, policies_key, versions_key};
 use super::writer::{CONNECT_TIMEOUT, open, unreachable};
-use super::{RedisStoreError, StoredPolicy, changes_channel, redact_url};
+use super::{RedisStoreError, RedisTls, StoredPolicy, changes_channel, redact_url};
 use crate::store::{ApplyReport, Change, PolicyId, PolicyStore};
 
 /// How a [`RedisSource`] is doing, for status pages and tests.
@@ -92,8 +92,23 @@ impl RedisSource {
     ///
     /// [`RedisStoreError::InvalidUrl`].
     pub fn new(url: &str, namespace: &str, store: PolicyStore) -> Result<Self, RedisStoreError> {
+        Self::with_tls(url, namespace, store, &RedisTls::new())
+    }
+
+    /// A follower like [`new`](Self::new), with certificates for a `rediss://` URL (a private
+    /// CA, a client certificate).
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError::InvalidUrl`].
+    pub fn with_tls(
+        url: &str,
+        namespace: &str,
+        store: PolicyStore,
+        tls: &RedisTls,
+    ) -> Result<Self, RedisStoreError> {
         Ok(Self {
-            client: open(url)?,
+            client: open(url, tls)?,
             url: redact_url(url),
             namespace: namespace.to_owned(),
             store,

@@ -48,5 +48,5 @@ mod writer;
 pub use error::{RedisStoreError, redact_url};
 pub use follower::{RedisSource, RedisSourceHandle, RedisSourceStatus};
 pub use record::{StoredPolicy, changes_channel, policies_key, versions_key};
-pub use tls::install_tls_provider;
+pub use tls::{RedisTls, install_tls_provider};
 pub use writer::{PolicyVersion, RedisPolicies};

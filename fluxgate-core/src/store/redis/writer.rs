@@ -6,7 +6,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::record::{policies_key, policy_json, versions_key};
 use super::scripts::{APPLY_SCRIPT, DELETE_SCRIPT};
-use super::{RedisStoreError, StoredPolicy, changes_channel, redact_url};
+use super::{RedisStoreError, RedisTls, StoredPolicy, changes_channel, redact_url};
 use crate::policy::TrafficPolicy;
 use crate::store::{Change, PolicyId, PolicyStore};
 
@@ -68,7 +68,18 @@ impl RedisPolicies {
     ///
     /// [`RedisStoreError::InvalidUrl`], or [`RedisStoreError::Unreachable`] after 2 seconds.
     pub async fn connect(url: &str) -> Result<Self, RedisStoreError> {
-        let client = open(url)?;
+        Self::connect_with_tls(url, &RedisTls::new()).await
+    }
+
+    /// Connects like [`connect`](Self::connect), with certificates for a `rediss://` URL (a
+    /// private CA, a client certificate).
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError::InvalidUrl`], or [`RedisStoreError::Unreachable`] after 2 seconds
+    /// (an untrusted server included).
+    pub async fn connect_with_tls(url: &str, tls: &RedisTls) -> Result<Self, RedisStoreError> {
+        let client = open(url, tls)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -273,12 +284,12 @@ fn parse_version(namespace: &str, name: &str, text: &str) -> Result<u64, RedisSt
 
 /// A client for `url` (`rediss://`: TLS, see [`install_tls_provider`](super::install_tls_provider)),
 /// or [`RedisStoreError::InvalidUrl`].
-pub(super) fn open(url: &str) -> Result<redis::Client, RedisStoreError> {
-    super::install_tls_provider();
-    redis::Client::open(url).map_err(|source| RedisStoreError::InvalidUrl {
-        url: redact_url(url),
-        source,
-    })
+pub(super) fn open(url: &str, tls: &RedisTls) -> Result<redis::Client, RedisStoreError> {
+    tls.client(url)
+        .map_err(|source| RedisStoreError::InvalidUrl {
+            url: redact_url(url),
+            source,
+        })
 }
 
 pub(super) fn unreachable(url: &str, error: &redis::RedisError) -> RedisStoreError {
