@@ -60,7 +60,7 @@ use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use crate::upstream::UpstreamSpec;
@@ -172,7 +172,10 @@ impl Gateway {
             }
         };
         Ok(Self {
-            service: GatewayService { inner },
+            service: GatewayService {
+                inner,
+                failed: None,
+            },
             stack,
         })
     }
@@ -264,9 +267,23 @@ enum Limited {
 }
 
 /// The whole request path as one service; see the [module docs](self).
-#[derive(Debug, Clone)]
+///
+/// Its readiness is the stack's (the buffers give backpressure); a stack that fails to become
+/// ready (a closed buffer) makes the next call answer `502`. A clone starts with no readiness.
+#[derive(Debug)]
 pub struct GatewayService {
     inner: Limited,
+    /// Why the last `poll_ready` of the stack failed, answered by the next call.
+    failed: Option<BoxError>,
+}
+
+impl Clone for GatewayService {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            failed: None,
+        }
+    }
 }
 
 impl<B> Service<Request<B>> for GatewayService
@@ -278,16 +295,29 @@ where
     type Error = Infallible;
     type Future = BoxFuture<Response<ProxyBody>, Infallible>;
 
-    /// Always ready: readiness is awaited per request in `call` (the buffers give backpressure).
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        let ready = match &mut self.inner {
+            Limited::Local(inner) => inner.poll_ready(cx),
+            Limited::Redis(inner) => inner.poll_ready(cx),
+        };
+        match ready {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.failed = result.err();
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
+    /// Calls the stack made ready by `poll_ready` (no clone of the stack per request).
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Some(error) = self.failed.take() {
+            return Box::pin(std::future::ready(answer::<ProxyBody>(Err(error))));
+        }
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        match &self.inner {
-            Limited::Local(inner) => Box::pin(inner.clone().oneshot(request).map(answer)),
-            Limited::Redis(inner) => Box::pin(inner.clone().oneshot(request).map(answer)),
+        match &mut self.inner {
+            Limited::Local(inner) => Box::pin(inner.call(request).map(answer)),
+            Limited::Redis(inner) => Box::pin(inner.call(request).map(answer)),
         }
     }
 }
