@@ -50,7 +50,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use fluxgate::admin::{Admin, AdminBuilder};
 pub use fluxgate::stack::StackError;
-use fluxgate::stack::{Route as StackRoute, Stack, StackBuilder};
+use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::health::HttpProbe;
 use fluxgate_canary::CanaryHandle;
@@ -312,7 +312,7 @@ where
     /// Calls the stack made ready by `poll_ready` (no clone of the stack per request).
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if let Some(error) = self.failed.take() {
-            return Box::pin(std::future::ready(answer::<ProxyBody>(Err(error))));
+            return Box::pin(std::future::ready(answer(Err(error))));
         }
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
         match &mut self.inner {
@@ -322,13 +322,16 @@ where
     }
 }
 
-/// The stack's answer as the gateway's: the observed body boxed, a failure a `502`.
-fn answer<RB>(result: Result<Response<RB>, BoxError>) -> Result<Response<ProxyBody>, Infallible>
-where
-    RB: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
-{
+/// The stack's answer as the gateway's: a failure a `502`; a body the canary still observes
+/// (gRPC trailers) boxed, a pass-through body unwrapped (no second box per response).
+fn answer(
+    result: Result<Response<StackBody<ProxyBody>>, BoxError>,
+) -> Result<Response<ProxyBody>, Infallible> {
     Ok(match result {
-        Ok(response) => response.map(BodyExt::boxed_unsync),
+        Ok(response) => response.map(|body| {
+            body.into_passthrough()
+                .unwrap_or_else(BodyExt::boxed_unsync)
+        }),
         Err(error) => bad_gateway(&error),
     })
 }

@@ -170,6 +170,24 @@ impl<B, O: OutcomeObserver> ObservedBody<B, O> {
     pub fn get_ref(&self) -> &B {
         &self.inner
     }
+
+    /// The inner body of a pass-through body (no outcome pending), so that a caller can drop
+    /// the wrapper instead of boxing it; a body still observing comes back as `Err`.
+    ///
+    /// ```
+    /// use fluxgate_core::outcome::{Classification, ObservedBody};
+    ///
+    /// let observed: ObservedBody<&str, fn(Classification)> = ObservedBody::observed("hi");
+    /// assert_eq!(observed.into_passthrough().ok(), Some("hi"));
+    /// let pending = ObservedBody::new("hi", (|_| {}) as fn(Classification));
+    /// assert!(pending.into_passthrough().is_err());
+    /// ```
+    pub fn into_passthrough(self) -> Result<B, Self> {
+        if self.is_pending() {
+            return Err(self);
+        }
+        Ok(self.inner)
+    }
 }
 
 impl<B, O> Body for ObservedBody<B, O>
