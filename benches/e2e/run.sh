@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end load comparison on loopback: the same small hyper upstream (e2e_upstream), the same
 # wrk load (keep-alive, fixed connections), three ways: direct to the upstream, through nginx
-# (benches/e2e/nginx.conf, keepalive to the upstream), and through FluxGate's gateway example
+# (benches/e2e/nginx.conf, keepalive to the upstream), and through FluxGate's gateway (the fluxgate binary)
 # (release build, the seed policy with a rate limit high enough never to refuse).
 #
 # Run from anywhere: `bash benches/e2e/run.sh`. Knobs (environment): THREADS (2), CONNECTIONS
@@ -33,8 +33,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-echo "== building (release): e2e_upstream, the gateway example"
-cargo build --release -q -p fluxgate-benches --bin e2e_upstream -p fluxgate-examples --example gateway
+echo "== building (release): e2e_upstream, the fluxgate gateway"
+cargo build --release -q -p fluxgate-benches --bin e2e_upstream -p fluxgate-gateway --bin fluxgate
 
 . benches/e2e/common.sh
 
@@ -51,8 +51,8 @@ pids+=($!)
 
 # The seed policy, with a rate limit that never refuses under this load.
 sed -e 's/requestsPerSecond: 1200/requestsPerSecond: 1000000/' -e 's/burstSize: 150/burstSize: 1000000/' \
-    examples/policies/checkout-service-policy.yaml >"$WORK/policy.yaml"
-RUST_LOG=warn "$TARGET/release/examples/gateway" --listen "127.0.0.1:$GW_PORT" \
+    fluxgate-gateway/policies/checkout-service-policy.yaml >"$WORK/policy.yaml"
+RUST_LOG=warn "$TARGET/release/fluxgate" --listen "127.0.0.1:$GW_PORT" \
     --admin "127.0.0.1:$ADMIN_PORT" --policy "$WORK/policy.yaml" \
     --upstream "http://127.0.0.1:$UP_PORT" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A soak of the whole gateway on loopback: FluxGate's gateway example (release build) with
+# A soak of the whole gateway on loopback: FluxGate's gateway (the fluxgate binary) (release build) with
 # benches/e2e/soak-policy.yaml in front of three stable upstreams and one canary upstream
 # (e2e_upstream processes, each naming itself in `x-served-by`), a steady open-loop load, and
 # one stable upstream killed (SIGKILL) halfway. The `soak` bench binary drives the load, kills
@@ -27,9 +27,9 @@ ADMIN_PORT=$((BASE_PORT + 1))
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 POLICY=benches/e2e/soak-policy.yaml
 
-echo "== building (release): e2e_upstream, soak, the gateway example"
+echo "== building (release): e2e_upstream, soak, the fluxgate gateway"
 cargo build --release -q -p fluxgate-benches --bin e2e_upstream --bin soak \
-    -p fluxgate-examples --example gateway
+    -p fluxgate-gateway --bin fluxgate
 
 . benches/e2e/common.sh
 
@@ -48,7 +48,7 @@ done
 disown "${UP_PID[stable-b]}"
 up() { echo "http://127.0.0.1:$((BASE_PORT + 10 + $1))"; }
 
-RUST_LOG=warn "$TARGET/release/examples/gateway" --listen "127.0.0.1:$GW_PORT" \
+RUST_LOG=warn "$TARGET/release/fluxgate" --listen "127.0.0.1:$GW_PORT" \
     --admin "127.0.0.1:$ADMIN_PORT" --policy "$POLICY" \
     --upstream "$(up 0)" --upstream "$(up 1)" --upstream "$(up 2)" \
     --canary-upstream "$(up 3)" >"$WORK/gateway.out" 2>"$WORK/gateway.log" &

@@ -33,10 +33,8 @@ use fluxgate_balance::{Balance, Http503, Static, Weighted};
 use fluxgate_canary::Canary;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::PolicyStore;
-use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
-use fluxgate_examples::proxy::{
-    BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client,
-};
+use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::proxy::{BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tokio::task::JoinHandle;

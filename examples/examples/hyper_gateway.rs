@@ -30,10 +30,8 @@ use fluxgate_canary::Canary;
 use fluxgate_core::key::PeerAddr;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::PolicyStore;
-use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
-use fluxgate_examples::proxy::{
-    BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client,
-};
+use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::proxy::{BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use fluxgate_ratelimit::RateLimitLayer;
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};

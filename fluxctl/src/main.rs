@@ -1,6 +1,6 @@
 //! `fluxctl`: the command line for FluxGate policies.
 //!
-//! Run with `cargo run -p fluxctl -- validate -f examples/policies/checkout-service-policy.yaml`.
+//! Run with `cargo run -p fluxctl -- validate -f fluxgate-gateway/policies/checkout-service-policy.yaml`.
 //!
 //! # Commands
 //!

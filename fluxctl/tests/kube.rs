@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../examples/policies/checkout-service-policy.yaml"
+    "/../fluxgate-gateway/policies/checkout-service-policy.yaml"
 );
 
 fn fluxctl(args: &[&str], kubeconfig: Option<&std::path::Path>) -> Output {

@@ -10,7 +10,7 @@ use fluxgate_test_support::RedisServer;
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../examples/policies/checkout-service-policy.yaml"
+    "/../fluxgate-gateway/policies/checkout-service-policy.yaml"
 );
 const SMALL: &str = "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: {name: edge}\nspec:\n  rateLimit: {requestsPerSecond: 10, burstSize: 5}\n";
 

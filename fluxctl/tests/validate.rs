@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../examples/policies/checkout-service-policy.yaml"
+    "/../fluxgate-gateway/policies/checkout-service-policy.yaml"
 );
 
 fn fluxctl(args: &[&str], stdin: Option<&str>) -> Output {

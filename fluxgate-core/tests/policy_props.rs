@@ -7,7 +7,7 @@ use fluxgate_core::policy::{
 };
 use proptest::prelude::*;
 
-const SEED: &str = include_str!("../../examples/policies/checkout-service-policy.yaml");
+const SEED: &str = include_str!("../../fluxgate-gateway/policies/checkout-service-policy.yaml");
 
 fn duration() -> impl Strategy<Value = Duration> {
     (10_000_000u64..100_000_000_000)

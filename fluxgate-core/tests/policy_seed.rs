@@ -6,7 +6,7 @@ use fluxgate_core::policy::{
     SyncMode, parse_documents, parse_policies,
 };
 
-const SEED: &[u8] = include_bytes!("../../examples/policies/checkout-service-policy.yaml");
+const SEED: &[u8] = include_bytes!("../../fluxgate-gateway/policies/checkout-service-policy.yaml");
 
 #[test]
 fn seed_parses_to_the_expected_values() {

@@ -6,7 +6,7 @@ use fluxgate_core::policy::{RateLimit, parse_policies};
 use fluxgate_core::store::traffic_policy_crd;
 use serde_json::{Value, json};
 
-const SEED: &[u8] = include_bytes!("../../examples/policies/checkout-service-policy.yaml");
+const SEED: &[u8] = include_bytes!("../../fluxgate-gateway/policies/checkout-service-policy.yaml");
 
 fn crd() -> Value {
     serde_json::to_value(traffic_policy_crd()).unwrap()

@@ -7,7 +7,7 @@
 //! # Example
 //!
 //! ```
-//! use fluxgate_examples::upstream::UpstreamSpec;
+//! use fluxgate_gateway::upstream::UpstreamSpec;
 //!
 //! let spec: UpstreamSpec = "http://127.0.0.1:3000/api,weight=3".parse().unwrap();
 //! assert_eq!(spec.weight.get(), 3);

@@ -60,7 +60,7 @@ impl RawUpstream {
         }
     }
 
-    pub fn spec(&self) -> fluxgate_examples::upstream::UpstreamSpec {
+    pub fn spec(&self) -> fluxgate_gateway::upstream::UpstreamSpec {
         format!("http://{}", self.addr).parse().unwrap()
     }
 }

@@ -8,13 +8,18 @@
 //! # Example
 //!
 //! ```
-//! use fluxgate_examples::policy::GatewayPolicy;
+//! use fluxgate_gateway::policy::GatewayPolicy;
 //! use std::path::Path;
 //!
 //! let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/checkout-service-policy.yaml");
 //! let (policy, _source) = GatewayPolicy::load(&path, None).unwrap();
 //! assert_eq!(policy.id().to_string(), "payments/checkout-service-policy");
 //! assert!(policy.slot().load().is_some());
+//!
+//! // Without a file: the policy compiled into the binary.
+//! let demo = GatewayPolicy::bundled(None).unwrap();
+//! assert_eq!(demo.id(), policy.id());
+//! assert_eq!(demo.path(), None);
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,7 +29,7 @@ use fluxgate_core::store::{ApplyError, FileSource, PolicyId, PolicySlot, PolicyS
 /// The policy a gateway follows: its file, its store and its id.
 #[derive(Debug, Clone)]
 pub struct GatewayPolicy {
-    path: PathBuf,
+    path: Option<PathBuf>,
     store: PolicyStore,
     id: PolicyId,
 }
@@ -41,7 +46,14 @@ pub enum PolicyLoadError {
         /// What was wrong.
         source: ApplyError,
     },
+    /// The bundled policy does not apply (only with a `namespace` it cannot take).
+    #[error("the bundled policy: {0}")]
+    Bundled(ApplyError),
 }
+
+/// The policy compiled into the gateway: the seed's `checkout-service-policy`, which the demo
+/// runs when no `--policy` is given.
+pub const BUNDLED_POLICY: &str = include_str!("../policies/checkout-service-policy.yaml");
 
 impl GatewayPolicy {
     /// Loads the policy file at `path` into a new store.
@@ -77,17 +89,44 @@ impl GatewayPolicy {
             }
         };
         let policy = Self {
-            path: path.to_owned(),
+            path: Some(path.to_owned()),
             store,
             id,
         };
         Ok((policy, source))
     }
 
-    /// The file the policy comes from.
+    /// Loads [`BUNDLED_POLICY`] into a new store; nothing is followed.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyLoadError::Bundled`] when `namespace` differs from the bundled policy's.
+    pub fn bundled(namespace: Option<&str>) -> Result<Self, PolicyLoadError> {
+        let store = PolicyStore::new();
+        let report = store
+            .apply_bytes(BUNDLED_POLICY.as_bytes(), namespace)
+            .map_err(PolicyLoadError::Bundled)?;
+        let id = report
+            .changes
+            .first()
+            .map(|change| change.id().clone())
+            .ok_or_else(|| {
+                PolicyLoadError::Bundled(ApplyError::Read {
+                    path: PathBuf::from("<bundled>"),
+                    message: "no policy in the bundled text".to_owned(),
+                })
+            })?;
+        Ok(Self {
+            path: None,
+            store,
+            id,
+        })
+    }
+
+    /// The file the policy comes from; `None` for the bundled policy.
     #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The id of the policy the gateway follows.

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use fluxgate_examples::proxy::ProxyConfig;
+use fluxgate_gateway::proxy::ProxyConfig;
 use http::{Request, StatusCode};
 use support::{client, full, proxy_to, text, within};
 use tokio::net::TcpListener;

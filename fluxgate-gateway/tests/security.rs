@@ -14,9 +14,9 @@ mod support;
 use std::net::SocketAddr;
 
 use fluxgate_core::store::{PolicyId, PolicyStore};
-use fluxgate_examples::server::{ServerConfig, ServerHandle};
-use fluxgate_examples::stack::{Gateway, StackConfig};
-use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_gateway::server::{ServerConfig, ServerHandle};
+use fluxgate_gateway::stack::{Gateway, StackConfig};
+use fluxgate_gateway::upstream::UpstreamSpec;
 use http::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raw::{Behaviour, RawUpstream};

@@ -17,9 +17,9 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), fluxgate_examples::server::ServerError> {
-//! use fluxgate_examples::server::{ServerConfig, spawn};
-//! use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
+//! # async fn run() -> Result<(), fluxgate_gateway::server::ServerError> {
+//! use fluxgate_gateway::server::{ServerConfig, spawn};
+//! use fluxgate_gateway::proxy::{Proxy, ProxyConfig, proxy_client};
 //!
 //! let proxy = Proxy::new(proxy_client(), "http://127.0.0.1:3000".parse().unwrap(), ProxyConfig::default());
 //! let server = spawn("127.0.0.1:0".parse().unwrap(), proxy, ServerConfig::default()).await?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fluxgate_examples::policy::{GatewayPolicy, PolicyLoadError};
+use fluxgate_gateway::policy::{GatewayPolicy, PolicyLoadError};
 
 #[test]
 fn loads_the_bundled_policy() {

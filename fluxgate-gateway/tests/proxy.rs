@@ -4,7 +4,7 @@ mod support;
 
 use std::io::{Read, Write};
 
-use fluxgate_examples::proxy::ProxyConfig;
+use fluxgate_gateway::proxy::ProxyConfig;
 use http::{Request, StatusCode};
 use support::{client, echo_upstream, echoed, full, proxy_to, text, within};
 

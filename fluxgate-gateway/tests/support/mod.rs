@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fluxgate_examples::proxy::{Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
-use fluxgate_examples::server::{ServerConfig, ServerHandle, spawn};
+use fluxgate_gateway::proxy::{Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
+use fluxgate_gateway::server::{ServerConfig, ServerHandle, spawn};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};

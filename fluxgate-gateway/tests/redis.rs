@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fluxgate_core::policy::parse_policies;
 use fluxgate_core::store::{PolicyId, PolicyStore, RedisPolicies, RedisSource};
-use fluxgate_examples::stack::{Gateway, StackConfig};
+use fluxgate_gateway::stack::{Gateway, StackConfig};
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use fluxgate_test_support::RedisServer;
 use http::{Request, StatusCode};

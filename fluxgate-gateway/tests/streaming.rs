@@ -3,7 +3,7 @@
 mod support;
 
 use bytes::Bytes;
-use fluxgate_examples::proxy::ProxyConfig;
+use fluxgate_gateway::proxy::ProxyConfig;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

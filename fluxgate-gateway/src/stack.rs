@@ -31,8 +31,8 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use fluxgate_core::store::{PolicyId, PolicyStore};
-//! use fluxgate_examples::server::{ServerConfig, spawn};
-//! use fluxgate_examples::stack::{Gateway, StackConfig};
+//! use fluxgate_gateway::server::{ServerConfig, spawn};
+//! use fluxgate_gateway::stack::{Gateway, StackConfig};
 //!
 //! let store = PolicyStore::new();
 //! let id = PolicyId::new("payments", "checkout-service-policy");

@@ -11,8 +11,8 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), fluxgate_examples::server::ServerError> {
-//! use fluxgate_examples::demo::{DemoKind, start};
+//! # async fn run() -> Result<(), fluxgate_gateway::server::ServerError> {
+//! use fluxgate_gateway::demo::{DemoKind, start};
 //!
 //! let canary = start(DemoKind::Canary, "127.0.0.1:0".parse().unwrap()).await?;
 //! println!("canary at {}", canary.url());

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fluxgate_core::store::{PolicyId, PolicyStore, RedisSource};
-use fluxgate_examples::proxy::ProxyConfig;
-use fluxgate_examples::server::ServerHandle;
-use fluxgate_examples::stack::{Gateway, StackConfig};
-use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_gateway::proxy::ProxyConfig;
+use fluxgate_gateway::server::ServerHandle;
+use fluxgate_gateway::stack::{Gateway, StackConfig};
+use fluxgate_gateway::upstream::UpstreamSpec;
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use fluxgate_test_support::RedisServer;
 use http::{Method, StatusCode};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fluxgate_core::store::{PolicyId, PolicyStore};
-use fluxgate_examples::server::ServerHandle;
-use fluxgate_examples::stack::{Gateway, StackConfig};
-use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_gateway::server::ServerHandle;
+use fluxgate_gateway::stack::{Gateway, StackConfig};
+use fluxgate_gateway::upstream::UpstreamSpec;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 

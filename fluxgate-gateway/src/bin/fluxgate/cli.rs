@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
-use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_gateway::upstream::UpstreamSpec;
 
 /// A FluxGate reverse proxy driven by a TrafficPolicy file.
 ///
@@ -12,7 +12,7 @@ use fluxgate_examples::upstream::UpstreamSpec;
 /// Without --upstream it is a self-contained demo: it starts demo upstreams (fast, slow and a
 /// canary) on loopback and proxies to them.
 #[derive(Debug, Parser)]
-#[command(name = "gateway", version)]
+#[command(name = "fluxgate", version)]
 pub(crate) struct Args {
     /// Address the proxy listens on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -31,7 +31,7 @@ pub(crate) struct Args {
     )]
     pub(crate) admin_token: Option<String>,
 
-    /// The TrafficPolicy file [default: the bundled policies/checkout-service-policy.yaml].
+    /// The TrafficPolicy file, or a folder of them [default: the bundled demo policy].
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
 
@@ -68,6 +68,10 @@ pub(crate) struct Args {
     /// Seconds an upstream has to send response headers before the gateway answers 504.
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
     pub(crate) upstream_timeout: f64,
+
+    /// Print the bundled demo policy (a starting point for your own) and exit.
+    #[arg(long)]
+    pub(crate) print_policy: bool,
 
     /// Send the client's Host header upstream (false: the upstream's host:port).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]

@@ -33,7 +33,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use fluxgate_examples::proxy::{Proxy, ProxyConfig, proxy_client};
+//! use fluxgate_gateway::proxy::{Proxy, ProxyConfig, proxy_client};
 //! use std::time::Duration;
 //!
 //! let client = proxy_client();

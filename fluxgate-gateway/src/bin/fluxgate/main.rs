@@ -1,15 +1,15 @@
-//! The FluxGate gateway example: a reverse proxy driven by a `TrafficPolicy` file.
+//! `fluxgate`: the FluxGate gateway, a reverse proxy driven by `TrafficPolicy` documents.
 //!
-//! Run the self-contained demo with `cargo run --release --example gateway`, or point it at your
-//! own services:
+//! Run the self-contained demo with `fluxgate` (or `cargo run --release -p fluxgate-gateway`), or
+//! point it at your own services:
 //!
 //! ```text
-//! cargo run --release --example gateway -- --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
+//! fluxgate --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
 //!     --policy policy.yaml --upstream http://10.0.0.1:3000,weight=3 --upstream http://10.0.0.2:3000 \
 //!     --canary-upstream http://10.0.0.3:3000 [--redis redis://127.0.0.1:6379] [--admin-token T]
 //! ```
 //!
-//! The request path (see `fluxgate_examples::stack`) is
+//! The request path (see `fluxgate_gateway::stack`) is
 //! `server → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`; the admin
 //! API is `fluxgate::admin`.
 
@@ -17,18 +17,17 @@ mod cli;
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
-use fluxgate_examples::demo::{self, DemoKind, DemoUpstream};
-use fluxgate_examples::policy::GatewayPolicy;
-use fluxgate_examples::proxy::ProxyConfig;
-use fluxgate_examples::server::{self, ServerConfig};
-use fluxgate_examples::stack::{Gateway, StackConfig};
-use fluxgate_examples::upstream::UpstreamSpec;
+use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
+use fluxgate_gateway::proxy::ProxyConfig;
+use fluxgate_gateway::server::{self, ServerConfig};
+use fluxgate_gateway::stack::{Gateway, StackConfig};
+use fluxgate_gateway::upstream::UpstreamSpec;
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use tracing_subscriber::EnvFilter;
 
@@ -53,14 +52,25 @@ async fn main() -> ExitCode {
 }
 
 async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
-    let policy_path = args.policy.take().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/checkout-service-policy.yaml")
-    });
-    let (policy, source) = GatewayPolicy::load(&policy_path, args.namespace.as_deref())?;
-    // Saves to the policy file are applied while traffic flows; an invalid save is refused.
-    let _following_file = source.spawn()?;
+    if args.print_policy {
+        print!("{BUNDLED_POLICY}");
+        return Ok(());
+    }
+    let (policy, _following_file) = match args.policy.take() {
+        Some(path) => {
+            let (policy, source) = GatewayPolicy::load(&path, args.namespace.as_deref())?;
+            // Saves to the policy file are applied while traffic flows; an invalid save is refused.
+            let following = source.spawn()?;
+            tracing::info!(path = %path.display(), id = %policy.id(), "policy loaded");
+            (policy, Some(following))
+        }
+        None => {
+            let policy = GatewayPolicy::bundled(args.namespace.as_deref())?;
+            tracing::info!(id = %policy.id(), "the bundled demo policy loaded");
+            (policy, None)
+        }
+    };
     let id = policy.id().clone();
-    tracing::info!(path = %policy_path.display(), %id, "policy loaded");
 
     // A private CA for rediss:// (both the policy source and the rate-limit store use it).
     let redis_ca = match &args.redis_ca {
@@ -189,8 +199,10 @@ fn print_banner(
     println!(
         "  # lower it for everyone, through the admin API (fluxctl apply --gateway does the same):"
     );
+    let exe = std::env::current_exe()
+        .map_or_else(|_| "fluxgate".to_owned(), |path| path.display().to_string());
     println!(
-        "  sed 's/requestsPerSecond: 1200/requestsPerSecond: 5/; s/burstSize: 150/burstSize: 5/' examples/policies/checkout-service-policy.yaml \\\n    | curl -s -X PUT{auth} --data-binary @- 'http://{admin}/api/policies?namespace={}'",
+        "  {exe} --print-policy | sed 's/requestsPerSecond: 1200/requestsPerSecond: 5/; s/burstSize: 150/burstSize: 5/' \\\n    | curl -s -X PUT{auth} --data-binary @- 'http://{admin}/api/policies?namespace={}'",
         id.namespace()
     );
     if let Some(canary) = demos.iter().find(|d| d.kind() == DemoKind::Canary) {
@@ -199,7 +211,10 @@ fn print_banner(
             "  curl -s -X POST '{}/admin/fail?rate=0.5'                    # the canary fails half its requests",
             canary.url()
         );
-        println!("  seq 600 | xargs -P 8 -I{{}} curl -s -o /dev/null http://{listen}/orders");
+        // One client id per request: a lowered rate limit (above) does not refuse them.
+        println!(
+            "  seq 600 | xargs -P 8 -I{{}} curl -s -o /dev/null -H 'X-Client-Id: user-{{}}' http://{listen}/orders"
+        );
         println!(
             "  curl -s http://{admin}/api/status | grep -A3 '\"phase\"'      # rolledBack, with the reason (errorBudget)"
         );

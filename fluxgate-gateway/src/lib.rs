@@ -1,0 +1,21 @@
+//! FluxGate's gateway: a reverse proxy driven by `TrafficPolicy` documents, as a library and as
+//! the `fluxgate` binary (`cargo install --path fluxgate-gateway`; with no arguments it runs a
+//! self-contained demo).
+//!
+//! The parts, each usable on its own:
+//!
+//! - [`proxy`]: a streaming reverse proxy to one upstream, as a tower service;
+//! - [`stack`]: the whole request path (rate limit, canary, balancers, proxies) from a policy;
+//! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
+//! - [`server`]: an HTTP/1.1 + h2c accept loop with graceful shutdown for any tower service;
+//! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
+//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy).
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod demo;
+pub mod policy;
+pub mod proxy;
+mod respond;
+pub mod server;
+pub mod stack;
+pub mod upstream;
