@@ -7,15 +7,19 @@
 //! - [`proxy`]: a streaming reverse proxy to one upstream, as a tower service;
 //! - [`stack`]: the whole request path (rate limit, canary, balancers, proxies) from a policy;
 //! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
-//! - [`server`]: an HTTP/1.1 + h2c accept loop with graceful shutdown for any tower service;
+//! - [`server`]: an HTTP/1.1 + HTTP/2 (h2c, or TLS with ALPN) accept loop with graceful shutdown
+//!   for any tower service;
+//! - [`tls`]: rustls configurations for `https://` upstreams and TLS clients;
 //! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
 //! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy).
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod demo;
 pub mod policy;
+mod probe;
 pub mod proxy;
 mod respond;
 pub mod server;
 pub mod stack;
+pub mod tls;
 pub mod upstream;

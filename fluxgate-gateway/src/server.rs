@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for open connections to finish; default 10s.
     pub drain_timeout: Duration,
+    /// TLS for every connection (ALPN `h2` or `http/1.1`), or none (plain HTTP/1.1 and h2c);
+    /// default none.
+    pub tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -169,6 +173,10 @@ pub async fn serve<S, B>(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let service = WithPeer { inner: service.clone(), peer };
+                    if let Some(tls) = &config.tls {
+                        serve_tls(tls.clone(), stream, peer, builder.clone(), service, graceful.watcher());
+                        continue;
+                    }
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection.into_owned());
                     tokio::spawn(async move {
@@ -234,4 +242,32 @@ where
         request.extensions_mut().insert(PeerAddr(self.peer));
         self.inner.clone().oneshot(request)
     }
+}
+
+/// Spawns the TLS handshake of an accepted connection, then serves it as ALPN chose.
+fn serve_tls<S, B>(
+    tls: crate::tls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    service: WithPeer<S>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        let Some(stream) = tls.accept(stream, peer).await else {
+            return;
+        };
+        let service = crate::tls::MarkTls(service);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(error) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%peer, %error, "TLS connection ended with an error");
+        }
+    });
 }

@@ -15,13 +15,21 @@
 //!   canary side and rolls it back on its own. Without canary upstreams there is no canary layer.
 //! - **Each side is a [`Balance`](fluxgate_balance::Balance)** over one [`Proxy`] per upstream (keyed by the upstream URL),
 //!   wrapped in [`Http503`](fluxgate_balance::Http503) (no healthy endpoint: `503`) and shared through a tower [`Buffer`](tower::buffer::Buffer)
-//!   (a `Balance` is not `Clone`). Active health checks (`GET /healthz` by default) run through
-//!   the proxy's hyper client, as the policy's `loadBalancing.healthCheck` says.
+//!   (a `Balance` is not `Clone`). Active health checks run through the proxies' hyper clients,
+//!   as the policy's `loadBalancing.healthCheck` says: `grpc.health.v1.Health/Check` for
+//!   `protocol=grpc` upstreams (and for all when the policy's check says `protocol: grpc`),
+//!   otherwise `GET` of its `path` (`/healthz` by default).
+//! - **Protocols**: each upstream is spoken to as its [`UpstreamSpec`] says (HTTP/1.1, h2c,
+//!   gRPC, TLS with ALPN), through [`StackConfig::clients`].
 //! - **Policy changes** reach every layer: the rate limiter and the canary read the slot on
 //!   their own; each balancer's [`PolicyFollower`](fluxgate_balance::PolicyFollower) puts the
 //!   new `loadBalancing` section in force on it.
 //! - [`GatewayService`] takes any request body and never fails: a failure below it (a closed
-//!   buffer) becomes a `502`. The proxy answers `502`/`504` for upstream failures.
+//!   buffer) becomes a `502`. The proxy answers `502`/`504` for upstream failures. To a gRPC
+//!   request (`content-type: application/grpc*`) every such refusal (`502`, `503`, `504`, ...)
+//!   is a trailers-only gRPC answer instead (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...); the rate
+//!   limiter answers gRPC's `RESOURCE_EXHAUSTED` itself. The balancers and the canary see the
+//!   HTTP statuses (so a `502` counts as the upstream's failure).
 //!
 //! Keep the [`Gateway`] alive while its service is used: dropping it stops the health checks,
 //! the canary judge and the policy follower.
@@ -52,7 +60,6 @@ use fluxgate::admin::{Admin, AdminBuilder};
 pub use fluxgate::stack::StackError;
 use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
-use fluxgate_balance::health::HttpProbe;
 use fluxgate_canary::CanaryHandle;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
@@ -62,7 +69,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::Service;
 
-use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
+use crate::probe::GatewayProbe;
+use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClients, ProxyConfig, grpc};
 use crate::upstream::UpstreamSpec;
 
 /// The request type inside the stack.
@@ -83,6 +91,9 @@ pub struct StackConfig {
     pub canary_upstreams: Vec<UpstreamSpec>,
     /// How each proxy forwards (timeout, `Host`).
     pub proxy: ProxyConfig,
+    /// The clients the proxies and health checks use (the TLS roots of `https://` upstreams);
+    /// default: verified with the system's roots.
+    pub clients: ProxyClients,
     /// Requests each side's buffer holds while its balancer is busy; default 1024.
     pub buffer: usize,
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
@@ -98,6 +109,7 @@ impl StackConfig {
             upstreams,
             canary_upstreams: Vec::new(),
             proxy: ProxyConfig::default(),
+            clients: ProxyClients::system(),
             buffer: 1024,
             rate_limit_store: None,
         }
@@ -114,6 +126,14 @@ impl StackConfig {
     #[must_use]
     pub fn canary_upstreams(mut self, upstreams: Vec<UpstreamSpec>) -> Self {
         self.canary_upstreams = upstreams;
+        self
+    }
+
+    /// Sets the clients (for example [`ProxyClients::with_ca`], for upstreams signed by a
+    /// private CA).
+    #[must_use]
+    pub fn clients(mut self, clients: ProxyClients) -> Self {
+        self.clients = clients;
         self
     }
 
@@ -152,10 +172,13 @@ impl Gateway {
         id: &PolicyId,
         config: &StackConfig,
     ) -> Result<Self, StackError> {
-        let client = proxy_client();
-        let builder = endpoints(StackBuilder::new(store, id), &client, config)
+        let probe = GatewayProbe::new(
+            &config.clients,
+            config.upstreams.iter().chain(&config.canary_upstreams),
+        );
+        let builder = endpoints(StackBuilder::new(store, id), config)
             .buffer(config.buffer)
-            .health_checks(HttpProbe::<_, ProxyBody>::new(client.clone()));
+            .health_checks(probe);
         let (stack, inner) = match &config.rate_limit_store {
             None => {
                 let stack = builder.build()?;
@@ -243,11 +266,11 @@ impl Gateway {
 /// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL.
 fn endpoints<St: RateLimitStore>(
     mut builder: StackBuilder<String, Proxy, St>,
-    client: &ProxyClient,
     config: &StackConfig,
 ) -> StackBuilder<String, Proxy, St> {
     let proxy = |spec: &UpstreamSpec| {
-        Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone())
+        let client = config.clients.for_upstream(spec).clone();
+        Proxy::new(client, spec.upstream.clone(), config.proxy.clone())
     };
     for spec in &config.upstreams {
         builder = builder.endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
@@ -315,6 +338,11 @@ where
             return Box::pin(std::future::ready(answer(Err(error))));
         }
         let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let answer = if grpc::is_grpc(request.headers()) {
+            grpc_answer
+        } else {
+            answer
+        };
         match &mut self.inner {
             Limited::Local(inner) => Box::pin(inner.call(request).map(answer)),
             Limited::Redis(inner) => Box::pin(inner.call(request).map(answer)),
@@ -334,6 +362,13 @@ fn answer(
         }),
         Err(error) => bad_gateway(&error),
     })
+}
+
+/// [`answer`] to a gRPC request: a refusal becomes a trailers-only gRPC answer.
+fn grpc_answer(
+    result: Result<Response<StackBody<ProxyBody>>, BoxError>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    answer(result).map(grpc::refusal_as_grpc)
 }
 
 /// The answer when a request fails inside the gateway (a closed buffer).

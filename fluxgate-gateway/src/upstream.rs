@@ -1,18 +1,28 @@
-//! Upstream addresses as given on the command line: `URL` or `URL,weight=N`.
+//! Upstream addresses as given on the command line: `URL[,protocol=P][,weight=N]`.
 //!
-//! An [`Upstream`] is a plain `http://host:port[/prefix]` URL; the proxy sends each request to its
-//! scheme and authority and puts the prefix in front of the request's path. An [`UpstreamSpec`] is
-//! an upstream with the weight it gets from the balancer.
+//! An [`Upstream`] is an `http://` or `https://host:port[/prefix]` URL; the proxy sends each
+//! request to its scheme and authority and puts the prefix in front of the request's path. An
+//! [`UpstreamSpec`] is an upstream with the weight it gets from the balancer and the
+//! [`Protocol`] it is spoken to in:
+//!
+//! | `protocol=` | `http://` | `https://` |
+//! | --- | --- | --- |
+//! | (none) | HTTP/1.1 | TLS, ALPN chooses HTTP/2 or HTTP/1.1 |
+//! | `http1` | HTTP/1.1 | TLS, HTTP/1.1 |
+//! | `h2c` | HTTP/2 with prior knowledge | (refused: h2c is cleartext) |
+//! | `grpc` | HTTP/2 with prior knowledge, `grpc.health.v1` health checks | TLS, HTTP/2, `grpc.health.v1` health checks |
 //!
 //! # Example
 //!
 //! ```
-//! use fluxgate_gateway::upstream::UpstreamSpec;
+//! use fluxgate_gateway::upstream::{Protocol, UpstreamSpec};
 //!
 //! let spec: UpstreamSpec = "http://127.0.0.1:3000/api,weight=3".parse().unwrap();
 //! assert_eq!(spec.weight.get(), 3);
 //! assert_eq!(spec.upstream.authority().as_str(), "127.0.0.1:3000");
 //! assert_eq!(spec.upstream.path_prefix(), "/api");
+//! let grpc: UpstreamSpec = "http://127.0.0.1:50051,protocol=grpc".parse().unwrap();
+//! assert_eq!(grpc.protocol, Protocol::Grpc);
 //! assert!("ftp://example.com".parse::<UpstreamSpec>().is_err());
 //! ```
 
@@ -30,8 +40,8 @@ pub enum UpstreamError {
     /// The text is not a URL at all.
     #[error("`{0}` is not a valid URL")]
     InvalidUrl(String),
-    /// The scheme is missing or is not `http` (this example has no TLS connector).
-    #[error("`{0}`: only http:// upstreams are supported")]
+    /// The scheme is missing or is neither `http` nor `https`.
+    #[error("`{0}`: an upstream URL starts with http:// or https://")]
     UnsupportedScheme(String),
     /// The URL has no host.
     #[error("`{0}` has no host")]
@@ -42,12 +52,69 @@ pub enum UpstreamError {
     /// `weight=` is not a whole number from 1 to 4294967295.
     #[error("weight `{0}` is not a whole number of at least 1")]
     BadWeight(String),
-    /// An option after the URL other than `weight=N`.
-    #[error("unknown upstream option `{0}`, expected weight=N")]
+    /// An option after the URL other than `weight=N` or `protocol=P`.
+    #[error("unknown upstream option `{0}`, expected weight=N or protocol=http1|h2c|grpc")]
     UnknownOption(String),
+    /// `protocol=` names no protocol this gateway speaks.
+    #[error("protocol `{0}` is not one of http1, h2c, grpc")]
+    BadProtocol(String),
+    /// `protocol=h2c` with an `https://` URL (h2c is HTTP/2 without TLS).
+    #[error(
+        "`{0}`: protocol=h2c is cleartext HTTP/2; an https:// upstream negotiates HTTP/2 by ALPN (or use protocol=grpc)"
+    )]
+    H2cOverTls(String),
 }
 
-/// An upstream base URL: `http://host:port` with an optional path prefix.
+/// How the gateway speaks to an upstream; see the [module docs](self) for the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// No `protocol=`: HTTP/1.1 for `http://`, ALPN (HTTP/2 or HTTP/1.1) for `https://`.
+    #[default]
+    Auto,
+    /// `protocol=http1`: HTTP/1.1.
+    Http1,
+    /// `protocol=h2c`: HTTP/2 with prior knowledge, without TLS.
+    H2c,
+    /// `protocol=grpc`: HTTP/2 (prior knowledge, or over TLS), health-checked with
+    /// `grpc.health.v1.Health/Check` instead of an HTTP `GET`.
+    Grpc,
+}
+
+impl Protocol {
+    /// Whether requests go over HTTP/2 only (`h2c`, `grpc`).
+    #[must_use]
+    pub fn is_http2(self) -> bool {
+        matches!(self, Self::H2c | Self::Grpc)
+    }
+
+    /// The `protocol=` value, or `None` for [`Protocol::Auto`].
+    #[must_use]
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Auto => None,
+            Self::Http1 => Some("http1"),
+            Self::H2c => Some("h2c"),
+            Self::Grpc => Some("grpc"),
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = UpstreamError;
+
+    /// `http1`, `h2c` or `grpc`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http1" => Ok(Self::Http1),
+            "h2c" => Ok(Self::H2c),
+            "grpc" => Ok(Self::Grpc),
+            _ => Err(UpstreamError::BadProtocol(s.to_owned())),
+        }
+    }
+}
+
+/// An upstream base URL: `http://host:port` or `https://host:port` with an optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     scheme: Scheme,
@@ -57,7 +124,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// The scheme requests are sent with (always `http` for now).
+    /// The scheme requests are sent with: `http` or `https`.
     #[must_use]
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
@@ -99,9 +166,10 @@ impl FromStr for Upstream {
         let uri: Uri = s
             .parse()
             .map_err(|_| UpstreamError::InvalidUrl(s.to_owned()))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(UpstreamError::UnsupportedScheme(s.to_owned()));
-        }
+        let scheme = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS => scheme.clone(),
+            _ => return Err(UpstreamError::UnsupportedScheme(s.to_owned())),
+        };
         let Some(authority) = uri.authority().cloned() else {
             return Err(UpstreamError::MissingHost(s.to_owned()));
         };
@@ -113,7 +181,7 @@ impl FromStr for Upstream {
         }
         let prefix = uri.path().trim_end_matches('/').to_owned();
         Ok(Self {
-            scheme: Scheme::HTTP,
+            scheme,
             authority,
             prefix,
         })
@@ -126,7 +194,16 @@ impl fmt::Display for Upstream {
     }
 }
 
-/// An upstream and its weight, parsed from `URL` or `URL,weight=N` (the weight defaults to 1).
+impl Upstream {
+    /// Whether the upstream is reached over TLS (`https://`).
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+}
+
+/// An upstream, its weight and its protocol, parsed from `URL[,protocol=P][,weight=N]` (the
+/// weight defaults to 1, the protocol to [`Protocol::Auto`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UpstreamSpec {
@@ -134,13 +211,32 @@ pub struct UpstreamSpec {
     pub upstream: Upstream,
     /// Its share of the requests, relative to the other upstreams' weights.
     pub weight: NonZeroU32,
+    /// How it is spoken to.
+    pub protocol: Protocol,
 }
 
 impl UpstreamSpec {
-    /// An upstream with the given weight.
+    /// An upstream with the given weight, spoken to in [`Protocol::Auto`].
     #[must_use]
     pub fn new(upstream: Upstream, weight: NonZeroU32) -> Self {
-        Self { upstream, weight }
+        Self {
+            upstream,
+            weight,
+            protocol: Protocol::Auto,
+        }
+    }
+
+    /// Sets the protocol.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::H2cOverTls`] for `h2c` with an `https://` upstream.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Result<Self, UpstreamError> {
+        if protocol == Protocol::H2c && self.upstream.is_tls() {
+            return Err(UpstreamError::H2cOverTls(self.upstream.to_string()));
+        }
+        self.protocol = protocol;
+        Ok(self)
     }
 }
 
@@ -151,6 +247,7 @@ impl FromStr for UpstreamSpec {
         let mut parts = s.split(',');
         let upstream = parts.next().unwrap_or_default().trim().parse()?;
         let mut weight = NonZeroU32::MIN;
+        let mut protocol = Protocol::Auto;
         for option in parts.map(str::trim) {
             match option.split_once('=') {
                 Some(("weight", value)) => {
@@ -158,16 +255,21 @@ impl FromStr for UpstreamSpec {
                         .parse()
                         .map_err(|_| UpstreamError::BadWeight(value.to_owned()))?;
                 }
+                Some(("protocol", value)) => protocol = value.parse()?,
                 _ => return Err(UpstreamError::UnknownOption(option.to_owned())),
             }
         }
-        Ok(Self { upstream, weight })
+        Self::new(upstream, weight).with_protocol(protocol)
     }
 }
 
 impl fmt::Display for UpstreamSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},weight={}", self.upstream, self.weight)
+        write!(f, "{}", self.upstream)?;
+        if let Some(protocol) = self.protocol.name() {
+            write!(f, ",protocol={protocol}")?;
+        }
+        write!(f, ",weight={}", self.weight)
     }
 }
 
@@ -186,14 +288,28 @@ mod tests {
         assert_eq!(plain.weight.get(), 1);
         assert_eq!(plain.upstream.path_prefix(), "");
         assert_eq!(plain.to_string(), "http://[::1]:81,weight=1");
+        let grpc: UpstreamSpec = "https://a:1,protocol=grpc,weight=2".parse().unwrap();
+        assert_eq!(grpc.protocol, Protocol::Grpc);
+        assert!(grpc.upstream.is_tls());
+        assert_eq!(grpc.to_string(), "https://a:1,protocol=grpc,weight=2");
+        let h2c: UpstreamSpec = "http://a:1,protocol=h2c".parse().unwrap();
+        assert!(h2c.protocol.is_http2());
     }
 
     #[test]
     fn refuses_bad_arguments() {
         let cases = [
             (
-                "https://a:1",
-                UpstreamError::UnsupportedScheme("https://a:1".into()),
+                "ftp://a:1",
+                UpstreamError::UnsupportedScheme("ftp://a:1".into()),
+            ),
+            (
+                "http://a:1,protocol=h3",
+                UpstreamError::BadProtocol("h3".into()),
+            ),
+            (
+                "https://a:1,protocol=h2c",
+                UpstreamError::H2cOverTls("https://a:1".into()),
             ),
             ("a:1", UpstreamError::UnsupportedScheme("a:1".into())),
             (

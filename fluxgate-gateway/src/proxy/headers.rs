@@ -38,13 +38,25 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the request's `TE` header lists `trailers` (the one `TE` value forwarded).
+pub(crate) fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// Appends `peer` to `X-Forwarded-For`, keeping the addresses already there in front (several
 /// `X-Forwarded-For` lines are joined into one), and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` when the client did not send them.
+/// `X-Forwarded-Host` when the client did not send them (the protocol is `https` when the
+/// client came over TLS).
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     peer: Option<IpAddr>,
     host: Option<&HeaderValue>,
+    tls: bool,
 ) {
     if let Some(peer) = peer {
         let mut chain = Vec::new();
@@ -63,8 +75,8 @@ pub(crate) fn add_forwarded(
         }
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        // The server of this crate speaks plain HTTP only.
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if let Some(host) = host
         && !headers.contains_key(&X_FORWARDED_HOST)
@@ -100,9 +112,20 @@ mod tests {
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.2"));
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("shop.example");
-        add_forwarded(&mut headers, Some([10, 0, 0, 9].into()), Some(&host));
+        add_forwarded(&mut headers, Some([10, 0, 0, 9].into()), Some(&host), false);
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.1, 192.0.2.2, 10.0.0.9");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
         assert_eq!(headers[&X_FORWARDED_HOST], "shop.example");
+        let mut tls = HeaderMap::new();
+        add_forwarded(&mut tls, None, None, true);
+        assert_eq!(tls[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn finds_te_trailers() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_trailers(&headers));
+        headers.insert(header::TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(wants_trailers(&headers));
     }
 }

@@ -1,9 +1,11 @@
 //! A streaming HTTP reverse proxy to one upstream, as a tower [`Service`].
 //!
 //! [`Proxy`] forwards each request to its [`Upstream`] over a shared, pooled hyper-util
-//! [`Client`] (HTTP/1.1 to the upstream) and streams both bodies through without buffering them.
-//! Use one `Proxy` per upstream endpoint and put a selector (FluxGate's
-//! [`Balance`](fluxgate_balance::Balance), as [`stack`](crate::stack) does) in front.
+//! [`Client`](hyper_util::client::legacy::Client) and streams both bodies (trailers included) through without buffering them. Use
+//! one `Proxy` per upstream endpoint and put a selector (FluxGate's
+//! [`Balance`](fluxgate_balance::Balance), as [`stack`](crate::stack) does) in front. The client
+//! decides the protocol: [`ProxyClients::for_upstream`] gives the one an
+//! [`UpstreamSpec`](crate::upstream::UpstreamSpec) asks for (HTTP/1.1, h2c, or TLS with ALPN).
 //!
 //! What it does to a request:
 //! - the URI becomes the upstream's scheme and authority, the upstream's path prefix, then the
@@ -14,8 +16,15 @@
 //! - hop-by-hop headers (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization` and every header
 //!   named in `Connection`) are removed, from the request and from the response;
+//! - `TE: trailers` is kept (gRPC needs it; the proxy passes trailers through);
 //! - the peer's IP (from the [`PeerAddr`] extension the server inserts) is appended to
-//!   `X-Forwarded-For`; `X-Forwarded-Proto` (`http`) and `X-Forwarded-Host` are set when absent.
+//!   `X-Forwarded-For`; `X-Forwarded-Proto` (`http`, or `https` with the
+//!   [`ClientTls`](crate::tls::ClientTls) extension) and `X-Forwarded-Host` are set when absent.
+//!
+//! gRPC requests (`content-type: application/grpc*`) are not bound by [`ProxyConfig::timeout`]:
+//! a call lasts as long as its client wants (a stream may wait long for its first message).
+//! A `grpc-timeout` header is their deadline for the response headers instead (and goes on
+//! upstream, so that the upstream enforces it on the rest of the call).
 //!
 //! What it answers itself, never failing the `Service` call (`Error = Infallible`):
 //! - `400 Bad Request` for a request it cannot forward: `CONNECT`, a target without a path, a
@@ -23,7 +32,7 @@
 //! - `502 Bad Gateway` when the upstream refuses the connection, or closes or resets it before
 //!   sending response headers;
 //! - `504 Gateway Timeout` when no response headers arrived within [`ProxyConfig::timeout`]
-//!   (connecting included).
+//!   (connecting included), or within the `grpc-timeout` of a gRPC request.
 //!
 //! Once the response headers have been passed on, an upstream error can no longer become a
 //! status: the response body ends with that error, which makes hyper's server abort the
@@ -43,7 +52,9 @@
 //! # let _ = proxy;
 //! ```
 
+mod clients;
 mod future;
+pub(crate) mod grpc;
 mod headers;
 
 use std::convert::Infallible;
@@ -57,11 +68,9 @@ use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
+pub use self::clients::{ProxyClient, ProxyClients, proxy_client};
 pub use self::future::ResponseFuture;
 use crate::upstream::Upstream;
 
@@ -70,20 +79,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of proxied requests and of every response of the proxy.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// The pooled client all [`Proxy`] services share; clone it freely.
-pub type ProxyClient = Client<HttpConnector, ProxyBody>;
-
-/// A [`ProxyClient`] with TCP_NODELAY, a 90s idle timeout for pooled connections and HTTP/1.1.
-#[must_use]
-pub fn proxy_client() -> ProxyClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
-}
 
 /// How a [`Proxy`] forwards; `ProxyConfig::default()` is a 15s timeout and the client's `Host`.
 #[derive(Debug, Clone)]
@@ -180,14 +175,22 @@ impl Proxy {
             .join(path_and_query.as_str())
             .map_err(|_| "invalid request target")?;
         let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+        let tls = parts.extensions.get::<crate::tls::ClientTls>().is_some();
+        let trailers = headers::wants_trailers(&parts.headers);
         headers::remove_hop_by_hop(&mut parts.headers);
-        headers::add_forwarded(&mut parts.headers, peer, host.as_ref());
+        if trailers {
+            parts
+                .headers
+                .insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
+        headers::add_forwarded(&mut parts.headers, peer, host.as_ref(), tls);
         match host {
             Some(host) if self.config.preserve_host => parts.headers.insert(HOST, host),
             _ => parts.headers.insert(HOST, self.host.clone()),
         };
         parts.uri = uri;
-        // Upstreams are spoken to in HTTP/1.1 whatever the client used.
+        // The client decides the upstream's version (HTTP/1.1, or HTTP/2 by prior knowledge or
+        // ALPN), whatever the client used; hyper takes HTTP/1.1 requests on both.
         parts.version = Version::HTTP_11;
         let body = body.map_err(Into::into).boxed_unsync();
         Ok(Request::from_parts(parts, body))
@@ -208,11 +211,17 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let timeout = if grpc::is_grpc(request.headers()) {
+            // No deadline without grpc-timeout: tokio's timeout takes Duration::MAX as never.
+            grpc::timeout(request.headers()).unwrap_or(Duration::MAX)
+        } else {
+            self.config.timeout
+        };
         match self.prepare(request) {
             Ok(request) => ResponseFuture::forward(
-                tokio::time::timeout(self.config.timeout, self.client.request(request)),
+                tokio::time::timeout(timeout, self.client.request(request)),
                 self.upstream.authority().clone(),
-                self.config.timeout,
+                timeout,
             ),
             Err(reason) => {
                 tracing::debug!(reason, "refusing a request it cannot forward");

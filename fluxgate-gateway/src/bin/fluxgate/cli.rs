@@ -36,14 +36,39 @@ pub(crate) struct Args {
     pub(crate) policy: Option<PathBuf>,
 
     /// A stable upstream, repeatable, balanced as the policy's loadBalancing says (default
-    /// weight 1). Without any, the demo upstreams are started.
-    #[arg(long = "upstream", value_name = "URL[,weight=N]")]
+    /// weight 1). URL is http:// or https:// (TLS, ALPN chooses HTTP/2 or HTTP/1.1);
+    /// protocol=http1 (the default for http://), h2c (HTTP/2 with prior knowledge) or grpc
+    /// (HTTP/2, health-checked with grpc.health.v1). Without any, the demo upstreams are started.
+    #[arg(long = "upstream", value_name = "URL[,protocol=P][,weight=N]")]
     pub(crate) upstreams: Vec<UpstreamSpec>,
 
-    /// A canary upstream, repeatable: the canary side of the policy's canary section. Without
-    /// any, there is no canary routing.
-    #[arg(long = "canary-upstream", value_name = "URL[,weight=N]")]
+    /// A canary upstream, repeatable, as --upstream: the canary side of the policy's canary
+    /// section. Without any, there is no canary routing.
+    #[arg(long = "canary-upstream", value_name = "URL[,protocol=P][,weight=N]")]
     pub(crate) canary_upstreams: Vec<UpstreamSpec>,
+
+    /// A CA certificate (PEM) to verify https:// upstreams with, instead of the system's roots.
+    #[arg(long, value_name = "FILE", env = "FLUXGATE_UPSTREAM_CA")]
+    pub(crate) upstream_ca: Option<PathBuf>,
+
+    /// The proxy's TLS certificate chain (PEM): clients then connect with TLS (ALPN h2 or
+    /// http/1.1). Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLUXGATE_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLUXGATE_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
 
     /// Follow the policies of --namespace in this Redis (as `fluxctl apply --redis` writes them):
     /// one with the name of the file's policy replaces it. The file still applies at startup.

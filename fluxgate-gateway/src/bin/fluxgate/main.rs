@@ -24,9 +24,10 @@ use clap::Parser;
 use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
-use fluxgate_gateway::proxy::ProxyConfig;
+use fluxgate_gateway::proxy::{ProxyClients, ProxyConfig};
 use fluxgate_gateway::server::{self, ServerConfig};
 use fluxgate_gateway::stack::{Gateway, StackConfig};
+use fluxgate_gateway::tls::TlsAcceptor;
 use fluxgate_gateway::upstream::UpstreamSpec;
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use tracing_subscriber::EnvFilter;
@@ -106,9 +107,16 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let proxy = ProxyConfig::default()
         .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
         .preserve_host(args.preserve_host);
+    let upstream_ca = match &args.upstream_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let clients =
+        ProxyClients::with_ca(upstream_ca.as_deref()).map_err(|e| format!("--upstream-ca: {e}"))?;
     let mut config = StackConfig::new(args.upstreams.clone())
         .canary_upstreams(args.canary_upstreams.clone())
-        .proxy(proxy);
+        .proxy(proxy)
+        .clients(clients);
     // With Redis, replicas enforce one quota together; the sync task stops when dropped.
     let _rate_limit_sync = match &args.redis {
         Some(url) => {
@@ -125,7 +133,13 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let stack = Gateway::build(policy.store(), &id, &config)?;
-    let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
+    let mut listen_config = ServerConfig::default();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        listen_config.tls = Some(
+            TlsAcceptor::from_files(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+        );
+    }
+    let gateway = server::spawn(args.listen, stack.service(), listen_config).await?;
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
         tracing::warn!(
@@ -171,8 +185,13 @@ fn print_banner(
     demos: &[DemoUpstream],
     id: &fluxgate_core::store::PolicyId,
 ) {
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "FluxGate gateway, policy {id}\n  proxy    http://{listen}\n  admin    http://{admin}  (dashboard at /)"
+        "FluxGate gateway, policy {id}\n  proxy    {scheme}://{listen}\n  admin    http://{admin}  (dashboard at /)"
     );
     for spec in &args.upstreams {
         println!("  stable   {} (weight {})", spec.upstream, spec.weight);
