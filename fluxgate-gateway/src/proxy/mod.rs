@@ -16,7 +16,8 @@
 //! - hop-by-hop headers (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization` and every header
 //!   named in `Connection`) are removed, from the request and from the response;
-//! - `TE: trailers` is kept (gRPC needs it; the proxy passes trailers through);
+//! - `TE: trailers` is kept for gRPC requests (gRPC servers need it; the proxy passes
+//!   trailers through);
 //! - the peer's IP (from the [`PeerAddr`] extension the server inserts) is appended to
 //!   `X-Forwarded-For`; `X-Forwarded-Proto` (`http`, or `https` with the
 //!   [`ClientTls`](crate::tls::ClientTls) extension) and `X-Forwarded-Host` are set when absent.
@@ -84,7 +85,8 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ProxyConfig {
-    /// How long the upstream has to answer with response headers, connecting included.
+    /// How long the upstream has to answer with response headers, connecting included (not
+    /// for gRPC requests: their `grpc-timeout`, if any, is their deadline).
     pub timeout: Duration,
     /// Whether the client's `Host` header is sent upstream (otherwise the upstream's authority).
     pub preserve_host: bool,
@@ -176,7 +178,8 @@ impl Proxy {
             .map_err(|_| "invalid request target")?;
         let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
         let tls = parts.extensions.get::<crate::tls::ClientTls>().is_some();
-        let trailers = headers::wants_trailers(&parts.headers);
+        // gRPC needs `TE: trailers` upstream; other requests lose `TE` with the hop-by-hop headers.
+        let trailers = grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers);
         headers::remove_hop_by_hop(&mut parts.headers);
         if trailers {
             parts
