@@ -197,3 +197,104 @@ fn bad_protocol_and_tls_flags_are_named() {
     let stderr = run(&["--tls-cert", "/nonexistent.crt"]);
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+/// A `fluxgate` process, killed when dropped.
+struct Fluxgate(std::process::Child);
+
+impl Drop for Fluxgate {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_binary_serves_a_tonic_client_over_tls_to_a_grpc_upstream() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let ca = TestCa::generate().unwrap();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("shop.Orders", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{},protocol=grpc", listener.local_addr().unwrap());
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    // gRPC health checks every 100ms: a tonic server has no /healthz.
+    let policy = ca.dir().join("policy.yaml");
+    let yaml = "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\n\
+                metadata: {name: grpc, namespace: test}\n\
+                spec:\n  loadBalancing:\n    healthCheck: {interval: 100ms}\n";
+    std::fs::write(&policy, yaml).unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let _fluxgate = Fluxgate(
+        Command::new(env!("CARGO_BIN_EXE_fluxgate"))
+            .args(["--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--upstream", &upstream])
+            .arg("--tls-cert")
+            .arg(ca.server_cert())
+            .arg("--tls-key")
+            .arg(ca.server_key())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.ca_pem()))
+        .domain_name("localhost");
+    let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{listen}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    let channel = within(async {
+        loop {
+            match endpoint.connect().await {
+                Ok(channel) => break channel,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    let mut client = HealthClient::new(channel);
+    let request = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let serving = within(client.check(request("shop.Orders"))).await.unwrap();
+    assert_eq!(serving.get_ref().status, ServingStatus::Serving as i32);
+    let missing = within(client.check(request("shop.Missing")))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let mut watch = within(client.watch(request("shop.Orders")))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within(watch.message()).await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status("shop.Orders", ServingStatus::NotServing)
+        .await;
+    let second = within(watch.message()).await.unwrap().unwrap();
+    assert_eq!(second.status, ServingStatus::NotServing as i32);
+    server.abort();
+}
