@@ -1,4 +1,7 @@
-//! The balancer's response future.
+//! The balancer's response future, and [`PendingOutcome`] for responses whose outcome comes
+//! in the trailers.
+
+mod pending;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +17,8 @@ use tower::BoxError;
 use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
 use crate::error::BalanceError;
 use crate::orca;
+
+pub use self::pending::PendingOutcome;
 
 /// What a request in flight owes its endpoint: the in-flight count back, and its outcome.
 #[derive(Debug)]
@@ -121,6 +126,7 @@ impl<F, K, B, E> Future for ResponseFuture<F, K>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
     E: Into<BoxError>,
+    K: Send + Sync + 'static,
 {
     type Output = Result<http::Response<B>, BoxError>;
 
@@ -136,14 +142,21 @@ where
                 };
                 let now = Instant::now();
                 match result {
-                    Ok(response) => {
+                    Ok(mut response) => {
                         if let Some(tracker) = tracker.take() {
                             if tracker.track.orca {
                                 orca::record(&tracker.state, response.headers());
                             }
-                            let outcome = classify_response(&response)
-                                .map_or(Outcome::Success, |c| c.outcome);
-                            tracker.finish(outcome, now);
+                            match classify_response(&response) {
+                                Some(class) => tracker.finish(class.outcome, now),
+                                // The gRPC status comes in the trailers: see PendingOutcome.
+                                None => {
+                                    let pending = PendingOutcome::new(move |outcome| {
+                                        tracker.finish(outcome, now);
+                                    });
+                                    response.extensions_mut().insert(pending);
+                                }
+                            }
                         }
                         Poll::Ready(Ok(response))
                     }

@@ -29,7 +29,8 @@
 //!   request (`content-type: application/grpc*`) every such refusal (`502`, `503`, `504`, ...)
 //!   is a trailers-only gRPC answer instead (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...); the rate
 //!   limiter answers gRPC's `RESOURCE_EXHAUSTED` itself. The balancers and the canary see the
-//!   HTTP statuses (so a `502` counts as the upstream's failure).
+//!   HTTP statuses (so a `502` counts as the upstream's failure), and a `grpc-status` in the
+//!   trailers when the body ends (the balancer's [`PendingOutcome`]).
 //!
 //! Keep the [`Gateway`] alive while its service is used: dropping it stops the health checks,
 //! the canary judge and the policy follower.
@@ -60,7 +61,9 @@ use fluxgate::admin::{Admin, AdminBuilder};
 pub use fluxgate::stack::StackError;
 use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
+use fluxgate_balance::future::PendingOutcome;
 use fluxgate_canary::CanaryHandle;
+use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
@@ -350,16 +353,27 @@ where
     }
 }
 
-/// The stack's answer as the gateway's: a failure a `502`; a body the canary still observes
-/// (gRPC trailers) boxed, a pass-through body unwrapped (no second box per response).
+/// The stack's answer as the gateway's: a failure a `502`; a body the canary or the balancer
+/// still observes (gRPC trailers) boxed, a pass-through body unwrapped (no second box per
+/// response).
 fn answer(
     result: Result<Response<StackBody<ProxyBody>>, BoxError>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     Ok(match result {
-        Ok(response) => response.map(|body| {
-            body.into_passthrough()
-                .unwrap_or_else(BodyExt::boxed_unsync)
-        }),
+        Ok(mut response) => {
+            // A gRPC status in the trailers: the balancer learns it when the body ends.
+            let pending = response.extensions_mut().remove::<PendingOutcome>();
+            let response = response.map(|body| {
+                body.into_passthrough()
+                    .unwrap_or_else(BodyExt::boxed_unsync)
+            });
+            match pending {
+                Some(pending) => {
+                    response.map(|body| ObservedBody::new(body, pending).boxed_unsync())
+                }
+                None => response,
+            }
+        }
         Err(error) => bad_gateway(&error),
     })
 }

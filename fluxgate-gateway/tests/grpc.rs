@@ -361,7 +361,7 @@ async fn grpc_timeout_is_the_deadline_and_the_upstream_timeout_does_not_apply() 
 }
 
 #[tokio::test]
-async fn a_status_in_the_trailers_reaches_the_client_and_the_canary_counts_it() {
+async fn a_status_in_the_trailers_reaches_the_client_and_the_canary_and_balancer_count_it() {
     let stable = raw_upstream().await;
     let canary = raw_upstream().await;
     let stable = grpc_spec(&format!("http://{}", stable.local_addr()));
@@ -396,8 +396,8 @@ async fn a_status_in_the_trailers_reaches_the_client_and_the_canary_counts_it() 
     .await;
     assert_eq!(snapshot.canary.routed, 10);
     assert_eq!(snapshot.canary.error_rate, Some(1.0), "{snapshot:?}");
-    // What the canary side's balancer recorded for its endpoint (its outcome is taken from the
-    // response head, see the report).
+    // The canary side's balancer counts them as failures of its endpoint too.
     let endpoints = gw.gateway.canary_endpoints().unwrap().snapshot();
-    println!("canary endpoint totals: {:?}", endpoints[0].totals);
+    assert_eq!(endpoints[0].totals.requests, 10, "{:?}", endpoints[0]);
+    assert_eq!(endpoints[0].totals.failures, 10, "{:?}", endpoints[0]);
 }
