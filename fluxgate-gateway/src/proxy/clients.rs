@@ -13,12 +13,17 @@ use super::ProxyBody;
 use crate::tls::{TlsError, client_config};
 use crate::upstream::{Protocol, UpstreamSpec};
 
+/// How long connecting to an upstream may take (TCP; the TLS handshake is within the proxy's
+/// timeout or the call's deadline).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A pooled client [`Proxy`](super::Proxy) services share; clone it freely. It speaks plain
 /// `http://` and, through rustls, `https://`; [`ProxyClients`] holds one per protocol.
 pub type ProxyClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
 /// The HTTP/1.1 [`ProxyClient`] (with ALPN `h2`/`http/1.1` for `https://`, verified with the
-/// system's roots): TCP_NODELAY, a 90s idle timeout for pooled connections.
+/// system's roots): TCP_NODELAY, a 10s connect timeout, a 90s idle timeout for pooled
+/// connections.
 ///
 /// ```
 /// let _client = fluxgate_gateway::proxy::proxy_client();
@@ -85,6 +90,8 @@ impl ProxyClients {
                 .https_or_http();
             let mut http = HttpConnector::new();
             http.set_nodelay(true);
+            // gRPC calls wait for their answer without the proxy's timeout: bound the connect.
+            http.set_connect_timeout(Some(CONNECT_TIMEOUT));
             http.enforce_http(false);
             let connector = match (http1, http2) {
                 (true, true) => builder.enable_http1().enable_http2().wrap_connector(http),
