@@ -9,12 +9,14 @@
 //! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
 //! - [`server`]: an HTTP/1.1 + h2c accept loop with graceful shutdown for any tower service;
 //! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
-//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy).
+//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
+//! - [`redis`]: following policies and sharing rate limits in Redis, joined when it answers.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod demo;
 pub mod policy;
 pub mod proxy;
+pub mod redis;
 mod respond;
 pub mod server;
 pub mod stack;

@@ -96,6 +96,7 @@ pub use status::EndpointView;
 
 type EndpointsFn = Box<dyn Fn() -> Vec<EndpointView> + Send + Sync>;
 type LimitsFn = Box<dyn Fn() -> MetricsSnapshot + Send + Sync>;
+type SectionFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// The admin API of one gateway; see the [module docs](self). Cloning is cheap.
 #[derive(Clone)]
@@ -108,6 +109,7 @@ struct Inner {
     canaries: Vec<(String, CanaryHandle)>,
     balancers: Vec<(String, EndpointsFn)>,
     rate_limits: Vec<LimitsFn>,
+    sections: Vec<(String, SectionFn)>,
     token: Option<String>,
 }
 
@@ -135,6 +137,7 @@ impl Admin {
                 canaries: Vec::new(),
                 balancers: Vec::new(),
                 rate_limits: Vec::new(),
+                sections: Vec::new(),
                 token: None,
             },
         }
@@ -184,6 +187,7 @@ impl fmt::Debug for Inner {
             .field("canaries", &names(&self.canaries))
             .field("balancers", &names(&self.balancers))
             .field("rate_limits", &self.rate_limits.len())
+            .field("sections", &names(&self.sections))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -235,6 +239,23 @@ impl AdminBuilder {
         self.inner
             .rate_limits
             .push(Box::new(move || layer.metrics()));
+        self
+    }
+
+    /// A section of its own in `/api/status`, under `name`, read on each request (the state of
+    /// a part the admin API does not know, such as the gateway's link to Redis).
+    ///
+    /// ```
+    /// use fluxgate::admin::Admin;
+    ///
+    /// let admin = Admin::builder().section("redis", || serde_json::json!({"joined": false})).build();
+    /// assert_eq!(admin.status()["redis"]["joined"], false);
+    /// ```
+    pub fn section<F>(mut self, name: impl Into<String>, read: F) -> Self
+    where
+        F: Fn() -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.inner.sections.push((name.into(), Box::new(read)));
         self
     }
 

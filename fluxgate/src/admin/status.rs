@@ -158,12 +158,18 @@ pub(super) fn document(inner: &Inner) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut document = json!({
         "store": store,
         "balancers": balancers,
         "canaries": canaries,
         "rateLimits": rate_limits,
-    })
+    });
+    if let Value::Object(map) = &mut document {
+        for (name, read) in &inner.sections {
+            map.insert(name.clone(), read());
+        }
+    }
+    document
 }
 
 /// `value` as JSON (`null` if it cannot be, which the types here never cause).
