@@ -22,24 +22,17 @@ async fn advertised(rps: f64, burst: u32, algorithm: LimitAlgorithm) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn the_advertised_quota_is_the_rate() {
-    for algorithm in [LimitAlgorithm::Gcra, LimitAlgorithm::SlidingWindow] {
+    let cases = [
         // The seed policy: the burst regained in 125ms, which `w` cannot say.
-        assert_eq!(
-            advertised(1200.0, 150, algorithm).await,
-            r#""limit-0";q=1200;w=1;burst=150"#
-        );
+        (1200.0, 150, r#""limit-0";q=1200;w=1;burst=150"#),
         // A whole-second window stays as it was: the burst per window.
-        assert_eq!(
-            advertised(5.0, 10, algorithm).await,
-            r#""limit-0";q=10;w=2"#
-        );
-        assert_eq!(
-            advertised(2.5, 4, algorithm).await,
-            r#""limit-0";q=5;w=2;burst=4"#
-        );
-        assert_eq!(
-            advertised(0.001, 3, algorithm).await,
-            r#""limit-0";q=3;w=3000"#
-        );
+        (5.0, 10, r#""limit-0";q=10;w=2"#),
+        (2.5, 4, r#""limit-0";q=5;w=2;burst=4"#),
+        (0.001, 3, r#""limit-0";q=3;w=3000"#),
+    ];
+    for algorithm in [LimitAlgorithm::Gcra, LimitAlgorithm::SlidingWindow] {
+        for (rps, burst, expected) in cases {
+            assert_eq!(advertised(rps, burst, algorithm).await, expected, "{rps}/s");
+        }
     }
 }
