@@ -8,7 +8,13 @@ fn a_missing_policy_file_is_refused_without_claiming_policies_stay() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_fluxgate"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--policy"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--policy",
+        ])
         .arg(&missing)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
