@@ -1,11 +1,14 @@
 //! What the commands share: reading policy files, the Redis URL, exit codes.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fluxgate_core::policy::{TrafficPolicy, parse_documents};
-use fluxgate_core::store::{PolicyStore, RedisPolicies, RedisStoreError};
+use fluxgate_core::store::{
+    ApplyError, DEFAULT_NAMESPACE, PolicyStore, RedisPolicies, RedisStoreError,
+};
 
 /// The Redis that `--redis` defaults to.
 pub(crate) const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
@@ -28,15 +31,6 @@ pub(crate) struct RedisArgs {
     pub(crate) redis: String,
 }
 
-impl RedisArgs {
-    /// Connects to Redis, or prints why not and gives the exit status.
-    pub(crate) async fn connect(&self) -> Result<RedisPolicies, ExitCode> {
-        RedisPolicies::connect(&self.redis)
-            .await
-            .map_err(|e| fail(&e))
-    }
-}
-
 /// Prints `error` and gives its exit status: 3 when Redis cannot be reached, 2 for a bad URL.
 pub(crate) fn fail(error: &RedisStoreError) -> ExitCode {
     eprintln!("error: {error}");
@@ -47,16 +41,22 @@ pub(crate) fn fail(error: &RedisStoreError) -> ExitCode {
     })
 }
 
-/// The files given with `-f`, read and joined (for the gateway), and the policies they hold.
+/// The files given with `-f`, read and joined (for the gateway), the policies they hold, and
+/// their namespace.
 #[derive(Debug)]
 pub(crate) struct Documents {
     pub(crate) policies: Vec<TrafficPolicy>,
     pub(crate) text: Vec<u8>,
+    pub(crate) namespace: String,
 }
 
-/// Reads and validates every file: all of them parse and validate in `namespace`, or the
-/// errors are printed (`FILE: error`) and exit status 1 is returned.
-pub(crate) fn read_policies(files: &[PathBuf], namespace: &str) -> Result<Documents, ExitCode> {
+/// Reads and validates every file: all of them parse and validate in `namespace` (without one,
+/// the one namespace the documents name, or `default`), or the errors are printed
+/// (`FILE: error`, with the fix for a namespace mismatch) and exit status 1 is returned.
+pub(crate) fn read_policies(
+    files: &[PathBuf],
+    namespace: Option<&str>,
+) -> Result<Documents, ExitCode> {
     let mut ok = true;
     let mut policies = Vec::new();
     let mut text = Vec::new();
@@ -89,15 +89,51 @@ pub(crate) fn read_policies(files: &[PathBuf], namespace: &str) -> Result<Docume
     if !ok {
         return Err(ExitCode::from(FAILED));
     }
+    let namespace = match namespace {
+        Some(namespace) => namespace.to_owned(),
+        None => documents_namespace(&policies)?,
+    };
     // Namespaces, duplicates and compilation, exactly as a gateway's store will check them.
-    if let Err(error) = PolicyStore::new().apply_all(&policies, Some(namespace)) {
+    if let Err(error) = PolicyStore::new().apply_all(&policies, Some(&namespace)) {
         eprintln!("error: {error}");
+        if let ApplyError::NamespaceMismatch { document, .. } = &error {
+            eprintln!(
+                "hint: drop --namespace to apply the document to its own namespace, or use \
+                 --namespace {document} (the document's); to move the policy to {namespace}, \
+                 change metadata.namespace in the file"
+            );
+        }
         return Err(ExitCode::from(FAILED));
     }
     for policy in &mut policies {
-        policy.metadata.namespace = Some(namespace.to_owned());
+        policy.metadata.namespace = Some(namespace.clone());
     }
-    Ok(Documents { policies, text })
+    Ok(Documents {
+        policies,
+        text,
+        namespace,
+    })
+}
+
+/// The one namespace the documents name (`default` when none names one); several are refused.
+fn documents_namespace(policies: &[TrafficPolicy]) -> Result<String, ExitCode> {
+    let named: BTreeSet<&str> = policies
+        .iter()
+        .filter_map(|p| p.metadata.namespace.as_deref())
+        .collect();
+    match named.len() {
+        0 => Ok(DEFAULT_NAMESPACE.to_owned()),
+        1 => Ok(named.into_iter().collect()),
+        _ => {
+            let list: Vec<&str> = named.into_iter().collect();
+            eprintln!(
+                "error: the documents name several namespaces ({}): apply one namespace at a \
+                 time, with --namespace NS",
+                list.join(", ")
+            );
+            Err(ExitCode::from(USAGE))
+        }
+    }
 }
 
 /// The bytes of `file`, or of stdin when it is `-`.
@@ -110,19 +146,16 @@ pub(crate) fn read_input(file: &Path) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// Runs `work` with a connection to the Redis of `target`, on a runtime made for it.
-pub(crate) fn with_redis(
-    target: &RedisArgs,
-    work: impl AsyncFnOnce(RedisPolicies) -> ExitCode,
-) -> ExitCode {
+/// Runs `work` with a connection to the Redis at `url`, on a runtime made for it.
+pub(crate) fn with_redis(url: &str, work: impl AsyncFnOnce(RedisPolicies) -> ExitCode) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     runtime.block_on(async {
-        match target.connect().await {
+        match RedisPolicies::connect(url).await {
             Ok(redis) => work(redis).await,
-            Err(code) => code,
+            Err(error) => fail(&error),
         }
     })
 }

@@ -13,7 +13,7 @@ use crate::yaml;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A policy file (YAML or JSON); `-` reads stdin.
-    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, num_args = 1..)]
     files: Vec<PathBuf>,
     #[command(flatten)]
     target: RedisArgs,
@@ -21,11 +21,11 @@ pub(crate) struct Args {
 
 /// Prints a line diff per policy that would change; exit 0 when none would, 1 when some would.
 pub(crate) fn run(args: &Args) -> ExitCode {
-    let documents = match common::read_policies(&args.files, &args.target.namespace) {
+    let documents = match common::read_policies(&args.files, Some(&args.target.namespace)) {
         Ok(documents) => documents,
         Err(code) => return code,
     };
-    common::with_redis(&args.target, async |redis| {
+    common::with_redis(&args.target.redis, async |redis| {
         let ns = &args.target.namespace;
         let mut differs = false;
         for policy in &documents.policies {

@@ -42,7 +42,7 @@ pub(crate) struct DeleteArgs {
 
 /// Prints the policies held in Redis.
 pub(crate) fn get(args: &GetArgs) -> ExitCode {
-    common::with_redis(&args.target, async |redis| {
+    common::with_redis(&args.target.redis, async |redis| {
         let ns = &args.target.namespace;
         let policies = match &args.name {
             Some(name) => match redis.get(ns, name).await {
@@ -68,7 +68,7 @@ pub(crate) fn get(args: &GetArgs) -> ExitCode {
 
 /// Deletes one policy from Redis.
 pub(crate) fn delete(args: &DeleteArgs) -> ExitCode {
-    common::with_redis(&args.target, async |redis| {
+    common::with_redis(&args.target.redis, async |redis| {
         let id = PolicyId::new(args.target.namespace.as_str(), args.name.as_str());
         match redis.delete(id.namespace(), id.name()).await {
             Ok(Some(_)) => {

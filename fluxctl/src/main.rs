@@ -4,12 +4,15 @@
 //!
 //! # Commands
 //!
-//! - `validate -f FILE...`: check documents, print one line per document.
-//! - `apply -f FILE... --namespace NS [--redis URL | --gateway URL [--token TOKEN]]`: validate every
-//!   document (nothing is applied if one is invalid, or names another namespace), then write them
-//!   to Redis (`--redis`, default `FLUXGATE_REDIS_URL` or `redis://127.0.0.1:6379`), which every
-//!   gateway replica following the namespace applies, or push them to one gateway's admin endpoint.
-//!   Prints `trafficpolicy NS/NAME created|configured|unchanged` per policy.
+//! - `validate -f FILE...` (`-f A B` or `-f A -f B`): check documents, print one line per
+//!   document; two documents with the same `namespace/name` are an error at the second's line.
+//! - `apply -f FILE... [--namespace NS] [--redis URL | --gateway URL [--token TOKEN]]`: validate
+//!   every document (nothing is applied if one is invalid, or names another namespace than
+//!   `--namespace`, which defaults to the one the documents name), then write them to Redis
+//!   (`--redis`, default `FLUXGATE_REDIS_URL` or `redis://127.0.0.1:6379`), which every gateway
+//!   replica following the namespace applies, or push them to one gateway's admin endpoint.
+//!   Prints `trafficpolicy NS/NAME created|configured|unchanged` per policy, then on stderr where
+//!   it wrote (the URL without its password).
 //! - `get [NAME] --namespace NS [-o table|yaml|json]`, `delete NAME --namespace NS`.
 //! - `diff -f FILE... --namespace NS`: a line diff per policy that `apply` would change.
 //! - `apply -f FILE... --namespace NS --kube`: validate every document, then server-side-apply each
@@ -94,19 +97,26 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check TrafficPolicy files (YAML or JSON) and print one line per document.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = EXIT_CODES, override_usage = "fluxctl validate -f FILE...")]
     Validate(validate::Args),
     /// Validate every document, then write them all to Redis (or push them to a gateway).
-    #[command(after_help = EXIT_CODES)]
+    #[command(
+        after_help = EXIT_CODES,
+        override_usage = "fluxctl apply -f FILE... [-n NS] [--redis URL | --gateway URL [--token TOKEN] | --kube]"
+    )]
     Apply(apply::Args),
     /// Show the policies of a namespace held in Redis.
-    #[command(after_help = EXIT_CODES)]
+    #[command(
+        after_help = EXIT_CODES,
+        override_usage = "fluxctl get [NAME] -n NS [--redis URL] [-o table|yaml|json]"
+    )]
     Get(get::GetArgs),
-    /// Delete a policy from Redis; gateway replicas following the namespace drop it.
-    #[command(after_help = EXIT_CODES)]
+    /// Delete a policy from Redis; gateway replicas following the namespace drop it (a
+    /// gateway's policy file version of it is in force again there).
+    #[command(after_help = EXIT_CODES, override_usage = "fluxctl delete NAME -n NS [--redis URL]")]
     Delete(get::DeleteArgs),
     /// Show what `apply` would change in Redis.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = EXIT_CODES, override_usage = "fluxctl diff -f FILE... -n NS [--redis URL]")]
     Diff(diff::Args),
     /// Print the TrafficPolicy CustomResourceDefinition (YAML, for `kubectl apply -f -`).
     #[command(after_help = EXIT_CODES)]

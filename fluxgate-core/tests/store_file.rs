@@ -1,34 +1,17 @@
 //! The file source: saves are applied, broken saves are ignored, removed policies are deleted.
 
-use std::path::Path;
 use std::time::Duration;
 
 use fluxgate_core::store::{FileSource, PolicyId, PolicyStore};
-use tokio::time::timeout;
+use support::{save, wait_generation};
+
+mod support;
 
 fn policy(name: &str, rps: u32) -> String {
     format!(
         "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: {{name: {name}}}\n\
          spec:\n  rateLimit: {{requestsPerSecond: {rps}, burstSize: 10}}\n"
     )
-}
-
-/// Writes the way editors do: a new file renamed over the old one.
-fn save(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-async fn wait_generation(store: &PolicyStore, generation: u64) {
-    let mut changes = store.subscribe();
-    timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|g| *g >= generation),
-    )
-    .await
-    .expect("the save was applied in time")
-    .unwrap();
 }
 
 #[tokio::test]

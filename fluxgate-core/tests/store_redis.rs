@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use fluxgate_core::policy::{TrafficPolicy, parse_policies};
 use fluxgate_core::store::{
-    Change, PolicyId, PolicyStore, RedisPolicies, RedisSource, RedisStoreError, changes_channel,
+    Change, FileSource, PolicyId, PolicyStore, RedisPolicies, RedisSource, RedisStoreError,
+    changes_channel,
 };
 use fluxgate_test_support::RedisServer;
 
@@ -294,4 +295,42 @@ async fn passwords_work_and_are_never_printed() {
     let error = RedisPolicies::connect(&wrong).await.unwrap_err();
     assert!(!error.to_string().contains("wrong-pw"), "{error}");
     assert!(!format!("{writer:?}").contains("s3cret-pw"));
+}
+
+/// The text of a policy file holding `checkout` at `rps`.
+fn file_policy(rps: u32) -> String {
+    format!(
+        "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\nmetadata: {{name: checkout, namespace: {NS}}}\n\
+         spec:\n  rateLimit: {{requestsPerSecond: {rps}, burstSize: 5}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_redis_copy_falls_back_to_the_policy_file() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, file_policy(5)).unwrap();
+    let store = PolicyStore::new();
+    FileSource::new(&file, store.clone()).load().unwrap();
+    let mut follower = follower(&server, &store);
+    follower.wait_synced(1).await;
+
+    let slot = store.slot(&PolicyId::new(NS, "checkout"));
+    let rps = || {
+        slot.load_full()
+            .map(|p| p.compiled().rate_limits()[0].requests_per_second)
+    };
+    let writer = RedisPolicies::connect(&server.url()).await.unwrap();
+    let copy = parse_policies(file_policy(50).as_bytes()).unwrap();
+    writer.apply(NS, &copy).await.unwrap();
+    eventually("the Redis copy is in force", || rps() == Some(50.0)).await;
+
+    assert!(writer.delete(NS, "checkout").await.unwrap().is_some());
+    eventually("the file's policy is in force again", || rps() == Some(5.0)).await;
+    assert_eq!(
+        store.status().removed,
+        0,
+        "nothing was left without a policy"
+    );
 }

@@ -11,13 +11,15 @@
 //!   for any tower service;
 //! - [`tls`]: rustls configurations for `https://` upstreams and TLS clients;
 //! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
-//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy).
+//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
+//! - [`redis`]: following policies and sharing rate limits in Redis, joined when it answers.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod demo;
 pub mod policy;
 mod probe;
 pub mod proxy;
+pub mod redis;
 mod respond;
 pub mod server;
 pub mod stack;

@@ -3,7 +3,11 @@
 //! [`GatewayPolicy::load`] parses and validates the file (the gateway refuses to start on an
 //! invalid one) and returns the [`FileSource`] that applies later saves; an invalid save is
 //! reported and the policy in force stays. The gateway follows the policy named by the file's
-//! first document (`namespace/name`); the layers read it through a [`PolicySlot`].
+//! first document (`namespace/name`); the layers read it through a [`PolicySlot`]. A later save
+//! that renames it (`metadata.name` or the namespace) does not leave the gateway unprotected: the
+//! store links the old id to the new one, so the gateway enforces what the file says under its new
+//! name, logs a warning and shows the link in `/api/status` (`store.renamed`); see
+//! [the store's rules](fluxgate_core::store#removal-and-renaming).
 //!
 //! # Example
 //!

@@ -16,7 +16,7 @@ use crate::store::{LimitSync, LimiterSpec, MAX_LIMITS, RateLimitStore};
 #[derive(Debug)]
 pub(crate) struct Tier<L> {
     pub(crate) limiter: L,
-    /// `"name";q=BURST;w=SECONDS`
+    /// `"name";q=QUOTA;w=SECONDS[;burst=BURST]`
     pub(crate) policy_header: HeaderValue,
 }
 
@@ -191,13 +191,56 @@ pub(crate) fn sf_string(name: &str) -> String {
     out
 }
 
+/// `RateLimit-Policy` for one quota (draft-ietf-httpapi-ratelimit-headers-10): `q` requests
+/// per `w` seconds, where the draft makes `w` a whole number of seconds; see [`advertised`].
 fn policy_header(sf_name: &str, quota: Quota, algorithm: LimitAlgorithm) -> HeaderValue {
-    let value = format!(
-        "{sf_name};q={};w={}",
-        quota.burst_size(),
-        quota.policy_window_secs(algorithm)
-    );
+    let (q, w, burst) = advertised(quota, algorithm);
+    let value = match burst {
+        Some(burst) => format!("{sf_name};q={q};w={w};burst={burst}"),
+        None => format!("{sf_name};q={q};w={w}"),
+    };
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+}
+
+/// The longest window searched for a whole number of requests (an hour).
+const MAX_POLICY_WINDOW: u32 = 3600;
+
+/// What `RateLimit-Policy` advertises, `(q, w, burst)`: the burst per window when the burst is
+/// regained (GCRA) or the window lasts (sliding window) a whole number of seconds; otherwise the
+/// sustained rate over the shortest whole number of seconds holding a whole number of requests
+/// (rounded down past an hour), with the burst as the `burst` parameter (what may come at once).
+/// So 1200/s with a burst of 150 (regained in 125ms) is `q=1200;w=1;burst=150`, never the burst
+/// per second.
+pub(crate) fn advertised(quota: Quota, algorithm: LimitAlgorithm) -> (u64, u64, Option<u32>) {
+    let rps = quota.requests_per_second();
+    let natural = match algorithm {
+        LimitAlgorithm::Gcra => quota.burst_size(),
+        _ => quota.window_limit(),
+    };
+    if let Some(w) = whole(f64::from(natural) / rps) {
+        return (u64::from(natural), w, None);
+    }
+    let burst = Some(quota.burst_size());
+    for w in 1..=MAX_POLICY_WINDOW {
+        if let Some(q) = whole(rps * f64::from(w)) {
+            return (q, u64::from(w), burst);
+        }
+    }
+    let w = (1.0 / rps).ceil().clamp(1.0, f64::from(u32::MAX));
+    (to_u64((rps * w).floor()), to_u64(w), burst)
+}
+
+/// `x` when it is a whole number of at least 1 (to a relative 1e-9).
+fn whole(x: f64) -> Option<u64> {
+    let rounded = x.round();
+    let exact = (x - rounded).abs() <= 1e-9 * x.abs().max(1.0);
+    (x.is_finite() && exact && rounded >= 1.0).then(|| to_u64(rounded))
+}
+
+/// A finite non-negative float as an integer (saturating, which is the intent).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn to_u64(x: f64) -> u64 {
+    x.max(0.0).min(u64::MAX as f64) as u64
 }
 
 #[cfg(test)]

@@ -280,7 +280,8 @@ async fn overrides_give_keys_their_quota() {
     let gold_headers = send(&mut svc, with_header("192.0.2.1:1", "x-api-key", b"gold")).await;
     assert_eq!(
         gold_headers.headers()["ratelimit-policy"],
-        r#""limit-0";q=5;w=1"#
+        r#""limit-0";q=10;w=1;burst=5"#,
+        "10/s, of which 5 at once"
     );
 }
 

@@ -1,4 +1,3 @@
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -18,9 +17,17 @@ use crate::policy::parse_policies;
 /// Changes are picked up from the operating system's file events (inotify on Linux), after a
 /// short quiet period (the debounce, 10ms by default) so that a save written in several steps is
 /// read once. A slower poll (every second by default) catches what events miss, such as
-/// network file systems. A save that does not parse or validate is reported (log, and the
+/// network file systems. A policy file that is a symbolic link into a folder whose links are
+/// swapped (a Kubernetes ConfigMap volume: `policy.yaml -> ..data/policy.yaml`, `..data` renamed
+/// over) is read again on the swap's events, as a folder source is. A save that does not parse or validate is reported (log, and the
 /// store's [`status`](PolicyStore::status)) and ignored: the policies in force stay.
-/// A policy that disappears from the files is deleted from the store.
+/// The file's policies are the store's base layer: a policy applied over one of them (the
+/// admin API, Redis) is in force until it is deleted, then the file's version is again; a
+/// changed save replaces it. A policy that disappears from the files is handled as
+/// [the store's rules](super#removal-and-renaming) say: deleted (loudly) when its file was
+/// removed from the folder, followed under its new name when its document in the same file now
+/// names another (`metadata.name` or `namespace` changed), and kept in force until it is deleted
+/// when its document was cut from a file that stays.
 ///
 /// The watching is a future that the caller spawns ([`watch`](Self::watch)), or a task spawned
 /// by [`spawn`](Self::spawn) that stops when its handle is dropped.
@@ -53,7 +60,8 @@ pub struct FileSource {
     namespace: Option<String>,
     debounce: Duration,
     poll: Duration,
-    owned: BTreeSet<PolicyId>,
+    /// The ids each file held at the last load, in document order.
+    held: Vec<(PathBuf, Vec<PolicyId>)>,
     last_content: Option<u64>,
 }
 
@@ -78,7 +86,7 @@ impl FileSource {
             namespace: None,
             debounce: Duration::from_millis(10),
             poll: Duration::from_secs(1),
-            owned: BTreeSet::new(),
+            held: Vec::new(),
             last_content: None,
         }
     }
@@ -121,20 +129,38 @@ impl FileSource {
         // Remembered before parsing, so that an unchanged broken file is reported once.
         self.last_content = Some(hash);
         let mut policies = Vec::new();
-        for (_, bytes) in &contents {
+        let mut held = Vec::with_capacity(contents.len());
+        for (file, bytes) in &contents {
             match parse_policies(bytes) {
-                Ok(parsed) => policies.extend(parsed),
+                Ok(parsed) => {
+                    let ids = parsed
+                        .iter()
+                        .filter_map(|p| PolicyId::of(p, self.namespace.as_deref()).ok())
+                        .collect();
+                    held.push((file.clone(), ids));
+                    policies.extend(parsed);
+                }
                 Err(errors) => return Err(self.store.reject(ApplyError::Invalid(errors))),
             }
         }
-        let mut report = self.store.apply_all(&policies, self.namespace.as_deref())?;
-        let now: BTreeSet<PolicyId> = report.changes.iter().map(|c| c.id().clone()).collect();
-        for gone in self.owned.difference(&now) {
-            let deleted = self.store.delete(gone);
-            report.generation = deleted.generation;
-            report.changes.extend(deleted.changes);
+        let mut report = self
+            .store
+            .apply_base(&policies, self.namespace.as_deref())?;
+        let before = std::mem::replace(&mut self.held, held);
+        for (file, ids) in &before {
+            for departure in departures(&before, &self.held, file, ids) {
+                let done = match departure {
+                    Departure::Removed(id) => self.store.remove_base(id, file),
+                    Departure::Renamed(from, to) => self.store.rename(from, to, file),
+                    Departure::Retained(id) => {
+                        self.store.retain(id, file);
+                        continue;
+                    }
+                };
+                report.generation = done.generation;
+                report.changes.extend(done.changes);
+            }
         }
-        self.owned = now;
         Ok(report)
     }
 
@@ -205,7 +231,13 @@ impl FileSource {
             }
         };
         let target = self.path.file_name().map(ToOwned::to_owned);
-        let is_dir = self.path.is_dir();
+        // A symbolic link (a Kubernetes ConfigMap's `policy.yaml -> ..data/policy.yaml`) changes
+        // when a link it goes through is swapped (`..data`): any event in the folder counts.
+        let any_event = self.path.is_dir()
+            || self
+                .path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink());
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else {
@@ -218,7 +250,7 @@ impl FileSource {
                         | EventKind::Modify(_)
                         | EventKind::Remove(_)
                         | EventKind::Any
-                ) && (is_dir
+                ) && (any_event
                     || event
                         .paths
                         .iter()
@@ -281,4 +313,37 @@ fn is_policy_file(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'));
     let ext = path.extension().and_then(|e| e.to_str());
     !hidden && matches!(ext, Some("yaml" | "yml" | "json"))
+}
+
+/// What happened to a policy that a file held at the last load and no file holds now.
+enum Departure<'a> {
+    /// Its file is gone.
+    Removed(&'a PolicyId),
+    /// Its file now holds another id in its place.
+    Renamed(&'a PolicyId, &'a PolicyId),
+    /// Its file stays, without it and without a new id to take its place.
+    Retained(&'a PolicyId),
+}
+
+/// The departures of `file`, which held `ids` before: the ids no file holds now, paired in
+/// document order with the ids new in the file.
+fn departures<'a>(
+    before: &'a [(PathBuf, Vec<PolicyId>)],
+    now: &'a [(PathBuf, Vec<PolicyId>)],
+    file: &Path,
+    ids: &'a [PolicyId],
+) -> Vec<Departure<'a>> {
+    let holds = |files: &[(PathBuf, Vec<PolicyId>)], id: &PolicyId| {
+        files.iter().any(|(_, ids)| ids.contains(id))
+    };
+    let gone = ids.iter().filter(|id| !holds(now, id));
+    let Some((_, ids_now)) = now.iter().find(|(f, _)| f == file) else {
+        return gone.map(Departure::Removed).collect();
+    };
+    let mut new = ids_now.iter().filter(|id| !holds(before, id));
+    gone.map(|id| match new.next() {
+        Some(to) => Departure::Renamed(id, to),
+        None => Departure::Retained(id),
+    })
+    .collect()
 }

@@ -10,6 +10,38 @@
 //! (feature `redis`) follows a namespace in Redis, and `KubeSource` (feature `kube`) follows
 //! `TrafficPolicy` custom resources.
 //!
+//! # Removal and renaming
+//!
+//! No valid-looking edit removes protection without a loud trace. The rules:
+//!
+//! - **Layers.** A policy file's version of a policy ([`FileSource`]) is the base; what is
+//!   applied over it under the same id (the admin API, `fluxctl apply --redis`, Kubernetes) is in
+//!   force while it exists. [Deleting](PolicyStore::delete) it puts the file's version back in
+//!   force ([`Change::Reverted`]); a changed save of the file replaces it (the last write wins).
+//! - **Explicit removals** (a delete with no file version under it, a policy file removed from
+//!   a watched folder) leave the id without a policy: each is logged as a warning, counted
+//!   ([`StoreStatus::removed`]) and shown ([`StoreStatus::last_removal`]).
+//! - **A renamed policy** (its document in the same file now has another `metadata.name` or
+//!   namespace) is a new policy: the old id is no longer listed, and its slots, which the
+//!   gateway's layers hold, read the new policy ([`Change::Renamed`], [`StoreStatus::renamed`],
+//!   logged as a warning). The gateway thus keeps enforcing what the file says. Deleting the old
+//!   id drops the link; applying under the old id takes it back.
+//! - **A policy cut from a file that stays** (no new id takes its place) stays in force until it
+//!   is deleted ([`StoreStatus::retained`], logged as a warning).
+//!
+//! ```
+//! use fluxgate_core::store::{Change, PolicyId, PolicyStore};
+//!
+//! let store = PolicyStore::new();
+//! let id = PolicyId::new("default", "api");
+//! store
+//!     .apply_bytes(b"{apiVersion: fluxgate.io/v1beta1, kind: TrafficPolicy, metadata: {name: api}, spec: {}}", None)
+//!     .unwrap();
+//! assert_eq!(store.delete(&id).changes, vec![Change::Deleted(id.clone())]);
+//! assert_eq!(store.status().removed, 1);
+//! assert_eq!(store.status().last_removal.unwrap().id, id);
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -43,6 +75,7 @@
 //! assert!(slot.load().is_some());
 //! ```
 
+mod entry;
 mod error;
 mod file;
 mod id;
@@ -56,9 +89,9 @@ mod status;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 
+use self::entry::{Entry, refresh};
 use crate::policy::{CompiledPolicy, TrafficPolicy, parse_policies};
 
 #[cfg(feature = "kube")]
@@ -76,7 +109,7 @@ pub use redis::{
     redact_url, versions_key,
 };
 pub use slot::{AppliedPolicy, PolicySlot, StoreClosed};
-pub use status::{ApplyReport, Change, PolicySummary, Rejection, StoreStatus};
+pub use status::{ApplyReport, Change, PolicySummary, Rejection, Removal, Renamed, StoreStatus};
 
 /// The namespace given to a document that names none and is applied without a default.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -100,10 +133,21 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     generation: u64,
-    slots: BTreeMap<PolicyId, Arc<ArcSwapOption<AppliedPolicy>>>,
+    slots: BTreeMap<PolicyId, Entry>,
     applied: u64,
     rejected: u64,
     last_rejection: Option<Rejection>,
+    removed: u64,
+    last_removal: Option<Removal>,
+}
+
+/// Which layer of an id an apply writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    /// Applied over the file's version: `apply`, the admin API, Redis, Kubernetes.
+    Own,
+    /// The file's version ([`FileSource`]).
+    Base,
 }
 
 // === impl PolicyStore ===
@@ -130,17 +174,22 @@ impl PolicyStore {
     /// The slot of one policy: the handle that layers keep and read on every request.
     ///
     /// The slot exists before the policy is applied and after it is deleted; it then reads `None`.
+    /// When the policy's file renames it (see [Removal and renaming](self#removal-and-renaming)),
+    /// the slot reads the policy under its new name.
     #[must_use]
     pub fn slot(&self, id: &PolicyId) -> PolicySlot {
         let mut state = self.lock();
-        let cell = state.slots.entry(id.clone()).or_default().clone();
+        let cell = Arc::clone(&state.slots.entry(id.clone()).or_default().cell);
         PolicySlot::new(id.clone(), cell, self.shared.generation.subscribe())
     }
 
-    /// The policy in force under `id`, if any.
+    /// The policy in force under `id`, if any (not the policy of a new name it was renamed to).
     #[must_use]
     pub fn get(&self, id: &PolicyId) -> Option<Arc<AppliedPolicy>> {
-        self.lock().slots.get(id).and_then(|cell| cell.load_full())
+        self.lock()
+            .slots
+            .get(id)
+            .and_then(|e| e.in_force().cloned())
     }
 
     /// Every policy in force, ordered by namespace and name.
@@ -149,7 +198,7 @@ impl PolicyStore {
         self.lock()
             .slots
             .values()
-            .filter_map(|cell| cell.load_full())
+            .filter_map(|e| e.in_force().cloned())
             .collect()
     }
 
@@ -198,6 +247,9 @@ impl PolicyStore {
 
     /// Applies several policies at once: all of them are put in force together, or none is.
     ///
+    /// They are applied over the version of a policy file ([`FileSource`]) of the same id, which
+    /// is in force again when they are [deleted](Self::delete).
+    ///
     /// # Errors
     ///
     /// As [`apply_bytes`](Self::apply_bytes).
@@ -205,6 +257,25 @@ impl PolicyStore {
         &self,
         policies: &[TrafficPolicy],
         namespace: Option<&str>,
+    ) -> Result<ApplyReport, ApplyError> {
+        self.apply_layer(policies, namespace, Layer::Own)
+    }
+
+    /// Applies the policies of a file: the base layer, in force where nothing is applied over it.
+    /// A changed version replaces a policy applied over it (the last save wins).
+    pub(super) fn apply_base(
+        &self,
+        policies: &[TrafficPolicy],
+        namespace: Option<&str>,
+    ) -> Result<ApplyReport, ApplyError> {
+        self.apply_layer(policies, namespace, Layer::Base)
+    }
+
+    fn apply_layer(
+        &self,
+        policies: &[TrafficPolicy],
+        namespace: Option<&str>,
+        layer: Layer,
     ) -> Result<ApplyReport, ApplyError> {
         let compiled = match compile_all(policies, namespace) {
             Ok(compiled) => compiled,
@@ -214,36 +285,143 @@ impl PolicyStore {
         let mut changes = Vec::with_capacity(compiled.len());
         let next = state.generation + 1;
         for (id, policy) in compiled {
-            let cell = state.slots.entry(id.clone()).or_default();
-            let change = match cell.load().as_deref() {
-                None => Change::Created(id.clone()),
-                Some(old) if old.compiled().policy() == policy.policy() => {
-                    changes.push(Change::Unchanged(id));
-                    continue;
-                }
-                Some(_) => Change::Configured(id.clone()),
+            let entry = state.slots.entry(id.clone()).or_default();
+            let before = entry.in_force().cloned();
+            let same = |old: &Option<Arc<AppliedPolicy>>| {
+                old.as_ref()
+                    .is_some_and(|old| old.compiled().policy() == policy.policy())
             };
-            cell.store(Some(Arc::new(AppliedPolicy::new(id, policy, next))));
-            changes.push(change);
+            let new = || {
+                Some(Arc::new(AppliedPolicy::new(
+                    id.clone(),
+                    policy.clone(),
+                    next,
+                )))
+            };
+            match layer {
+                Layer::Own => {
+                    if !same(&entry.own) {
+                        entry.own = if same(&before) { before.clone() } else { new() };
+                    }
+                    // An apply under this id takes it back from a successor.
+                    entry.successor = None;
+                }
+                Layer::Base if !same(&entry.base) => {
+                    entry.base = if same(&before) { before.clone() } else { new() };
+                    if entry.own.take().is_some() && !same(&before) {
+                        tracing::info!(%id, "the policy file's new version replaces the one applied over it");
+                    }
+                }
+                Layer::Base => {}
+            }
+            entry.retained = false;
+            changes.push(match (&before, entry.in_force()) {
+                (None, _) => Change::Created(id),
+                (Some(old), Some(now)) if Arc::ptr_eq(old, now) => Change::Unchanged(id),
+                _ => Change::Configured(id),
+            });
         }
+        refresh(&state.slots);
         Ok(self.commit(state, changes))
     }
 
-    /// Removes the policy `id`. Its slot then reads `None`.
+    /// Removes the policy `id`: what was applied over the file's version of it, else the
+    /// file's version, else its link to a new name. Its slot then reads the file's version
+    /// ([`Change::Reverted`]) or `None` ([`Change::Deleted`]).
     ///
+    /// A removal that leaves no policy is logged as a warning and counted in the
+    /// [status](Self::status) ([`StoreStatus::removed`], [`StoreStatus::last_removal`]).
     /// Returns the report, whose change list is empty when there was no such policy.
     pub fn delete(&self, id: &PolicyId) -> ApplyReport {
-        let state = self.lock();
-        let removed = state
-            .slots
-            .get(id)
-            .and_then(|cell| cell.swap(None))
-            .is_some();
-        let changes = if removed {
-            vec![Change::Deleted(id.clone())]
-        } else {
-            Vec::new()
-        };
+        let mut state = self.lock();
+        let change = state.slots.get_mut(id).and_then(|entry| {
+            entry.retained = false;
+            if entry.own.take().is_some() {
+                Some(if entry.base.is_some() {
+                    Change::Reverted(id.clone())
+                } else {
+                    Change::Deleted(id.clone())
+                })
+            } else if entry.base.take().is_some() || entry.successor.take().is_some() {
+                Some(Change::Deleted(id.clone()))
+            } else {
+                None
+            }
+        });
+        match &change {
+            Some(Change::Reverted(_)) => {
+                tracing::info!(%id, "policy deleted: the policy file's version of it is in force again");
+            }
+            Some(_) => Self::removed(&mut state, id, "deleted"),
+            None => {}
+        }
+        self.finish(state, change.into_iter().collect())
+    }
+
+    /// A file's policy is gone with its file (an explicit removal): `None` when no layer is left.
+    pub(super) fn remove_base(&self, id: &PolicyId, file: &std::path::Path) -> ApplyReport {
+        let mut state = self.lock();
+        let mut changes = Vec::new();
+        if let Some(entry) = state.slots.get_mut(id)
+            && entry.base.take().is_some()
+            && entry.own.is_none()
+        {
+            changes.push(Change::Deleted(id.clone()));
+            let why = format!("its file {} was removed", file.display());
+            Self::removed(&mut state, id, &why);
+        }
+        self.finish(state, changes)
+    }
+
+    /// The file that held `from` now holds `to` instead: `from`'s slots follow `to`.
+    pub(super) fn rename(
+        &self,
+        from: &PolicyId,
+        to: &PolicyId,
+        file: &std::path::Path,
+    ) -> ApplyReport {
+        let mut state = self.lock();
+        let mut changes = Vec::new();
+        if let Some(entry) = state.slots.get_mut(from)
+            && entry.base.take().is_some()
+        {
+            entry.successor = Some(to.clone());
+            entry.retained = false;
+            changes.push(Change::Renamed(from.clone(), to.clone()));
+            tracing::warn!(
+                %from, %to, file = %file.display(),
+                "the policy file renamed a policy: what followed {from} follows {to} \
+                 (the gateway keeps enforcing the file's policy); {from} is no longer listed"
+            );
+        }
+        self.finish(state, changes)
+    }
+
+    /// `id` left its file while the file stayed: it stays in force, as if applied, until deleted.
+    pub(super) fn retain(&self, id: &PolicyId, file: &std::path::Path) {
+        let mut state = self.lock();
+        if let Some(entry) = state.slots.get_mut(id)
+            && let Some(base) = entry.base.take()
+        {
+            entry.own.get_or_insert(base);
+            entry.retained = true;
+            tracing::warn!(
+                %id, file = %file.display(),
+                "the policy is no longer in its file: it stays in force until it is deleted"
+            );
+        }
+    }
+
+    /// Logs and counts a removal that leaves `id` without a policy.
+    fn removed(state: &mut State, id: &PolicyId, why: &str) {
+        tracing::warn!(%id, "policy removed ({why}): nothing of it is in force any more");
+        state.removed += 1;
+        state.last_removal = Some(Removal::new(id.clone(), why));
+    }
+
+    /// Refreshes the cells, then commits.
+    fn finish(&self, state: MutexGuard<'_, State>, changes: Vec<Change>) -> ApplyReport {
+        refresh(&state.slots);
         self.commit(state, changes)
     }
 
@@ -251,17 +429,27 @@ impl PolicyStore {
     #[must_use]
     pub fn status(&self) -> StoreStatus {
         let state = self.lock();
+        let policies = state.slots.values().filter_map(Entry::in_force);
         StoreStatus {
             generation: state.generation,
-            policies: state
-                .slots
-                .values()
-                .filter_map(|cell| cell.load_full())
-                .map(|p| p.summary())
-                .collect(),
+            policies: policies.map(|p| p.summary()).collect(),
             applied: state.applied,
             rejected: state.rejected,
             last_rejection: state.last_rejection.clone(),
+            removed: state.removed,
+            last_removal: state.last_removal.clone(),
+            renamed: state
+                .slots
+                .iter()
+                .filter(|(_, e)| e.in_force().is_none())
+                .filter_map(|(id, e)| Some(Renamed::new(id, e.successor.as_ref()?)))
+                .collect(),
+            retained: state
+                .slots
+                .iter()
+                .filter(|(_, e)| e.retained)
+                .map(|(id, _)| id.clone())
+                .collect(),
         }
     }
 
@@ -284,7 +472,11 @@ impl PolicyStore {
         let mut state = self.lock();
         state.rejected += 1;
         state.last_rejection = Some(Rejection::new(&error));
-        tracing::warn!(%error, "policy refused; the policies in force stay");
+        if state.slots.values().any(|e| e.in_force().is_some()) {
+            tracing::warn!(%error, "policy refused; the policies in force stay");
+        } else {
+            tracing::warn!(%error, "policy refused; no policy is in force");
+        }
         error
     }
 

@@ -21,8 +21,14 @@ pub enum Change {
     Configured(PolicyId),
     /// The policy existed with the same content; nothing changed.
     Unchanged(PolicyId),
-    /// The policy was removed.
+    /// The policy was removed; nothing of it is in force any more.
     Deleted(PolicyId),
+    /// What was applied over the policy file's version was removed: the file's version is in
+    /// force again.
+    Reverted(PolicyId),
+    /// The policy file renamed the policy (first id) to the second id: what followed the first
+    /// follows the second.
+    Renamed(PolicyId, PolicyId),
 }
 
 impl Change {
@@ -30,9 +36,12 @@ impl Change {
     #[must_use]
     pub fn id(&self) -> &PolicyId {
         match self {
-            Self::Created(id) | Self::Configured(id) | Self::Unchanged(id) | Self::Deleted(id) => {
-                id
-            }
+            Self::Created(id)
+            | Self::Configured(id)
+            | Self::Unchanged(id)
+            | Self::Deleted(id)
+            | Self::Reverted(id)
+            | Self::Renamed(id, _) => id,
         }
     }
 
@@ -50,6 +59,8 @@ impl std::fmt::Display for Change {
             Self::Configured(id) => (id, "configured"),
             Self::Unchanged(id) => (id, "unchanged"),
             Self::Deleted(id) => (id, "deleted"),
+            Self::Reverted(id) => (id, "deleted; the policy file's version is in force again"),
+            Self::Renamed(from, to) => return write!(f, "trafficpolicy {from} renamed to {to}"),
         };
         write!(f, "trafficpolicy {id} {verb}")
     }
@@ -96,4 +107,53 @@ pub struct StoreStatus {
     pub rejected: u64,
     /// The last refused apply.
     pub last_rejection: Option<Rejection>,
+    /// How many removals left a policy's traffic without any policy (a delete, a file removed).
+    pub removed: u64,
+    /// The last of those removals.
+    pub last_removal: Option<Removal>,
+    /// Policies their file renamed: their followers follow the new name.
+    pub renamed: Vec<Renamed>,
+    /// Policies that left their file while the file stayed: in force until deleted.
+    pub retained: Vec<PolicyId>,
+}
+
+/// A removal that left a policy's traffic without any policy, as remembered for status pages.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Removal {
+    /// When (wall clock, for people to read).
+    pub at: SystemTime,
+    /// The policy removed.
+    pub id: PolicyId,
+    /// Why: `deleted`, or the file that was removed.
+    pub reason: String,
+}
+
+impl Removal {
+    pub(super) fn new(id: PolicyId, reason: &str) -> Self {
+        Self {
+            at: SystemTime::now(),
+            id,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// A policy its file renamed, in a [`StoreStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Renamed {
+    /// The old id, which its followers (a gateway's layers) still name.
+    pub from: PolicyId,
+    /// The id whose policy they read now.
+    pub to: PolicyId,
+}
+
+impl Renamed {
+    pub(super) fn new(from: &PolicyId, to: &PolicyId) -> Self {
+        Self {
+            from: from.clone(),
+            to: to.clone(),
+        }
+    }
 }

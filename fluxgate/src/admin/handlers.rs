@@ -1,8 +1,10 @@
 //! The axum handlers of [`Admin::router`](super::Admin::router).
 
-use axum::body::Bytes;
+use std::error::Error as _;
+
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use fluxgate_canary::CanaryHandle;
@@ -60,15 +62,35 @@ pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
     ([(CONTENT_TYPE, content_type)], admin.metrics()).into_response()
 }
 
+/// The largest policy body `PUT /api/policies` reads (1 MiB); a larger one is answered `413`.
+pub(super) const MAX_POLICY_BYTES: usize = 1 << 20;
+
+/// Checks the token before anything of the body is read, then reads at most
+/// [`MAX_POLICY_BYTES`] of it.
 pub(super) async fn put_policies(
     State(admin): State<Admin>,
     Query(query): Query<ApplyQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !authorized(admin.inner.token.as_deref(), &headers) {
         return unauthorized();
     }
+    let too_large = || {
+        let message = format!("the policy body is over {MAX_POLICY_BYTES} bytes\n");
+        text(StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_POLICY_BYTES as u64) {
+        return too_large();
+    }
+    let body = match axum::body::to_bytes(body, MAX_POLICY_BYTES).await {
+        Ok(body) => body,
+        Err(error) if is_length_limit(error.source()) => return too_large(),
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+    };
     let Some(store) = &admin.inner.store else {
         let message = "this admin API has no policy store\n".to_owned();
         return text(StatusCode::SERVICE_UNAVAILABLE, message);
@@ -80,6 +102,17 @@ pub(super) async fn put_policies(
         }
         Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
     }
+}
+
+/// Whether a body error is [`axum::body::to_bytes`]'s limit being reached.
+fn is_length_limit(mut error: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(e) = error {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        error = e.source();
+    }
+    false
 }
 
 pub(super) async fn canary_action(

@@ -97,6 +97,13 @@ fn store(x: &mut Exposition, inner: &Inner) {
     x.family(name, "counter", "Policy applies, by result.");
     x.sample(name, &[("result", "applied")], f(status.applied));
     x.sample(name, &[("result", "rejected")], f(status.rejected));
+    let name = "fluxgate_policy_removals_total";
+    x.family(
+        name,
+        "counter",
+        "Removals (a delete, a policy file removed) that left a policy's traffic without a policy.",
+    );
+    x.sample(name, &[], f(status.removed));
     let name = "fluxgate_policy_generation";
     x.family(
         name,

@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `GET /` | a live dashboard: one self-contained HTML page that polls `/api/status` every second |
 //! | `GET /healthz` | `200 ok` |
-//! | `GET /api/status` | JSON: the store (generation, applied and refused counts, last refusal), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot), the rate-limit counts |
+//! | `GET /api/status` | JSON: the store (generation, applied and refused counts, last refusal, removals that left a policy's traffic without a policy and the last one, policies renamed in their file and followed under the new name, policies kept in force after they left their file), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot), the rate-limit counts |
 //! | `GET /metrics` | Prometheus text format 0.0.4 (families below) |
 //! | `PUT /api/policies?namespace=NS` | applies a YAML or JSON body through the store, all or nothing: `200` with `trafficpolicy NS/NAME created\|configured\|unchanged` lines, `400` with the validation errors (nothing applied), `503` without a store |
 //! | `POST /api/canary/{promote,abort,pause,resume}[?name=NAME]` | acts on a canary (`name` is needed when there are several): `200` with its snapshot as JSON, `404` for an unknown canary, `409` when the phase does not allow it |
@@ -36,6 +36,7 @@
 //! | --- | --- | --- |
 //! | `fluxgate_policy_store_generation` | gauge | |
 //! | `fluxgate_policy_applies_total` | counter | `result` (`applied`, `rejected`) |
+//! | `fluxgate_policy_removals_total` | counter | |
 //! | `fluxgate_policy_generation` | gauge | `policy` |
 //! | `fluxgate_upstream_requests_total` | counter | `balancer`, `endpoint`, `outcome` (success, failure, overload) |
 //! | `fluxgate_upstream_request_duration_seconds` | histogram (5ms to 10s) | `balancer`, `endpoint`, `le` |
@@ -95,6 +96,7 @@ pub use status::EndpointView;
 
 type EndpointsFn = Box<dyn Fn() -> Vec<EndpointView> + Send + Sync>;
 type LimitsFn = Box<dyn Fn() -> MetricsSnapshot + Send + Sync>;
+type SectionFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// The admin API of one gateway; see the [module docs](self). Cloning is cheap.
 #[derive(Clone)]
@@ -107,6 +109,7 @@ struct Inner {
     canaries: Vec<(String, CanaryHandle)>,
     balancers: Vec<(String, EndpointsFn)>,
     rate_limits: Vec<LimitsFn>,
+    sections: Vec<(String, SectionFn)>,
     token: Option<String>,
 }
 
@@ -134,6 +137,7 @@ impl Admin {
                 canaries: Vec::new(),
                 balancers: Vec::new(),
                 rate_limits: Vec::new(),
+                sections: Vec::new(),
                 token: None,
             },
         }
@@ -183,6 +187,7 @@ impl fmt::Debug for Inner {
             .field("canaries", &names(&self.canaries))
             .field("balancers", &names(&self.balancers))
             .field("rate_limits", &self.rate_limits.len())
+            .field("sections", &names(&self.sections))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -234,6 +239,23 @@ impl AdminBuilder {
         self.inner
             .rate_limits
             .push(Box::new(move || layer.metrics()));
+        self
+    }
+
+    /// A section of its own in `/api/status`, under `name`, read on each request (the state of
+    /// a part the admin API does not know, such as the gateway's link to Redis).
+    ///
+    /// ```
+    /// use fluxgate::admin::Admin;
+    ///
+    /// let admin = Admin::builder().section("redis", || serde_json::json!({"joined": false})).build();
+    /// assert_eq!(admin.status()["redis"]["joined"], false);
+    /// ```
+    pub fn section<F>(mut self, name: impl Into<String>, read: F) -> Self
+    where
+        F: Fn() -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.inner.sections.push((name.into(), Box::new(read)));
         self
     }
 

@@ -101,16 +101,30 @@ pub(super) fn document(inner: &Inner) -> Value {
             .iter()
             .map(|p| json!({ "id": p.id.to_string(), "generation": p.generation }))
             .collect();
-        let last_rejection = status.last_rejection.map(|r| {
-            let at = r.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            json!({ "message": r.message, "atUnixSeconds": at })
-        });
+        let unix =
+            |at: std::time::SystemTime| at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last_rejection = status
+            .last_rejection
+            .map(|r| json!({ "message": r.message, "atUnixSeconds": unix(r.at) }));
+        let last_removal = status.last_removal.map(
+            |r| json!({ "id": r.id.to_string(), "reason": r.reason, "atUnixSeconds": unix(r.at) }),
+        );
+        let renamed: Vec<Value> = status
+            .renamed
+            .iter()
+            .map(|r| json!({ "from": r.from.to_string(), "to": r.to.to_string() }))
+            .collect();
+        let retained: Vec<String> = status.retained.iter().map(ToString::to_string).collect();
         json!({
             "generation": status.generation,
             "applied": status.applied,
             "rejected": status.rejected,
             "lastRejection": last_rejection,
             "policies": policies,
+            "removed": status.removed,
+            "lastRemoval": last_removal,
+            "renamed": renamed,
+            "retained": retained,
         })
     });
     let balancers: serde_json::Map<String, Value> = inner
@@ -144,12 +158,18 @@ pub(super) fn document(inner: &Inner) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut document = json!({
         "store": store,
         "balancers": balancers,
         "canaries": canaries,
         "rateLimits": rate_limits,
-    })
+    });
+    if let Value::Object(map) = &mut document {
+        for (name, read) in &inner.sections {
+            map.insert(name.clone(), read());
+        }
+    }
+    document
 }
 
 /// `value` as JSON (`null` if it cannot be, which the types here never cause).

@@ -18,18 +18,20 @@ mod cli;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
+use fluxgate_core::store::{RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::{ProxyClients, ProxyConfig};
+use fluxgate_gateway::redis::RedisLink;
 use fluxgate_gateway::server::{self, ServerConfig};
 use fluxgate_gateway::stack::{Gateway, StackConfig};
 use fluxgate_gateway::tls::TlsAcceptor;
 use fluxgate_gateway::upstream::UpstreamSpec;
-use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
+use fluxgate_ratelimit::store::RedisOptions;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Args;
@@ -78,19 +80,6 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
     };
-    // Redis takes over from the file for policies it holds under the same namespace and name.
-    let _following_redis = match &args.redis {
-        Some(url) => {
-            let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
-            let tls = redis_ca
-                .iter()
-                .fold(RedisTls::new(), |tls, ca| tls.root_certificate(ca.clone()));
-            let source = RedisSource::with_tls(url, namespace, policy.store().clone(), &tls)?;
-            tracing::info!(redis = %redact_url(url), namespace, "following policies in Redis");
-            Some(source.spawn())
-        }
-        None => None,
-    };
 
     // Without upstreams, run the demo ones; they stop when `_demos` is dropped.
     let demos = if args.upstreams.is_empty() {
@@ -117,18 +106,21 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         .canary_upstreams(args.canary_upstreams.clone())
         .proxy(proxy)
         .clients(clients);
-    // With Redis, replicas enforce one quota together; the sync task stops when dropped.
-    let _rate_limit_sync = match &args.redis {
+    // With Redis, its policies take over from the file's under the same namespace and name, and
+    // replicas enforce one quota together; a Redis that does not answer yet is joined later.
+    let redis = match &args.redis {
         Some(url) => {
+            let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
             let mut options = RedisOptions::new().replicas(args.replicas.max(1));
+            let mut tls = RedisTls::new();
             if let Some(ca) = &redis_ca {
                 options = options.tls_root_certificate(ca.clone());
+                tls = tls.root_certificate(ca.clone());
             }
-            let store = RedisStore::connect(url, options).await?;
-            tracing::info!(redis = %redact_url(url), replicas = args.replicas, "rate limits shared through Redis");
-            let sync = store.spawn_sync();
-            config = config.rate_limit_store(store);
-            Some(sync)
+            let link = RedisLink::start(url, namespace, policy.store(), options, &tls).await?;
+            tracing::info!(redis = %redact_url(url), namespace, replicas = args.replicas, "following policies and sharing rate limits in Redis");
+            config = config.rate_limit_store(link.rate_limit_store());
+            Some(Arc::new(link))
         }
         None => None,
     };
@@ -148,11 +140,14 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
              change policies; set --admin-token or FLUXGATE_ADMIN_TOKEN"
         );
     }
-    let admin_api = stack
+    let mut admin_api = stack
         .admin(&id)
         .store(policy.store().clone())
-        .token(args.admin_token.clone())
-        .build();
+        .token(args.admin_token.clone());
+    if let Some(link) = redis.clone() {
+        admin_api = admin_api.section("redis", move || link.status());
+    }
+    let admin_api = admin_api.build();
     let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
     print_banner(gateway.local_addr(), admin.local_addr(), &args, &demos, &id);
 

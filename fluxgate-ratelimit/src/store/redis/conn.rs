@@ -43,18 +43,7 @@ impl Conn {
         let timeout = options.connect_timeout;
         let secret = password_of(url);
         let fail = |e: &redis::RedisError| connect_error(url, secret.as_deref(), e);
-        fluxgate_core::store::install_tls_provider();
-        let client = match &options.tls {
-            Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| fail(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(3)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_secs(1));
+        let (client, config) = Self::client(url, options).map_err(|e| fail(&e))?;
         let connecting = ConnectionManager::new_with_config(client, config);
         let manager = tokio::time::timeout(timeout, connecting)
             .await
@@ -63,6 +52,37 @@ impl Conn {
         let mut conn = Self::Single(manager);
         conn.ping(url, secret.as_deref(), timeout).await?;
         Ok(conn)
+    }
+
+    /// A connection to one server made on first use (and again after each failure): no error
+    /// when the server does not answer yet.
+    pub(crate) fn single_lazy(
+        url: &str,
+        options: &RedisOptions,
+    ) -> Result<Self, RedisConnectError> {
+        let fail = |e: &redis::RedisError| connect_error(url, password_of(url).as_deref(), e);
+        let (client, config) = Self::client(url, options).map_err(|e| fail(&e))?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| fail(&e))?;
+        Ok(Self::Single(manager))
+    }
+
+    fn client(
+        url: &str,
+        options: &RedisOptions,
+    ) -> redis::RedisResult<(redis::Client, ConnectionManagerConfig)> {
+        fluxgate_core::store::install_tls_provider();
+        let client = match &options.tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+            None => redis::Client::open(url),
+        }?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(None)
+            .set_number_of_retries(3)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_secs(1));
+        Ok((client, config))
     }
 
     /// Connects to a cluster through `urls` (seed nodes); the password comes from the URLs.

@@ -176,6 +176,19 @@ impl RedisStore {
         Ok(Self::new(conn, options, conn::password_of(url)))
     }
 
+    /// A store for the Redis at `url` that connects on first use, so that it can be made while
+    /// Redis is down: until Redis answers, decisions fall back to local limits as in any outage
+    /// ([`RedisOptions::on_failure`], [`stats`](Self::stats)), and the connection is tried again
+    /// on later commands.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisConnectError::InvalidUrl`] only.
+    pub fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, RedisConnectError> {
+        let conn = Conn::single_lazy(url, &options)?;
+        Ok(Self::new(conn, options, conn::password_of(url)))
+    }
+
     /// Connects to a Redis Cluster through its seed `urls`.
     ///
     /// # Errors
