@@ -62,6 +62,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::Service;
 
+use crate::discovery::DnsDiscovery;
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use crate::upstream::UpstreamSpec;
 
@@ -88,6 +89,9 @@ pub struct StackConfig {
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
     /// with the other replicas (its sync task is the caller's to spawn).
     pub rate_limit_store: Option<RedisStore>,
+    /// How upstreams named by DNS are resolved: every address is an endpoint, resolved again
+    /// every interval (see [`crate::discovery`]).
+    pub discovery: DnsDiscovery,
 }
 
 impl StackConfig {
@@ -100,7 +104,15 @@ impl StackConfig {
             proxy: ProxyConfig::default(),
             buffer: 1024,
             rate_limit_store: None,
+            discovery: DnsDiscovery::new(),
         }
+    }
+
+    /// Resolves upstreams named by DNS with `discovery`.
+    #[must_use]
+    pub fn discovery(mut self, discovery: DnsDiscovery) -> Self {
+        self.discovery = discovery;
+        self
     }
 
     /// Shares the rate-limit counters with other replicas through `store`.
@@ -240,21 +252,32 @@ impl Gateway {
     }
 }
 
-/// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL.
+/// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL; an upstream
+/// named by DNS is a proxy per address, followed by [`DnsDiscovery`].
 fn endpoints<St: RateLimitStore>(
     mut builder: StackBuilder<String, Proxy, St>,
     client: &ProxyClient,
     config: &StackConfig,
 ) -> StackBuilder<String, Proxy, St> {
-    let proxy = |spec: &UpstreamSpec| {
-        Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone())
+    let make = || {
+        let (client, proxy) = (client.clone(), config.proxy.clone());
+        move |upstream: &crate::upstream::Upstream| {
+            Proxy::new(client.clone(), upstream.clone(), proxy.clone())
+        }
     };
-    for spec in &config.upstreams {
-        builder = builder.endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+    let stable = config.discovery.start(&config.upstreams, make());
+    for (key, proxy, weight) in stable.initial {
+        builder = builder.endpoint(key, proxy, weight);
     }
-    for spec in &config.canary_upstreams {
-        builder =
-            builder.canary_endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+    if let Some(changes) = stable.changes {
+        builder = builder.endpoint_changes(changes);
+    }
+    let canary = config.discovery.start(&config.canary_upstreams, make());
+    for (key, proxy, weight) in canary.initial {
+        builder = builder.canary_endpoint(key, proxy, weight);
+    }
+    if let Some(changes) = canary.changes {
+        builder = builder.canary_endpoint_changes(changes);
     }
     builder
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::discovery::DnsDiscovery;
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::ProxyConfig;
 use fluxgate_gateway::server::{self, ServerConfig};
@@ -106,9 +107,16 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let proxy = ProxyConfig::default()
         .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
         .preserve_host(args.preserve_host);
+    // Upstreams named by DNS: resolved now (to start with their endpoints), then every interval.
+    let discovery =
+        DnsDiscovery::new().interval(Duration::try_from_secs_f64(args.resolve_interval)?);
+    discovery
+        .resolve_now(&[args.upstreams.as_slice(), &args.canary_upstreams].concat())
+        .await;
     let mut config = StackConfig::new(args.upstreams.clone())
         .canary_upstreams(args.canary_upstreams.clone())
-        .proxy(proxy);
+        .proxy(proxy)
+        .discovery(discovery.clone());
     // With Redis, replicas enforce one quota together; the sync task stops when dropped.
     let _rate_limit_sync = match &args.redis {
         Some(url) => {
@@ -125,6 +133,25 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let stack = Gateway::build(policy.store(), &id, &config)?;
+    #[cfg(feature = "kube")]
+    let _following_kube = match args.kube {
+        true => {
+            let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
+            let report = fluxgate_gateway::kube::GatewayReport::new(
+                id.clone(),
+                stack.canary().cloned(),
+                discovery,
+            );
+            let client = fluxgate_gateway::kube::client().await?;
+            Some(fluxgate_gateway::kube::follow(
+                client,
+                policy.store(),
+                namespace,
+                report,
+            ))
+        }
+        false => None,
+    };
     let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
