@@ -39,6 +39,7 @@ use fluxgate_core::store::{
 };
 
 use crate::discovery::DnsDiscovery;
+use crate::stack::Gateway;
 
 /// Why the gateway could not reach the API server.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,24 @@ pub fn follow(
         .namespace(namespace)
         .report_with(report)
         .spawn()
+}
+
+/// Follows the `TrafficPolicy` objects of `namespace` into `store` for `gateway`, which runs
+/// the policy `id`: a [`client`] of the cluster, and [`follow`] with a [`GatewayReport`] on
+/// the gateway's canary and the `discovery` of its upstreams.
+///
+/// # Errors
+///
+/// [`KubeError::Config`] when there is no in-cluster config or usable kubeconfig.
+pub async fn follow_gateway(
+    gateway: &Gateway,
+    id: &PolicyId,
+    store: &PolicyStore,
+    namespace: &str,
+    discovery: DnsDiscovery,
+) -> Result<KubeSourceHandle, KubeError> {
+    let report = GatewayReport::new(id.clone(), gateway.canary().cloned(), discovery);
+    Ok(follow(client().await?, store, namespace, report))
 }
 
 /// What a gateway says about the policy it follows: programmed unless an upstream name

@@ -190,3 +190,28 @@ async fn another_policy_of_the_namespace_gets_no_programmed_condition() {
     assert!(condition(&patch, "Programmed").is_none(), "{patch}");
     assert!(patch["status"].get("canary").is_none());
 }
+
+#[tokio::test]
+async fn an_upstream_name_that_resolves_to_nothing_is_not_programmed() {
+    use fluxgate_core::store::{PolicyId, ReportPolicy};
+    use fluxgate_gateway::discovery::DnsDiscovery;
+    use fluxgate_gateway::kube::GatewayReport;
+
+    let resolver = |_: &str, _: u16| async { Err(std::io::Error::other("no such host")) };
+    let discovery = DnsDiscovery::new().resolver(resolver);
+    let spec = "http://checkout.payments.svc.cluster.local:8080"
+        .parse()
+        .unwrap();
+    discovery.resolve_now(&[spec]).await;
+    let id = PolicyId::new(api::NS, NAME);
+    let report = GatewayReport::new(id.clone(), None, discovery)
+        .report(&id)
+        .unwrap();
+    let (reason, message) = report.not_programmed.unwrap();
+    assert_eq!(reason, "UnresolvedUpstream");
+    assert!(
+        message.contains("checkout.payments.svc.cluster.local:8080 (no such host)"),
+        "{message}"
+    );
+    assert!(report.canary.is_none());
+}

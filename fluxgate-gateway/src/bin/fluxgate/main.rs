@@ -134,23 +134,15 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
     let stack = Gateway::build(policy.store(), &id, &config)?;
     #[cfg(feature = "kube")]
-    let _following_kube = match args.kube {
-        true => {
-            let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
-            let report = fluxgate_gateway::kube::GatewayReport::new(
-                id.clone(),
-                stack.canary().cloned(),
-                discovery,
-            );
-            let client = fluxgate_gateway::kube::client().await?;
-            Some(fluxgate_gateway::kube::follow(
-                client,
-                policy.store(),
-                namespace,
-                report,
-            ))
-        }
-        false => None,
+    let _following_kube = if args.kube {
+        let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
+        let store = policy.store();
+        Some(
+            fluxgate_gateway::kube::follow_gateway(&stack, &id, store, namespace, discovery)
+                .await?,
+        )
+    } else {
+        None
     };
     let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
