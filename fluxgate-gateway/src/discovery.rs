@@ -8,8 +8,9 @@
 //!
 //! A name that resolves to nothing (an error, or no address) is reported in the log and in
 //! [`DiscoveryStatus`] and tried again at the next interval; its endpoints from the last good
-//! answer stay (the active health checks drain the ones that are gone). The balancer applies a
-//! change before it picks the endpoint of its next request.
+//! answer stay (the active health checks drain the ones that are gone). A change reaches the
+//! balancer at once, traffic or not: its handle, its health checks and the gateway's readiness
+//! see it.
 //!
 //! The resolver is a [`Resolve`]: [`SystemResolver`] (tokio's `lookup_host`, the system's
 //! resolver) by default, or any `Fn(&str, u16) -> Future<Output = io::Result<Vec<SocketAddr>>>`.

@@ -198,6 +198,8 @@ fn rbac_lets_the_gateway_watch_policies_and_write_their_status() {
     assert_eq!(str_of(&pod["serviceAccountName"]), account);
 }
 
+/// The Deployment runs `--kube`, which needs the `kube` feature (on by default).
+#[cfg(feature = "kube")]
 #[test]
 fn the_deployment_agrees_with_the_binary() {
     let all = manifests();

@@ -87,6 +87,16 @@ async fn next_round(discovery: &DnsDiscovery) {
         .unwrap();
 }
 
+/// Waits, sending no request, until the balancer has `n` endpoints.
+async fn until_endpoints(gateway: &Gateway, n: usize) {
+    within(async {
+        while keys(gateway).len() != n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// Sends requests until one is answered by `name`.
 async fn until_answered_by(url: &str, name: &str) {
     within(async { while get(url, &[]).await.upstream() != Some(name) {} }).await;
@@ -137,16 +147,14 @@ async fn addresses_join_and_leave_the_balancer() {
     assert_eq!(keys(&gateway), [format!("http://{}", addr(&a))]);
     assert_eq!(get(&url, &[]).await.upstream(), Some("a"));
 
-    // b joins: it gets requests (the balancer applies the change before its next pick).
+    // b joins, before any request (the handle and the health checks see it), and gets requests.
     answer(&answers, Ok(vec![addr(&a), addr(&b)]));
-    next_round(&discovery).await;
+    until_endpoints(&gateway, 2).await;
     until_answered_by(&url, "b").await;
-    assert_eq!(keys(&gateway).len(), 2);
 
     // a leaves: every request goes to b.
     answer(&answers, Ok(vec![addr(&b)]));
-    next_round(&discovery).await;
-    get(&url, &[]).await;
+    until_endpoints(&gateway, 1).await;
     assert_eq!(keys(&gateway), [format!("http://{}", addr(&b))]);
     for _ in 0..4 {
         assert_eq!(get(&url, &[]).await.upstream(), Some("b"));
@@ -184,6 +192,6 @@ async fn a_name_unresolved_at_start_joins_once_it_resolves() {
     assert!(keys(&gateway).is_empty());
     assert_eq!(get(&url, &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
     answer(&answers, Ok(vec![a.server.local_addr()]));
-    next_round(&discovery).await;
+    until_endpoints(&gateway, 1).await;
     until_answered_by(&url, "a").await;
 }

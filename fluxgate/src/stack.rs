@@ -26,17 +26,29 @@ use http::{Request, Response};
 use tokio::task::JoinHandle;
 use tower::buffer::Buffer;
 use tower::discover::Change;
-use tower::util::{Either, MapResponse};
+use tower::util::{Either, MapRequest, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 
 /// The error of the stack's inner services: a side's buffer or balancer failed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+mod side;
+
+use side::SideStart;
+pub use side::{Nudgeable, SideRequest};
+
+/// The buffered part of a side: a 503-answering balancer over endpoints `S` keyed by `K`,
+/// taking requests and nudges.
+pub type SideBuffer<K, S, B> =
+    Buffer<
+        SideRequest<B>,
+        <Nudgeable<Http503<Balance<Static<K, Weighted<S>>, Request<B>>>> as Service<
+            SideRequest<B>,
+        >>::Future,
+    >;
+
 /// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`.
-pub type Side<K, S, B> = Buffer<
-    Request<B>,
-    <Http503<Balance<Static<K, Weighted<S>>, Request<B>>> as Service<Request<B>>>::Future,
->;
+pub type Side<K, S, B> = MapRequest<SideBuffer<K, S, B>, fn(Request<B>) -> SideRequest<B>>;
 
 /// Changes to one side's endpoints (tower's `Discover`): inserts and removals by key.
 pub type EndpointChanges<K, S> =
@@ -142,9 +154,10 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
         self
     }
 
-    /// Changes the stable side's endpoints while it runs (DNS discovery, say): the balancer
-    /// applies the inserts and removals before picking an endpoint for its next request. With
-    /// changes, the stable side may start without endpoints.
+    /// Changes the stable side's endpoints while it runs (DNS discovery, say): each insert or
+    /// removal is passed to the balancer with a [`SideRequest::Nudge`] through its buffer, so
+    /// that it takes it in at once, requests or not (its handle and health checks see it).
+    /// With changes, the stable side may start without endpoints.
     pub fn endpoint_changes(
         mut self,
         changes: impl Stream<Item = Result<Change<K, Weighted<S>>, BoxError>> + Send + 'static,
@@ -318,8 +331,7 @@ where
             };
             match changes {
                 None => start.run(Balance::new(policy.clone(), endpoints)),
-                Some(changes) => start
-                    .run(Balance::from_discover(policy.clone(), changes).with_endpoints(endpoints)),
+                Some(changes) => start.discovered(policy.clone(), endpoints, changes),
             }
         };
         let (stable_side, stable) = side(stable, stable_changes);
@@ -341,39 +353,5 @@ where
             canary,
             tasks,
         })
-    }
-}
-
-/// What starting one side takes: its balancer's policy follower and health checks are spawned.
-struct SideStart<'a, K> {
-    store: &'a PolicyStore,
-    id: &'a PolicyId,
-    probe: Option<&'a SharedProbe<K>>,
-    buffer: usize,
-    tasks: &'a mut Vec<JoinHandle<()>>,
-}
-
-impl<K> SideStart<'_, K>
-where
-    K: Eq + Clone + Send + Sync + 'static,
-{
-    /// Spawns the side's tasks and puts its balancer behind a buffer; whatever the discovery,
-    /// the side has the same type.
-    fn run<D, S, B, RB>(self, balance: Balance<D, Request<B>>) -> (Side<K, S, B>, BalanceHandle<K>)
-    where
-        D: tower::discover::Discover<Key = K, Service = Weighted<S>> + Unpin + Send + 'static,
-        D::Error: Into<BoxError>,
-        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        B: Send + 'static,
-        RB: Default + Send + 'static,
-    {
-        let handle = balance.handle();
-        self.tasks.push(handle.follow(self.store, self.id).spawn());
-        if let Some(probe) = self.probe {
-            self.tasks.push(balance.health_task(probe.clone()).spawn());
-        }
-        (Buffer::new(Http503::new(balance), self.buffer), handle)
     }
 }
