@@ -2,7 +2,9 @@
 //! versions it should have, the Deployment agrees with the binary (ports, probes, flags, the
 //! drain), the example policy is the bundled one, and the Dockerfile builds what
 //! `cargo install` gives. (`fluxctl`'s tests check that `deploy/crd.yaml` is what
-//! `fluxctl crd` prints.)
+//! `fluxctl crd` prints.) The Deployment runs `--kube`: the `kube` feature (on by default) is
+//! needed.
+#![cfg(feature = "kube")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -198,8 +200,6 @@ fn rbac_lets_the_gateway_watch_policies_and_write_their_status() {
     assert_eq!(str_of(&pod["serviceAccountName"]), account);
 }
 
-/// The Deployment runs `--kube`, which needs the `kube` feature (on by default).
-#[cfg(feature = "kube")]
 #[test]
 fn the_deployment_agrees_with_the_binary() {
     let all = manifests();

@@ -329,10 +329,7 @@ where
                 buffer,
                 tasks: &mut tasks,
             };
-            match changes {
-                None => start.run(Balance::new(policy.clone(), endpoints)),
-                Some(changes) => start.discovered(policy.clone(), endpoints, changes),
-            }
+            start.start(policy.clone(), endpoints, changes)
         };
         let (stable_side, stable) = side(stable, stable_changes);
         let (route, canary) = if canary.is_empty() && canary_changes.is_none() {

@@ -60,6 +60,22 @@ where
     }
 }
 
+/// An endpoint's service as the stack takes it: `Request<B>` in, `Response<RB>` out.
+pub(super) trait Endpoint<B, RB>:
+    Service<Request<B>, Response = Response<RB>, Error: Into<BoxError>, Future: Send + 'static>
+    + Send
+    + 'static
+{
+}
+
+impl<T, B, RB> Endpoint<B, RB> for T
+where
+    T: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+    T::Error: Into<BoxError>,
+    T::Future: Send + 'static,
+{
+}
+
 /// Wraps a request for a side's buffer.
 pub(super) type AsSideRequest<B> = fn(Request<B>) -> SideRequest<B>;
 
@@ -76,21 +92,23 @@ impl<K> SideStart<'_, K>
 where
     K: Eq + Clone + Send + Sync + 'static,
 {
-    /// A side over `endpoints` and the `changes` to come: each change is passed to the
-    /// balancer and followed by a nudge.
-    pub(super) fn discovered<S, B, RB>(
+    /// A side over `endpoints`, and the `changes` to come if any: each change is passed to
+    /// the balancer and followed by a nudge.
+    pub(super) fn start<S, B, RB>(
         self,
         policy: LoadBalancing,
         endpoints: Vec<(K, Weighted<S>)>,
-        mut changes: EndpointChanges<K, S>,
+        changes: Option<EndpointChanges<K, S>>,
     ) -> (Side<K, S, B>, BalanceHandle<K>)
     where
-        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
+        S: Endpoint<B, RB>,
         B: Send + 'static,
         RB: Default + Send + 'static,
     {
+        let Some(mut changes) = changes else {
+            let (buffer, handle) = self.buffered(Balance::new(policy, endpoints));
+            return (side(buffer), handle);
+        };
         let (tx, rx) = mpsc::unbounded();
         let balance = Balance::from_discover(policy, rx).with_endpoints(endpoints);
         let tasks = &mut *self.tasks;
@@ -110,24 +128,6 @@ where
         (side(buffer), handle)
     }
 
-    /// A side over `balance` (which never changes its endpoints).
-    pub(super) fn run<D, S, B, RB>(
-        self,
-        balance: Balance<D, Request<B>>,
-    ) -> (Side<K, S, B>, BalanceHandle<K>)
-    where
-        D: Discover<Key = K, Service = Weighted<S>> + Unpin + Send + 'static,
-        D::Error: Into<BoxError>,
-        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        B: Send + 'static,
-        RB: Default + Send + 'static,
-    {
-        let (buffer, handle) = self.buffered(balance);
-        (side(buffer), handle)
-    }
-
     /// Spawns the side's tasks and puts its balancer behind a buffer; whatever the discovery,
     /// the buffer has the same type.
     fn buffered<D, S, B, RB>(
@@ -137,9 +137,7 @@ where
     where
         D: Discover<Key = K, Service = Weighted<S>> + Unpin + Send + 'static,
         D::Error: Into<BoxError>,
-        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
+        S: Endpoint<B, RB>,
         B: Send + 'static,
         RB: Default + Send + 'static,
     {
