@@ -250,6 +250,30 @@ where
         self.slots.is_empty()
     }
 
+    /// Adds (or replaces) `endpoints` now, before any change of the discovery: a balancer
+    /// over a discovery starts with them (and its handles see them) without waiting for its
+    /// first `poll_ready`.
+    ///
+    /// ```
+    /// use fluxgate_balance::{Balance, Weighted};
+    /// use fluxgate_core::policy::LoadBalancing;
+    /// # let svc = Weighted::new(tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # }), 1);
+    /// let (_changes, discover) = futures::channel::mpsc::unbounded::<Result<tower::discover::Change<&str, _>, std::io::Error>>();
+    /// let balance = Balance::<_, http::Request<()>>::from_discover(LoadBalancing::default(), discover)
+    ///     .with_endpoints([("a", svc)]);
+    /// assert_eq!(balance.handle().snapshot().len(), 1);
+    /// ```
+    #[must_use]
+    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) -> Self {
+        for (key, endpoint) in endpoints {
+            self.insert(key, endpoint, false);
+        }
+        self.publish();
+        self
+    }
+
     fn insert(&mut self, key: K, endpoint: Weighted<S>, ramp: bool) {
         let existing = self.slots.iter().position(|s| s.state.key == key);
         let Some(state) = EndpointState::new(

@@ -203,3 +203,26 @@ fn schema_catches_what_it_should() {
         check(&spec, &schema, "spec").unwrap();
     }
 }
+
+#[test]
+fn printer_columns_show_the_status() {
+    let crd = crd();
+    let version = &crd["spec"]["versions"][0];
+    let columns: Vec<(String, String)> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap().to_owned();
+            (field("name"), field("jsonPath"))
+        })
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Accepted", "Programmed", "Canary", "Weight", "Age"]);
+    assert!(columns[1].1.contains("Programmed"));
+    assert_eq!(columns[3].1, ".status.canary.weight");
+    let canary =
+        &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["canary"];
+    assert_eq!(canary["properties"]["phase"]["type"], "string");
+    assert_eq!(canary["properties"]["weight"]["type"], "integer");
+}

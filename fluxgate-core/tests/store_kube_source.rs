@@ -8,7 +8,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fluxgate_core::store::{KubeSource, KubeSourceHandle, PolicyId, PolicyStore};
+use fluxgate_core::store::{
+    CanaryStatus, KubeSource, KubeSourceHandle, PolicyId, PolicyReport, PolicyStore,
+};
 use http::{Method, Request, Response};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -51,9 +53,17 @@ fn full(value: &Value) -> Reply {
 
 impl ApiServer {
     fn start(store: &PolicyStore) -> (Self, KubeSourceHandle) {
+        Self::start_with(store, |source| source)
+    }
+
+    /// Starts a source configured by `configure`.
+    fn start_with(
+        store: &PolicyStore,
+        configure: impl FnOnce(KubeSource) -> KubeSource,
+    ) -> (Self, KubeSourceHandle) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Reply>();
         let client = kube::Client::new(service, NS);
-        let source = KubeSource::new(client, store.clone()).spawn();
+        let source = configure(KubeSource::new(client, store.clone())).spawn();
         (Self { handle, version: 1 }, source)
     }
 
@@ -104,6 +114,16 @@ impl ApiServer {
 
     /// Answers the next request, which must be a status merge patch of `name`; gives its body.
     async fn status_patch(&mut self, name: &str) -> Value {
+        let (patch, reply) = self.take_status_patch(name).await;
+        reply.send_response(full(&object(name, 1, &json!({}))));
+        patch
+    }
+
+    /// Takes the next request, which must be a status merge patch of `name`, unanswered.
+    async fn take_status_patch(
+        &mut self,
+        name: &str,
+    ) -> (Value, tower_test::mock::SendResponse<Reply>) {
         let (request, reply) = self.next().await;
         assert_eq!(request.method(), Method::PATCH, "{}", request.uri());
         assert_eq!(request.uri().path(), format!("{PATH}/{name}/status"));
@@ -114,8 +134,7 @@ impl ApiServer {
         assert_eq!(content_type, "application/merge-patch+json");
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let patch: Value = serde_json::from_slice(&body).unwrap();
-        reply.send_response(full(&object(name, 1, &json!({}))));
-        patch
+        (patch, reply)
     }
 }
 
@@ -159,11 +178,20 @@ async fn wait_until(store: &PolicyStore, mut done: impl FnMut(&PolicyStore) -> b
     }
 }
 
-fn accepted(patch: &Value) -> &Value {
+fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
     let conditions = patch["status"]["conditions"].as_array().unwrap();
-    assert_eq!(conditions.len(), 1);
-    assert_eq!(conditions[0]["type"], "Accepted");
-    &conditions[0]
+    conditions
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {patch}"))
+}
+
+fn accepted(patch: &Value) -> &Value {
+    condition(patch, "Accepted")
+}
+
+fn programmed(patch: &Value) -> &Value {
+    condition(patch, "Programmed")
 }
 
 async fn bounded(test: impl Future<Output = ()>) {
@@ -185,6 +213,8 @@ async fn applies_an_object_and_reports_it_accepted() {
         assert_eq!(condition["status"], "True");
         assert_eq!(condition["observedGeneration"], 1);
         assert!(condition["lastTransitionTime"].is_string());
+        assert_eq!(programmed(&patch)["status"], "True");
+        assert_eq!(programmed(&patch)["observedGeneration"], 1);
         assert_eq!(generation_in_force(&store, "checkout"), Some(1));
         let policy = store.get(&id("checkout")).unwrap();
         assert_eq!(
@@ -243,6 +273,9 @@ async fn refuses_an_invalid_object_and_keeps_the_policy_in_force() {
         assert_eq!(condition["observedGeneration"], 2);
         let message = condition["message"].as_str().unwrap();
         assert!(message.starts_with("spec.canary.weight: "), "{message}");
+        // Generation 1 stays in force, and the Programmed condition says so.
+        assert_eq!(programmed(&patch)["status"], "True");
+        assert_eq!(programmed(&patch)["observedGeneration"], 1);
         assert_eq!(generation_in_force(&store, "checkout"), Some(1));
         assert_eq!(source.status().rejected, 2);
         assert!(store.status().rejected >= 2);
@@ -295,6 +328,77 @@ async fn a_relist_without_an_object_removes_it() {
             .unwrap()
             .clone();
         assert!(status.failures >= 1, "the expired watch is counted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_status_write_is_retried() {
+    bounded(async {
+        let store = PolicyStore::new();
+        let (mut server, source) =
+            ApiServer::start_with(&store, |s| s.resync(Duration::from_millis(20)));
+        server.list(&[object("checkout", 1, &limit(100))]).await;
+        let (_, reply) = server.take_status_patch("checkout").await;
+        let refusal = json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+            "message": "etcd is busy", "reason": "InternalError", "code": 500});
+        let mut response = full(&refusal);
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        reply.send_response(response);
+        // The watch opens, and the status write comes again after the backoff.
+        let _watch = server.watch().await;
+        let patch = server.status_patch("checkout").await;
+        assert_eq!(accepted(&patch)["status"], "True");
+        let status = source
+            .subscribe()
+            .wait_for(|s| s.status_writes == 1)
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(status.failures, 1);
+        assert!(status.last_error.unwrap().to_string().contains("checkout"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_report_adds_the_canary_and_a_change_is_written() {
+    bounded(async {
+        let store = PolicyStore::new();
+        let canary =
+            std::sync::Arc::new(std::sync::Mutex::new(CanaryStatus::new("Progressing", 5)));
+        let seen = std::sync::Arc::clone(&canary);
+        let report = move |id: &PolicyId| {
+            (id.name() == "checkout")
+                .then(|| PolicyReport::programmed().canary(seen.lock().unwrap().clone()))
+        };
+        let (mut server, _source) = ApiServer::start_with(&store, |s| {
+            s.report_with(report).resync(Duration::from_millis(20))
+        });
+        let checkout = object("checkout", 1, &limit(100));
+        server
+            .list(&[checkout.clone(), object("other", 1, &limit(10))])
+            .await;
+        let patch = server.status_patch("checkout").await;
+        assert_eq!(
+            patch["status"]["canary"],
+            json!({"phase": "Progressing", "weight": 5})
+        );
+        // A policy the reporter does not use gets no Programmed condition.
+        let other = server.status_patch("other").await;
+        assert_eq!(other["status"]["conditions"].as_array().unwrap().len(), 1);
+        let watch = server.watch().await;
+        watch.send("MODIFIED", &with_status(checkout, &patch));
+
+        // The canary advances: the next resync writes it; Accepted keeps its transition time.
+        *canary.lock().unwrap() = CanaryStatus::new("Progressing", 10);
+        let next = server.status_patch("checkout").await;
+        assert_eq!(next["status"]["canary"]["weight"], 10);
+        assert_eq!(
+            accepted(&next)["lastTransitionTime"],
+            accepted(&patch)["lastTransitionTime"]
+        );
+        assert_eq!(programmed(&next)["status"], "True");
     })
     .await;
 }

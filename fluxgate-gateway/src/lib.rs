@@ -7,15 +7,21 @@
 //! - [`proxy`]: a streaming reverse proxy to one upstream, as a tower service;
 //! - [`stack`]: the whole request path (rate limit, canary, balancers, proxies) from a policy;
 //! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
+//! - [`discovery`]: upstreams named by DNS, an endpoint per address, resolved again periodically;
 //! - [`server`]: an HTTP/1.1 + HTTP/2 (h2c, or TLS with ALPN) accept loop with graceful shutdown
 //!   for any tower service;
 //! - [`tls`]: rustls configurations for `https://` upstreams and TLS clients;
 //! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
+//! - [`kube`] (feature `kube`, on by default): following `TrafficPolicy` objects in Kubernetes
+//!   and writing their status;
 //! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
 //! - [`redis`]: following policies and sharing rate limits in Redis, joined when it answers.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod demo;
+pub mod discovery;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod policy;
 mod probe;
 pub mod proxy;

@@ -72,6 +72,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::Service;
 
+use crate::discovery::DnsDiscovery;
 use crate::probe::GatewayProbe;
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClients, ProxyConfig, grpc};
 use crate::upstream::UpstreamSpec;
@@ -102,6 +103,9 @@ pub struct StackConfig {
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
     /// with the other replicas (its sync task is the caller's to spawn).
     pub rate_limit_store: Option<RedisStore>,
+    /// How upstreams named by DNS are resolved: every address is an endpoint, resolved again
+    /// every interval (see [`crate::discovery`]).
+    pub discovery: DnsDiscovery,
 }
 
 impl StackConfig {
@@ -115,7 +119,15 @@ impl StackConfig {
             clients: ProxyClients::system(),
             buffer: 1024,
             rate_limit_store: None,
+            discovery: DnsDiscovery::new(),
         }
+    }
+
+    /// Resolves upstreams named by DNS with `discovery`.
+    #[must_use]
+    pub fn discovery(mut self, discovery: DnsDiscovery) -> Self {
+        self.discovery = discovery;
+        self
     }
 
     /// Shares the rate-limit counters with other replicas through `store`.
@@ -266,21 +278,32 @@ impl Gateway {
     }
 }
 
-/// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL.
+/// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL; an upstream
+/// named by DNS is a proxy per address, followed by [`DnsDiscovery`].
 fn endpoints<St: RateLimitStore>(
     mut builder: StackBuilder<String, Proxy, St>,
     config: &StackConfig,
 ) -> StackBuilder<String, Proxy, St> {
-    let proxy = |spec: &UpstreamSpec| {
-        let client = config.clients.for_upstream(spec).clone();
-        Proxy::new(client, spec.upstream.clone(), config.proxy.clone())
+    let make = || {
+        let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
+        move |spec: &UpstreamSpec| {
+            let client = clients.for_upstream(spec).clone();
+            Proxy::new(client, spec.upstream.clone(), proxy.clone())
+        }
     };
-    for spec in &config.upstreams {
-        builder = builder.endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+    let stable = config.discovery.start(&config.upstreams, make());
+    for (key, proxy, weight) in stable.initial {
+        builder = builder.endpoint(key, proxy, weight);
     }
-    for spec in &config.canary_upstreams {
-        builder =
-            builder.canary_endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+    if let Some(changes) = stable.changes {
+        builder = builder.endpoint_changes(changes);
+    }
+    let canary = config.discovery.start(&config.canary_upstreams, make());
+    for (key, proxy, weight) in canary.initial {
+        builder = builder.canary_endpoint(key, proxy, weight);
+    }
+    if let Some(changes) = canary.changes {
+        builder = builder.canary_endpoint_changes(changes);
     }
     builder
 }

@@ -9,6 +9,7 @@
 //! See the [crate docs](crate) for why the layers come in this order.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
@@ -20,20 +21,38 @@ use fluxgate_core::policy::HealthCheck;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{LocalStore, RateLimitStore};
 use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
+use futures::{Stream, StreamExt as _};
 use http::{Request, Response};
 use tokio::task::JoinHandle;
 use tower::buffer::Buffer;
-use tower::util::{Either, MapResponse};
+use tower::discover::Change;
+use tower::util::{Either, MapRequest, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 
 /// The error of the stack's inner services: a side's buffer or balancer failed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+mod side;
+
+use side::SideStart;
+pub use side::{Nudgeable, SideRequest};
+
+/// The buffered part of a side: a 503-answering balancer over endpoints `S` keyed by `K`,
+/// taking requests and nudges.
+pub type SideBuffer<K, S, B> =
+    Buffer<
+        SideRequest<B>,
+        <Nudgeable<Http503<Balance<Static<K, Weighted<S>>, Request<B>>>> as Service<
+            SideRequest<B>,
+        >>::Future,
+    >;
+
 /// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`.
-pub type Side<K, S, B> = Buffer<
-    Request<B>,
-    <Http503<Balance<Static<K, Weighted<S>>, Request<B>>> as Service<Request<B>>>::Future,
->;
+pub type Side<K, S, B> = MapRequest<SideBuffer<K, S, B>, fn(Request<B>) -> SideRequest<B>>;
+
+/// Changes to one side's endpoints (tower's `Discover`): inserts and removals by key.
+pub type EndpointChanges<K, S> =
+    Pin<Box<dyn Stream<Item = Result<Change<K, Weighted<S>>, BoxError>> + Send>>;
 
 /// The response body of the stack: the endpoint's body, observed for the canary's analysis.
 pub type StackBody<RB> = ObservedBody<RB, Observation>;
@@ -83,6 +102,7 @@ pub struct StackBuilder<K, S, St: RateLimitStore = LocalStore> {
     id: PolicyId,
     stable: Vec<(K, Weighted<S>)>,
     canary: Vec<(K, Weighted<S>)>,
+    changes: [Option<EndpointChanges<K, S>>; 2],
     buffer: usize,
     rate_limit: RateLimitLayer<St>,
     probe: Option<SharedProbe<K>>,
@@ -98,6 +118,7 @@ impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St>
             .field("stable", &keys(&self.stable))
             .field("canary", &keys(&self.canary))
             .field("buffer", &self.buffer)
+            .field("changes", &self.changes.each_ref().map(|c| c.is_some()))
             .field("health_checks", &self.probe.is_some())
             .finish_non_exhaustive()
     }
@@ -112,6 +133,7 @@ impl<K, S> StackBuilder<K, S> {
             id: id.clone(),
             stable: Vec::new(),
             canary: Vec::new(),
+            changes: [None, None],
             buffer: 1024,
             rate_limit: RateLimitLayer::from_slot(store.slot(id)),
             probe: None,
@@ -132,6 +154,29 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
         self
     }
 
+    /// Changes the stable side's endpoints while it runs (DNS discovery, say): each insert or
+    /// removal is passed to the balancer with a [`SideRequest::Nudge`] through its buffer, so
+    /// that it takes it in at once, requests or not (its handle and health checks see it).
+    /// With changes, the stable side may start without endpoints.
+    pub fn endpoint_changes(
+        mut self,
+        changes: impl Stream<Item = Result<Change<K, Weighted<S>>, BoxError>> + Send + 'static,
+    ) -> Self {
+        self.changes[0] = Some(changes.boxed());
+        self
+    }
+
+    /// Changes the canary side's endpoints while it runs, as
+    /// [`endpoint_changes`](Self::endpoint_changes) does for the stable side; with changes,
+    /// there is a canary side even without canary endpoints yet.
+    pub fn canary_endpoint_changes(
+        mut self,
+        changes: impl Stream<Item = Result<Change<K, Weighted<S>>, BoxError>> + Send + 'static,
+    ) -> Self {
+        self.changes[1] = Some(changes.boxed());
+        self
+    }
+
     /// Requests each side's buffer holds while its balancer is busy (1024 by default).
     pub fn buffer(mut self, requests: usize) -> Self {
         self.buffer = requests.max(1);
@@ -149,6 +194,7 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
             id: self.id,
             stable: self.stable,
             canary: self.canary,
+            changes: self.changes,
             buffer: self.buffer,
             rate_limit: layer,
             probe: self.probe,
@@ -260,11 +306,12 @@ where
             id,
             stable,
             canary,
+            changes: [stable_changes, canary_changes],
             buffer,
             rate_limit,
             probe,
         } = self;
-        if stable.is_empty() {
+        if stable.is_empty() && stable_changes.is_none() {
             return Err(StackError::NoEndpoint);
         }
         let slot = store.slot(&id);
@@ -273,22 +320,24 @@ where
             .and_then(|p| p.compiled().load_balancing().cloned())
             .unwrap_or_default();
         let mut tasks = Vec::new();
-        let mut side = |endpoints: Vec<(K, Weighted<S>)>| {
-            let balance = Balance::new(policy.clone(), endpoints);
-            let handle = balance.handle();
-            tasks.push(handle.follow(&store, &id).spawn());
-            if let Some(probe) = &probe {
-                tasks.push(balance.health_task(probe.clone()).spawn());
-            }
-            (Buffer::new(Http503::new(balance), buffer), handle)
+        let mut side = |endpoints: Vec<(K, Weighted<S>)>,
+                        changes: Option<EndpointChanges<K, S>>| {
+            let start = SideStart {
+                store: &store,
+                id: &id,
+                probe: probe.as_ref(),
+                buffer,
+                tasks: &mut tasks,
+            };
+            start.start(policy.clone(), endpoints, changes)
         };
-        let (stable_side, stable) = side(stable);
-        let (route, canary) = if canary.is_empty() {
+        let (stable_side, stable) = side(stable, stable_changes);
+        let (route, canary) = if canary.is_empty() && canary_changes.is_none() {
             let observed: fn(Response<RB>) -> Response<StackBody<RB>> =
                 |response| response.map(ObservedBody::observed);
             (Either::Right(stable_side.map_response(observed)), None)
         } else {
-            let (canary_side, endpoints) = side(canary);
+            let (canary_side, endpoints) = side(canary, canary_changes);
             let (router, judge) = Canary::new(stable_side, canary_side, slot)?;
             let handle = router.handle();
             tasks.push(judge.spawn());

@@ -96,8 +96,9 @@ use crate::policy::{CompiledPolicy, TrafficPolicy, parse_policies};
 
 #[cfg(feature = "kube")]
 pub use self::kube::{
-    ACCEPTED, KubeSource, KubeSourceError, KubeSourceHandle, KubeSourceStatus, KubeTrafficPolicy,
-    KubeTrafficPolicySpec, TrafficPolicyStatus, traffic_policy_crd,
+    ACCEPTED, CanaryStatus, KubeSource, KubeSourceError, KubeSourceHandle, KubeSourceStatus,
+    KubeTrafficPolicy, KubeTrafficPolicySpec, PROGRAMMED, PolicyReport, ReportPolicy,
+    TrafficPolicyStatus, traffic_policy_crd,
 };
 pub use error::ApplyError;
 pub use file::{FileSource, FileSourceHandle};

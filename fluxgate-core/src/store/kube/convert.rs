@@ -1,13 +1,9 @@
-//! From a Kubernetes object to a policy, and from an apply's outcome to the object's status.
+//! From a Kubernetes object to a policy, and from a refusal to its message.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 use serde_json::{Map, Value, json};
 
-use super::{ACCEPTED, TrafficPolicyStatus};
+use super::TrafficPolicyStatus;
 use crate::policy::{API_VERSION, KIND, PolicyError, PolicyErrors, TrafficPolicy, parse_policies};
 use crate::store::{ApplyError, PolicyId};
 
@@ -83,50 +79,10 @@ pub(super) fn refusal_message(error: &ApplyError) -> String {
     }
 }
 
-/// The status to write for `object` after an apply, or `None` when the object already says so
-/// (which keeps a status write from causing another write).
-pub(super) fn next_status(
-    object: &DynamicObject,
-    outcome: Result<(), &ApplyError>,
-) -> Option<TrafficPolicyStatus> {
-    let generation = object.metadata.generation;
-    let (status, reason, message) = match outcome {
-        Ok(()) => ("True", "Valid", "the policy is in force".to_owned()),
-        Err(error) => ("False", "Invalid", refusal_message(error)),
-    };
-    let current: Option<TrafficPolicyStatus> = object
+/// The status the API server holds for `object`, if it reads as one.
+pub(super) fn server_status(object: &DynamicObject) -> Option<TrafficPolicyStatus> {
+    object
         .data
         .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let previous = current.as_ref().and_then(TrafficPolicyStatus::accepted);
-    if let (Some(current), Some(previous)) = (&current, previous)
-        && current.observed_generation == generation
-        && previous.status == status
-        && previous.reason == reason
-        && previous.message == message
-        && previous.observed_generation == generation
-    {
-        return None;
-    }
-    let last_transition_time = previous
-        .filter(|p| p.status == status)
-        .map_or_else(now, |p| p.last_transition_time.clone());
-    Some(TrafficPolicyStatus {
-        observed_generation: generation,
-        conditions: vec![Condition {
-            type_: ACCEPTED.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            observed_generation: generation,
-            last_transition_time,
-        }],
-    })
-}
-
-fn now() -> Time {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    Time(Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH))
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
 }

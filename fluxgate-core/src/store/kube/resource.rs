@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::TrafficPolicySpec;
 
-/// The type of the condition a [`KubeSource`](super::KubeSource) writes: `Accepted`.
+/// The type of the condition that says whether a policy validates: `Accepted`.
 pub const ACCEPTED: &str = "Accepted";
+
+/// The type of the condition that says whether a policy is in force where it is used:
+/// `Programmed` (Gateway API's name).
+pub const PROGRAMMED: &str = "Programmed";
 
 /// The spec of the [`KubeTrafficPolicy`] custom resource: the policy model's own
 /// [`TrafficPolicySpec`], so the CRD schema is generated from the same types the parser fills.
@@ -33,20 +37,24 @@ pub const ACCEPTED: &str = "Accepted";
     derive = "PartialEq",
     doc = "A `TrafficPolicy` object as stored by Kubernetes (see [`KubeTrafficPolicySpec`]).",
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canary.phase"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canary.weight"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(transparent)]
 #[schemars(transparent)]
 pub struct KubeTrafficPolicySpec(pub TrafficPolicySpec);
 
-/// What a gateway reports about a `TrafficPolicy` object: the generation it read and whether
-/// the policy was accepted.
+/// What a gateway reports about a `TrafficPolicy` object: the generation it read, whether the
+/// policy was accepted and is programmed (conditions in the Gateway API style), and its canary.
 ///
 /// ```
 /// use fluxgate_core::store::TrafficPolicyStatus;
 ///
 /// let status = TrafficPolicyStatus::default();
-/// assert!(status.accepted().is_none());
+/// assert!(status.accepted().is_none() && status.programmed().is_none());
+/// assert!(status.canary.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -55,10 +63,44 @@ pub struct TrafficPolicyStatus {
     /// The `metadata.generation` the conditions were computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The conditions; FluxGate writes one, of type [`ACCEPTED`]: `True` when the policy is in
-    /// force, `False` with the validation errors as its message when it was refused.
+    /// The conditions: [`ACCEPTED`] (`True` when the policy validates, `False` with reason
+    /// `Invalid` and the validation errors, each naming its field, as its message) and
+    /// [`PROGRAMMED`] (`True` when a generation of the policy is in force, its
+    /// `observedGeneration` saying which; `False` with the reason otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The canary's phase and weight, when the policy's canary routes traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+}
+
+/// The canary part of a [`TrafficPolicyStatus`]: its phase and the weight it is at.
+///
+/// ```
+/// use fluxgate_core::store::CanaryStatus;
+///
+/// let canary = CanaryStatus::new("Progressing", 10);
+/// assert_eq!(serde_json::to_value(&canary).unwrap(), serde_json::json!({"phase": "Progressing", "weight": 10}));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct CanaryStatus {
+    /// `Progressing`, `Paused`, `Promoted` or `RolledBack`.
+    pub phase: String,
+    /// The share of requests routed to the canary, in percent.
+    pub weight: u8,
+}
+
+impl CanaryStatus {
+    /// A canary in `phase` at `weight` percent.
+    #[must_use]
+    pub fn new(phase: impl Into<String>, weight: u8) -> Self {
+        Self {
+            phase: phase.into(),
+            weight,
+        }
+    }
 }
 
 impl TrafficPolicyStatus {
@@ -70,7 +112,29 @@ impl TrafficPolicyStatus {
     /// ```
     #[must_use]
     pub fn accepted(&self) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == ACCEPTED)
+        self.condition(ACCEPTED)
+    }
+
+    /// The [`PROGRAMMED`] condition, if there is one.
+    ///
+    /// ```
+    /// # use fluxgate_core::store::TrafficPolicyStatus;
+    /// assert!(TrafficPolicyStatus::default().programmed().is_none());
+    /// ```
+    #[must_use]
+    pub fn programmed(&self) -> Option<&Condition> {
+        self.condition(PROGRAMMED)
+    }
+
+    /// The condition of type `type_`, if there is one.
+    ///
+    /// ```
+    /// # use fluxgate_core::store::{ACCEPTED, TrafficPolicyStatus};
+    /// assert!(TrafficPolicyStatus::default().condition(ACCEPTED).is_none());
+    /// ```
+    #[must_use]
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
     }
 }
 

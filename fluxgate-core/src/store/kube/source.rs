@@ -1,25 +1,23 @@
 //! [`KubeSource`]: follows `TrafficPolicy` objects with a watcher and applies them to a store.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::convert::{next_status, object_id, to_policy};
-use super::{KubeSourceError, KubeTrafficPolicy, TrafficPolicyStatus};
-use crate::store::{ApplyError, PolicyId, PolicyStore};
+use super::follow::Follower;
+use super::{KubeSourceError, KubeTrafficPolicy, ReportPolicy};
+use crate::store::PolicyStore;
 
-/// How long a status write may take before it is given up (and retried on the next event).
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often reports are asked again and failed status writes retried, by default.
+const RESYNC: Duration = Duration::from_secs(1);
 
 /// How a [`KubeSource`] is doing, for status pages and tests.
 ///
@@ -53,9 +51,17 @@ pub struct KubeSourceStatus {
 /// namespace, labels, annotations, generation and spec (the server's own metadata is left out)
 /// and applied; the store validates it, so an invalid object is refused and the policy in force
 /// stays. A deleted object is deleted from the store, and after a watcher restart the objects
-/// absent from the new list are deleted too. Each object's `status` gets `observedGeneration`
-/// and an `Accepted` condition: `True`, or `False` with the validation errors as its message.
-/// A status that already says so is not written again.
+/// absent from the new list are deleted too.
+///
+/// Each object's `status` is written back through the status subresource (a merge patch on
+/// `.../status`): `observedGeneration`, an `Accepted` condition (`True`, or `False` with reason
+/// `Invalid` and the validation errors, each naming its field, as its message), a `Programmed`
+/// condition (whether a generation is in force, and which in its `observedGeneration`), and the
+/// canary's phase and weight. What the policy's user adds (a gateway: its canary, upstreams it
+/// cannot reach) comes from a [`ReportPolicy`] given to [`report_with`](Self::report_with),
+/// asked again every [`resync`](Self::resync) period; without one, `Programmed` says whether
+/// the store holds the policy. A status is written only when it changed; a failed write is
+/// logged, counted and retried with backoff (from the resync period up to 30s).
 ///
 /// The work is a future the caller spawns ([`run`](Self::run)), or a task that stops when its
 /// [`KubeSourceHandle`] is dropped ([`spawn`](Self::spawn)). Watch errors are retried with
@@ -106,11 +112,13 @@ pub struct KubeSourceStatus {
 #[derive(Clone)]
 #[must_use]
 pub struct KubeSource {
-    client: Client,
-    namespace: Option<String>,
-    store: PolicyStore,
+    pub(super) client: Client,
+    pub(super) namespace: Option<String>,
+    pub(super) store: PolicyStore,
     config: watcher::Config,
-    status: watch::Sender<KubeSourceStatus>,
+    pub(super) status: watch::Sender<KubeSourceStatus>,
+    pub(super) reporter: Option<Arc<dyn ReportPolicy>>,
+    pub(super) resync: Duration,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -118,6 +126,8 @@ impl std::fmt::Debug for KubeSource {
         f.debug_struct("KubeSource")
             .field("namespace", &self.namespace)
             .field("store", &self.store)
+            .field("reporter", &self.reporter.is_some())
+            .field("resync", &self.resync)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +153,36 @@ impl KubeSource {
             store,
             config: watcher::Config::default(),
             status: watch::Sender::new(KubeSourceStatus::default()),
+            reporter: None,
+            resync: RESYNC,
         }
+    }
+
+    /// Adds `reporter`'s word to each status: the `Programmed` condition's failures and the
+    /// canary (see [`ReportPolicy`]).
+    ///
+    /// ```
+    /// # use fluxgate_core::store::{KubeSource, PolicyId, PolicyReport, PolicyStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let (service, _server) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    /// let followed = PolicyId::new("payments", "checkout");
+    /// let source = KubeSource::new(kube::Client::new(service, "payments"), PolicyStore::new())
+    ///     .report_with(move |id: &PolicyId| (*id == followed).then(PolicyReport::programmed))
+    ///     .resync(std::time::Duration::from_secs(2));
+    /// assert!(format!("{source:?}").contains("reporter: true"));
+    /// # }
+    /// ```
+    pub fn report_with(mut self, reporter: impl ReportPolicy) -> Self {
+        self.reporter = Some(Arc::new(reporter));
+        self
+    }
+
+    /// How often the reports are asked again (and failed status writes retried at the
+    /// soonest); 1s by default.
+    pub fn resync(mut self, period: Duration) -> Self {
+        self.resync = period.max(Duration::from_millis(10));
+        self
     }
 
     /// Follows `namespace` instead of the client's default one.
@@ -191,16 +230,19 @@ impl KubeSource {
             None => Api::all_with(self.client.clone(), &resource),
         };
         let stream = watcher(api, self.config.clone()).default_backoff();
-        let mut follower = Follower {
-            source: self,
-            resource,
-            owned: BTreeSet::new(),
-            listing: None,
-        };
+        let mut tick = tokio::time::interval(self.resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut follower = Follower::new(self, resource);
         async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                follower.handle(event).await;
+            loop {
+                tokio::select! {
+                    event = stream.next() => match event {
+                        Some(event) => follower.handle(event).await,
+                        None => break,
+                    },
+                    _ = tick.tick() => follower.resync().await,
+                }
             }
         }
     }
@@ -224,126 +266,6 @@ fn watcher(
     config: watcher::Config,
 ) -> impl futures::Stream<Item = Result<Event<DynamicObject>, watcher::Error>> + Send {
     watcher::watcher(api, config)
-}
-
-// === impl Follower ===
-
-/// The state of a running source: what it put in the store, and the list being loaded.
-struct Follower {
-    source: KubeSource,
-    resource: ApiResource,
-    owned: BTreeSet<PolicyId>,
-    listing: Option<BTreeSet<PolicyId>>,
-}
-
-impl Follower {
-    async fn handle(&mut self, event: Result<Event<DynamicObject>, watcher::Error>) {
-        match event {
-            Ok(Event::Init) => {
-                self.listing = Some(BTreeSet::new());
-                self.source.status.send_modify(|s| s.synced = false);
-            }
-            Ok(Event::InitApply(object)) => {
-                let id = self.id(&object);
-                if let Some(listing) = &mut self.listing {
-                    listing.insert(id.clone());
-                }
-                self.apply(id, &object).await;
-            }
-            Ok(Event::InitDone) => self.finish_listing(),
-            Ok(Event::Apply(object)) => {
-                let id = self.id(&object);
-                self.apply(id, &object).await;
-            }
-            Ok(Event::Delete(object)) => {
-                let id = self.id(&object);
-                self.delete(&id);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "watching TrafficPolicy objects failed; retrying");
-                self.fail(KubeSourceError::Watch(Arc::new(error)));
-            }
-        }
-    }
-
-    fn id(&self, object: &DynamicObject) -> PolicyId {
-        let default = self
-            .source
-            .namespace
-            .as_deref()
-            .unwrap_or(crate::store::DEFAULT_NAMESPACE);
-        object_id(object, default)
-    }
-
-    /// Deletes what this source put in the store and the new list no longer has.
-    fn finish_listing(&mut self) {
-        let listed = self.listing.take().unwrap_or_default();
-        let gone: Vec<PolicyId> = self.owned.difference(&listed).cloned().collect();
-        for id in &gone {
-            self.delete(id);
-        }
-        self.source.status.send_modify(|s| {
-            s.synced = true;
-            s.syncs += 1;
-        });
-    }
-
-    async fn apply(&mut self, id: PolicyId, object: &DynamicObject) {
-        let outcome = match to_policy(object, &id) {
-            Ok(policy) => self
-                .source
-                .store
-                .apply(&policy)
-                .map(|report| report.changes.iter().any(crate::store::Change::is_change)),
-            Err(errors) => Err(self.source.store.reject(ApplyError::Invalid(errors))),
-        };
-        match &outcome {
-            Ok(changed) => {
-                self.owned.insert(id.clone());
-                if *changed {
-                    self.source.status.send_modify(|s| s.changes += 1);
-                }
-            }
-            Err(_) => self.source.status.send_modify(|s| s.rejected += 1),
-        }
-        if let Some(status) = next_status(object, outcome.as_ref().map(|_| ())) {
-            self.write_status(&id, &status).await;
-        }
-    }
-
-    fn delete(&mut self, id: &PolicyId) {
-        self.owned.remove(id);
-        let report = self.source.store.delete(id);
-        if !report.changes.is_empty() {
-            self.source.status.send_modify(|s| s.changes += 1);
-        }
-    }
-
-    async fn write_status(&self, id: &PolicyId, status: &TrafficPolicyStatus) {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.source.client.clone(), id.namespace(), &self.resource);
-        let patch = Patch::Merge(json!({ "status": status }));
-        let params = PatchParams::default();
-        let write = api.patch_status(id.name(), &params, &patch);
-        match tokio::time::timeout(STATUS_TIMEOUT, write).await {
-            Ok(Ok(_)) => self.source.status.send_modify(|s| s.status_writes += 1),
-            Ok(Err(source)) => {
-                tracing::warn!(%id, error = %source, "writing a TrafficPolicy status failed");
-                self.fail(KubeSourceError::Status {
-                    id: id.clone(),
-                    source: Arc::new(source),
-                });
-            }
-            Err(_) => self.fail(KubeSourceError::StatusTimeout(id.clone())),
-        }
-    }
-
-    fn fail(&self, error: KubeSourceError) {
-        self.source.status.send_modify(|s| {
-            s.failures += 1;
-            s.last_error = Some(error);
-        });
-    }
 }
 
 // === impl KubeSourceHandle ===

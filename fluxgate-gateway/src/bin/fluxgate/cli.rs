@@ -94,6 +94,23 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
     pub(crate) upstream_timeout: f64,
 
+    /// Follow the TrafficPolicy objects of --namespace on the Kubernetes API server (the pod's
+    /// service account, or the kubeconfig) and write their status back: the one named as the
+    /// gateway's policy replaces it while traffic flows.
+    #[cfg(feature = "kube")]
+    #[arg(long, env = "FLUXGATE_KUBE")]
+    pub(crate) kube: bool,
+
+    /// Seconds between two resolutions of upstreams named by DNS (such as a headless Service):
+    /// each address is an endpoint, joining and leaving the balancer.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        env = "FLUXGATE_RESOLVE_INTERVAL"
+    )]
+    pub(crate) resolve_interval: f64,
+
     /// Print the bundled demo policy (a starting point for your own) and exit.
     #[arg(long)]
     pub(crate) print_policy: bool,

@@ -24,6 +24,7 @@ use std::time::Duration;
 use clap::Parser;
 use fluxgate_core::store::{RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::discovery::DnsDiscovery;
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::{ProxyClients, ProxyConfig};
 use fluxgate_gateway::redis::RedisLink;
@@ -102,10 +103,17 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
     let clients =
         ProxyClients::with_ca(upstream_ca.as_deref()).map_err(|e| format!("--upstream-ca: {e}"))?;
+    // Upstreams named by DNS: resolved now (to start with their endpoints), then every interval.
+    let discovery =
+        DnsDiscovery::new().interval(Duration::try_from_secs_f64(args.resolve_interval)?);
+    discovery
+        .resolve_now(&[args.upstreams.as_slice(), &args.canary_upstreams].concat())
+        .await;
     let mut config = StackConfig::new(args.upstreams.clone())
         .canary_upstreams(args.canary_upstreams.clone())
         .proxy(proxy)
-        .clients(clients);
+        .clients(clients)
+        .discovery(discovery.clone());
     // With Redis, its policies take over from the file's under the same namespace and name, and
     // replicas enforce one quota together; a Redis that does not answer yet is joined later.
     let redis = match &args.redis {
@@ -125,6 +133,17 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let stack = Gateway::build(policy.store(), &id, &config)?;
+    #[cfg(feature = "kube")]
+    let _following_kube = if args.kube {
+        let namespace = args.namespace.as_deref().unwrap_or(id.namespace());
+        let store = policy.store();
+        Some(
+            fluxgate_gateway::kube::follow_gateway(&stack, &id, store, namespace, discovery)
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut listen_config = ServerConfig::default();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         listen_config.tls = Some(
