@@ -117,7 +117,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
                 options = options.tls_root_certificate(ca.clone());
             }
             let store = RedisStore::connect(url, options).await?;
-            tracing::info!(redis = %redact_url(url), replicas = args.replicas, "rate limits shared through Redis");
+            tracing::info!(redis = %redact_url(url), min_replicas = args.replicas, "rate limits shared through Redis (replicas counted by heartbeats)");
             let sync = store.spawn_sync();
             config = config.rate_limit_store(store);
             Some(sync)

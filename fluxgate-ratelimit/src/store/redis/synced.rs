@@ -65,12 +65,14 @@ impl Table {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Decides one request for `hash` at `now` (µs); `name` builds the Redis key of a new entry.
+    /// Decides one request for `hash` at `now` (µs) as one of `replicas`; `name` builds the
+    /// Redis key of a new entry.
     pub(crate) fn decide(
         &self,
         hash: u64,
         params: Params,
         now: u64,
+        replicas: u32,
         name: impl FnOnce() -> String,
     ) -> Local {
         let mut shard = self.shard(hash);
@@ -83,7 +85,7 @@ impl Table {
                 .or_insert_with(|| Entry::new(name().into())),
         };
         entry.last = now;
-        entry.decide(params, now)
+        entry.decide(params, now, u64::from(replicas.max(1)))
     }
 
     /// Gives back one unit of a local admission.
@@ -205,7 +207,22 @@ impl Entry {
         (prev, cur)
     }
 
-    fn decide(&mut self, params: Params, now: u64) -> Local {
+    /// Units this replica admitted that Redis had not counted at the last read.
+    fn unseen(&self) -> u64 {
+        let flight = self.in_flight.map_or(0, |(_, dp, dc)| dp + dc);
+        self.pending[0] + self.pending[1] + flight
+    }
+
+    /// Whether admitting one more unit locally (leaving `remaining`) would take this replica
+    /// past its share of what was left at the last read: `replicas` replicas each admitting
+    /// their share between reads admit no more than was left, so near the limit (and for small
+    /// quotas) decisions go to Redis.
+    fn beyond_share(&self, remaining: u64, replicas: u64) -> bool {
+        let unseen = self.unseen();
+        replicas * (unseen + 1) > remaining + 1 + unseen
+    }
+
+    fn decide(&mut self, params: Params, now: u64, replicas: u64) -> Local {
         match params {
             Params::Window { w, limit } => {
                 self.roll(now / w);
@@ -218,7 +235,8 @@ impl Entry {
                 };
                 match decide_window(Some(state.pack()), now, w, limit) {
                     WindowDecision::Admit(_, remaining, _)
-                        if u64::from(remaining) < self.margin =>
+                        if u64::from(remaining) < self.margin
+                            || self.beyond_share(u64::from(remaining), replicas) =>
                     {
                         Local::Strict
                     }
@@ -242,7 +260,7 @@ impl Entry {
                     });
                 }
                 let remaining = (now + tau - next) / t;
-                if remaining < self.margin {
+                if remaining < self.margin || self.beyond_share(remaining, replicas) {
                     return Local::Strict;
                 }
                 self.tat = next;
