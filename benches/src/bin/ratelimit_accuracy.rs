@@ -1,8 +1,9 @@
 //! Accuracy of shared limits: 2 and 4 replicas (separate Redis stores, one Redis, counting each
 //! other through heartbeats) at 5, 50 and 1000 requests/s, synced and strict with their default
 //! options; one client at 4x its limit, its requests going to the replicas in turn, and each also
-//! to one gateway alone (a local store) in the same run. Then fairness: two replicas under equal
-//! loads on one key, and each one's share of what was admitted.
+//! to one gateway alone in the same run (a store of the same mode under its own prefix, so that
+//! its windows fall on the same clock, Redis'). Then fairness: two replicas under equal loads
+//! (Poisson arrivals) on one key, and each one's share of what was admitted.
 //!
 //! Run with: `cargo run --release -p fluxgate-benches --bin ratelimit_accuracy [SECONDS [fairness]]`
 

@@ -73,7 +73,8 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
-    /// The defaults: synced, 50ms interval, 5ms timeout, local fallback, replica count unknown.
+    /// The defaults: synced, 50ms interval, 5ms timeout (growing with measured round trips),
+    /// local fallback, replicas counted by their heartbeats (2s TTL) with no floor.
     pub fn new() -> Self {
         Self {
             mode: SyncMode::Synced,

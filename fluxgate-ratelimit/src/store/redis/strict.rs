@@ -167,6 +167,10 @@ fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Insta
         items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
     );
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to finish the call on: it is dropped, its units taken back.
+        if !matches!(shared.conn, Conn::Single(_)) {
+            restore(&items);
+        }
         return given;
     };
     let shared = Arc::clone(shared);
