@@ -5,13 +5,10 @@
 //! equal shares. No assertion on speed: deadlines only bound how long a test may take.
 #![cfg(feature = "redis")]
 
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fluxgate_core::policy::{LimitAlgorithm, RateLimit, SyncMode};
-use fluxgate_ratelimit::store::drill::{Admitted, Fleet};
+use fluxgate_ratelimit::store::drill::{Admitted, Fleet, Jitter};
 use fluxgate_ratelimit::store::{LimiterSpec, RedisOptions};
 use fluxgate_ratelimit::{Quota, RateLimitLayer};
 use fluxgate_test_support::RedisServer;
@@ -70,56 +67,6 @@ async fn two_replicas_at_a_low_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_at_a_low_rate() {
     timeout(Duration::from_secs(90), low_rate(4)).await.unwrap();
-}
-
-/// Keeps the machine's cores busy and stops Redis for 15ms every 150ms (shorter than the
-/// longest a decision waits) until dropped.
-struct Jitter {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Jitter {
-    // The sleeps are on threads of their own, not the runtime's.
-    #[allow(clippy::disallowed_methods)]
-    fn start(redis_pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads: Vec<_> = (0..3)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                    }
-                })
-            })
-            .collect();
-        let flag = Arc::clone(&stop);
-        threads.push(std::thread::spawn(move || {
-            let signal = |sig: &str| {
-                let _ = Command::new("kill")
-                    .args([sig, &redis_pid.to_string()])
-                    .status();
-            };
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(150));
-                signal("-STOP");
-                std::thread::sleep(Duration::from_millis(15));
-                signal("-CONT");
-            }
-        }));
-        Self { stop, threads }
-    }
-}
-
-impl Drop for Jitter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! other through heartbeats) at 5, 50 and 1000 requests/s, synced and strict with their default
 //! options; one client at 4x its limit, its requests going to the replicas in turn, and each also
 //! to one gateway alone in the same run (a store of the same mode under its own prefix, so that
-//! its windows fall on the same clock, Redis'). Then fairness: two replicas under equal loads
+//! its windows fall on the same clock, Redis'). Then strict mode's defaults under scheduling
+//! jitter (busy cores, Redis stopped for 15ms every 150ms). Then fairness: two replicas under equal loads
 //! (Poisson arrivals) on one key, and each one's share of what was admitted.
 //!
 //! Run with: `cargo run --release -p fluxgate-benches --bin ratelimit_accuracy [SECONDS [fairness]]`
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use fluxgate_core::policy::{LimitAlgorithm, SyncMode};
 use fluxgate_ratelimit::Quota;
-use fluxgate_ratelimit::store::drill::Fleet;
+use fluxgate_ratelimit::store::drill::{Fleet, Jitter};
 use fluxgate_ratelimit::store::{LimiterSpec, RedisOptions, RedisStats};
 use fluxgate_test_support::RedisServer;
 
@@ -68,6 +69,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
+    }
+    println!();
+    println!("strict under jitter (3 busy threads, Redis stopped 15ms every 150ms), 2 replicas");
+    println!("| rate/s | burst | alone | fleet | over | timeouts | reconciled | outages |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let pid = server.pid().ok_or("no redis pid")?;
+    for (rate, burst) in QUOTAS {
+        run += 1;
+        let options = RedisOptions::new()
+            .mode(SyncMode::Strict)
+            .prefix(format!("acc{run}"));
+        let fleet = Fleet::start(&server.url(), 2, options).await?;
+        let spec = LimiterSpec::new(
+            "acc/edge/jitter/key",
+            LimitAlgorithm::SlidingWindow,
+            Quota::new(rate, burst),
+        );
+        let jitter = Jitter::start(pid);
+        let admitted = fleet.alternate(&spec, 4.0 * rate, duration).await;
+        drop(jitter);
+        let stats: Vec<RedisStats> = fleet.stores.iter().map(|s| s.stats()).collect();
+        let sum = |f: fn(&RedisStats) -> u64| stats.iter().map(f).sum::<u64>();
+        println!(
+            "| {rate} | {burst} | {} | {} | {:+} | {} | {} | {} |",
+            admitted.alone,
+            admitted.fleet(),
+            admitted.fleet() as i64 - admitted.alone as i64,
+            sum(|s| s.timeouts),
+            sum(|s| s.reconciled),
+            sum(|s| s.faults),
+        );
     }
     println!();
     println!("fairness: 2 replicas, each at 2x the rate of its own, one key (sliding window)");

@@ -18,6 +18,9 @@
 //! ```
 
 use std::hash::{BuildHasher, RandomState};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
@@ -152,6 +155,59 @@ impl Fleet {
         Admitted {
             replicas: futures::future::join_all(runs).await,
             alone: 0,
+        }
+    }
+}
+
+/// Scheduling jitter: keeps the machine's cores busy (3 spinning threads) and stops Redis
+/// (`SIGSTOP`) for 15ms every 150ms, shorter than the longest a decision waits, until dropped.
+#[derive(Debug)]
+pub struct Jitter {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Jitter {
+    // The sleeps are on threads of their own, not the runtime's.
+    #[allow(clippy::disallowed_methods)]
+    /// Starts the busy threads and the stops of process `redis_pid`.
+    #[must_use]
+    pub fn start(redis_pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads: Vec<_> = (0..3)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                })
+            })
+            .collect();
+        let flag = Arc::clone(&stop);
+        threads.push(std::thread::spawn(move || {
+            let signal = |sig: &str| {
+                let _ = Command::new("kill")
+                    .args([sig, &redis_pid.to_string()])
+                    .status();
+            };
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(150));
+                signal("-STOP");
+                std::thread::sleep(Duration::from_millis(15));
+                signal("-CONT");
+            }
+        }));
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Jitter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }
