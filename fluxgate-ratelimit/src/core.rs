@@ -136,6 +136,7 @@ impl<St: RateLimitStore> Shared<St> {
                         .snapshot(&l.name, &l.extractor.source().to_string())
                 })
                 .collect(),
+            store: self.store.health(),
         }
     }
 

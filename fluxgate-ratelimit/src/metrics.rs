@@ -90,6 +90,8 @@ pub struct MetricsSnapshot {
     pub rejected: u64,
     /// Per limit of the policy in force, in policy order.
     pub limits: Vec<LimitSnapshot>,
+    /// The failures of a shared store (Redis), counted; `None` for the in-process store.
+    pub store: Option<crate::store::StoreHealth>,
 }
 
 /// The counts of one limit.

@@ -104,6 +104,44 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
         let _ = (limiter, key, shadow);
         None
     }
+
+    /// How a shared store fares (its failures, counted), for metrics and status; `None` (the
+    /// default) for an in-process store, which cannot fail.
+    ///
+    /// ```
+    /// use fluxgate_ratelimit::store::{LocalStore, RateLimitStore};
+    ///
+    /// assert!(LocalStore::new().health().is_none());
+    /// ```
+    fn health(&self) -> Option<StoreHealth> {
+        None
+    }
+}
+
+/// The failures of a shared store, counted since it started: what
+/// [`RateLimitStore::health`] reports, in [`MetricsSnapshot::store`](crate::MetricsSnapshot)
+/// and the admin API's status. Nothing here needs a tracing subscriber to be seen.
+///
+/// ```
+/// let health = fluxgate_ratelimit::store::StoreHealth::default();
+/// assert!(!health.down && health.fallback_decisions == 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// Whether the store is known to be unreachable now (decisions fall back).
+    pub down: bool,
+    /// Outages (each counted once, however many requests it touched).
+    pub outages: u64,
+    /// Decisions made by the fallback (`onStoreFailure`) instead of the store.
+    pub fallback_decisions: u64,
+    /// Decisions that waited their whole timeout on the store.
+    pub timeouts: u64,
+    /// Sync rounds (pushes, heartbeats) that failed.
+    pub sync_failures: u64,
+    /// Replicas counted as sharing the limits (their live count, at least the configured
+    /// floor; 1 for a store alone).
+    pub replicas: u32,
 }
 
 /// What a store needs to prepare a limiter.
@@ -398,6 +436,8 @@ mod redis;
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis::decode_script_reply;
+#[cfg(all(feature = "redis", feature = "test-support"))]
+pub use redis::drill;
 #[cfg(feature = "redis")]
 pub use redis::{
     RedisCheck, RedisClock, RedisConnectError, RedisLimiter, RedisOptions, RedisStats, RedisStore,

@@ -152,9 +152,16 @@ pub(super) fn document(inner: &Inner) -> Value {
                     })
                 })
                 .collect();
+            // A shared store's failures, counted (null for the in-process store).
+            let store = m.store.map(|h| {
+                json!({
+                    "down": h.down, "outages": h.outages, "fallbackDecisions": h.fallback_decisions,
+                    "timeouts": h.timeouts, "syncFailures": h.sync_failures, "replicas": h.replicas,
+                })
+            });
             json!({
                 "policy": m.policy, "generation": m.generation, "admitted": m.admitted,
-                "refused": m.refused, "rejected": m.rejected, "limits": limits,
+                "refused": m.refused, "rejected": m.rejected, "limits": limits, "store": store,
             })
         })
         .collect();

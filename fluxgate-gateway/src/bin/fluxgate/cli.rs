@@ -80,8 +80,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     pub(crate) redis_ca: Option<PathBuf>,
 
-    /// How many gateway replicas share the Redis rate limits: while Redis is unreachable, each
-    /// replica limits locally at its share (1/N) of the policy's rate.
+    /// The fewest gateway replicas assumed to share the Redis rate limits. Replicas count each
+    /// other through heartbeats in Redis; while Redis is unreachable, each limits locally at
+    /// 1/N of the policy's rate, N the larger of this floor and the last live count.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub(crate) replicas: u32,
 

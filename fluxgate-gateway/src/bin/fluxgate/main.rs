@@ -126,7 +126,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
                 tls = tls.root_certificate(ca.clone());
             }
             let link = RedisLink::start(url, namespace, policy.store(), options, &tls).await?;
-            tracing::info!(redis = %redact_url(url), namespace, replicas = args.replicas, "following policies and sharing rate limits in Redis");
+            tracing::info!(redis = %redact_url(url), namespace, min_replicas = args.replicas, "following policies and sharing rate limits in Redis (replicas counted by heartbeats)");
             config = config.rate_limit_store(link.rate_limit_store());
             Some(Arc::new(link))
         }

@@ -30,6 +30,17 @@ pub struct RedisStats {
     pub syncs: u64,
     /// Keys pushed by sync rounds.
     pub synced_keys: u64,
+    /// Decisions that waited their whole timeout on Redis (then decided by the fallback, and
+    /// reconciled with Redis' late answer).
+    pub timeouts: u64,
+    /// Late answers reconciled: a unit charged to Redis (the fallback admitted what Redis
+    /// refused) or given back (Redis admitted what the fallback refused).
+    pub reconciled: u64,
+    /// Sync rounds (pushes, heartbeats) that failed or timed out.
+    pub sync_failures: u64,
+    /// Live replicas sharing the limits, from their heartbeats in Redis (0 until known; the
+    /// last count seen while Redis is down).
+    pub replicas: u32,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +52,9 @@ pub(crate) struct Counts {
     pub(crate) local: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) synced_keys: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) reconciled: AtomicU64,
+    pub(crate) sync_failures: AtomicU64,
 }
 
 /// Up, or down with the time of the next probe; a failure opens it at once, a success closes it.
@@ -127,6 +141,10 @@ impl Breaker {
             local_decisions: get(&c.local),
             syncs: get(&c.syncs),
             synced_keys: get(&c.synced_keys),
+            timeouts: get(&c.timeouts),
+            reconciled: get(&c.reconciled),
+            sync_failures: get(&c.sync_failures),
+            replicas: 0,
         }
     }
 }

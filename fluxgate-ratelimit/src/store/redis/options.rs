@@ -61,6 +61,7 @@ pub struct RedisOptions {
     pub(crate) max_keys: usize,
     pub(crate) probe_min: Duration,
     pub(crate) probe_max: Duration,
+    pub(crate) heartbeat: Duration,
     /// Certificates for `rediss://` (a private CA, a client certificate); `Debug` redacts them.
     pub(crate) tls: Option<redis::TlsCertificates>,
 }
@@ -72,7 +73,8 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
-    /// The defaults: synced, 50ms interval, 5ms timeout, local fallback, replica count unknown.
+    /// The defaults: synced, 50ms interval, 5ms timeout (growing with measured round trips),
+    /// local fallback, replicas counted by their heartbeats (2s TTL) with no floor.
     pub fn new() -> Self {
         Self {
             mode: SyncMode::Synced,
@@ -85,7 +87,8 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(1),
             max_keys: super::super::DEFAULT_MAX_KEYS,
             probe_min: Duration::from_millis(50),
-            probe_max: Duration::from_secs(2),
+            probe_max: Duration::from_millis(250),
+            heartbeat: Duration::from_secs(2),
             tls: None,
         }
     }
@@ -102,7 +105,10 @@ impl RedisOptions {
         self
     }
 
-    /// The longest a decision waits on Redis before falling back (5ms by default).
+    /// The shortest a decision waits on Redis before falling back (5ms by default). The wait
+    /// grows with the round trips measured (4 × the recent peak, at most 250ms), so scheduling
+    /// jitter on a busy machine does not make decisions fall back; a decision that still times
+    /// out is decided by the fallback, and Redis' late answer is reconciled with it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -121,8 +127,10 @@ impl RedisOptions {
         self
     }
 
-    /// How many replicas share the limits: local fallback then applies `1 / replicas` of each
-    /// quota (the whole quota while unknown).
+    /// The fewest replicas assumed to share the limits (a floor on the live count that the
+    /// replicas' heartbeats give, see [`heartbeat_ttl`](Self::heartbeat_ttl)). Local fallback
+    /// applies `1 / N` of each quota, N being the larger of this floor and the last live count
+    /// seen; synced mode gives each replica `1 / N` of what is left between syncs.
     pub fn replicas(mut self, replicas: u32) -> Self {
         self.replicas = NonZeroU32::new(replicas);
         self
@@ -188,6 +196,22 @@ impl RedisOptions {
             client_cert: cert.into(),
             client_key: key.into(),
         });
+        self
+    }
+
+    /// How long a replica's heartbeat lives in Redis (2s by default, at least 100ms): the sync
+    /// task renews it every quarter of that and reads the live count back, so a replica that
+    /// stops is no longer counted after this long.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_ratelimit::store::RedisOptions;
+    ///
+    /// let options = RedisOptions::new().heartbeat_ttl(Duration::from_millis(500));
+    /// # drop(options);
+    /// ```
+    pub fn heartbeat_ttl(mut self, ttl: Duration) -> Self {
+        self.heartbeat = ttl.max(Duration::from_millis(100));
         self
     }
 

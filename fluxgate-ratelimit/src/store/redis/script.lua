@@ -1,6 +1,7 @@
 -- FluxGate rate limits: decides, syncs or refunds the checks of one or more requests, each
 -- request atomically (a batch of requests shares one call).
--- ARGV[1]: 'd' decide, 's' sync (apply deltas only), 'r' refund one unit.
+-- ARGV[1]: 'd' decide, 's' sync (apply deltas only), 'r' refund one unit, 'c' charge one unit
+-- (a late answer reconciled with the fallback's decision).
 -- ARGV[2]: the number of groups (requests); then per group: now in microseconds (or -1 for
 -- Redis' own clock, TIME) and its number of keys.
 -- Then 7 arguments per key: algorithm ('w' sliding window, 'g' GCRA), a, b
@@ -60,7 +61,7 @@ for g = 1, groups do
         if dp > 0 then if tag - 1 >= e then c = c + dp elseif tag == e then p = p + dp end end
         if dc > 0 then if tag >= e then c = c + dc elseif tag == e - 1 then p = p + dc end end
       end
-      if op == 'r' then c = max(c - 1, 0) end
+      if op == 'r' then c = max(c - 1, 0) elseif op == 'c' then c = c + 1 end
       local el = now - e * a
       if el < 0 then el = 0 end
       if op == 'd' and not refused then
@@ -74,7 +75,7 @@ for g = 1, groups do
     else
       local t = max(tonumber(v) or 0, now)
       if dc > 0 then t = t + dc * a end
-      if op == 'r' then t = max(t - a, now) end
+      if op == 'r' then t = max(t - a, now) elseif op == 'c' then t = t + a end
       if op == 'd' and not refused then
         local new = t + a
         if new - now <= b then

@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use fluxgate_core::policy::StoreFailure;
 use redis::RedisError;
+use tokio::time::Instant;
 
 use super::batch;
 use super::conn::Conn;
 use super::error::{Scrubbed, scrub};
 use super::invoke::invocation;
 use super::synced::Deltas;
-use super::{LimiterInner, Shared};
-use crate::store::{Checks, KeyRef, Outcome, RateLimitStore, StoreError, Verdict};
+use super::{LimiterInner, Shared, rtt};
+use crate::store::{Checks, KeyRef, LocalLimiter, Outcome, RateLimitStore, StoreError, Verdict};
 
 /// A check copied out of the request, so that the call may outlive it.
 #[derive(Debug)]
@@ -81,50 +84,153 @@ impl CallError {
     }
 }
 
+/// A call to Redis deciding a request, running on when its request stopped waiting.
+type Call = Pin<Box<dyn Future<Output = Result<Verdict, CallError>> + Send>>;
+
+/// A call still unanswered this long after it started means Redis is down (or hangs).
+const OUTAGE: Duration = rtt::CEILING;
+/// How long a late call is still waited for, to reconcile its answer.
+const GRACE: Duration = Duration::from_secs(2);
+
 /// Decides `items` in Redis, falling back on failure; never fails.
+///
+/// A request waits as long as its most impatient limit allows, or longer while the measured
+/// round trips are long ([`Rtt::timeout`](rtt::Rtt::timeout)). A request that still times out
+/// is decided by the fallback at once, while its call goes on: when Redis answers, the answer
+/// is reconciled with the fallback's decision (see [`late`]), so that Redis ends up counting
+/// what the client was given, once. A timeout opens the breaker only when the call stays
+/// unanswered for [`OUTAGE`].
 pub(crate) async fn decide(
     shared: Arc<Shared>,
     items: Vec<Item>,
     now: u64,
 ) -> Result<Verdict, StoreError> {
-    // A request waits as long as its most impatient limit allows.
-    let timeout = items.iter().filter_map(|i| i.limiter.timeout).min();
+    let timeout = items
+        .iter()
+        .filter_map(|i| i.limiter.timeout)
+        .min()
+        .map(|floor| shared.rtt.timeout(floor));
     let items: Arc<[Item]> = items.into();
-    let single = matches!(shared.conn, Conn::Single(_));
-    let call = async {
-        if single {
-            // The batch takes the units in flight in or back, whenever its answer comes.
-            batch::submit(&shared, Arc::clone(&items), now).await
-        } else {
-            let result = call_cluster(&shared, &items, now).await;
-            if result.is_err() {
-                restore(&items);
-            }
-            result
-        }
-    };
+    let started = Instant::now();
+    let mut call: Call = Box::pin(call(Arc::clone(&shared), Arc::clone(&items), now));
     let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, call)
-            .await
-            .unwrap_or(Err(CallError::Timeout(limit))),
+        Some(limit) => match tokio::time::timeout(limit, &mut call).await {
+            Ok(result) => result,
+            Err(_) => return Ok(late(&shared, items, call, started)),
+        },
         None => call.await,
     };
     match result {
         Ok(verdict) => {
+            shared.rtt.record(started.elapsed());
             shared.breaker.success();
             shared.breaker.counts.strict.fetch_add(1, Ordering::Relaxed);
             Ok(verdict)
         }
         Err(error) => {
-            if !single && matches!(error, CallError::Timeout(_)) {
-                restore(&items);
-            }
             let error = error.to_store_error(shared.secret.as_deref());
             shared.breaker.failure(shared.clock.now(), &error);
             Ok(fallback(
                 &shared,
                 items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
             ))
+        }
+    }
+}
+
+/// One call deciding `items` (batched with others' on one server).
+async fn call(shared: Arc<Shared>, items: Arc<[Item]>, now: u64) -> Result<Verdict, CallError> {
+    if matches!(shared.conn, Conn::Single(_)) {
+        // The batch takes the units in flight in or back, whenever its answer comes.
+        batch::submit(&shared, items, now).await
+    } else {
+        let result = call_cluster(&shared, &items, now).await;
+        if result.is_err() {
+            restore(&items);
+        }
+        result
+    }
+}
+
+/// A decision whose call timed out: the fallback decides now, and the call goes on in the
+/// background. Its round trip is measured (the next waits grow), and its answer reconciled:
+/// when the fallback admitted a request that Redis refused, the request's units are charged to
+/// Redis; when Redis admitted one the fallback refused, they are given back.
+fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Instant) -> Verdict {
+    shared
+        .breaker
+        .counts
+        .timeouts
+        .fetch_add(1, Ordering::Relaxed);
+    let given = fallback(
+        shared,
+        items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
+    );
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to finish the call on: it is dropped, its units taken back.
+        if !matches!(shared.conn, Conn::Single(_)) {
+            restore(&items);
+        }
+        return given;
+    };
+    let shared = Arc::clone(shared);
+    runtime.spawn(async move {
+        let result = match tokio::time::timeout_at(started + OUTAGE, &mut call).await {
+            Ok(result) => result,
+            Err(_) => {
+                let error = StoreError::Timeout(OUTAGE);
+                shared.breaker.failure(shared.clock.now(), &error);
+                let result = tokio::time::timeout(GRACE, call).await;
+                if result.is_err() && !matches!(shared.conn, Conn::Single(_)) {
+                    restore(&items);
+                }
+                result.unwrap_or(Err(CallError::Timeout(OUTAGE + GRACE)))
+            }
+        };
+        match result {
+            Ok(answer) => {
+                shared.rtt.record(started.elapsed());
+                shared.breaker.success();
+                reconcile(&shared, &items, &answer, &given).await;
+            }
+            Err(CallError::Timeout(_)) => {}
+            Err(error) => {
+                let error = error.to_store_error(shared.secret.as_deref());
+                shared.breaker.failure(shared.clock.now(), &error);
+            }
+        }
+    });
+    given
+}
+
+/// Makes Redis count what the client was given: `answer` is what Redis decided (and counted),
+/// `given` what the fallback decided.
+async fn reconcile(shared: &Shared, items: &[Item], answer: &Verdict, given: &Verdict) {
+    let (op, taken) = match (answer.admitted(), given.admitted()) {
+        (false, true) => ("c", given),
+        (true, false) => ("r", answer),
+        _ => return,
+    };
+    let mut conn = shared.conn.clone();
+    let now = shared.clock.now();
+    for (i, item) in items.iter().enumerate() {
+        if !matches!(taken.outcome(i), Outcome::Admitted { .. }) {
+            continue;
+        }
+        let one = std::slice::from_ref(item);
+        let reply = invocation(shared, &[(one, now)], op, false)
+            .invoke_async::<Vec<i64>>(&mut conn)
+            .await;
+        if let Ok(reply) = reply {
+            let (_, state) = decode_entry(&reply);
+            shared
+                .breaker
+                .counts
+                .reconciled
+                .fetch_add(1, Ordering::Relaxed);
+            item.limiter
+                .table
+                .absorb(item.hash, item.limiter.params, state, false);
         }
     }
 }
@@ -223,6 +329,11 @@ pub(crate) fn fallback<'a>(
         .fallback
         .fetch_add(1, Ordering::Relaxed);
     let checks: Vec<_> = checks.collect();
+    let replicas = shared.replicas();
+    let limiters: Vec<LocalLimiter> = checks
+        .iter()
+        .map(|(l, _, _)| l.fallback.limiter(&shared.fallback, replicas))
+        .collect();
     let mut verdict = Verdict::default();
     let retry_after = shared.options.probe_max;
     let closed = checks
@@ -230,9 +341,9 @@ pub(crate) fn fallback<'a>(
         .position(|(l, _, shadow)| l.on_failure == StoreFailure::Closed && !shadow);
     let mut local = Checks::new();
     if closed.is_none() {
-        for (limiter, key, shadow) in &checks {
+        for ((limiter, key, shadow), share) in checks.iter().zip(&limiters) {
             if limiter.on_failure == StoreFailure::Local {
-                local.push(&limiter.fallback, *key, *shadow);
+                local.push(share, *key, *shadow);
             }
         }
     }
@@ -242,12 +353,12 @@ pub(crate) fn fallback<'a>(
         .into_inner()
         .unwrap_or_default();
     let mut next_local = 0;
-    for (i, (limiter, _, shadow)) in checks.iter().enumerate() {
+    for (i, ((limiter, _, shadow), share)) in checks.iter().zip(&limiters).enumerate() {
         let outcome = match limiter.on_failure {
             StoreFailure::Closed if *shadow => Outcome::ShadowRefused { retry_after },
             StoreFailure::Closed => Outcome::Refused { retry_after },
             StoreFailure::Open => Outcome::Admitted {
-                remaining: limiter.fallback.quota().burst_size(),
+                remaining: share.quota().burst_size(),
                 reset: Duration::ZERO,
             },
             _ if closed.is_some() => Outcome::Skipped,

@@ -65,12 +65,14 @@ impl Table {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Decides one request for `hash` at `now` (µs); `name` builds the Redis key of a new entry.
+    /// Decides one request for `hash` at `now` (µs) as one of `replicas`; `name` builds the
+    /// Redis key of a new entry.
     pub(crate) fn decide(
         &self,
         hash: u64,
         params: Params,
         now: u64,
+        replicas: u32,
         name: impl FnOnce() -> String,
     ) -> Local {
         let mut shard = self.shard(hash);
@@ -83,7 +85,7 @@ impl Table {
                 .or_insert_with(|| Entry::new(name().into())),
         };
         entry.last = now;
-        entry.decide(params, now)
+        entry.decide(params, now, u64::from(replicas.max(1)))
     }
 
     /// Gives back one unit of a local admission.
@@ -205,7 +207,22 @@ impl Entry {
         (prev, cur)
     }
 
-    fn decide(&mut self, params: Params, now: u64) -> Local {
+    /// Units this replica admitted that Redis had not counted at the last read.
+    fn unseen(&self) -> u64 {
+        let flight = self.in_flight.map_or(0, |(_, dp, dc)| dp + dc);
+        self.pending[0] + self.pending[1] + flight
+    }
+
+    /// Whether admitting one more unit locally (leaving `remaining`) would take this replica
+    /// past its share of what was left at the last read: `replicas` replicas each admitting
+    /// their share between reads admit no more than was left, so near the limit (and for small
+    /// quotas) decisions go to Redis.
+    fn beyond_share(&self, remaining: u64, replicas: u64) -> bool {
+        let unseen = self.unseen();
+        replicas * (unseen + 1) > remaining + 1 + unseen
+    }
+
+    fn decide(&mut self, params: Params, now: u64, replicas: u64) -> Local {
         match params {
             Params::Window { w, limit } => {
                 self.roll(now / w);
@@ -218,7 +235,8 @@ impl Entry {
                 };
                 match decide_window(Some(state.pack()), now, w, limit) {
                     WindowDecision::Admit(_, remaining, _)
-                        if u64::from(remaining) < self.margin =>
+                        if u64::from(remaining) < self.margin
+                            || self.beyond_share(u64::from(remaining), replicas) =>
                     {
                         Local::Strict
                     }
@@ -242,7 +260,7 @@ impl Entry {
                     });
                 }
                 let remaining = (now + tau - next) / t;
-                if remaining < self.margin {
+                if remaining < self.margin || self.beyond_share(remaining, replicas) {
                     return Local::Strict;
                 }
                 self.tat = next;
@@ -288,5 +306,43 @@ impl Entry {
         } else {
             self.margin / 2
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admitted(local: &Local) -> bool {
+        matches!(local, Local::Decided(Outcome::Admitted { .. }))
+    }
+
+    #[test]
+    fn a_replica_admits_its_share_of_what_is_left_then_asks_redis() {
+        let params = Params::Window {
+            w: 1_000_000,
+            limit: 5,
+        };
+        let table = Table::new(64);
+        let name = || "k".to_owned();
+        // Two replicas, 5 left: this one admits 2 locally (2 × 3 > 5), then asks Redis.
+        assert!(admitted(&table.decide(1, params, 10, 2, name)));
+        assert!(admitted(&table.decide(1, params, 20, 2, name)));
+        assert!(matches!(
+            table.decide(1, params, 30, 2, name),
+            Local::Strict
+        ));
+        // Alone, it admits the whole quota locally.
+        for now in 0..5 {
+            assert!(admitted(&table.decide(2, params, now, 1, name)));
+        }
+        // Redis' answer (this replica's 2 carried, counted) leaves 3: one more is its share.
+        let _ = table.take(1);
+        table.absorb(1, params, [0, 0, 2], true);
+        assert!(admitted(&table.decide(1, params, 40, 2, name)));
+        assert!(matches!(
+            table.decide(1, params, 50, 2, name),
+            Local::Strict
+        ));
     }
 }

@@ -18,9 +18,10 @@ use super::{LimiterInner, RedisStore, Shared};
 const BATCH: usize = 256;
 
 /// The background work of a [`RedisStore`]: every sync interval (each synced limit's own, the
-/// task waking at the shortest), pushes the synced units and
-/// reads the global counts back; while Redis is down, probes it with backoff. Spawn it (or use
-/// [`RedisStore::spawn_sync`]); it ends when every handle to the store is dropped.
+/// task waking at the shortest), pushes the synced units and reads the global counts back;
+/// renews this replica's heartbeat (see [`RedisOptions::heartbeat_ttl`](super::RedisOptions::heartbeat_ttl));
+/// while Redis is down, probes it with backoff. Spawn it (or use [`RedisStore::spawn_sync`]);
+/// it ends when every handle to the store is dropped.
 #[must_use = "the sync task does nothing unless spawned or polled"]
 pub struct SyncTask {
     future: BoxFuture<'static, ()>,
@@ -40,8 +41,11 @@ impl Future for SyncTask {
     }
 }
 
-/// A spawned [`SyncTask`]; dropping it stops the task.
+/// A spawned [`SyncTask`]; dropping it stops the task: synced counts are no longer pushed,
+/// this replica's heartbeat expires, and the breaker is no longer probed. Keep it as long as
+/// the store is in use.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops syncing; keep it as long as the store is in use"]
 pub struct SyncHandle {
     task: tokio::task::JoinHandle<()>,
 }
@@ -76,6 +80,7 @@ impl RedisStore {
     /// # Panics
     ///
     /// Outside a tokio runtime (as [`tokio::spawn`]).
+    #[must_use = "dropping the handle stops syncing; keep it as long as the store is in use"]
     pub fn spawn_sync(&self) -> SyncHandle {
         SyncHandle {
             task: tokio::spawn(self.sync_task()),
@@ -134,7 +139,25 @@ async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
             }));
         }
     }
-    let limit = tick.max(shared.options.timeout.unwrap_or_default());
+    let limit = shared
+        .rtt
+        .timeout(tick.max(shared.options.timeout.unwrap_or_default()));
+    if !down && shared.fleet.due(now) {
+        let beat = tokio::time::timeout(limit, shared.fleet.beat(&shared.conn)).await;
+        let error = match beat {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(CallError::redis(e)),
+            Err(_) => Some(CallError::Timeout(limit)),
+        };
+        if let Some(error) = error {
+            let c = &shared.breaker.counts;
+            c.sync_failures.fetch_add(1, Ordering::Relaxed);
+            if !matches!(error, CallError::Timeout(_)) {
+                let error = error.to_store_error(shared.secret.as_deref());
+                shared.breaker.failure(shared.clock.now(), &error);
+            }
+        }
+    }
     let result = if items.is_empty() {
         if !down {
             return true;
@@ -163,6 +186,8 @@ async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
             true
         }
         Err(error) => {
+            let c = &shared.breaker.counts;
+            c.sync_failures.fetch_add(1, Ordering::Relaxed);
             for item in &items {
                 if let Some(deltas) = item.deltas {
                     item.limiter.table.restore(item.hash, deltas);
