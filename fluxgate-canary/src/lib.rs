@@ -77,8 +77,10 @@
 //! ```
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod builder;
 mod decision;
 mod error;
+pub mod fleet;
 pub mod future;
 mod handle;
 mod judge;
@@ -90,6 +92,7 @@ mod settings;
 mod shared;
 mod snapshot;
 
+pub use builder::CanaryBuilder;
 pub use decision::{Action, Check, Decision, Finding, Phase, RollbackReason};
 pub use error::CanaryError;
 pub use handle::CanaryHandle;

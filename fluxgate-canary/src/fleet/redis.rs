@@ -1,0 +1,473 @@
+//! [`RedisFleet`]: the shared store of a fleet in Redis; one script per tick and replica.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use fluxgate_core::store::{PolicyId, install_tls_provider, redact_url};
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use tokio::sync::Notify;
+
+use super::counts::{Counts, LATENCY_BINS, SideCounts};
+use super::state::FleetState;
+use super::store::{
+    FleetError, FleetFuture, FleetStore, MergedWindow, SyncReply, SyncRequest, WriteResult, unix_ms,
+};
+
+/// How long a fleet state lives without any replica following it (7 days).
+const STATE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The names of a canary's keys in Redis; every one carries the hash tag `{NS/NAME}`, so a
+/// canary's keys share one Redis Cluster slot and each script touches one slot.
+pub mod keys {
+    use fluxgate_core::store::PolicyId;
+
+    /// `fluxgate:canary:{NS/NAME}`, the prefix of the canary's keys.
+    ///
+    /// ```
+    /// use fluxgate_canary::fleet::keys;
+    /// use fluxgate_core::store::PolicyId;
+    ///
+    /// let id = PolicyId::new("payments", "checkout");
+    /// assert_eq!(keys::state(&id), "fluxgate:canary:{payments/checkout}:state");
+    /// assert_eq!(keys::bucket(&id, 7), "fluxgate:canary:{payments/checkout}:w:7");
+    /// ```
+    #[must_use]
+    pub fn prefix(id: &PolicyId) -> String {
+        format!("fluxgate:canary:{{{}/{}}}", id.namespace(), id.name())
+    }
+
+    /// The fleet state: a hash, `v` the version and `s` the JSON record.
+    #[must_use]
+    pub fn state(id: &PolicyId) -> String {
+        format!("{}:state", prefix(id))
+    }
+
+    /// The decision lease: the holder's name, with a TTL.
+    #[must_use]
+    pub fn lease(id: &PolicyId) -> String {
+        format!("{}:lease", prefix(id))
+    }
+
+    /// The heartbeats: a sorted set of replica names scored by their last beat (Unix ms).
+    #[must_use]
+    pub fn replicas(id: &PolicyId) -> String {
+        format!("{}:replicas", prefix(id))
+    }
+
+    /// One bucket of counts: a hash of counters, with a TTL.
+    #[must_use]
+    pub fn bucket(id: &PolicyId, index: u64) -> String {
+        format!("{}:w:{index}", prefix(id))
+    }
+
+    /// The channel where each write of the state announces its version.
+    #[must_use]
+    pub fn changes(id: &PolicyId) -> String {
+        format!("{}:changes", prefix(id))
+    }
+}
+
+/// One tick: counts, heartbeat, lease, state, and the merged window for the lease holder.
+const SYNC: &str = r"
+-- KEYS: 1 state, 2 lease, 3 replicas, 4 current bucket, 5 oldest bucket, 6.. middle buckets
+-- ARGV: 1 replica, 2 lease ttl, 3 now, 4 heartbeat cutoff, 5 heartbeat ttl, 6 bucket ttl,
+--       7 state ttl, 8.. field, delta
+local me = ARGV[1]
+for i = 8, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+end
+if #ARGV >= 8 then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
+redis.call('ZADD', KEYS[3], ARGV[3], me)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+local leader = 0
+local holder = redis.call('GET', KEYS[2])
+if holder == me then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  leader = 1
+elseif not holder then
+  redis.call('SET', KEYS[2], me, 'PX', ARGV[2])
+  leader = 1
+end
+local state = redis.call('HGET', KEYS[1], 's')
+if state then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
+if leader == 0 then return {0, state} end
+local function sum(from, to)
+  local t = {}
+  for k = from, to do
+    local flat = redis.call('HGETALL', KEYS[k])
+    for i = 1, #flat, 2 do t[flat[i]] = (t[flat[i]] or 0) + tonumber(flat[i + 1]) end
+  end
+  local out = {}
+  for f, n in pairs(t) do out[#out + 1] = f; out[#out + 1] = tostring(n) end
+  return out
+end
+return {1, state, sum(5, 5), sum(6, #KEYS), sum(4, 4)}
+";
+
+/// Compare-and-set of the state, announced on the changes channel.
+const WRITE: &str = r"
+-- KEYS: 1 state; ARGV: 1 expected version, 2 record, 3 ttl, 4 channel
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return {0, redis.call('HGET', KEYS[1], 's')} end
+redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], v + 1)
+return {1}
+";
+
+/// The shared store of a fleet in one Redis server (every replica gives the same URL).
+///
+/// Each replica sends one script per tick (counts, heartbeat, lease, state: `EVALSHA`), plus
+/// one compare-and-set script per decision, on one multiplexed connection that reconnects by
+/// itself; it follows writes on a subscription (one more connection per canary). See the
+/// [module docs](super) for the keys and the command budget.
+///
+/// ```no_run
+/// use fluxgate_canary::fleet::{Fleet, RedisFleet};
+/// use fluxgate_core::store::PolicyId;
+///
+/// # async fn run() -> Result<(), fluxgate_canary::fleet::FleetError> {
+/// let store = RedisFleet::connect("redis://127.0.0.1:6379").await?;
+/// let fleet = Fleet::new(store.clone(), PolicyId::new("payments", "checkout"));
+/// // Canary::builder(stable, canary, slot).fleet(fleet).build()
+/// # let _ = fleet; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisFleet {
+    client: redis::Client,
+    conn: ConnectionManager,
+    url: String,
+    sync: Script,
+    write: Script,
+}
+
+impl std::fmt::Debug for RedisFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFleet")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFleet {
+    /// Connects to Redis at `url` (`redis://` or `rediss://`, the system's roots).
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::Unreachable`] for an invalid URL or a server that does not answer within 2s.
+    pub async fn connect(url: &str) -> Result<Self, FleetError> {
+        install_tls_provider();
+        let client = redis::Client::open(url).map_err(|e| unreachable(url, &e))?;
+        Self::with_client(client, url).await
+    }
+
+    /// Connects like [`connect`](Self::connect), verifying a `rediss://` server with a private
+    /// CA (PEM) instead of the system's roots.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_root_certificate(url: &str, ca: Vec<u8>) -> Result<Self, FleetError> {
+        install_tls_provider();
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca),
+        };
+        let client =
+            redis::Client::build_with_tls(url, certificates).map_err(|e| unreachable(url, &e))?;
+        Self::with_client(client, url).await
+    }
+
+    async fn with_client(client: redis::Client, url: &str) -> Result<Self, FleetError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let connecting = ConnectionManager::new_with_config(client.clone(), config);
+        let conn = tokio::time::timeout(Duration::from_secs(2), connecting)
+            .await
+            .map_err(|_| FleetError::Timeout)?
+            .map_err(|e| unreachable(url, &e))?;
+        Ok(Self {
+            client,
+            conn,
+            url: redact_url(url),
+            sync: Script::new(SYNC),
+            write: Script::new(WRITE),
+        })
+    }
+
+    fn error(&self, error: &redis::RedisError) -> FleetError {
+        if error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+        {
+            unreachable(&self.url, error)
+        } else {
+            FleetError::Command(error.to_string())
+        }
+    }
+
+    async fn sync_now(&self, request: &SyncRequest) -> Result<SyncReply, FleetError> {
+        let id = &request.id;
+        let current = request.bucket_index();
+        let n = u64::from(request.buckets.max(1));
+        let mut invocation = self.sync.prepare_invoke();
+        invocation
+            .key(keys::state(id))
+            .key(keys::lease(id))
+            .key(keys::replicas(id))
+            .key(keys::bucket(id, current))
+            .key(keys::bucket(id, current.saturating_sub(n)));
+        for b in (current.saturating_sub(n) + 1)..current {
+            invocation.key(keys::bucket(id, b));
+        }
+        let heartbeat_ms = millis(request.heartbeat_ttl);
+        invocation
+            .arg(&request.replica)
+            .arg(millis(request.lease_ttl))
+            .arg(request.now_ms)
+            .arg(request.now_ms.saturating_sub(heartbeat_ms))
+            .arg(heartbeat_ms)
+            .arg(millis(request.bucket_ttl()))
+            .arg(millis(STATE_TTL));
+        for (field, delta) in fields(&request.counts) {
+            invocation.arg(field).arg(delta);
+        }
+        let mut conn = self.conn.clone();
+        let value: Value = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let Value::Array(items) = value else {
+            return Err(FleetError::Corrupt("sync reply is not an array".to_owned()));
+        };
+        let leader = matches!(items.first(), Some(Value::Int(1)));
+        let state = items.get(1).map(parse_state).transpose()?.flatten();
+        let window = (leader && items.len() >= 5).then(|| {
+            MergedWindow::new(
+                parse_counts(&items[2]),
+                parse_counts(&items[3]),
+                parse_counts(&items[4]),
+            )
+        });
+        Ok(SyncReply::new(state, leader, window))
+    }
+
+    async fn write_now(
+        &self,
+        id: &PolicyId,
+        state: &FleetState,
+    ) -> Result<WriteResult, FleetError> {
+        let record =
+            serde_json::to_string(state).map_err(|e| FleetError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let value: Value = self
+            .write
+            .key(keys::state(id))
+            .arg(state.version.saturating_sub(1))
+            .arg(record)
+            .arg(millis(STATE_TTL))
+            .arg(keys::changes(id))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e))?;
+        match value {
+            Value::Array(items) if matches!(items.first(), Some(Value::Int(1))) => {
+                Ok(WriteResult::Written)
+            }
+            Value::Array(items) => {
+                let stored = items.get(1).map(parse_state).transpose()?.flatten();
+                Ok(WriteResult::Conflict(stored))
+            }
+            _ => Err(FleetError::Corrupt(
+                "write reply is not an array".to_owned(),
+            )),
+        }
+    }
+
+    async fn load_now(&self, id: &PolicyId) -> Result<Option<FleetState>, FleetError> {
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd("HGET")
+            .arg(keys::state(id))
+            .arg("s")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e))?;
+        parse_state(&value)
+    }
+
+    async fn replicas_now(&self, id: &PolicyId) -> Result<Vec<String>, FleetError> {
+        let mut conn = self.conn.clone();
+        let mut live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::replicas(id))
+            .arg(unix_ms().saturating_sub(5_000))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e))?;
+        live.sort();
+        Ok(live)
+    }
+}
+
+impl FleetStore for RedisFleet {
+    fn sync<'a>(&'a self, request: &'a SyncRequest) -> FleetFuture<'a, SyncReply> {
+        Box::pin(self.sync_now(request))
+    }
+
+    fn write<'a>(
+        &'a self,
+        id: &'a PolicyId,
+        state: &'a FleetState,
+    ) -> FleetFuture<'a, WriteResult> {
+        Box::pin(self.write_now(id, state))
+    }
+
+    fn load<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, Option<FleetState>> {
+        Box::pin(self.load_now(id))
+    }
+
+    fn replicas<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, Vec<String>> {
+        Box::pin(self.replicas_now(id))
+    }
+
+    /// Subscribes to the canary's changes channel on a connection of its own (made again after
+    /// a failure, every 500ms at most), until `wake` is dropped.
+    fn watch(&self, id: &PolicyId, wake: Weak<Notify>) {
+        let client = self.client.clone();
+        let channel = keys::changes(id);
+        tokio::spawn(async move {
+            while wake.strong_count() > 0 {
+                if let Ok(Ok(mut pubsub)) =
+                    tokio::time::timeout(Duration::from_secs(1), client.get_async_pubsub()).await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        let next = tokio::time::timeout(Duration::from_secs(1), messages.next());
+                        match next.await {
+                            Ok(Some(_)) => match wake.upgrade() {
+                                Some(wake) => wake.notify_one(),
+                                None => return,
+                            },
+                            Ok(None) => break,
+                            Err(_) if wake.strong_count() == 0 => return,
+                            Err(_) => {}
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+}
+
+fn unreachable(url: &str, error: &redis::RedisError) -> FleetError {
+    FleetError::Unreachable(format!("{}: {error}", redact_url(url)))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The counters a replica adds: `s.n`, `s.e`, `s.h<bin>` for stable, `c.…` for the canary.
+fn fields(counts: &SideCounts) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (prefix, side) in [("s", &counts.stable), ("c", &counts.canary)] {
+        if side.requests > 0 {
+            out.push((format!("{prefix}.n"), side.requests));
+        }
+        if side.errors > 0 {
+            out.push((format!("{prefix}.e"), side.errors));
+        }
+        for (bin, n) in &side.latencies {
+            out.push((format!("{prefix}.h{bin}"), *n));
+        }
+    }
+    out
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A flat `field, count, …` list back into counts (unknown fields ignored).
+fn parse_counts(value: &Value) -> SideCounts {
+    let mut counts = SideCounts::default();
+    let Value::Array(flat) = value else {
+        return counts;
+    };
+    for pair in flat.chunks_exact(2) {
+        let (Some(field), Some(n)) = (text(&pair[0]), text(&pair[1])) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        let Some((side, counter)) = field.split_once('.') else {
+            continue;
+        };
+        let side: &mut Counts = match side {
+            "s" => &mut counts.stable,
+            "c" => &mut counts.canary,
+            _ => continue,
+        };
+        match counter {
+            "n" => side.requests += n,
+            "e" => side.errors += n,
+            bin => {
+                if let Some(bin) = bin.strip_prefix('h').and_then(|b| b.parse::<u16>().ok())
+                    && bin < LATENCY_BINS
+                {
+                    *side.latencies.entry(bin).or_default() += n;
+                }
+            }
+        }
+    }
+    counts
+}
+
+fn parse_state(value: &Value) -> Result<Option<FleetState>, FleetError> {
+    match value {
+        Value::Nil => Ok(None),
+        other => {
+            let json = text(other).ok_or_else(|| FleetError::Corrupt("state".to_owned()))?;
+            serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| FleetError::Corrupt(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let mut counts = SideCounts::default();
+        counts.canary.record(true, Duration::from_millis(30));
+        counts.stable.record(false, Duration::from_millis(2));
+        let flat = fields(&counts)
+            .into_iter()
+            .flat_map(|(f, n)| {
+                [
+                    Value::BulkString(f.into_bytes()),
+                    Value::BulkString(n.to_string().into_bytes()),
+                ]
+            })
+            .collect();
+        assert_eq!(parse_counts(&Value::Array(flat)), counts);
+    }
+}
