@@ -26,7 +26,7 @@ async fn fleet_traffic_reaches_min_requests() {
             .fleet(fleet)
             .build()
             .unwrap();
-        let _ = judge.spawn();
+        judge.spawn();
         replicas.push(router);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

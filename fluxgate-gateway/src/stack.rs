@@ -45,6 +45,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -54,6 +55,7 @@ use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::health::HttpProbe;
 use fluxgate_canary::CanaryHandle;
+use fluxgate_canary::fleet::FleetStore;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
@@ -88,6 +90,9 @@ pub struct StackConfig {
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
     /// with the other replicas (its sync task is the caller's to spawn).
     pub rate_limit_store: Option<RedisStore>,
+    /// Where the canary's state and judgement are shared with the other replicas (a
+    /// `RedisFleet`); `None` for this process only.
+    pub canary_fleet: Option<Arc<dyn FleetStore>>,
 }
 
 impl StackConfig {
@@ -100,7 +105,15 @@ impl StackConfig {
             proxy: ProxyConfig::default(),
             buffer: 1024,
             rate_limit_store: None,
+            canary_fleet: None,
         }
+    }
+
+    /// Shares the canary's state and judgement with the other replicas through `store`.
+    #[must_use]
+    pub fn canary_fleet(mut self, store: Arc<dyn FleetStore>) -> Self {
+        self.canary_fleet = Some(store);
+        self
     }
 
     /// Shares the rate-limit counters with other replicas through `store`.
@@ -153,7 +166,11 @@ impl Gateway {
         config: &StackConfig,
     ) -> Result<Self, StackError> {
         let client = proxy_client();
-        let builder = endpoints(StackBuilder::new(store, id), &client, config)
+        let mut builder = StackBuilder::new(store, id);
+        if let Some(fleet) = &config.canary_fleet {
+            builder = builder.canary_fleet(Arc::clone(fleet));
+        }
+        let builder = endpoints(builder, &client, config)
             .buffer(config.buffer)
             .health_checks(HttpProbe::<_, ProxyBody>::new(client.clone()));
         let (stack, inner) = match &config.rate_limit_store {

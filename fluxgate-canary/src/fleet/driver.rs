@@ -140,8 +140,8 @@ impl Driver {
         let started = Instant::now();
         let reply = match timeout(config.timeout, config.store.sync(&request)).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => return self.offline(shared, link, error),
-            Err(_) => return self.offline(shared, link, FleetError::Timeout),
+            Ok(Err(error)) => return self.offline(shared, link, &error),
+            Err(_) => return self.offline(shared, link, &FleetError::Timeout),
         };
         // A lease renewed long ago may have expired since: no judging on a slow answer.
         let leader = reply.leader && started.elapsed() < config.lease_ttl / 2;
@@ -155,14 +155,14 @@ impl Driver {
         .await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => self.offline(shared, link, error),
-            Err(_) => self.offline(shared, link, FleetError::Timeout),
+            Ok(Err(error)) => self.offline(shared, link, &error),
+            Err(_) => self.offline(shared, link, &FleetError::Timeout),
         }
     }
 
     /// The store is away: the state stays as last known; the error budget is judged on this
     /// replica's own traffic, and a rollback is published once the store answers.
-    fn offline(&mut self, shared: &Shared, link: &FleetLink, error: FleetError) {
+    fn offline(&mut self, shared: &Shared, link: &FleetLink, error: &FleetError) {
         let was = shared.lock().phase;
         shared.check_budget(Instant::now());
         if was != Phase::RolledBack && shared.lock().phase == Phase::RolledBack {

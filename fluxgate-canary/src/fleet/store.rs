@@ -175,7 +175,7 @@ pub enum WriteResult {
 }
 
 /// A store the replicas of a canary share: [`LocalFleet`](super::LocalFleet) in one process,
-/// [`RedisFleet`](super::RedisFleet) (feature `redis`) across processes.
+/// `RedisFleet` (feature `redis`) across processes.
 ///
 /// The [module docs](super) say what each method must do; the Redis store does each in one
 /// atomic script.

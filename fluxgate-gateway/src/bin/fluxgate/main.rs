@@ -18,9 +18,11 @@ mod cli;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use fluxgate_canary::fleet::RedisFleet;
 use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
@@ -124,6 +126,15 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         }
         None => None,
     };
+    // With Redis, the replicas share one canary state, judged on the fleet's traffic.
+    if let Some(url) = &args.redis {
+        let fleet = match &redis_ca {
+            Some(ca) => RedisFleet::connect_with_root_certificate(url, ca.clone()).await?,
+            None => RedisFleet::connect(url).await?,
+        };
+        tracing::info!(redis = %redact_url(url), "canary state shared through Redis");
+        config = config.canary_fleet(Arc::new(fleet));
+    }
     let stack = Gateway::build(policy.store(), &id, &config)?;
     let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
 
