@@ -201,6 +201,49 @@ impl RedisFleet {
         })
     }
 
+    /// The fleet state of the canary of policy `namespace/name`, if any: what `fluxctl status
+    /// --redis` shows.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn state(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<FleetState>, FleetError> {
+        self.load_now(&PolicyId::new(namespace, name)).await
+    }
+
+    /// The replicas of that canary with a live heartbeat (a beat in the last 5 seconds), sorted.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn live_replicas(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<String>, FleetError> {
+        self.replicas_now(&PolicyId::new(namespace, name)).await
+    }
+
+    /// Promotes, aborts, pauses or resumes that canary on every replica (see
+    /// [`request`](super::request)); `by` names the tool in the state's `decidedBy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](super::request).
+    pub async fn act(
+        &self,
+        namespace: &str,
+        name: &str,
+        action: crate::Action,
+        by: &str,
+    ) -> Result<FleetState, FleetError> {
+        super::request(self, &PolicyId::new(namespace, name), action, by).await
+    }
+
     fn error(&self, error: &redis::RedisError) -> FleetError {
         if error.is_io_error()
             || error.is_connection_dropped()
