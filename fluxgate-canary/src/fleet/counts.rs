@@ -148,6 +148,60 @@ impl SideCounts {
     }
 }
 
+impl SideCounts {
+    /// The counts as text, as a replica stores them in a bucket:
+    /// `n,e,bin:count,bin:count…|n,e,…` (stable, then canary).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_canary::fleet::SideCounts;
+    ///
+    /// let mut counts = SideCounts::default();
+    /// counts.canary.record(true, Duration::from_millis(5));
+    /// assert_eq!(SideCounts::decode(&counts.encode()), Some(counts));
+    /// ```
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let side = |c: &Counts| {
+            let mut text = format!("{},{}", c.requests, c.errors);
+            for (bin, n) in &c.latencies {
+                text.push_str(&format!(",{bin}:{n}"));
+            }
+            text
+        };
+        format!("{}|{}", side(&self.stable), side(&self.canary))
+    }
+
+    /// Counts from [`encode`](Self::encode)'s text; `None` if it is not that.
+    #[must_use]
+    pub fn decode(text: &str) -> Option<Self> {
+        let side = |text: &str| -> Option<Counts> {
+            let mut parts = text.split(',');
+            let requests = parts.next()?.parse().ok()?;
+            let errors = parts.next()?.parse().ok()?;
+            let mut latencies = BTreeMap::new();
+            for part in parts {
+                let (bin, n) = part.split_once(':')?;
+                let bin: u16 = bin.parse().ok()?;
+                if bin >= LATENCY_BINS {
+                    return None;
+                }
+                latencies.insert(bin, n.parse().ok()?);
+            }
+            Some(Counts {
+                requests,
+                errors,
+                latencies,
+            })
+        };
+        let (stable, canary) = text.split_once('|')?;
+        Some(Self {
+            stable: side(stable)?,
+            canary: side(canary)?,
+        })
+    }
+}
+
 /// What the request path adds to between two ticks: atomics, one set per side.
 #[derive(Debug)]
 pub(crate) struct Tally {

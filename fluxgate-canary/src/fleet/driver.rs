@@ -114,6 +114,10 @@ pub(crate) async fn run(shared: Arc<Shared>, alive: Weak<()>) {
 struct Driver {
     /// The fleet version the machine stands on.
     adopted: u64,
+    /// This replica's counts stored in the current bucket: its index and width, the counts.
+    bucket: (u64, Duration, SideCounts),
+    /// Counts not stored yet (the store did not answer).
+    unsent: SideCounts,
     /// A rollback decided on local traffic while the store was away, to publish.
     local_rollback: bool,
 }
@@ -123,14 +127,21 @@ impl Driver {
         let config = &link.config;
         let interval = shared.windows.load().interval;
         let (bucket, buckets) = geometry(interval);
-        let counts = SideCounts {
+        self.unsent.merge(&SideCounts {
             stable: link.tallies[0].take(),
             canary: link.tallies[1].take(),
-        };
+        });
+        let now_ms = unix_ms();
+        let index = now_ms / u64::try_from(bucket.as_millis()).unwrap_or(u64::MAX).max(1);
+        if (self.bucket.0, self.bucket.1) != (index, bucket) {
+            self.bucket = (index, bucket, SideCounts::default());
+        }
+        let mut counts = self.bucket.2.clone();
+        counts.merge(&self.unsent);
         let request = SyncRequest {
             id: config.id.clone(),
             replica: config.replica.clone(),
-            now_ms: unix_ms(),
+            now_ms,
             counts,
             bucket,
             buckets,
@@ -139,7 +150,11 @@ impl Driver {
         };
         let started = Instant::now();
         let reply = match timeout(config.timeout, config.store.sync(&request)).await {
-            Ok(Ok(reply)) => reply,
+            Ok(Ok(reply)) => {
+                self.bucket.2 = request.counts;
+                self.unsent = SideCounts::default();
+                reply
+            }
             Ok(Err(error)) => return self.offline(shared, link, &error),
             Err(_) => return self.offline(shared, link, &FleetError::Timeout),
         };

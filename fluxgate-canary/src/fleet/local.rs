@@ -55,7 +55,8 @@ struct Entry {
     state: Option<FleetState>,
     lease: Option<(String, Instant)>,
     heartbeats: HashMap<String, Instant>,
-    buckets: BTreeMap<u64, SideCounts>,
+    /// Bucket → replica → its counts there.
+    buckets: BTreeMap<u64, BTreeMap<String, SideCounts>>,
     watchers: Vec<Weak<Notify>>,
 }
 
@@ -77,10 +78,12 @@ impl Entry {
         let now = Instant::now();
         let current = request.bucket_index();
         let n = u64::from(request.buckets.max(1));
-        self.buckets
-            .entry(current)
-            .or_default()
-            .merge(&request.counts);
+        if !request.counts.is_empty() {
+            self.buckets
+                .entry(current)
+                .or_default()
+                .insert(request.replica.clone(), request.counts.clone());
+        }
         let oldest = current.saturating_sub(n);
         self.buckets.retain(|b, _| *b >= oldest);
         self.heartbeats
@@ -94,7 +97,13 @@ impl Entry {
             }
         };
         let window = leader.then(|| {
-            let get = |b: u64| self.buckets.get(&b).cloned().unwrap_or_default();
+            let get = |b: u64| {
+                let mut sum = SideCounts::default();
+                for counts in self.buckets.get(&b).into_iter().flat_map(BTreeMap::values) {
+                    sum.merge(counts);
+                }
+                sum
+            };
             let mut middle = SideCounts::default();
             for b in (oldest + 1)..current {
                 middle.merge(&get(b));

@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::Notify;
 
-use super::counts::{Counts, LATENCY_BINS, SideCounts};
+use super::counts::SideCounts;
 use super::state::FleetState;
 use super::store::{
     FleetError, FleetFuture, FleetStore, MergedWindow, SyncReply, SyncRequest, WriteResult, unix_ms,
@@ -73,14 +73,13 @@ pub mod keys {
 const SYNC: &str = r"
 -- KEYS: 1 state, 2 lease, 3 replicas, 4 current bucket, 5 oldest bucket, 6.. middle buckets
 -- ARGV: 1 replica, 2 lease ttl, 3 now, 4 heartbeat cutoff, 5 heartbeat ttl, 6 bucket ttl,
---       7 state ttl, 8.. field, delta
+--       7 state ttl, 8 this replica's counts in the current bucket ('' for none)
 local me = ARGV[1]
-for i = 8, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[4], me, ARGV[8])
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end
-if #ARGV >= 8 then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
 redis.call('ZADD', KEYS[3], ARGV[3], me)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local leader = 0
 local holder = redis.call('GET', KEYS[2])
@@ -92,19 +91,13 @@ elseif not holder then
   leader = 1
 end
 local state = redis.call('HGET', KEYS[1], 's')
-if state then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
 if leader == 0 then return {0, state} end
-local function sum(from, to)
-  local t = {}
-  for k = from, to do
-    local flat = redis.call('HGETALL', KEYS[k])
-    for i = 1, #flat, 2 do t[flat[i]] = (t[flat[i]] or 0) + tonumber(flat[i + 1]) end
-  end
-  local out = {}
-  for f, n in pairs(t) do out[#out + 1] = f; out[#out + 1] = tostring(n) end
-  return out
-end
-return {1, state, sum(5, 5), sum(6, #KEYS), sum(4, 4)}
+-- The holder's chores: dead replicas out, the state kept alive.
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
+if state then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
+local middle = {}
+for k = 6, #KEYS do middle[#middle + 1] = redis.call('HGETALL', KEYS[k]) end
+return {1, state, redis.call('HGETALL', KEYS[5]), middle, redis.call('HGETALL', KEYS[4])}
 ";
 
 /// Compare-and-set of the state, announced on the changes channel.
@@ -279,8 +272,10 @@ impl RedisFleet {
             .arg(heartbeat_ms)
             .arg(millis(request.bucket_ttl()))
             .arg(millis(STATE_TTL));
-        for (field, delta) in fields(&request.counts) {
-            invocation.arg(field).arg(delta);
+        if request.counts.is_empty() {
+            invocation.arg("");
+        } else {
+            invocation.arg(request.counts.encode());
         }
         let mut conn = self.conn.clone();
         let value: Value = invocation
@@ -294,9 +289,9 @@ impl RedisFleet {
         let state = items.get(1).map(parse_state).transpose()?.flatten();
         let window = (leader && items.len() >= 5).then(|| {
             MergedWindow::new(
-                parse_counts(&items[2]),
-                parse_counts(&items[3]),
-                parse_counts(&items[4]),
+                parse_counts(&items[2], false),
+                parse_counts(&items[3], true),
+                parse_counts(&items[4], false),
             )
         });
         Ok(SyncReply::new(state, leader, window))
@@ -421,23 +416,6 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// The counters a replica adds: `s.n`, `s.e`, `s.h<bin>` for stable, `c.…` for the canary.
-fn fields(counts: &SideCounts) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for (prefix, side) in [("s", &counts.stable), ("c", &counts.canary)] {
-        if side.requests > 0 {
-            out.push((format!("{prefix}.n"), side.requests));
-        }
-        if side.errors > 0 {
-            out.push((format!("{prefix}.e"), side.errors));
-        }
-        for (bin, n) in &side.latencies {
-            out.push((format!("{prefix}.h{bin}"), *n));
-        }
-    }
-    out
-}
-
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
@@ -447,38 +425,25 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// A flat `field, count, …` list back into counts (unknown fields ignored).
-fn parse_counts(value: &Value) -> SideCounts {
-    let mut counts = SideCounts::default();
-    let Value::Array(flat) = value else {
-        return counts;
+/// The sum of the replicas' counts in one bucket (an `HGETALL`: replica, counts, …);
+/// unreadable entries are skipped. With `nested`, a list of such buckets.
+fn parse_counts(value: &Value, nested: bool) -> SideCounts {
+    let mut sum = SideCounts::default();
+    let Value::Array(items) = value else {
+        return sum;
     };
-    for pair in flat.chunks_exact(2) {
-        let (Some(field), Some(n)) = (text(&pair[0]), text(&pair[1])) else {
-            continue;
-        };
-        let Ok(n) = n.parse::<u64>() else { continue };
-        let Some((side, counter)) = field.split_once('.') else {
-            continue;
-        };
-        let side: &mut Counts = match side {
-            "s" => &mut counts.stable,
-            "c" => &mut counts.canary,
-            _ => continue,
-        };
-        match counter {
-            "n" => side.requests += n,
-            "e" => side.errors += n,
-            bin => {
-                if let Some(bin) = bin.strip_prefix('h').and_then(|b| b.parse::<u16>().ok())
-                    && bin < LATENCY_BINS
-                {
-                    *side.latencies.entry(bin).or_default() += n;
-                }
-            }
+    if nested {
+        for bucket in items {
+            sum.merge(&parse_counts(bucket, false));
+        }
+        return sum;
+    }
+    for pair in items.chunks_exact(2) {
+        if let Some(counts) = text(&pair[1]).as_deref().and_then(SideCounts::decode) {
+            sum.merge(&counts);
         }
     }
-    counts
+    sum
 }
 
 fn parse_state(value: &Value) -> Result<Option<FleetState>, FleetError> {
@@ -498,19 +463,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_round_trip() {
-        let mut counts = SideCounts::default();
-        counts.canary.record(true, Duration::from_millis(30));
-        counts.stable.record(false, Duration::from_millis(2));
-        let flat = fields(&counts)
-            .into_iter()
-            .flat_map(|(f, n)| {
-                [
-                    Value::BulkString(f.into_bytes()),
-                    Value::BulkString(n.to_string().into_bytes()),
-                ]
-            })
-            .collect();
-        assert_eq!(parse_counts(&Value::Array(flat)), counts);
+    fn buckets_add_up() {
+        let mut a = SideCounts::default();
+        a.canary.record(true, Duration::from_millis(30));
+        let mut b = SideCounts::default();
+        b.stable.record(false, Duration::from_millis(2));
+        let entry = |name: &str, c: &SideCounts| {
+            [
+                Value::BulkString(name.as_bytes().to_vec()),
+                Value::BulkString(c.encode().into_bytes()),
+            ]
+        };
+        let bucket = Value::Array([entry("a", &a), entry("b", &b)].concat());
+        let mut both = a.clone();
+        both.merge(&b);
+        assert_eq!(parse_counts(&bucket, false), both);
+        let nested = Value::Array(vec![bucket.clone(), bucket]);
+        both.merge(&both.clone());
+        assert_eq!(parse_counts(&nested, true), both);
     }
 }

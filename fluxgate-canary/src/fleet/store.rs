@@ -63,7 +63,9 @@ pub struct SyncRequest {
     pub replica: String,
     /// The replica's wall clock, milliseconds since the Unix epoch.
     pub now_ms: u64,
-    /// The replica's counts since its last tick, added to the bucket of `now_ms`.
+    /// The replica's counts in the bucket of `now_ms` so far: they replace the ones it stored
+    /// in that bucket before (each replica has its own entry in a bucket, so a lost answer
+    /// never counts twice).
     pub counts: SideCounts,
     /// The width of a bucket.
     pub bucket: Duration,
@@ -180,7 +182,7 @@ pub enum WriteResult {
 /// The [module docs](super) say what each method must do; the Redis store does each in one
 /// atomic script.
 pub trait FleetStore: fmt::Debug + Send + Sync + 'static {
-    /// One replica's tick: adds its counts to the current bucket, beats its heartbeat, takes or
+    /// One replica's tick: stores its counts in the current bucket, beats its heartbeat, takes or
     /// renews the decision lease (held by one replica at a time, for `lease_ttl`), and returns
     /// the fleet state (and, to the lease holder, the merged window).
     fn sync<'a>(&'a self, request: &'a SyncRequest) -> FleetFuture<'a, SyncReply>;
