@@ -382,9 +382,11 @@ impl FleetStore for RedisFleet {
         let channel = keys::changes(id);
         tokio::spawn(async move {
             while wake.strong_count() > 0 {
+                let second = Duration::from_secs(1);
                 if let Ok(Ok(mut pubsub)) =
-                    tokio::time::timeout(Duration::from_secs(1), client.get_async_pubsub()).await
-                    && pubsub.subscribe(&channel).await.is_ok()
+                    tokio::time::timeout(second, client.get_async_pubsub()).await
+                    && let Ok(Ok(())) =
+                        tokio::time::timeout(second, pubsub.subscribe(&channel)).await
                 {
                     let mut messages = pubsub.on_message();
                     loop {
