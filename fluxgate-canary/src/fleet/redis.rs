@@ -6,7 +6,8 @@ use std::time::Duration;
 use fluxgate_core::store::{PolicyId, install_tls_provider, redact_url};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::cluster_async::ClusterConnection;
+use redis::{Script, ScriptInvocation, Value};
 use tokio::sync::Notify;
 
 use super::counts::SideCounts;
@@ -130,8 +131,9 @@ return {1}
 /// ```
 #[derive(Clone)]
 pub struct RedisFleet {
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// For the subscription (none on a cluster: replicas follow by polling).
+    client: Option<redis::Client>,
+    conn: Conn,
     url: String,
     sync: Script,
     write: Script,
@@ -186,9 +188,37 @@ impl RedisFleet {
             .map_err(|_| FleetError::Timeout)?
             .map_err(|e| unreachable(url, &e))?;
         Ok(Self {
-            client,
-            conn,
+            client: Some(client),
+            conn: Conn::Single(conn),
             url: redact_url(url),
+            sync: Script::new(SYNC),
+            write: Script::new(WRITE),
+        })
+    }
+
+    /// Connects to a Redis Cluster through `urls` (seed nodes). Each canary's keys live in one
+    /// slot, so each script runs on one node. There is no subscription on a cluster: replicas
+    /// follow the state by polling, every tick.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::Unreachable`] for invalid URLs or a cluster that does not answer within 2s.
+    pub async fn connect_cluster(urls: &[String]) -> Result<Self, FleetError> {
+        install_tls_provider();
+        let first = urls.first().map_or("", String::as_str);
+        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+            .connection_timeout(Duration::from_secs(1))
+            .retries(1)
+            .build()
+            .map_err(|e| unreachable(first, &e))?;
+        let conn = tokio::time::timeout(Duration::from_secs(2), client.get_async_connection())
+            .await
+            .map_err(|_| FleetError::Timeout)?
+            .map_err(|e| unreachable(first, &e))?;
+        Ok(Self {
+            client: None,
+            conn: Conn::Cluster(conn),
+            url: redact_url(first),
             sync: Script::new(SYNC),
             write: Script::new(WRITE),
         })
@@ -277,9 +307,9 @@ impl RedisFleet {
         } else {
             invocation.arg(request.counts.encode());
         }
-        let mut conn = self.conn.clone();
-        let value: Value = invocation
-            .invoke_async(&mut conn)
+        let value = self
+            .conn
+            .invoke(&invocation)
             .await
             .map_err(|e| self.error(&e))?;
         let Value::Array(items) = value else {
@@ -304,15 +334,15 @@ impl RedisFleet {
     ) -> Result<WriteResult, FleetError> {
         let record =
             serde_json::to_string(state).map_err(|e| FleetError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        let value: Value = self
-            .write
-            .key(keys::state(id))
+        let mut invocation = self.write.key(keys::state(id));
+        invocation
             .arg(state.version.saturating_sub(1))
             .arg(record)
             .arg(millis(STATE_TTL))
-            .arg(keys::changes(id))
-            .invoke_async(&mut conn)
+            .arg(keys::changes(id));
+        let value = self
+            .conn
+            .invoke(&invocation)
             .await
             .map_err(|e| self.error(&e))?;
         match value {
@@ -330,25 +360,20 @@ impl RedisFleet {
     }
 
     async fn load_now(&self, id: &PolicyId) -> Result<Option<FleetState>, FleetError> {
-        let mut conn = self.conn.clone();
-        let value: Value = redis::cmd("HGET")
-            .arg(keys::state(id))
-            .arg("s")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(&e))?;
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys::state(id)).arg("s");
+        let value = self.conn.query(&cmd).await.map_err(|e| self.error(&e))?;
         parse_state(&value)
     }
 
     async fn replicas_now(&self, id: &PolicyId) -> Result<Vec<String>, FleetError> {
-        let mut conn = self.conn.clone();
-        let mut live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::replicas(id))
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(keys::replicas(id))
             .arg(unix_ms().saturating_sub(5_000))
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(&e))?;
+            .arg("+inf");
+        let value = self.conn.query(&cmd).await.map_err(|e| self.error(&e))?;
+        let mut live: Vec<String> =
+            redis::from_redis_value(value).map_err(|e| FleetError::Corrupt(e.to_string()))?;
         live.sort();
         Ok(live)
     }
@@ -378,7 +403,9 @@ impl FleetStore for RedisFleet {
     /// Subscribes to the canary's changes channel on a connection of its own (made again after
     /// a failure, every 500ms at most), until `wake` is dropped.
     fn watch(&self, id: &PolicyId, wake: Weak<Notify>) {
-        let client = self.client.clone();
+        let Some(client) = self.client.clone() else {
+            return;
+        };
         let channel = keys::changes(id);
         tokio::spawn(async move {
             while wake.strong_count() > 0 {
@@ -405,6 +432,29 @@ impl FleetStore for RedisFleet {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+    }
+}
+
+/// A connection to one server (reconnecting by itself) or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> redis::RedisResult<Value> {
+        match self.clone() {
+            Self::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Self::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        }
+    }
+
+    async fn query(&self, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        match self.clone() {
+            Self::Single(mut c) => cmd.query_async(&mut c).await,
+            Self::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
     }
 }
 

@@ -29,6 +29,16 @@ impl Replica {
     /// A replica over `url` with canary `spec`; its canary answers `canary_status`.
     pub async fn start(url: &str, spec: &str, name: &'static str, canary_status: u16) -> Self {
         let store = RedisFleet::connect(url).await.unwrap();
+        Self::with_store(store, spec, name, canary_status)
+    }
+
+    /// A replica over `store`.
+    pub fn with_store(
+        store: RedisFleet,
+        spec: &str,
+        name: &'static str,
+        canary_status: u16,
+    ) -> Self {
         let fleet = Fleet::new(store, id()).replica(name);
         let (stable, canary_backend) = (Backend::new("stable"), Backend::new("canary"));
         canary_backend.set_status(canary_status);
