@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::snapshot::millis;
+use crate::snapshot::{de_millis, millis};
 
 /// Where a canary release stands.
 ///
@@ -14,7 +14,7 @@ use crate::snapshot::millis;
 ///
 /// assert_eq!(Phase::RolledBack.to_string(), "rolled-back");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Phase {
@@ -82,7 +82,7 @@ impl fmt::Display for Action {
 /// let finding = Finding::ErrorRate { value: 0.05, target: 0.01 };
 /// assert_eq!(finding.to_string(), "error rate 5.00% > target 1.00%");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "metric",
     rename_all = "camelCase",
@@ -100,10 +100,10 @@ pub enum Finding {
     /// The 99th percentile latency, against `metrics.targetP99Latency`.
     P99Latency {
         /// The measured p99 (milliseconds in JSON).
-        #[serde(serialize_with = "millis")]
+        #[serde(serialize_with = "millis", deserialize_with = "de_millis")]
         value: Duration,
         /// The highest acceptable p99 (milliseconds in JSON).
-        #[serde(serialize_with = "millis")]
+        #[serde(serialize_with = "millis", deserialize_with = "de_millis")]
         target: Duration,
     },
     /// Successes per request over the sliding budget window, against `errorBudget`.
@@ -150,7 +150,7 @@ impl fmt::Display for Finding {
 /// let check = Check { finding: Finding::Availability { value: 0.9, budget: 0.985 }, samples: 40 };
 /// assert_eq!(check.to_string(), "availability 90.00% < budget 98.50% over 40 requests");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     /// The metric, its value and its target.
     pub finding: Finding,
@@ -171,7 +171,7 @@ impl fmt::Display for Check {
 ///
 /// assert_eq!(RollbackReason::Manual.to_string(), "aborted by hand");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "reason",
     rename_all = "camelCase",
@@ -213,7 +213,7 @@ impl fmt::Display for RollbackReason {
 ///
 /// assert_eq!(Decision::Advanced { from: 5, to: 10 }.to_string(), "advanced from 5% to 10%");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",

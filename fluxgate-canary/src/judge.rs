@@ -51,6 +51,9 @@ impl Judge {
 
     /// Runs the judge until the router is dropped.
     pub async fn run(self) {
+        if self.shared.fleet.is_some() {
+            return crate::fleet::run(self.shared, self.alive).await;
+        }
         let tick = self.shared.options.budget_tick;
         let mut windows = self.shared.windows.load_full();
         let (mut next_budget, mut next_analysis) = schedule(&windows, tick, Instant::now());

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::error::CanaryError;
+use crate::fleet::Fleet;
 use crate::handle::CanaryHandle;
 use crate::judge::Judge;
 use crate::service::{Canary, build};
@@ -55,7 +56,22 @@ impl<C> CanaryLayer<C> {
         source: impl Into<CanarySource>,
         options: CanaryOptions,
     ) -> Result<(Self, Judge), CanaryError> {
-        let (shared, alive, judge) = build(source.into(), options)?;
+        Self::with_fleet(canary, source, options, None)
+    }
+
+    /// A layer like [`new`](Self::new) whose routers are one replica of a fleet when `fleet`
+    /// is given (see [`fleet`](crate::fleet)).
+    ///
+    /// # Errors
+    ///
+    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
+    pub fn with_fleet(
+        canary: C,
+        source: impl Into<CanarySource>,
+        options: CanaryOptions,
+        fleet: Option<Fleet>,
+    ) -> Result<(Self, Judge), CanaryError> {
+        let (shared, alive, judge) = build(source.into(), options, fleet)?;
         Ok((
             Self {
                 canary,

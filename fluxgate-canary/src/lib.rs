@@ -43,6 +43,16 @@
 //! Every transition is a tracing event (target `fluxgate_canary`) and counted in
 //! [`Snapshot::transitions`].
 //!
+//! # Fleets
+//!
+//! Replicas of a gateway that share a store act as one canary: give each router a
+//! [`fleet::Fleet`] ([`Canary::builder`]`(…).fleet(…)`, with a `RedisFleet` across processes or
+//! a [`fleet::LocalFleet`] in one). Then the phase, weight and step are the fleet's (one record
+//! in the store, written by compare-and-set), the judge is the replica holding a lease and it
+//! judges the fleet's merged counts, manual actions through any replica's handle reach every
+//! replica, and a replica that starts mid-rollout joins where the fleet stands. See
+//! [`fleet`] for the design, the keys, the command budget and what each fault does.
+//!
 //! # Example
 //!
 //! ```
@@ -77,8 +87,10 @@
 //! ```
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod builder;
 mod decision;
 mod error;
+pub mod fleet;
 pub mod future;
 mod handle;
 mod judge;
@@ -90,6 +102,7 @@ mod settings;
 mod shared;
 mod snapshot;
 
+pub use builder::CanaryBuilder;
 pub use decision::{Action, Check, Decision, Finding, Phase, RollbackReason};
 pub use error::CanaryError;
 pub use handle::CanaryHandle;

@@ -227,8 +227,14 @@ impl Machine {
     /// A new policy version: targets, thresholds and steps change; progress stays where it can.
     pub(crate) fn update(&mut self, settings: Settings, generation: u64, now: Instant) {
         let old_steps = std::mem::replace(&mut self.settings, settings);
+        self.refit(old_steps.steps != self.settings.steps, generation, now);
+    }
+
+    /// Puts the weight on the policy's steps after a policy change (`steps_changed`: on the
+    /// highest step at or below the weight).
+    pub(crate) fn refit(&mut self, steps_changed: bool, generation: u64, now: Instant) {
         let steps = &self.settings.steps;
-        if old_steps.steps != *steps {
+        if steps_changed {
             // The weight never rises with a policy change: the step kept is the highest one at
             // or below the current weight (the first step if all are above it).
             self.step = (!steps.is_empty())

@@ -9,7 +9,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::builder::CanaryBuilder;
 use crate::error::CanaryError;
+use crate::fleet::Fleet;
 use crate::future::{FutureOf, Observation, ResponseFuture};
 use crate::handle::CanaryHandle;
 use crate::judge::Judge;
@@ -121,8 +123,13 @@ impl<S, C> Canary<S, C> {
         source: impl Into<CanarySource>,
         options: CanaryOptions,
     ) -> Result<(Self, Judge), CanaryError> {
-        let (shared, alive, judge) = build(source.into(), options)?;
+        let (shared, alive, judge) = build(source.into(), options, None)?;
         Ok((Self::from_parts(stable, canary, shared, alive), judge))
+    }
+
+    /// A builder for a router with options or a [`Fleet`](crate::fleet::Fleet).
+    pub fn builder(stable: S, canary: C, source: impl Into<CanarySource>) -> CanaryBuilder<S, C> {
+        CanaryBuilder::new(stable, canary, source.into())
     }
 
     /// A layer that wraps a stable service into a router to `canary`, and its judge.
@@ -204,10 +211,11 @@ impl<S, C> Canary<S, C> {
 pub(crate) fn build(
     source: CanarySource,
     options: CanaryOptions,
+    fleet: Option<Fleet>,
 ) -> Result<(Arc<Shared>, Arc<()>, Judge), CanaryError> {
     let shared = Arc::new(match source {
-        CanarySource::Fixed(canary) => Shared::new(None, Some(&canary), options)?,
-        CanarySource::Slot(slot) => Shared::new(Some(slot), None, options)?,
+        CanarySource::Fixed(canary) => Shared::new(None, Some(&canary), options, fleet)?,
+        CanarySource::Slot(slot) => Shared::new(Some(slot), None, options, fleet)?,
     });
     let alive = Arc::new(());
     let judge = Judge::new(shared.clone(), Arc::downgrade(&alive));

@@ -11,6 +11,7 @@ use fluxgate_core::window::{MAX_BUCKETS, TrafficWindow};
 use tokio::time::Instant;
 
 use crate::error::CanaryError;
+use crate::fleet::{Fleet, FleetLink, Tally};
 use crate::machine::{Machine, Measurement};
 use crate::route::{Route, RouteWord, Side, mix};
 use crate::settings::{CanaryOptions, RouteRules, Settings};
@@ -23,24 +24,30 @@ const ANALYSIS_BUCKETS: u32 = 10;
 /// (one budget tick wide) divide the interval exactly, so read at an interval boundary they
 /// cover exactly the interval that just ended; they are the budget's sliding window too.
 #[derive(Debug)]
-pub(crate) struct SideWindows(TrafficWindow);
+pub(crate) struct SideWindows(TrafficWindow, Option<(Arc<[Tally; 2]>, Side)>);
 
 impl SideWindows {
-    fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
+    fn new(
+        interval: Duration,
+        tick: Duration,
+        tally: Option<(Arc<[Tally; 2]>, Side)>,
+    ) -> Result<Self, CanaryError> {
         let buckets = interval
             .as_nanos()
             .div_ceil(tick.as_nanos().max(1))
             .clamp(1, u128::from(MAX_BUCKETS));
         let buckets = u32::try_from(buckets).unwrap_or(MAX_BUCKETS);
-        Ok(Self(TrafficWindow::new(
-            interval,
-            buckets,
-            ANALYSIS_BUCKETS,
-        )?))
+        Ok(Self(
+            TrafficWindow::new(interval, buckets, ANALYSIS_BUCKETS)?,
+            tally,
+        ))
     }
 
     pub(crate) fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
         self.0.record(now, outcome, latency);
+        if let Some((tallies, side)) = &self.1 {
+            tallies[*side as usize].record(outcome, latency);
+        }
     }
 
     fn measure(&self, now: Instant) -> Measurement {
@@ -64,12 +71,17 @@ pub(crate) struct Windows {
 }
 
 impl Windows {
-    fn new(interval: Duration, tick: Duration) -> Result<Self, CanaryError> {
+    fn new(
+        interval: Duration,
+        tick: Duration,
+        tallies: Option<&Arc<[Tally; 2]>>,
+    ) -> Result<Self, CanaryError> {
+        let tally = |side| tallies.map(|t| (Arc::clone(t), side));
         Ok(Self {
             origin: Instant::now(),
             interval,
-            stable: SideWindows::new(interval, tick)?,
-            canary: SideWindows::new(interval, tick)?,
+            stable: SideWindows::new(interval, tick, tally(Side::Stable))?,
+            canary: SideWindows::new(interval, tick, tally(Side::Canary))?,
         })
     }
 
@@ -96,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) options: CanaryOptions,
     routed: [AtomicU64; 2],
     seeds: AtomicU64,
+    /// The fleet this replica belongs to, if any.
+    pub(crate) fleet: Option<FleetLink>,
 }
 
 impl Shared {
@@ -103,6 +117,7 @@ impl Shared {
         slot: Option<PolicySlot>,
         fixed: Option<&fluxgate_core::policy::CompiledCanary>,
         options: CanaryOptions,
+        fleet: Option<Fleet>,
     ) -> Result<Self, CanaryError> {
         let applied = slot.as_ref().and_then(PolicySlot::load_full);
         let canary = match &applied {
@@ -110,7 +125,9 @@ impl Shared {
             None => fixed,
         };
         let settings = Settings::of(canary);
-        let windows = Windows::new(settings.interval, options.budget_tick)?;
+        let fleet = fleet.map(FleetLink::new);
+        let tallies = fleet.as_ref().map(|f| &f.tallies);
+        let windows = Windows::new(settings.interval, options.budget_tick, tallies)?;
         let machine = Machine::new(settings, windows.origin);
         let shared = Self {
             route: RouteWord::default(),
@@ -123,6 +140,7 @@ impl Shared {
             options,
             routed: [AtomicU64::new(0), AtomicU64::new(0)],
             seeds: AtomicU64::new(0),
+            fleet,
         };
         shared.publish(&shared.lock());
         Ok(shared)
@@ -132,8 +150,20 @@ impl Shared {
         self.machine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish(&self, machine: &Machine) {
-        self.route.store(machine.route());
+    /// Puts the machine's route in force; a fleet replica that has not read the fleet's state
+    /// yet routes nothing to the canary.
+    pub(crate) fn publish(&self, machine: &Machine) {
+        let mut route = machine.route();
+        if self.fleet.as_ref().is_some_and(|f| !f.joined()) {
+            route.weight = 0;
+            route.matched = false;
+        }
+        self.route.store(route);
+    }
+
+    /// The slot generation in force (0: none).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A fresh starting point for a router clone's split sequence.
@@ -166,7 +196,8 @@ impl Shared {
         let settings = Settings::of(canary);
         if settings.interval != self.windows.load().interval {
             // New bucket widths: the samples gathered so far are dropped.
-            match Windows::new(settings.interval, self.options.budget_tick) {
+            let tallies = self.fleet.as_ref().map(|f| &f.tallies);
+            match Windows::new(settings.interval, self.options.budget_tick, tallies) {
                 Ok(windows) => self.windows.store(Arc::new(windows)),
                 Err(error) => tracing::warn!(target: "fluxgate_canary", %error, "windows kept"),
             }
@@ -176,6 +207,9 @@ impl Shared {
         machine.update(settings, generation, Instant::now());
         self.publish(&machine);
         self.generation.store(generation, Ordering::Release);
+        if let Some(fleet) = &self.fleet {
+            fleet.policy_changed.store(true, Ordering::Release);
+        }
     }
 
     pub(crate) fn analyse(&self, now: Instant) {
@@ -196,6 +230,9 @@ impl Shared {
         let mut machine = self.lock();
         let result = machine.act(action, Instant::now());
         self.publish(&machine);
+        if let (Ok(()), Some(fleet)) = (&result, &self.fleet) {
+            fleet.push(action);
+        }
         result
     }
 
@@ -230,6 +267,7 @@ impl Shared {
                 .slot
                 .as_ref()
                 .map(|_| self.generation.load(Ordering::Acquire)),
+            fleet: self.fleet.as_ref().map(FleetLink::status),
         }
     }
 }

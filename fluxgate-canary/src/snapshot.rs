@@ -7,13 +7,19 @@
 
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::decision::{Decision, Phase};
 
 /// Serializes a duration as floating-point milliseconds.
 pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1e3)
+}
+
+/// Deserializes a duration from floating-point milliseconds (negative or non-finite: zero).
+pub(crate) fn de_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let ms = f64::deserialize(deserializer)?;
+    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or_default())
 }
 
 fn opt_millis<S: Serializer>(
@@ -173,4 +179,9 @@ pub struct Snapshot {
     pub transitions: Transitions,
     /// The store generation of the policy in force (`None` for a fixed canary).
     pub generation: Option<u64>,
+    /// How this replica stands with its fleet, when it has one
+    /// ([`CanaryBuilder::fleet`](crate::CanaryBuilder::fleet)); the figures above are then this
+    /// replica's own traffic, and the phase and weight the fleet's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetStatus>,
 }

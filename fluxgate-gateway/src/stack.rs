@@ -54,6 +54,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -63,6 +64,7 @@ use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::future::PendingOutcome;
 use fluxgate_canary::CanaryHandle;
+use fluxgate_canary::fleet::FleetStore;
 use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
@@ -106,6 +108,9 @@ pub struct StackConfig {
     /// How upstreams named by DNS are resolved: every address is an endpoint, resolved again
     /// every interval (see [`crate::discovery`]).
     pub discovery: DnsDiscovery,
+    /// Where the canary's state and judgement are shared with the other replicas (a
+    /// `RedisFleet`); `None` for this process only.
+    pub canary_fleet: Option<Arc<dyn FleetStore>>,
 }
 
 impl StackConfig {
@@ -120,7 +125,15 @@ impl StackConfig {
             buffer: 1024,
             rate_limit_store: None,
             discovery: DnsDiscovery::new(),
+            canary_fleet: None,
         }
+    }
+
+    /// Shares the canary's state and judgement with the other replicas through `store`.
+    #[must_use]
+    pub fn canary_fleet(mut self, store: Arc<dyn FleetStore>) -> Self {
+        self.canary_fleet = Some(store);
+        self
     }
 
     /// Resolves upstreams named by DNS with `discovery`.
@@ -191,7 +204,11 @@ impl Gateway {
             &config.clients,
             config.upstreams.iter().chain(&config.canary_upstreams),
         );
-        let builder = endpoints(StackBuilder::new(store, id), config)
+        let mut builder = StackBuilder::new(store, id);
+        if let Some(fleet) = &config.canary_fleet {
+            builder = builder.canary_fleet(Arc::clone(fleet));
+        }
+        let builder = endpoints(builder, config)
             .buffer(config.buffer)
             .health_checks(probe);
         let (stack, inner) = match &config.rate_limit_store {

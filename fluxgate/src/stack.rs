@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
 use fluxgate_balance::{Balance, BalanceHandle, Http503, Static, Weighted};
+use fluxgate_canary::fleet::{Fleet, FleetStore};
 use fluxgate_canary::future::Observation;
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::outcome::ObservedBody;
@@ -106,6 +107,7 @@ pub struct StackBuilder<K, S, St: RateLimitStore = LocalStore> {
     buffer: usize,
     rate_limit: RateLimitLayer<St>,
     probe: Option<SharedProbe<K>>,
+    fleet: Option<Arc<dyn FleetStore>>,
 }
 
 impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St> {
@@ -137,6 +139,7 @@ impl<K, S> StackBuilder<K, S> {
             buffer: 1024,
             rate_limit: RateLimitLayer::from_slot(store.slot(id)),
             probe: None,
+            fleet: None,
         }
     }
 }
@@ -198,7 +201,16 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
             buffer: self.buffer,
             rate_limit: layer,
             probe: self.probe,
+            fleet: self.fleet,
         }
+    }
+
+    /// Shares the canary's state and judgement with the other replicas through `store` (a
+    /// `RedisFleet`, feature `redis`), under the policy's namespace and name; see
+    /// [`fluxgate_canary::fleet`].
+    pub fn canary_fleet(mut self, store: Arc<dyn FleetStore>) -> Self {
+        self.fleet = Some(store);
+        self
     }
 
     /// Checks both sides' endpoints with `probe` (an `HttpProbe`, a `GrpcProbe`, a `probe_fn`)
@@ -310,6 +322,7 @@ where
             buffer,
             rate_limit,
             probe,
+            fleet,
         } = self;
         if stable.is_empty() && stable_changes.is_none() {
             return Err(StackError::NoEndpoint);
@@ -338,7 +351,10 @@ where
             (Either::Right(stable_side.map_response(observed)), None)
         } else {
             let (canary_side, endpoints) = side(canary, canary_changes);
-            let (router, judge) = Canary::new(stable_side, canary_side, slot)?;
+            let fleet = fleet.map(|store| Fleet::shared(store, id.clone()));
+            let (router, judge) = Canary::builder(stable_side, canary_side, slot)
+                .fleet_opt(fleet)
+                .build()?;
             let handle = router.handle();
             tasks.push(judge.spawn());
             (Either::Left(router), Some((handle, endpoints)))

@@ -1,6 +1,8 @@
 //! Test backends that count their calls and answer with a chosen status and delay.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fleet;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

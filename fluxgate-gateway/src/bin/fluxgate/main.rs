@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use fluxgate_canary::fleet::RedisFleet;
 use fluxgate_core::store::{RedisTls, redact_url};
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::discovery::DnsDiscovery;
@@ -132,6 +133,13 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         }
         None => None,
     };
+    // With Redis, the replicas share one canary state, judged on the fleet's traffic.
+    if let Some(url) = &args.redis {
+        // Lazily: a gateway started while Redis is down joins the fleet when it answers.
+        let fleet = RedisFleet::connect_lazy(url, redis_ca.clone())?;
+        tracing::info!(redis = %redact_url(url), "canary state shared through Redis");
+        config = config.canary_fleet(Arc::new(fleet));
+    }
     let stack = Gateway::build(policy.store(), &id, &config)?;
     #[cfg(feature = "kube")]
     let _following_kube = if args.kube {
