@@ -9,13 +9,21 @@
 //! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
 //! - [`server`]: an HTTP/1.1 + h2c accept loop with graceful shutdown for any tower service;
 //! - [`demo`]: in-process demo upstreams (fast, slow and a canary that can be told to fail);
-//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy).
+//! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
+//! - [`front`]: the door every request takes (strict HTTP, [`request_id`], a tracing span, the
+//!   [`access_log`]); [`strict`]: the checks that answer `400`;
+//! - [`lifecycle`]: readiness, signals and the drain of a graceful shutdown.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod access_log;
 pub mod demo;
+pub mod front;
+pub mod lifecycle;
 pub mod policy;
 pub mod proxy;
+pub mod request_id;
 mod respond;
 pub mod server;
 pub mod stack;
+pub mod strict;
 pub mod upstream;

@@ -1,10 +1,12 @@
 //! The gateway's request path, assembled from FluxGate's layers and following one policy.
 //!
 //! ```text
-//! GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy… ─ upstreams
-//!   (body, 502)   (the slot)  │  (slot)  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
-//!                             └─ (no canary upstreams: the stable side alone)
+//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy… ─ upstreams
+//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
+//!                                    └─ (no canary upstreams: the stable side alone)
 //! ```
+//!
+//! [`Front`] (strict HTTP, request id, span, access log) is the door every request takes.
 //!
 //! It is [`fluxgate::stack::StackBuilder`]'s stack over one [`Proxy`] per upstream, behind a
 //! service that takes any request body.
@@ -53,7 +55,7 @@ pub use fluxgate::stack::StackError;
 use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::health::HttpProbe;
-use fluxgate_canary::CanaryHandle;
+use fluxgate_canary::{CanaryHandle, Side};
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
@@ -62,6 +64,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::Service;
 
+use crate::access_log::{AccessLog, Served};
+use crate::front::Front;
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use crate::upstream::UpstreamSpec;
 
@@ -69,7 +73,7 @@ use crate::upstream::UpstreamSpec;
 pub type ProxyRequest = Request<ProxyBody>;
 
 /// The routing part of the stack (canary, sides, balancers) over proxies.
-type Route = StackRoute<String, Proxy, ProxyBody, ProxyBody>;
+type Route = StackRoute<String, Served<Proxy>, ProxyBody, ProxyBody>;
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
@@ -88,6 +92,8 @@ pub struct StackConfig {
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
     /// with the other replicas (its sync task is the caller's to spawn).
     pub rate_limit_store: Option<RedisStore>,
+    /// The access log; default off.
+    pub access_log: AccessLog,
 }
 
 impl StackConfig {
@@ -100,7 +106,15 @@ impl StackConfig {
             proxy: ProxyConfig::default(),
             buffer: 1024,
             rate_limit_store: None,
+            access_log: AccessLog::off(),
         }
+    }
+
+    /// Sets the access log.
+    #[must_use]
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// Shares the rate-limit counters with other replicas through `store`.
@@ -128,7 +142,7 @@ impl StackConfig {
 /// A running request path and the handles to watch and steer it; see the [module docs](self).
 #[derive(Debug)]
 pub struct Gateway {
-    service: GatewayService,
+    service: Front<GatewayService>,
     stack: Stacks,
 }
 
@@ -172,17 +186,20 @@ impl Gateway {
             }
         };
         Ok(Self {
-            service: GatewayService {
-                inner,
-                failed: None,
-            },
+            service: Front::new(
+                GatewayService {
+                    inner,
+                    failed: None,
+                },
+                config.access_log.clone(),
+            ),
             stack,
         })
     }
 
     /// The service to serve: cheap to clone, one clone per connection or request.
     #[must_use]
-    pub fn service(&self) -> GatewayService {
+    pub fn service(&self) -> Front<GatewayService> {
         self.service.clone()
     }
 
@@ -242,19 +259,27 @@ impl Gateway {
 
 /// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL.
 fn endpoints<St: RateLimitStore>(
-    mut builder: StackBuilder<String, Proxy, St>,
+    mut builder: StackBuilder<String, Served<Proxy>, St>,
     client: &ProxyClient,
     config: &StackConfig,
-) -> StackBuilder<String, Proxy, St> {
-    let proxy = |spec: &UpstreamSpec| {
-        Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone())
+) -> StackBuilder<String, Served<Proxy>, St> {
+    let proxy = |spec: &UpstreamSpec, side| {
+        let proxy = Proxy::new(client.clone(), spec.upstream.clone(), config.proxy.clone());
+        Served::new(proxy, spec.upstream.to_string(), side)
     };
     for spec in &config.upstreams {
-        builder = builder.endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+        builder = builder.endpoint(
+            spec.upstream.to_string(),
+            proxy(spec, Side::Stable),
+            spec.weight.get(),
+        );
     }
     for spec in &config.canary_upstreams {
-        builder =
-            builder.canary_endpoint(spec.upstream.to_string(), proxy(spec), spec.weight.get());
+        builder = builder.canary_endpoint(
+            spec.upstream.to_string(),
+            proxy(spec, Side::Canary),
+            spec.weight.get(),
+        );
     }
     builder
 }

@@ -10,19 +10,20 @@
 //! ```
 //!
 //! The request path (see `fluxgate_gateway::stack`) is
-//! `server → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`; the admin
-//! API is `fluxgate::admin`.
+//! `server → Front → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`;
+//! the admin API is `fluxgate::admin`; SIGTERM/SIGINT drain it (`fluxgate_gateway::lifecycle`).
 
 mod cli;
 
 use std::error::Error;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use fluxgate_core::store::{RedisSource, RedisTls, redact_url};
+use fluxgate_gateway::access_log::AccessLog;
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
+use fluxgate_gateway::lifecycle::{Lifecycle, shutdown_signal};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::ProxyConfig;
 use fluxgate_gateway::server::{self, ServerConfig};
@@ -31,7 +32,7 @@ use fluxgate_gateway::upstream::UpstreamSpec;
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Args;
+use crate::cli::{AccessLogFormat, Args, flatten};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -92,11 +93,13 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
 
     // Without upstreams, run the demo ones; they stop when `_demos` is dropped.
-    let demos = if args.upstreams.is_empty() {
+    let mut upstreams = flatten(&args.upstreams);
+    let mut canary_upstreams = flatten(&args.canary_upstreams);
+    let demos = if upstreams.is_empty() {
         let [fast, slow, canary] = start_demos().await?;
-        args.upstreams = vec![spec(&fast, 3)?, spec(&slow, 1)?];
-        if args.canary_upstreams.is_empty() {
-            args.canary_upstreams.push(spec(&canary, 1)?);
+        upstreams = vec![spec(&fast, 3)?, spec(&slow, 1)?];
+        if canary_upstreams.is_empty() {
+            canary_upstreams.push(spec(&canary, 1)?);
         }
         vec![fast, slow, canary]
     } else {
@@ -104,11 +107,16 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
 
     let proxy = ProxyConfig::default()
-        .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
+        .timeout(args.upstream_timeout)
         .preserve_host(args.preserve_host);
-    let mut config = StackConfig::new(args.upstreams.clone())
-        .canary_upstreams(args.canary_upstreams.clone())
-        .proxy(proxy);
+    let access_log = match args.access_log {
+        AccessLogFormat::Off => AccessLog::off(),
+        AccessLogFormat::Json => AccessLog::json_stdout(),
+    };
+    let mut config = StackConfig::new(upstreams.clone())
+        .canary_upstreams(canary_upstreams.clone())
+        .proxy(proxy)
+        .access_log(access_log);
     // With Redis, replicas enforce one quota together; the sync task stops when dropped.
     let _rate_limit_sync = match &args.redis {
         Some(url) => {
@@ -125,7 +133,11 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let stack = Gateway::build(policy.store(), &id, &config)?;
-    let gateway = server::spawn(args.listen, stack.service(), ServerConfig::default()).await?;
+    let lifecycle = Lifecycle::new();
+    let mut server_config = ServerConfig::default();
+    server_config.drain_timeout = args.grace_period;
+    let gateway =
+        server::spawn(args.listen, lifecycle.track(stack.service()), server_config).await?;
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
         tracing::warn!(
@@ -138,13 +150,25 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         .admin(&id)
         .store(policy.store().clone())
         .token(args.admin_token.clone())
+        .readiness(lifecycle.readiness(&stack, policy.store().clone(), id.clone()))
         .build();
     let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
-    print_banner(gateway.local_addr(), admin.local_addr(), &args, &demos, &id);
+    lifecycle.listening();
+    let sides = (&upstreams[..], &canary_upstreams[..]);
+    print_banner(
+        gateway.local_addr(),
+        admin.local_addr(),
+        &args,
+        sides,
+        &demos,
+        &id,
+    );
 
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down: finishing in-flight requests");
-    tokio::join!(gateway.shutdown(), admin.shutdown());
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    // The admin API stays up during the drain: `/readyz` says 503 there.
+    lifecycle.drain(gateway, args.grace_period).await;
+    admin.shutdown().await;
     drop(stack);
     Ok(())
 }
@@ -168,16 +192,17 @@ fn print_banner(
     listen: SocketAddr,
     admin: SocketAddr,
     args: &Args,
+    (upstreams, canary_upstreams): (&[UpstreamSpec], &[UpstreamSpec]),
     demos: &[DemoUpstream],
     id: &fluxgate_core::store::PolicyId,
 ) {
     println!(
         "FluxGate gateway, policy {id}\n  proxy    http://{listen}\n  admin    http://{admin}  (dashboard at /)"
     );
-    for spec in &args.upstreams {
+    for spec in upstreams {
         println!("  stable   {} (weight {})", spec.upstream, spec.weight);
     }
-    for spec in &args.canary_upstreams {
+    for spec in canary_upstreams {
         println!("  canary   {} (weight {})", spec.upstream, spec.weight);
     }
     let auth = args.admin_token.as_ref().map_or(String::new(), |_| {
@@ -222,5 +247,8 @@ fn print_banner(
             "  curl -s -X POST{auth} http://{admin}/api/canary/abort          # or promote, pause, resume"
         );
     }
-    println!("Ctrl-C stops it gracefully.");
+    println!(
+        "Ctrl-C or SIGTERM stops it gracefully (grace period {:?}).",
+        args.grace_period
+    );
 }

@@ -1,0 +1,139 @@
+//! Strict HTTP at the gateway's door: requests that are ambiguous or malformed are answered
+//! `400 Bad Request` instead of being forwarded.
+//!
+//! - [`check_head`] refuses a request with more than one `Host` header (RFC 9112 §3.2: a server
+//!   MUST answer 400), a `Host` that is not a valid `host[:port]` authority, and a `Host` or
+//!   absolute-form target carrying userinfo (`user@evil.example`), which an upstream or a log
+//!   reader could take for another host.
+//! - [`ClientBody`] wraps the client's request body and remembers when reading it failed (a
+//!   malformed chunked encoding, a body shorter than its `Content-Length`): the proxy can only
+//!   see that forwarding failed and answers `502`, so the gateway turns that answer into a `400`
+//!   when the client's body is what failed ([`BodyFailed::is_set`]).
+//!
+//! ```
+//! use fluxgate_gateway::strict::check_head;
+//!
+//! let request = http::Request::builder().header("host", "shop.example:8080").body(()).unwrap();
+//! assert!(check_head(&request).is_ok());
+//! let request = http::Request::builder().header("host", "user@evil.example").body(()).unwrap();
+//! assert_eq!(check_head(&request), Err("userinfo in the Host header"));
+//! ```
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use http::Request;
+use http::header::HOST;
+use http::uri::Authority;
+use http_body::{Body, Frame, SizeHint};
+
+/// Why a request head is refused, or `Ok` when it may be forwarded.
+///
+/// # Errors
+///
+/// A short reason (the body of the `400`).
+pub fn check_head<B>(request: &Request<B>) -> Result<(), &'static str> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err("more than one Host header");
+        }
+        if host.as_bytes().contains(&b'@') {
+            return Err("userinfo in the Host header");
+        }
+        if Authority::try_from(host.as_bytes()).is_err() {
+            return Err("invalid Host header");
+        }
+    }
+    if request
+        .uri()
+        .authority()
+        .is_some_and(|authority| authority.as_str().contains('@'))
+    {
+        return Err("userinfo in the request target");
+    }
+    Ok(())
+}
+
+/// Set when a [`ClientBody`] failed; shared with whoever answers the request.
+#[derive(Debug, Clone, Default)]
+pub struct BodyFailed(Arc<AtomicBool>);
+
+impl BodyFailed {
+    /// Whether reading the client's body failed.
+    #[must_use]
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client's request body that sets its [`BodyFailed`] when reading it fails.
+    #[derive(Debug)]
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        failed: Option<BodyFailed>,
+    }
+}
+
+impl<B> ClientBody<B> {
+    /// Watches `inner`; `failed` (when some) is set on its first error.
+    #[must_use]
+    pub fn new(inner: B, failed: Option<BodyFailed>) -> Self {
+        Self { inner, failed }
+    }
+}
+
+impl<B: Body> Body for ClientBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let (Some(Err(_)), Some(failed)) = (&frame, this.failed.as_ref()) {
+            failed.0.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_hosts(hosts: &[&str]) -> Request<()> {
+        let mut request = Request::new(());
+        for host in hosts {
+            request.headers_mut().append(HOST, host.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(check_head(&with_hosts(&[])).is_ok());
+        assert!(check_head(&with_hosts(&["a.example"])).is_ok());
+        assert!(check_head(&with_hosts(&["[::1]:80"])).is_ok());
+        assert!(check_head(&with_hosts(&["a.example", "a.example"])).is_err());
+        assert!(check_head(&with_hosts(&["u:p@a.example"])).is_err());
+        assert!(check_head(&with_hosts(&["a.example/x"])).is_err());
+        assert!(check_head(&with_hosts(&[""])).is_err());
+        let absolute = Request::get("http://u@a.example/").body(()).unwrap();
+        assert!(check_head(&absolute).is_err());
+    }
+}
