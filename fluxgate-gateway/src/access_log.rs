@@ -45,10 +45,11 @@ use tokio::time::Instant;
 
 use fluxgate_canary::Side;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tower::Service;
 
 use crate::request_id::RequestId;
+use crate::watched::{End, Watched, Watcher};
 
 type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -263,76 +264,40 @@ impl Pending {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that writes its request's access log line when it ends or is dropped.
-    pub(crate) struct LoggedBody<B> {
-        #[pin]
-        inner: B,
-        pending: Option<Pending>,
-        sink: Sink,
-        completed: bool,
-    }
+/// What writes a request's line when its response body ends.
+pub(crate) struct Logged {
+    pending: Pending,
+    sink: Sink,
+}
 
-    impl<B> PinnedDrop for LoggedBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(pending) = this.pending.take() {
-                (this.sink)(&pending.line(*this.completed));
-            }
-        }
+impl Watcher for Logged {
+    fn ended(self, end: End) {
+        (self.sink)(&self.pending.line(end == End::Whole));
     }
 }
 
-impl<B: Body> LoggedBody<B> {
-    /// `inner`, logged to `log` when it ends; `Err(inner)` when the log is off.
-    pub(crate) fn new(inner: B, pending: Pending, log: &AccessLog) -> Result<Self, B> {
-        match &log.sink {
-            Some(sink) => Ok(Self {
-                // An empty body may never be polled: it is complete already.
-                completed: inner.is_end_stream(),
-                inner,
-                pending: Some(pending),
+impl fmt::Debug for Logged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logged")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `body`, logged to `log` when it ends; `Err(body)` when the log is off.
+pub(crate) fn logged<B: Body>(
+    body: B,
+    pending: Pending,
+    log: &AccessLog,
+) -> Result<Watched<B, Logged>, B> {
+    match &log.sink {
+        Some(sink) => Ok(Watched::new(
+            body,
+            Logged {
+                pending,
                 sink: Arc::clone(sink),
-            }),
-            None => Err(inner),
-        }
-    }
-}
-
-impl<B: Body> Body for LoggedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let ended = match &frame {
-            None => true,
-            Some(Err(_)) => {
-                *this.completed = false;
-                true
-            }
-            Some(Ok(_)) => this.inner.is_end_stream(),
-        };
-        if ended {
-            if !matches!(frame, Some(Err(_))) {
-                *this.completed = true;
-            }
-            if let Some(pending) = this.pending.take() {
-                (this.sink)(&pending.line(*this.completed));
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+            },
+        )),
+        None => Err(body),
     }
 }

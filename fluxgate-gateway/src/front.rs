@@ -42,7 +42,7 @@ use tracing::Span;
 use tracing::field::Empty;
 use tracing::instrument::{Instrument, Instrumented};
 
-use crate::access_log::{AccessLog, LoggedBody, Pending, ServedBy, Started};
+use crate::access_log::{AccessLog, Pending, ServedBy, Started, logged};
 use crate::proxy::{ProxyBody, text_response};
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::strict::{self, BodyFailed, ClientBody};
@@ -184,7 +184,7 @@ fn finish(mut response: Response<ProxyBody>, state: State) -> Response<ProxyBody
     };
     let pending = Pending::new(started, &response);
     let (parts, body) = response.into_parts();
-    let body = match LoggedBody::new(body, pending, &state.log) {
+    let body = match logged(body, pending, &state.log) {
         Ok(logged) => logged.boxed_unsync(),
         Err(body) => body,
     };

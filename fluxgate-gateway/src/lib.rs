@@ -12,7 +12,8 @@
 //! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
 //! - [`front`]: the door every request takes (strict HTTP, [`request_id`], a tracing span, the
 //!   [`access_log`]); [`strict`]: the checks that answer `400`;
-//! - [`lifecycle`]: readiness, signals and the drain of a graceful shutdown.
+//! - [`lifecycle`]: readiness, signals and the drain of a graceful shutdown;
+//! - [`watched`]: a body that tells how it ended (whole, failed, dropped).
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod access_log;
@@ -27,3 +28,4 @@ pub mod server;
 pub mod stack;
 pub mod strict;
 pub mod upstream;
+pub mod watched;

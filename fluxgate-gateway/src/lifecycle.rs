@@ -51,11 +51,12 @@ use std::time::Duration;
 use fluxgate_balance::{BalanceHandle, Health};
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tower::Service;
 
 use crate::server::ServerHandle;
 use crate::stack::Gateway;
+use crate::watched::{End, Watched, Watcher};
 
 /// The state of one gateway process; see the [module docs](self). Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
@@ -201,8 +202,8 @@ pub async fn shutdown_signal() -> std::io::Result<&'static str> {
     }
 }
 
-/// One request in flight; counted down when dropped.
-struct InFlight(Arc<State>);
+/// One request in flight, counted down when dropped (with its response body).
+pub struct InFlight(Arc<State>);
 
 impl InFlight {
     fn new(state: &Arc<State>) -> Self {
@@ -215,6 +216,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+impl Watcher for InFlight {
+    /// However the body ended, the request is no longer in flight.
+    fn ended(self, _end: End) {}
 }
 
 impl fmt::Debug for InFlight {
@@ -233,6 +239,7 @@ pub struct Tracked<S> {
 impl<S, R, B> Service<Request<R>> for Tracked<S>
 where
     S: Service<Request<R>, Response = Response<B>>,
+    B: Body,
 {
     type Response = Response<TrackedBody<B>>;
     type Error = S::Error;
@@ -264,6 +271,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for TrackedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
     type Output = Result<Response<TrackedBody<B>>, E>;
 
@@ -271,41 +279,9 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let guard = this.guard.take();
-        Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, guard })))
+        Poll::Ready(Ok(response.map(|inner| Watched::new(inner, guard))))
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body counted in flight until it ends or is dropped.
-    #[derive(Debug)]
-    pub struct TrackedBody<B> {
-        #[pin]
-        inner: B,
-        guard: Option<InFlight>,
-    }
-}
-
-impl<B: Body> Body for TrackedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if frame.is_none() {
-            this.guard.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A response body counted in flight until it ends or is dropped.
+pub type TrackedBody<B> = Watched<B, Option<InFlight>>;

@@ -19,15 +19,14 @@
 //! assert_eq!(check_head(&request), Err("userinfo in the Host header"));
 //! ```
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
 
 use http::Request;
 use http::header::HOST;
 use http::uri::Authority;
-use http_body::{Body, Frame, SizeHint};
+
+use crate::watched::{End, Watched, Watcher};
 
 /// Why a request head is refused, or `Ok` when it may be forwarded.
 ///
@@ -69,48 +68,16 @@ impl BodyFailed {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A client's request body that sets its [`BodyFailed`] when reading it fails.
-    #[derive(Debug)]
-    pub struct ClientBody<B> {
-        #[pin]
-        inner: B,
-        failed: Option<BodyFailed>,
-    }
-}
-
-impl<B> ClientBody<B> {
-    /// Watches `inner`; `failed` (when some) is set on its first error.
-    #[must_use]
-    pub fn new(inner: B, failed: Option<BodyFailed>) -> Self {
-        Self { inner, failed }
-    }
-}
-
-impl<B: Body> Body for ClientBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let (Some(Err(_)), Some(failed)) = (&frame, this.failed.as_ref()) {
-            failed.0.store(true, Ordering::Relaxed);
+impl Watcher for BodyFailed {
+    fn ended(self, end: End) {
+        if end == End::Failed {
+            self.0.store(true, Ordering::Relaxed);
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
+
+/// A client's request body that sets its [`BodyFailed`] (when some) if reading it fails.
+pub type ClientBody<B> = Watched<B, Option<BodyFailed>>;
 
 #[cfg(test)]
 mod tests {
