@@ -203,4 +203,6 @@ async fn the_binary_writes_json_lines_to_stdout() {
     assert_eq!(record["upstream"], target.as_str());
     assert_eq!(record["canary_side"], "stable");
     assert!(!line.contains("secret"));
+    // Only JSON lines on stdout: the banner went to stderr.
+    assert!(gateway.stdout().iter().all(|l| l.starts_with('{')));
 }

@@ -111,7 +111,9 @@ async fn the_environment_configures_the_gateway() {
         ("FLUXGATE_PRESERVE_HOST", "false"),
     ];
     let mut gateway = Fluxgate::start(command(&[], &env)).await;
-    let banner = gateway.stdout().join("\n");
+    // With the access log on stdout, the banner goes to stderr.
+    let banner = gateway.stderr().join("\n");
+    assert!(gateway.stdout().is_empty(), "{:?}", gateway.stdout());
     assert!(
         banner.contains(&format!("stable   http://{} (weight 2)", a.local_addr())),
         "{banner}"

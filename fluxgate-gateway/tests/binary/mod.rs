@@ -59,7 +59,9 @@ impl Fluxgate {
         let stderr = collect(child.stderr.take().unwrap());
         let started = async move {
             loop {
-                let lines = stdout.lock().unwrap().clone();
+                // The banner is on stdout, or on stderr when stdout has the access log.
+                let mut lines = stdout.lock().unwrap().clone();
+                lines.extend(stderr.lock().unwrap().iter().cloned());
                 let find = |label: &str| {
                     lines.iter().find_map(|line| {
                         let rest = line.trim_start().strip_prefix(label)?;

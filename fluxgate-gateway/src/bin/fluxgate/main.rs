@@ -16,6 +16,7 @@
 mod cli;
 
 use std::error::Error;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -187,68 +188,115 @@ fn spec(demo: &DemoUpstream, weight: u32) -> Result<UpstreamSpec, Box<dyn Error>
     Ok(format!("{},weight={weight}", demo.url()).parse()?)
 }
 
-/// Prints where the gateway listens and what to try.
+/// Prints where the gateway listens and what to try: on stdout, or on stderr when stdout
+/// carries the access log's JSON lines.
 fn print_banner(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    args: &Args,
+    upstreams_and_canary: (&[UpstreamSpec], &[UpstreamSpec]),
+    demos: &[DemoUpstream],
+    id: &fluxgate_core::store::PolicyId,
+) {
+    let mut out: Box<dyn Write> = match args.access_log {
+        AccessLogFormat::Off => Box::new(std::io::stdout().lock()),
+        AccessLogFormat::Json => Box::new(std::io::stderr().lock()),
+    };
+    // A closed stream is no reason to stop the gateway.
+    let _ = banner(
+        &mut out,
+        listen,
+        admin,
+        args,
+        upstreams_and_canary,
+        demos,
+        id,
+    );
+}
+
+fn banner(
+    out: &mut dyn Write,
     listen: SocketAddr,
     admin: SocketAddr,
     args: &Args,
     (upstreams, canary_upstreams): (&[UpstreamSpec], &[UpstreamSpec]),
     demos: &[DemoUpstream],
     id: &fluxgate_core::store::PolicyId,
-) {
-    println!(
+) -> std::io::Result<()> {
+    writeln!(
+        out,
         "FluxGate gateway, policy {id}\n  proxy    http://{listen}\n  admin    http://{admin}  (dashboard at /)"
-    );
+    )?;
     for spec in upstreams {
-        println!("  stable   {} (weight {})", spec.upstream, spec.weight);
+        writeln!(out, "  stable   {} (weight {})", spec.upstream, spec.weight)?;
     }
     for spec in canary_upstreams {
-        println!("  canary   {} (weight {})", spec.upstream, spec.weight);
+        writeln!(out, "  canary   {} (weight {})", spec.upstream, spec.weight)?;
     }
     let auth = args.admin_token.as_ref().map_or(String::new(), |_| {
         " -H \"Authorization: Bearer $FLUXGATE_ADMIN_TOKEN\"".to_owned()
     });
-    println!("\nTry:");
-    println!(
+    writeln!(out, "\nTry:")?;
+    writeln!(
+        out,
         "  curl -s 'http://{listen}/orders?id=42'                      # balanced 3:1 over fast and slow, ~10% to the canary"
-    );
-    println!("  curl -s -H 'x-canary: true' http://{listen}/orders           # always the canary");
-    println!(
+    )?;
+    writeln!(
+        out,
+        "  curl -s -H 'x-canary: true' http://{listen}/orders           # always the canary"
+    )?;
+    writeln!(
+        out,
         "  curl -s http://{admin}/api/status                            # endpoints, canary, rate limits, policy"
-    );
-    println!("  curl -s http://{admin}/metrics                               # Prometheus text");
-    println!("Rate limit (the policy limits each X-Client-Id to 1200/s, burst 150):");
-    println!(
+    )?;
+    writeln!(
+        out,
+        "  curl -s http://{admin}/metrics                               # Prometheus text"
+    )?;
+    writeln!(
+        out,
+        "Rate limit (the policy limits each X-Client-Id to 1200/s, burst 150):"
+    )?;
+    writeln!(
+        out,
         "  seq 400 | xargs -P 16 -I{{}} curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'X-Client-Id: alice' http://{listen}/ | sort | uniq -c"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  # lower it for everyone, through the admin API (fluxctl apply --gateway does the same):"
-    );
+    )?;
     let exe = std::env::current_exe()
         .map_or_else(|_| "fluxgate".to_owned(), |path| path.display().to_string());
-    println!(
+    writeln!(
+        out,
         "  {exe} --print-policy | sed 's/requestsPerSecond: 1200/requestsPerSecond: 5/; s/burstSize: 150/burstSize: 5/' \\\n    | curl -s -X PUT{auth} --data-binary @- 'http://{admin}/api/policies?namespace={}'",
         id.namespace()
-    );
+    )?;
     if let Some(canary) = demos.iter().find(|d| d.kind() == DemoKind::Canary) {
-        println!("Canary rollback:");
-        println!(
+        writeln!(out, "Canary rollback:")?;
+        writeln!(
+            out,
             "  curl -s -X POST '{}/admin/fail?rate=0.5'                    # the canary fails half its requests",
             canary.url()
-        );
+        )?;
         // One client id per request: a lowered rate limit (above) does not refuse them.
-        println!(
+        writeln!(
+            out,
             "  seq 600 | xargs -P 8 -I{{}} curl -s -o /dev/null -H 'X-Client-Id: user-{{}}' http://{listen}/orders"
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  curl -s http://{admin}/api/status | grep -A3 '\"phase\"'      # rolledBack, with the reason (errorBudget)"
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  curl -s -X POST{auth} http://{admin}/api/canary/abort          # or promote, pause, resume"
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "Ctrl-C or SIGTERM stops it gracefully (grace period {:?}).",
         args.grace_period
-    );
+    )?;
+    Ok(())
 }
