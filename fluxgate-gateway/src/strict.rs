@@ -1,10 +1,10 @@
 //! Strict HTTP at the gateway's door: requests that are ambiguous or malformed are answered
 //! `400 Bad Request` instead of being forwarded.
 //!
-//! - [`check_head`] refuses a request with more than one `Host` header (RFC 9112 §3.2: a server
-//!   MUST answer 400), a `Host` that is not a valid `host[:port]` authority, and a `Host` or
-//!   absolute-form target carrying userinfo (`user@evil.example`), which an upstream or a log
-//!   reader could take for another host.
+//! - [`check_head`] refuses a request with more than one `Host` header or an HTTP/1.1 request
+//!   without any (RFC 9112 §3.2: a server MUST answer 400), a `Host` that is not a valid
+//!   `host[:port]` authority, and a `Host` or absolute-form target carrying userinfo
+//!   (`user@evil.example`), which an upstream or a log reader could take for another host.
 //! - [`ClientBody`] wraps the client's request body and remembers when reading it failed (a
 //!   malformed chunked encoding, a body shorter than its `Content-Length`): the proxy can only
 //!   see that forwarding failed and answers `502`, so the gateway turns that answer into a `400`
@@ -22,9 +22,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::Request;
 use http::header::HOST;
 use http::uri::Authority;
+use http::{Request, Version};
 
 use crate::watched::{End, Watched, Watcher};
 
@@ -45,6 +45,8 @@ pub fn check_head<B>(request: &Request<B>) -> Result<(), &'static str> {
         if Authority::try_from(host.as_bytes()).is_err() {
             return Err("invalid Host header");
         }
+    } else if request.version() == Version::HTTP_11 && request.uri().authority().is_none() {
+        return Err("no Host header");
     }
     if request
         .uri()
@@ -85,6 +87,7 @@ mod tests {
 
     fn with_hosts(hosts: &[&str]) -> Request<()> {
         let mut request = Request::new(());
+        *request.version_mut() = Version::HTTP_2;
         for host in hosts {
             request.headers_mut().append(HOST, host.parse().unwrap());
         }
@@ -102,5 +105,10 @@ mod tests {
         assert!(check_head(&with_hosts(&[""])).is_err());
         let absolute = Request::get("http://u@a.example/").body(()).unwrap();
         assert!(check_head(&absolute).is_err());
+        let mut no_host = Request::new(());
+        *no_host.version_mut() = Version::HTTP_11;
+        assert_eq!(check_head(&no_host), Err("no Host header"));
+        *no_host.version_mut() = Version::HTTP_10;
+        assert!(check_head(&no_host).is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! Strict HTTP at the gateway's door (issue 19 item 6), with raw requests on loopback: two
-//! `Host` headers, userinfo in `Host` or in the target, and an invalid `Host` are answered 400
-//! and never forwarded; a malformed chunked request body is answered 400, not 502.
+//! `Host` headers, userinfo in `Host` or in the target, an invalid `Host`, and an HTTP/1.1
+//! request without `Host` are answered 400 and never forwarded; a malformed chunked request body is answered 400, not 502.
 
 mod http1;
 mod support;
@@ -97,6 +97,7 @@ async fn ambiguous_hosts_are_refused_and_not_forwarded() {
             "GET / HTTP/1.1\r\nHost: a.example/x\r\n\r\n",
             "invalid Host",
         ),
+        ("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", "no Host header"),
         (
             "GET http://user@evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
             "userinfo in the request target",
