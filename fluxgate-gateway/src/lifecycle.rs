@@ -8,7 +8,8 @@
 //!    (stable, and canary when there is one) has at least one endpoint that passes its health
 //!    checks, and until the shutdown begins; `/healthz` stays `200` as long as the process
 //!    serves;
-//! 3. [`shutdown_signal`] waits for `SIGTERM` (what Kubernetes sends) or `SIGINT` (Ctrl-C);
+//! 3. [`shutdown_signal`], installed before anything else starts, waits for `SIGTERM` (what
+//!    Kubernetes sends) or `SIGINT` (Ctrl-C);
 //! 4. [`Lifecycle::drain`] turns `/readyz` to `503`, stops accepting connections (a new
 //!    connection is refused), lets the requests in flight finish, closing each connection after
 //!    its last response, and waits for them at most the grace period. Requests still running at
@@ -25,6 +26,7 @@
 //! use fluxgate_gateway::lifecycle::{Lifecycle, shutdown_signal};
 //! use fluxgate_gateway::server::{ServerConfig, spawn};
 //!
+//! let stop = shutdown_signal()?;
 //! let grace = Duration::from_secs(30);
 //! let lifecycle = Lifecycle::new();
 //! let mut config = ServerConfig::default();
@@ -33,7 +35,7 @@
 //! let admin = gateway.admin(&id).readiness(lifecycle.readiness(&gateway, store, id.clone())).build();
 //! let admin = spawn("127.0.0.1:9090".parse()?, admin.router(), ServerConfig::default()).await?;
 //! lifecycle.listening();
-//! shutdown_signal().await?;
+//! stop.await;
 //! let report = lifecycle.drain(proxy, grace).await;
 //! admin.shutdown().await;
 //! assert_eq!(report.cut, 0);
@@ -180,25 +182,32 @@ fn any_healthy(side: &BalanceHandle<String>) -> bool {
         .any(|endpoint| endpoint.health == Health::Healthy)
 }
 
-/// Waits for `SIGTERM` or `SIGINT` (elsewhere than on Unix, Ctrl-C) and names it.
+/// Installs the handlers of `SIGTERM` and `SIGINT` (elsewhere than on Unix, Ctrl-C) at once,
+/// and returns the future that waits for the first of them and names it. Install them early: a
+/// signal that arrives while the gateway starts is then not fatal, and ends it once started.
 ///
 /// # Errors
 ///
 /// When the signal handlers cannot be installed.
-pub async fn shutdown_signal() -> std::io::Result<&'static str> {
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
     }
 }
 

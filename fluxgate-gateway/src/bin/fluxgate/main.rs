@@ -58,6 +58,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         print!("{BUNDLED_POLICY}");
         return Ok(());
     }
+    // Installed first: a SIGTERM while starting up ends the gateway once it has started.
+    let stop = shutdown_signal()?;
     let (policy, _following_file) = match args.policy.take() {
         Some(path) => {
             let (policy, source) = GatewayPolicy::load(&path, args.namespace.as_deref())?;
@@ -165,7 +167,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         &id,
     );
 
-    let signal = shutdown_signal().await?;
+    let signal = stop.await;
     tracing::info!(signal, "shutting down");
     // The admin API stays up during the drain: `/readyz` says 503 there.
     lifecycle.drain(gateway, args.grace_period).await;
