@@ -15,19 +15,29 @@
 //! - [`kube`] (feature `kube`, on by default): following `TrafficPolicy` objects in Kubernetes
 //!   and writing their status;
 //! - [`policy`]: loading the `TrafficPolicy` file (or the bundled demo policy);
-//! - [`redis`]: following policies and sharing rate limits in Redis, joined when it answers.
+//! - [`redis`]: following policies and sharing rate limits in Redis, joined when it answers;
+//! - [`front`]: the door every request takes (strict HTTP, [`request_id`], a tracing span, the
+//!   [`access_log`]); [`strict`]: the checks that answer `400`;
+//! - [`lifecycle`]: readiness, signals and the drain of a graceful shutdown;
+//! - [`watched`]: a body that tells how it ended (whole, failed, dropped).
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod access_log;
 pub mod demo;
 pub mod discovery;
+pub mod front;
 #[cfg(feature = "kube")]
 pub mod kube;
+pub mod lifecycle;
 pub mod policy;
 mod probe;
 pub mod proxy;
 pub mod redis;
+pub mod request_id;
 mod respond;
 pub mod server;
 pub mod stack;
+pub mod strict;
 pub mod tls;
 pub mod upstream;
+pub mod watched;

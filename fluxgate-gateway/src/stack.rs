@@ -1,10 +1,12 @@
 //! The gateway's request path, assembled from FluxGate's layers and following one policy.
 //!
 //! ```text
-//! GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy… ─ upstreams
-//!   (body, 502)   (the slot)  │  (slot)  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
-//!                             └─ (no canary upstreams: the stable side alone)
+//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy… ─ upstreams
+//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
+//!                                    └─ (no canary upstreams: the stable side alone)
 //! ```
+//!
+//! [`Front`] (strict HTTP, request id, span, access log) is the door every request takes.
 //!
 //! It is [`fluxgate::stack::StackBuilder`]'s stack over one [`Proxy`] per upstream, behind a
 //! service that takes any request body.
@@ -63,8 +65,8 @@ pub use fluxgate::stack::StackError;
 use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
 use fluxgate_balance::BalanceHandle;
 use fluxgate_balance::future::PendingOutcome;
-use fluxgate_canary::CanaryHandle;
 use fluxgate_canary::fleet::FleetStore;
+use fluxgate_canary::{CanaryHandle, Side};
 use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
@@ -74,7 +76,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::Service;
 
+use crate::access_log::{AccessLog, Served};
 use crate::discovery::DnsDiscovery;
+use crate::front::Front;
 use crate::probe::GatewayProbe;
 use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClients, ProxyConfig, grpc};
 use crate::upstream::UpstreamSpec;
@@ -83,7 +87,7 @@ use crate::upstream::UpstreamSpec;
 pub type ProxyRequest = Request<ProxyBody>;
 
 /// The routing part of the stack (canary, sides, balancers) over proxies.
-type Route = StackRoute<String, Proxy, ProxyBody, ProxyBody>;
+type Route = StackRoute<String, Served<Proxy>, ProxyBody, ProxyBody>;
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
@@ -111,6 +115,8 @@ pub struct StackConfig {
     /// Where the canary's state and judgement are shared with the other replicas (a
     /// `RedisFleet`); `None` for this process only.
     pub canary_fleet: Option<Arc<dyn FleetStore>>,
+    /// The access log; default off.
+    pub access_log: AccessLog,
 }
 
 impl StackConfig {
@@ -126,6 +132,7 @@ impl StackConfig {
             rate_limit_store: None,
             discovery: DnsDiscovery::new(),
             canary_fleet: None,
+            access_log: AccessLog::off(),
         }
     }
 
@@ -140,6 +147,13 @@ impl StackConfig {
     #[must_use]
     pub fn discovery(mut self, discovery: DnsDiscovery) -> Self {
         self.discovery = discovery;
+        self
+    }
+
+    /// Sets the access log.
+    #[must_use]
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = log;
         self
     }
 
@@ -176,7 +190,7 @@ impl StackConfig {
 /// A running request path and the handles to watch and steer it; see the [module docs](self).
 #[derive(Debug)]
 pub struct Gateway {
-    service: GatewayService,
+    service: Front<GatewayService>,
     stack: Stacks,
 }
 
@@ -227,17 +241,20 @@ impl Gateway {
             }
         };
         Ok(Self {
-            service: GatewayService {
-                inner,
-                failed: None,
-            },
+            service: Front::new(
+                GatewayService {
+                    inner,
+                    failed: None,
+                },
+                config.access_log.clone(),
+            ),
             stack,
         })
     }
 
     /// The service to serve: cheap to clone, one clone per connection or request.
     #[must_use]
-    pub fn service(&self) -> GatewayService {
+    pub fn service(&self) -> Front<GatewayService> {
         self.service.clone()
     }
 
@@ -298,24 +315,29 @@ impl Gateway {
 /// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL; an upstream
 /// named by DNS is a proxy per address, followed by [`DnsDiscovery`].
 fn endpoints<St: RateLimitStore>(
-    mut builder: StackBuilder<String, Proxy, St>,
+    mut builder: StackBuilder<String, Served<Proxy>, St>,
     config: &StackConfig,
-) -> StackBuilder<String, Proxy, St> {
-    let make = || {
+) -> StackBuilder<String, Served<Proxy>, St> {
+    let make = |side| {
         let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
         move |spec: &UpstreamSpec| {
             let client = clients.for_upstream(spec).clone();
-            Proxy::new(client, spec.upstream.clone(), proxy.clone())
+            let upstream = Proxy::new(client, spec.upstream.clone(), proxy.clone());
+            Served::new(upstream, spec.upstream.to_string(), side)
         }
     };
-    let stable = config.discovery.start(&config.upstreams, make());
+    let stable = config
+        .discovery
+        .start(&config.upstreams, make(Side::Stable));
     for (key, proxy, weight) in stable.initial {
         builder = builder.endpoint(key, proxy, weight);
     }
     if let Some(changes) = stable.changes {
         builder = builder.endpoint_changes(changes);
     }
-    let canary = config.discovery.start(&config.canary_upstreams, make());
+    let canary = config
+        .discovery
+        .start(&config.canary_upstreams, make(Side::Canary));
     for (key, proxy, weight) in canary.initial {
         builder = builder.canary_endpoint(key, proxy, weight);
     }

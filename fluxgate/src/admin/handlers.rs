@@ -53,6 +53,16 @@ pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+pub(super) async fn readyz(State(admin): State<Admin>) -> Response {
+    match admin.readiness() {
+        Ok(()) => text(StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
 pub(super) async fn status(State(admin): State<Admin>) -> Response {
     json(StatusCode::OK, &admin.status())
 }

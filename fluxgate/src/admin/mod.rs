@@ -11,7 +11,8 @@
 //! | method and path | answer |
 //! | --- | --- |
 //! | `GET /` | a live dashboard: one self-contained HTML page that polls `/api/status` every second |
-//! | `GET /healthz` | `200 ok` |
+//! | `GET /healthz` | `200 ok` (the process is alive) |
+//! | `GET /readyz` | `200 ready`, or `503` with the reason the [readiness check](AdminBuilder::readiness) gives (always `200` without one) |
 //! | `GET /api/status` | JSON: the store (generation, applied and refused counts, last refusal, removals that left a policy's traffic without a policy and the last one, policies renamed in their file and followed under the new name, policies kept in force after they left their file), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot), the rate-limit counts |
 //! | `GET /metrics` | Prometheus text format 0.0.4 (families below) |
 //! | `PUT /api/policies?namespace=NS` | applies a YAML or JSON body through the store, all or nothing: `200` with `trafficpolicy NS/NAME created\|configured\|unchanged` lines, `400` with the validation errors (nothing applied), `503` without a store |
@@ -97,6 +98,7 @@ pub use status::EndpointView;
 type EndpointsFn = Box<dyn Fn() -> Vec<EndpointView> + Send + Sync>;
 type LimitsFn = Box<dyn Fn() -> MetricsSnapshot + Send + Sync>;
 type SectionFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+type ReadinessFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The admin API of one gateway; see the [module docs](self). Cloning is cheap.
 #[derive(Clone)]
@@ -111,6 +113,7 @@ struct Inner {
     rate_limits: Vec<LimitsFn>,
     sections: Vec<(String, SectionFn)>,
     token: Option<String>,
+    readiness: Option<ReadinessFn>,
 }
 
 /// Builds an [`Admin`]; every part is optional.
@@ -139,6 +142,7 @@ impl Admin {
                 rate_limits: Vec::new(),
                 sections: Vec::new(),
                 token: None,
+                readiness: None,
             },
         }
     }
@@ -147,6 +151,18 @@ impl Admin {
     #[must_use]
     pub fn is_protected(&self) -> bool {
         self.inner.token.is_some()
+    }
+
+    /// What `GET /readyz` answers: the [readiness check](AdminBuilder::readiness), `Ok` without one.
+    ///
+    /// # Errors
+    ///
+    /// The reason the check gives for not being ready.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.inner
+            .readiness
+            .as_ref()
+            .map_or(Ok(()), |check| check())
     }
 
     /// The status document `GET /api/status` answers.
@@ -166,6 +182,7 @@ impl Admin {
         Router::new()
             .route("/", get(handlers::dashboard))
             .route("/healthz", get(handlers::healthz))
+            .route("/readyz", get(handlers::readyz))
             .route("/api/status", get(handlers::status))
             .route("/metrics", get(handlers::metrics))
             .route("/api/policies", put(handlers::put_policies))
@@ -189,6 +206,7 @@ impl fmt::Debug for Inner {
             .field("rate_limits", &self.rate_limits.len())
             .field("sections", &names(&self.sections))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("readiness", &self.readiness.is_some())
             .finish()
     }
 }
@@ -262,6 +280,31 @@ impl AdminBuilder {
     /// The bearer token the mutating endpoints require; `None` leaves them open.
     pub fn token(mut self, token: Option<String>) -> Self {
         self.inner.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The check `GET /readyz` answers with: `Ok(())` is `200 ready`, `Err(reason)` is `503`
+    /// with the reason (a gateway that is starting, draining, or has no healthy endpoint).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use fluxgate::admin::Admin;
+    ///
+    /// let draining = Arc::new(AtomicBool::new(false));
+    /// let flag = Arc::clone(&draining);
+    /// let admin = Admin::builder()
+    ///     .readiness(move || if flag.load(Ordering::Relaxed) { Err("draining".into()) } else { Ok(()) })
+    ///     .build();
+    /// assert!(admin.readiness().is_ok());
+    /// draining.store(true, Ordering::Relaxed);
+    /// assert_eq!(admin.readiness(), Err("draining".to_owned()));
+    /// ```
+    pub fn readiness(
+        mut self,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.readiness = Some(Box::new(check));
         self
     }
 

@@ -2,24 +2,46 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
-use clap::{ArgAction, Parser};
-use fluxgate_gateway::upstream::UpstreamSpec;
+use clap::{ArgAction, Parser, ValueEnum};
+use fluxgate_gateway::upstream::{UpstreamError, UpstreamSpec};
 
 /// A FluxGate reverse proxy driven by a TrafficPolicy file.
 ///
 /// Request path: rate limit → canary (stable | canary) → balancer → proxy → upstream.
 /// Without --upstream it is a self-contained demo: it starts demo upstreams (fast, slow and a
 /// canary) on loopback and proxies to them.
+///
+/// Every option can also be set by the environment variable named in its [env: ...]; the
+/// command line wins. The variables of repeatable options hold a list separated by spaces or
+/// newlines (FLUXGATE_UPSTREAMS="http://10.0.0.1:3000,weight=3 http://10.0.0.2:3000").
+/// Boolean variables take true or false.
+///
+/// SIGTERM and SIGINT stop it gracefully: /readyz on the admin address answers 503, new
+/// connections are refused, the requests in flight finish (at most --grace-period), then it
+/// exits 0. /healthz answers 200 while it runs.
 #[derive(Debug, Parser)]
 #[command(name = "fluxgate", version)]
 pub(crate) struct Args {
     /// Address the proxy listens on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "FLUXGATE_LISTEN"
+    )]
     pub(crate) listen: SocketAddr,
 
-    /// Address of the admin API (dashboard, /api/status, /metrics, PUT /api/policies, canary actions).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    /// Address of the admin API (dashboard, /healthz, /readyz, /api/status, /metrics, PUT
+    /// /api/policies, canary actions).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9090",
+        env = "FLUXGATE_ADMIN"
+    )]
     pub(crate) admin: SocketAddr,
 
     /// Bearer token the admin API's mutating endpoints require (PUT, POST).
@@ -32,20 +54,28 @@ pub(crate) struct Args {
     pub(crate) admin_token: Option<String>,
 
     /// The TrafficPolicy file, or a folder of them [default: the bundled demo policy].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FLUXGATE_POLICY")]
     pub(crate) policy: Option<PathBuf>,
 
     /// A stable upstream, repeatable, balanced as the policy's loadBalancing says (default
     /// weight 1). URL is http:// or https:// (TLS, ALPN chooses HTTP/2 or HTTP/1.1);
     /// protocol=http1 (the default for http://), h2c (HTTP/2 with prior knowledge) or grpc
     /// (HTTP/2, health-checked with grpc.health.v1). Without any, the demo upstreams are started.
-    #[arg(long = "upstream", value_name = "URL[,protocol=P][,weight=N]")]
-    pub(crate) upstreams: Vec<UpstreamSpec>,
+    #[arg(
+        long = "upstream",
+        value_name = "URL[,protocol=P][,weight=N]",
+        env = "FLUXGATE_UPSTREAMS"
+    )]
+    pub(crate) upstreams: Vec<SpecList>,
 
     /// A canary upstream, repeatable, as --upstream: the canary side of the policy's canary
     /// section. Without any, there is no canary routing.
-    #[arg(long = "canary-upstream", value_name = "URL[,protocol=P][,weight=N]")]
-    pub(crate) canary_upstreams: Vec<UpstreamSpec>,
+    #[arg(
+        long = "canary-upstream",
+        value_name = "URL[,protocol=P][,weight=N]",
+        env = "FLUXGATE_CANARY_UPSTREAMS"
+    )]
+    pub(crate) canary_upstreams: Vec<SpecList>,
 
     /// A CA certificate (PEM) to verify https:// upstreams with, instead of the system's roots.
     #[arg(long, value_name = "FILE", env = "FLUXGATE_UPSTREAM_CA")]
@@ -73,27 +103,61 @@ pub(crate) struct Args {
     /// Follow the policies of --namespace in this Redis (as `fluxctl apply --redis` writes them):
     /// one with the name of the file's policy replaces it. The file still applies at startup.
     /// Rate-limit counters are shared through it with the other replicas (synced mode).
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FLUXGATE_REDIS",
+        hide_env_values = true
+    )]
     pub(crate) redis: Option<String>,
 
     /// A CA certificate (PEM) to verify a rediss:// server with, instead of the system's roots.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FLUXGATE_REDIS_CA")]
     pub(crate) redis_ca: Option<PathBuf>,
 
     /// The fewest gateway replicas assumed to share the Redis rate limits. Replicas count each
     /// other through heartbeats in Redis; while Redis is unreachable, each limits locally at
     /// 1/N of the policy's rate, N the larger of this floor and the last live count.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, env = "FLUXGATE_REPLICAS")]
     pub(crate) replicas: u32,
 
     /// Policy namespace: given to documents of the file that name none, and followed in Redis
     /// [default: the namespace of the file's policy].
-    #[arg(long, value_name = "NS")]
+    #[arg(long, value_name = "NS", env = "FLUXGATE_NAMESPACE")]
     pub(crate) namespace: Option<String>,
 
     /// Seconds an upstream has to send response headers before the gateway answers 504.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
-    pub(crate) upstream_timeout: f64,
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "15",
+        value_parser = seconds,
+        allow_hyphen_values = true,
+        env = "FLUXGATE_UPSTREAM_TIMEOUT"
+    )]
+    pub(crate) upstream_timeout: Duration,
+
+    /// Seconds the requests in flight have to finish after SIGTERM or SIGINT; those still
+    /// running then are cut (counted in a warning) and the gateway exits 0.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = seconds,
+        allow_hyphen_values = true,
+        env = "FLUXGATE_GRACE_PERIOD"
+    )]
+    pub(crate) grace_period: Duration,
+
+    /// The access log: off, or one JSON line per request on stdout (method, path, status,
+    /// upstream, canary side, rate-limit outcome, duration, request id).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "off",
+        env = "FLUXGATE_ACCESS_LOG"
+    )]
+    pub(crate) access_log: AccessLogFormat,
 
     /// Follow the TrafficPolicy objects of --namespace on the Kubernetes API server (the pod's
     /// service account, or the kubeconfig) and write their status back: the one named as the
@@ -117,6 +181,55 @@ pub(crate) struct Args {
     pub(crate) print_policy: bool,
 
     /// Send the client's Host header upstream (false: the upstream's host:port).
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = ArgAction::Set,
+        env = "FLUXGATE_PRESERVE_HOST"
+    )]
     pub(crate) preserve_host: bool,
+}
+
+/// The formats of `--access-log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AccessLogFormat {
+    /// No access log.
+    Off,
+    /// JSON lines on stdout.
+    Json,
+}
+
+/// Upstream arguments separated by spaces or newlines: one per `--upstream`, several in
+/// `FLUXGATE_UPSTREAMS`.
+#[derive(Debug, Clone)]
+pub(crate) struct SpecList(pub(crate) Vec<UpstreamSpec>);
+
+impl FromStr for SpecList {
+    type Err = UpstreamError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// All the upstreams of repeated `--upstream` options (or of their variable).
+pub(crate) fn flatten(lists: &[SpecList]) -> Vec<UpstreamSpec> {
+    lists
+        .iter()
+        .flat_map(|list| list.0.iter().cloned())
+        .collect()
+}
+
+/// A number of seconds (`1.5`), at least 0.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds, such as 30 or 0.5".to_owned())?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| "expected a number of seconds, at least 0 and finite".to_owned())
 }

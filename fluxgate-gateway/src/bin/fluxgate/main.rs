@@ -10,12 +10,13 @@
 //! ```
 //!
 //! The request path (see `fluxgate_gateway::stack`) is
-//! `server → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`; the admin
-//! API is `fluxgate::admin`.
+//! `server → Front → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`;
+//! the admin API is `fluxgate::admin`; SIGTERM/SIGINT drain it (`fluxgate_gateway::lifecycle`).
 
 mod cli;
 
 use std::error::Error;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,8 +25,10 @@ use std::time::Duration;
 use clap::Parser;
 use fluxgate_canary::fleet::RedisFleet;
 use fluxgate_core::store::{RedisTls, redact_url};
+use fluxgate_gateway::access_log::AccessLog;
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::discovery::DnsDiscovery;
+use fluxgate_gateway::lifecycle::{Lifecycle, shutdown_signal};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::{ProxyClients, ProxyConfig};
 use fluxgate_gateway::redis::RedisLink;
@@ -36,7 +39,7 @@ use fluxgate_gateway::upstream::UpstreamSpec;
 use fluxgate_ratelimit::store::RedisOptions;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Args;
+use crate::cli::{AccessLogFormat, Args, flatten};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -61,6 +64,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         print!("{BUNDLED_POLICY}");
         return Ok(());
     }
+    // Installed first: a SIGTERM while starting up ends the gateway once it has started.
+    let stop = shutdown_signal()?;
     let (policy, _following_file) = match args.policy.take() {
         Some(path) => {
             let (policy, source) = GatewayPolicy::load(&path, args.namespace.as_deref())?;
@@ -84,11 +89,13 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
 
     // Without upstreams, run the demo ones; they stop when `_demos` is dropped.
-    let demos = if args.upstreams.is_empty() {
+    let mut upstreams = flatten(&args.upstreams);
+    let mut canary_upstreams = flatten(&args.canary_upstreams);
+    let demos = if upstreams.is_empty() {
         let [fast, slow, canary] = start_demos().await?;
-        args.upstreams = vec![spec(&fast, 3)?, spec(&slow, 1)?];
-        if args.canary_upstreams.is_empty() {
-            args.canary_upstreams.push(spec(&canary, 1)?);
+        upstreams = vec![spec(&fast, 3)?, spec(&slow, 1)?];
+        if canary_upstreams.is_empty() {
+            canary_upstreams.push(spec(&canary, 1)?);
         }
         vec![fast, slow, canary]
     } else {
@@ -96,7 +103,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     };
 
     let proxy = ProxyConfig::default()
-        .timeout(Duration::try_from_secs_f64(args.upstream_timeout)?)
+        .timeout(args.upstream_timeout)
         .preserve_host(args.preserve_host);
     let upstream_ca = match &args.upstream_ca {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
@@ -108,13 +115,18 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let discovery =
         DnsDiscovery::new().interval(Duration::try_from_secs_f64(args.resolve_interval)?);
     discovery
-        .resolve_now(&[args.upstreams.as_slice(), &args.canary_upstreams].concat())
+        .resolve_now(&[upstreams.as_slice(), &canary_upstreams].concat())
         .await;
-    let mut config = StackConfig::new(args.upstreams.clone())
-        .canary_upstreams(args.canary_upstreams.clone())
+    let access_log = match args.access_log {
+        AccessLogFormat::Off => AccessLog::off(),
+        AccessLogFormat::Json => AccessLog::json_stdout(),
+    };
+    let mut config = StackConfig::new(upstreams.clone())
+        .canary_upstreams(canary_upstreams.clone())
         .proxy(proxy)
         .clients(clients)
-        .discovery(discovery.clone());
+        .discovery(discovery.clone())
+        .access_log(access_log);
     // With Redis, its policies take over from the file's under the same namespace and name, and
     // replicas enforce one quota together; a Redis that does not answer yet is joined later.
     let redis = match &args.redis {
@@ -152,13 +164,16 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     } else {
         None
     };
-    let mut listen_config = ServerConfig::default();
+    let lifecycle = Lifecycle::new();
+    let mut server_config = ServerConfig::default();
+    server_config.drain_timeout = args.grace_period;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        listen_config.tls = Some(
+        server_config.tls = Some(
             TlsAcceptor::from_files(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
         );
     }
-    let gateway = server::spawn(args.listen, stack.service(), listen_config).await?;
+    let gateway =
+        server::spawn(args.listen, lifecycle.track(stack.service()), server_config).await?;
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
         tracing::warn!(
@@ -170,17 +185,29 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let mut admin_api = stack
         .admin(&id)
         .store(policy.store().clone())
-        .token(args.admin_token.clone());
+        .token(args.admin_token.clone())
+        .readiness(lifecycle.readiness(&stack, policy.store().clone(), id.clone()));
     if let Some(link) = redis.clone() {
         admin_api = admin_api.section("redis", move || link.status());
     }
     let admin_api = admin_api.build();
     let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
-    print_banner(gateway.local_addr(), admin.local_addr(), &args, &demos, &id);
+    lifecycle.listening();
+    let sides = (&upstreams[..], &canary_upstreams[..]);
+    print_banner(
+        gateway.local_addr(),
+        admin.local_addr(),
+        &args,
+        sides,
+        &demos,
+        &id,
+    );
 
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down: finishing in-flight requests");
-    tokio::join!(gateway.shutdown(), admin.shutdown());
+    let signal = stop.await;
+    tracing::info!(signal, "shutting down");
+    // The admin API stays up during the drain: `/readyz` says 503 there.
+    lifecycle.drain(gateway, args.grace_period).await;
+    admin.shutdown().await;
     drop(stack);
     Ok(())
 }
@@ -199,69 +226,120 @@ fn spec(demo: &DemoUpstream, weight: u32) -> Result<UpstreamSpec, Box<dyn Error>
     Ok(format!("{},weight={weight}", demo.url()).parse()?)
 }
 
-/// Prints where the gateway listens and what to try.
+/// Prints where the gateway listens and what to try: on stdout, or on stderr when stdout
+/// carries the access log's JSON lines.
 fn print_banner(
     listen: SocketAddr,
     admin: SocketAddr,
     args: &Args,
+    upstreams_and_canary: (&[UpstreamSpec], &[UpstreamSpec]),
     demos: &[DemoUpstream],
     id: &fluxgate_core::store::PolicyId,
 ) {
+    let mut out: Box<dyn Write> = match args.access_log {
+        AccessLogFormat::Off => Box::new(std::io::stdout().lock()),
+        AccessLogFormat::Json => Box::new(std::io::stderr().lock()),
+    };
+    // A closed stream is no reason to stop the gateway.
+    let _ = banner(
+        &mut out,
+        listen,
+        admin,
+        args,
+        upstreams_and_canary,
+        demos,
+        id,
+    );
+}
+
+fn banner(
+    out: &mut dyn Write,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    args: &Args,
+    (upstreams, canary_upstreams): (&[UpstreamSpec], &[UpstreamSpec]),
+    demos: &[DemoUpstream],
+    id: &fluxgate_core::store::PolicyId,
+) -> std::io::Result<()> {
     let scheme = if args.tls_cert.is_some() {
         "https"
     } else {
         "http"
     };
-    println!(
+    writeln!(
+        out,
         "FluxGate gateway, policy {id}\n  proxy    {scheme}://{listen}\n  admin    http://{admin}  (dashboard at /)"
-    );
-    for spec in &args.upstreams {
-        println!("  stable   {} (weight {})", spec.upstream, spec.weight);
+    )?;
+    for spec in upstreams {
+        writeln!(out, "  stable   {} (weight {})", spec.upstream, spec.weight)?;
     }
-    for spec in &args.canary_upstreams {
-        println!("  canary   {} (weight {})", spec.upstream, spec.weight);
+    for spec in canary_upstreams {
+        writeln!(out, "  canary   {} (weight {})", spec.upstream, spec.weight)?;
     }
     let auth = args.admin_token.as_ref().map_or(String::new(), |_| {
         " -H \"Authorization: Bearer $FLUXGATE_ADMIN_TOKEN\"".to_owned()
     });
-    println!("\nTry:");
-    println!(
+    writeln!(out, "\nTry:")?;
+    writeln!(
+        out,
         "  curl -s 'http://{listen}/orders?id=42'                      # balanced 3:1 over fast and slow, ~10% to the canary"
-    );
-    println!("  curl -s -H 'x-canary: true' http://{listen}/orders           # always the canary");
-    println!(
+    )?;
+    writeln!(
+        out,
+        "  curl -s -H 'x-canary: true' http://{listen}/orders           # always the canary"
+    )?;
+    writeln!(
+        out,
         "  curl -s http://{admin}/api/status                            # endpoints, canary, rate limits, policy"
-    );
-    println!("  curl -s http://{admin}/metrics                               # Prometheus text");
-    println!("Rate limit (the policy limits each X-Client-Id to 1200/s, burst 150):");
-    println!(
+    )?;
+    writeln!(
+        out,
+        "  curl -s http://{admin}/metrics                               # Prometheus text"
+    )?;
+    writeln!(
+        out,
+        "Rate limit (the policy limits each X-Client-Id to 1200/s, burst 150):"
+    )?;
+    writeln!(
+        out,
         "  seq 400 | xargs -P 16 -I{{}} curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'X-Client-Id: alice' http://{listen}/ | sort | uniq -c"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  # lower it for everyone, through the admin API (fluxctl apply --gateway does the same):"
-    );
+    )?;
     let exe = std::env::current_exe()
         .map_or_else(|_| "fluxgate".to_owned(), |path| path.display().to_string());
-    println!(
+    writeln!(
+        out,
         "  {exe} --print-policy | sed 's/requestsPerSecond: 1200/requestsPerSecond: 5/; s/burstSize: 150/burstSize: 5/' \\\n    | curl -s -X PUT{auth} --data-binary @- 'http://{admin}/api/policies?namespace={}'",
         id.namespace()
-    );
+    )?;
     if let Some(canary) = demos.iter().find(|d| d.kind() == DemoKind::Canary) {
-        println!("Canary rollback:");
-        println!(
+        writeln!(out, "Canary rollback:")?;
+        writeln!(
+            out,
             "  curl -s -X POST '{}/admin/fail?rate=0.5'                    # the canary fails half its requests",
             canary.url()
-        );
+        )?;
         // One client id per request: a lowered rate limit (above) does not refuse them.
-        println!(
+        writeln!(
+            out,
             "  seq 600 | xargs -P 8 -I{{}} curl -s -o /dev/null -H 'X-Client-Id: user-{{}}' http://{listen}/orders"
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  curl -s http://{admin}/api/status | grep -A3 '\"phase\"'      # rolledBack, with the reason (errorBudget)"
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  curl -s -X POST{auth} http://{admin}/api/canary/abort          # or promote, pause, resume"
-        );
+        )?;
     }
-    println!("Ctrl-C stops it gracefully.");
+    writeln!(
+        out,
+        "Ctrl-C or SIGTERM stops it gracefully (grace period {:?}).",
+        args.grace_period
+    )?;
+    Ok(())
 }

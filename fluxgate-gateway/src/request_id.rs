@@ -1,0 +1,129 @@
+//! Request ids: the `x-request-id` a client sent, or a new one.
+//!
+//! The gateway keeps a client's `x-request-id` when it is 1 to [`MAX_LEN`] visible ASCII
+//! characters, and otherwise (absent, empty, too long, other bytes) replaces it with a new id:
+//! 32 hex digits, a random prefix drawn once per process then a counter, so ids are unique within
+//! a process and, with overwhelming probability, across replicas. The id goes upstream in the
+//! request, back to the client in the response, and into the access log and the request's span.
+//!
+//! ```
+//! use fluxgate_gateway::request_id::{RequestId, X_REQUEST_ID};
+//! use http::HeaderMap;
+//!
+//! let mut headers = HeaderMap::new();
+//! let generated = RequestId::from_headers(&mut headers);
+//! assert_eq!(generated.as_str().len(), 32);
+//! assert_eq!(headers[X_REQUEST_ID], generated.as_str());
+//!
+//! headers.insert(X_REQUEST_ID, "abc-123".parse().unwrap());
+//! assert_eq!(RequestId::from_headers(&mut headers).as_str(), "abc-123");
+//! ```
+
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The header: `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client id kept, in bytes.
+pub const MAX_LEN: usize = 128;
+
+/// The random half of generated ids, drawn once per process.
+static PREFIX: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(std::process::id()));
+
+/// The counting half of generated ids.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One request's id (cheap to clone: a header value).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// A new id.
+    #[must_use]
+    pub fn generate() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}{n:016x}", *PREFIX);
+        // Hex digits are always a valid header value.
+        Self(HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
+    }
+
+    /// The id of a request with `headers`: the client's when valid, otherwise a new one, which
+    /// then replaces the client's in `headers` (so the upstream gets the id that is logged).
+    pub fn from_headers(headers: &mut HeaderMap) -> Self {
+        let mut values = headers.get_all(X_REQUEST_ID).iter();
+        if let (Some(value), None) = (values.next(), values.next())
+            && is_valid(value)
+        {
+            return Self(value.clone());
+        }
+        let id = Self::generate();
+        headers.insert(X_REQUEST_ID, id.0.clone());
+        id
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only valid (visible ASCII) values are ever kept.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value.
+    #[must_use]
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// Whether a client's id is kept: 1 to [`MAX_LEN`] visible ASCII characters.
+fn is_valid(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(u8::is_ascii_graphic)
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_differ() {
+        let a = RequestId::generate();
+        let b = RequestId::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str()[..16], b.as_str()[..16]);
+    }
+
+    #[test]
+    fn invalid_or_repeated_client_ids_are_replaced() {
+        for bad in ["", "has space", &"x".repeat(MAX_LEN + 1)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_REQUEST_ID, bad.parse().unwrap());
+            let id = RequestId::from_headers(&mut headers);
+            assert_eq!(id.as_str().len(), 32, "{bad:?}");
+            assert_eq!(headers.get_all(X_REQUEST_ID).iter().count(), 1);
+        }
+        let mut headers = HeaderMap::new();
+        headers.append(X_REQUEST_ID, "a".parse().unwrap());
+        headers.append(X_REQUEST_ID, "b".parse().unwrap());
+        let id = RequestId::from_headers(&mut headers);
+        assert_eq!(headers.get_all(X_REQUEST_ID).iter().count(), 1);
+        assert_eq!(headers[X_REQUEST_ID], id.as_str());
+    }
+}
