@@ -14,12 +14,15 @@ use tower::BoxError;
 use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
 use crate::error::BalanceError;
 use crate::orca;
+use crate::retry::RetryableRequest;
 
 /// What a request in flight owes its endpoint: the in-flight count back, and its outcome.
 #[derive(Debug)]
 pub(crate) struct Tracker<K> {
     state: Arc<EndpointState<K>>,
     start: Instant,
+    /// The start-time bucket of this request in the endpoint's in-flight ages.
+    bucket: u64,
     track: Track,
     probe: bool,
 }
@@ -32,9 +35,11 @@ impl<K> Tracker<K> {
         probe: bool,
     ) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let bucket = state.evidence.start(start);
         Self {
             state,
             start,
+            bucket,
             track,
             probe,
         }
@@ -48,7 +53,7 @@ impl<K> Tracker<K> {
             self.probe = false;
             if outcome == Outcome::Success {
                 state.consecutive_failures.store(0, Ordering::Relaxed);
-                state.restart_ramp(now);
+                state.returned(now);
                 state.passive.store(ACTIVE, Ordering::Release);
             } else {
                 // Ejected again; the evaluation sets the (longer) ejection time.
@@ -65,6 +70,7 @@ impl<K> Tracker<K> {
 impl<K> Drop for Tracker<K> {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.evidence.finish(self.bucket);
         if self.probe {
             // Cancelled before an answer: the next request may probe again.
             let _ = self.state.passive.compare_exchange(
@@ -143,6 +149,15 @@ where
                             }
                             let outcome = classify_response(&response)
                                 .map_or(Outcome::Success, |c| c.outcome);
+                            if response
+                                .extensions()
+                                .get::<RetryableRequest>()
+                                .is_some_and(|r| !r.was_sent())
+                            {
+                                // The connection was refused: eject at once (next evaluation).
+                                tracker.state.connect_failed.store(true, Ordering::Relaxed);
+                                tracker.state.dirty.store(true, Ordering::Release);
+                            }
                             tracker.finish(outcome, now);
                         }
                         Poll::Ready(Ok(response))

@@ -30,15 +30,26 @@
 //! # Health, draining and caps
 //!
 //! - Active checks: [`Balance::health_task`] (see [`health`]).
-//! - Outlier detection (`outlierDetection`): every interval, an endpoint with at least
-//!   `minRequests` in the last second is drained when its 5xx/429/transport-error rate is above
-//!   `maxErrorRate` or its p95 above `maxP95Latency`; 5 failures in a row drain it at once
-//!   ([`Balance::with_consecutive_failures`] sets that threshold).
-//!   When more than half the judged endpoints are over the latency limit, the limit becomes
-//!   twice the median p95. A drain lasts `baseEjectionTime × ejections` (capped at
-//!   `maxEjectionTime`, ±10% jitter); then a single probe request (or a passing health check)
-//!   brings the endpoint back, or ejects it again for longer. At most `maxEjectionPercent` of
-//!   the endpoints are drained at once.
+//! - Outlier detection (`outlierDetection`, on by default: a policy without the block drains at
+//!   p95 > 450ms or errors > 2.5%; `enabled: false` turns it off): every interval, an endpoint
+//!   is drained when its 5xx/429/transport-error rate is above `maxErrorRate` or its p95 above
+//!   `maxP95Latency`, judged by volume (at least `minRequests` in the last second) or on
+//!   evidence at any volume (a one-sided binomial test over the last 1s and 5s at a 1e-4
+//!   false-positive rate, at least 5 bad samples; requests in flight older than the limit
+//!   count as slow, so a hanging endpoint is drained before its requests time out); 5
+//!   failures in a row ([`Balance::with_consecutive_failures`]) or a refused connection drain
+//!   it at once. Latency is relative: when the other endpoints' median p95 is over the limit
+//!   too (a whole cluster slowing down), only an endpoint over twice that median is drained.
+//!   A drain lasts `baseEjectionTime × ejections` (capped at `maxEjectionTime`, ±10% jitter);
+//!   then a single trial request of real traffic brings the endpoint back, or ejects it again
+//!   for longer. A passing health check does not return an endpoint drained for errors or
+//!   latency (passive ejection wins, unlike Envoy's default
+//!   `successful_active_health_check_uneject_host`); it returns one drained for refused
+//!   connections. At most `maxEjectionPercent` of the endpoints are drained at once. Every
+//!   algorithm picks among the endpoints not drained.
+//! - Retries ([`Retry`], around a shared balancer): a request that never left (refused
+//!   connection) is sent again on another endpoint; an idempotent one that failed after it was
+//!   sent, within a retry budget (`loadBalancing.retries`).
 //! - Drained and unhealthy endpoints only leave the rotation; only discovery removes endpoints.
 //!   With none eligible, calls fail at once with [`BalanceError::NoHealthyEndpoints`]
 //!   ([`Http503`] answers 503 instead).
@@ -82,6 +93,7 @@ mod call;
 mod endpoint;
 pub mod error;
 mod eval;
+mod evidence;
 mod follow;
 pub mod future;
 mod handle;
@@ -89,6 +101,7 @@ pub mod health;
 mod http503;
 mod layer;
 mod orca;
+pub mod retry;
 mod select;
 mod service;
 mod shared;
@@ -103,6 +116,7 @@ pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
 pub use health::HealthTask;
 pub use http503::{Http503, Http503Future, Http503Layer};
 pub use layer::{BalanceLayer, MakeEndpoint};
+pub use retry::{Retry, RetryFuture, RetryableRequest};
 pub use service::{Balance, Static};
 pub use stats::{EndpointTotals, LatencyHistogram};
 

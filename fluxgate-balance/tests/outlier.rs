@@ -106,7 +106,11 @@ async fn judges_latency_relative_to_the_others_when_most_are_slow() {
     let handle = balance.handle();
     drive(&mut balance, 1_000, 100, Some(Duration::from_millis(2))).await;
     for name in ["a", "b", "c"] {
-        assert!(drained(&handle, name).is_none(), "{name} drained");
+        assert!(
+            drained(&handle, name).is_none(),
+            "{name} drained: {:?}",
+            handle.snapshot()
+        );
     }
     assert!(matches!(
         drained(&handle, "worst"),

@@ -10,8 +10,12 @@
 //! Each round probes every endpoint at once, each probe bounded by `healthCheck.timeout` (a
 //! timeout is a failure). `unhealthyThreshold` failures in a row take an endpoint out of the
 //! rotation, `healthyThreshold` passes in a row bring it back (with slow start when configured).
-//! A passing check also returns an endpoint drained by outlier detection once its ejection time
-//! is over. Rounds are `interval` apart less up to 10% of jitter, so checks of many gateways
+//! Passive ejection wins over a passing check for failures seen on real traffic: an endpoint
+//! drained for 5xx, errors or latency comes back only after its ejection time and a successful
+//! trial request of real traffic, never because its check passes (unlike Envoy's default
+//! `successful_active_health_check_uneject_host: true`, which returns it on the first passing
+//! check). An endpoint drained because it refused connections (a process restarting) comes back
+//! as soon as `healthyThreshold` checks pass in a row, as with Envoy's default. Rounds are `interval` apart less up to 10% of jitter, so checks of many gateways
 //! spread out and an endpoint that fails is out within `interval × unhealthyThreshold`.
 //!
 //! # Example
@@ -50,7 +54,9 @@ use fluxgate_core::policy::HealthCheck;
 use tokio::time::Instant;
 use tower::discover::Discover;
 
-use crate::endpoint::{self, ACTIVE, EndpointState, PROBE_READY, Weighted};
+use crate::endpoint::{
+    self, ACTIVE, EJECTED, EndpointState, PROBE_READY, REASON_CONNECT, Weighted,
+};
 use crate::select::Rng;
 use crate::service::Balance;
 use crate::shared::Shared;
@@ -214,13 +220,21 @@ fn apply<K>(state: &EndpointState<K>, ok: bool, check: &HealthCheck, now: Instan
             state.dirty.store(true, Ordering::Release);
             tracing::debug!("endpoint healthy again");
         }
-        if state
-            .passive
-            .compare_exchange(PROBE_READY, ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        // Passive ejection wins over a passing check for failures seen on real traffic (5xx,
+        // latency): those endpoints return only through a trial request. An endpoint drained
+        // because it refused connections returns on passing checks, its ejection time or not.
+        let passive = state.passive.load(Ordering::Acquire);
+        if matches!(passive, EJECTED | PROBE_READY)
+            && state.reason.load(Ordering::Relaxed) == REASON_CONNECT
+            && passes >= check.healthy_threshold
+            && state
+                .passive
+                .compare_exchange(passive, ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
-            state.restart_ramp(now);
+            state.returned(now);
             state.dirty.store(true, Ordering::Release);
+            tracing::debug!("endpoint drained for refused connections is back on passing checks");
         }
     } else {
         state.check_passes.store(0, Ordering::Relaxed);
