@@ -19,6 +19,7 @@ use crate::endpoint::{
 };
 use crate::select::Rng;
 use crate::service::Balance;
+use crate::shared::Shared;
 
 /// Evaluation interval when outlier detection is off (slow start and adaptive weights).
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
@@ -77,61 +78,8 @@ where
     }
 
     fn detect_outliers(&mut self, now: Instant, od: &OutlierDetection) {
-        let total = self.slots.len();
-        let cap = total * od.max_ejection_percent.min(100) as usize / 100;
-        let mut out = self
-            .slots
-            .iter()
-            .filter(|s| s.state.passive.load(Ordering::Relaxed) != ACTIVE)
-            .count();
-        let min = u64::from(od.min_requests.max(1));
-        let limit = od.max_p95_latency.as_std();
-        let all: Vec<Judged> = self
-            .slots
-            .iter()
-            .map(|slot| Judged::of(&slot.state, now, od, min))
-            .collect();
-        let elapsed = endpoint::nanos_since(self.shared.origin, now);
-        for (at, (slot, judged)) in self.slots.iter().zip(&all).enumerate() {
-            let state = &slot.state;
-            if out >= cap || !judged.eligible {
-                continue;
-            }
-            let streak = state.consecutive_failures.load(Ordering::Relaxed);
-            let reason = if state.connect_failed.swap(false, Ordering::Relaxed) {
-                Some((REASON_CONNECT, u64::from(streak.max(1))))
-            } else if self.failure_streak != 0 && streak >= self.failure_streak {
-                Some((REASON_CONSECUTIVE, u64::from(streak)))
-            } else if let Some(rate) = judged.error_rate {
-                Some((REASON_ERRORS, (rate * 1e6) as u64))
-            } else if judged.slow && judged.outlier(&judged_others(&all, at), limit, state, now) {
-                let p95 = judged.p95.unwrap_or(crate::evidence::hanging_age(limit));
-                Some((
-                    REASON_LATENCY,
-                    u64::try_from(p95.as_micros()).unwrap_or(u64::MAX),
-                ))
-            } else {
-                None
-            };
-            if let Some((reason, value)) = reason {
-                let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-                let time = ejection_time(Some(od), times, &mut self.selector.rng);
-                state.reason.store(reason, Ordering::Relaxed);
-                state.reason_value.store(value, Ordering::Relaxed);
-                state.consecutive_failures.store(0, Ordering::Relaxed);
-                state
-                    .ejected_until
-                    .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
-                state.passive.store(EJECTED, Ordering::Release);
-                out += 1;
-                tracing::debug!(
-                    reason,
-                    value,
-                    ?time,
-                    "endpoint drained by outlier detection"
-                );
-            }
-        }
+        let states: Vec<&EndpointState<D::Key>> = self.slots.iter().map(|s| &*s.state).collect();
+        detect(&self.shared, &states, now, od, &mut self.selector.rng);
     }
 
     fn rebuild_tables(&mut self, now: Instant) {
@@ -200,6 +148,80 @@ where
             1_000.0
         };
     }
+}
+
+/// Judges every endpoint and drains the outliers, unless another evaluation (the balancer's or
+/// the health task's) is running; see [`OutlierDetection`] for the rules.
+pub(crate) fn detect<K>(
+    shared: &Shared<K>,
+    states: &[&EndpointState<K>],
+    now: Instant,
+    od: &OutlierDetection,
+    rng: &mut Rng,
+) {
+    if shared.detecting.swap(true, Ordering::Acquire) {
+        return;
+    }
+    shared
+        .last_detect
+        .store(endpoint::nanos_since(shared.origin, now), Ordering::Relaxed);
+    let failure_streak = shared.failure_streak.load(Ordering::Relaxed);
+    {
+        let total = states.len();
+        let cap = total * od.max_ejection_percent.min(100) as usize / 100;
+        let mut out = states
+            .iter()
+            .filter(|s| s.passive.load(Ordering::Relaxed) != ACTIVE)
+            .count();
+        let min = u64::from(od.min_requests.max(1));
+        let limit = od.max_p95_latency.as_std();
+        let all: Vec<Judged> = states
+            .iter()
+            .map(|state| Judged::of(state, now, od, min))
+            .collect();
+        let elapsed = endpoint::nanos_since(shared.origin, now);
+        for (at, (state, judged)) in states.iter().zip(&all).enumerate() {
+            if out >= cap || !judged.eligible {
+                continue;
+            }
+            let streak = state.consecutive_failures.load(Ordering::Relaxed);
+            let reason = if state.connect_failed.swap(false, Ordering::Relaxed) {
+                Some((REASON_CONNECT, u64::from(streak.max(1))))
+            } else if failure_streak != 0 && streak >= failure_streak {
+                Some((REASON_CONSECUTIVE, u64::from(streak)))
+            } else if let Some(rate) = judged.error_rate {
+                Some((REASON_ERRORS, (rate * 1e6) as u64))
+            } else if judged.slow && judged.outlier(&judged_others(&all, at), limit, state, now) {
+                let p95 = judged.p95.unwrap_or(crate::evidence::hanging_age(limit));
+                Some((
+                    REASON_LATENCY,
+                    u64::try_from(p95.as_micros()).unwrap_or(u64::MAX),
+                ))
+            } else {
+                None
+            };
+            if let Some((reason, value)) = reason {
+                let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+                let time = ejection_time(Some(od), times, rng);
+                state.reason.store(reason, Ordering::Relaxed);
+                state.reason_value.store(value, Ordering::Relaxed);
+                state.consecutive_failures.store(0, Ordering::Relaxed);
+                state
+                    .ejected_until
+                    .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
+                state.passive.store(EJECTED, Ordering::Release);
+                out += 1;
+                tracing::debug!(
+                    reason,
+                    value,
+                    ?time,
+                    "endpoint drained by outlier detection"
+                );
+                shared.mark_dirty();
+            }
+        }
+    }
+    shared.detecting.store(false, Ordering::Release);
 }
 
 /// `baseEjectionTime × times`, capped at `maxEjectionTime`, with ±10% jitter under the cap.

@@ -230,6 +230,9 @@ where
     #[must_use]
     pub fn with_consecutive_failures(mut self, threshold: u32) -> Self {
         self.failure_streak = threshold;
+        self.shared
+            .failure_streak
+            .store(threshold, Ordering::Relaxed);
         self.track = track_for(&self.policy, threshold);
         self
     }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Static, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Static, Weighted};
 use fluxgate_canary::future::Observation;
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::outcome::ObservedBody;
@@ -29,10 +29,13 @@ use tower::{Layer, Service, ServiceExt};
 /// The error of the stack's inner services: a side's buffer or balancer failed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`.
-pub type Side<K, S, B> = Buffer<
-    Request<B>,
-    <Http503<Balance<Static<K, Weighted<S>>, Request<B>>> as Service<Request<B>>>::Future,
+/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`, retrying a
+/// request an endpoint gives back ([`Retry`]: refused connections, idempotent failures).
+pub type Side<K, S, B> = Retry<
+    Buffer<
+        Request<B>,
+        <Http503<Balance<Static<K, Weighted<S>>, Request<B>>> as Service<Request<B>>>::Future,
+    >,
 >;
 
 /// The response body of the stack: the endpoint's body, observed for the canary's analysis.
@@ -280,7 +283,8 @@ where
             if let Some(probe) = &probe {
                 tasks.push(balance.health_task(probe.clone()).spawn());
             }
-            (Buffer::new(Http503::new(balance), buffer), handle)
+            let side = Retry::new(Buffer::new(Http503::new(balance), buffer), &handle);
+            (side, handle)
         };
         let (stable_side, stable) = side(stable);
         let (route, canary) = if canary.is_empty() {

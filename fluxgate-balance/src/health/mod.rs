@@ -49,8 +49,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use fluxgate_core::policy::HealthCheck;
+use fluxgate_core::policy::{HealthCheck, OutlierDetection};
 use tokio::time::Instant;
 use tower::discover::Discover;
 
@@ -186,27 +187,51 @@ where
             return;
         }
         let policy = shared.policy.load_full();
-        let Some(check) = policy.health_check.as_ref() else {
+        let od = policy.outlier_detection_in_force();
+        if policy.health_check.is_none() && od.is_none() {
             notified.await;
             continue;
-        };
-        let endpoints = shared.endpoints.load_full();
-        let timeout = check.timeout.as_std();
-        let rounds = endpoints
-            .iter()
-            .map(|e| tokio::time::timeout(timeout, probe.probe(&e.key, check)));
-        let results = futures::future::join_all(rounds).await;
-        let now = Instant::now();
-        for (state, result) in endpoints.iter().zip(results) {
-            apply(state, matches!(result, Ok(true)), check, now);
         }
-        let interval = check.interval.as_std();
-        let pause = interval.mul_f64(1.0 - 0.1 * rng.unit());
+        let mut pause = od
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |od| od.interval.as_std());
+        if let Some(check) = policy.health_check.as_ref() {
+            let endpoints = shared.endpoints.load_full();
+            let timeout = check.timeout.as_std();
+            let rounds = endpoints
+                .iter()
+                .map(|e| tokio::time::timeout(timeout, probe.probe(&e.key, check)));
+            let results = futures::future::join_all(rounds).await;
+            let now = Instant::now();
+            for (state, result) in endpoints.iter().zip(results) {
+                apply(state, matches!(result, Ok(true)), check, now);
+            }
+            pause = check.interval.as_std();
+        }
+        if let Some(od) = od.as_ref() {
+            sweep(&shared, od, &mut rng);
+        }
+        let pause = pause.mul_f64(1.0 - 0.1 * rng.unit());
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = &mut notified => {}
         }
     }
+}
+
+/// Judges the endpoints when the balancer has not for two intervals: with every client stuck
+/// on a hanging endpoint no request comes to run the balancer's own evaluation, yet the
+/// requests in flight are the evidence that drains it.
+fn sweep<K>(shared: &Shared<K>, od: &OutlierDetection, rng: &mut Rng) {
+    let now = Instant::now();
+    let last = shared.last_detect.load(Ordering::Relaxed);
+    let idle = endpoint::nanos_since(shared.origin, now).saturating_sub(last);
+    if Duration::from_nanos(idle) < od.interval.as_std() * 2 {
+        return;
+    }
+    let endpoints = shared.endpoints.load_full();
+    let states: Vec<&EndpointState<K>> = endpoints.iter().map(|e| &**e).collect();
+    crate::eval::detect(shared, &states, now, od, rng);
 }
 
 /// Applies one probe result with the thresholds' hysteresis.
