@@ -7,7 +7,11 @@
 //! [`ALPHA`], with at least [`MIN_BAD`] bad samples. Two horizons are tested: the last second
 //! (reacts fast) and the last 5 seconds (low volume). Requests still in flight and already older
 //! than the limit count as slow samples: a hanging endpoint is drained before its requests time
-//! out. 13 slow samples of 13 are a verdict (p ≈ 1e-17); 1 of 3 is not (p ≈ 0.14).
+//! out. A third test judges the cohort of requests started between the limit and the limit +
+//! 500ms ago: those still in flight are all slower than the limit, so an endpoint that turns
+//! slow is convicted about `limit` + 100ms after the change, not once its fast past has aged
+//! out of the windows. 13 slow samples of 13 are a verdict (p ≈ 1e-17); 1 of 3 is not
+//! (p ≈ 0.14).
 //!
 //! Everything the request path does here is a few relaxed atomic adds.
 
@@ -28,6 +32,13 @@ const P95_SHARE: f64 = 0.05;
 /// Width and count of the start-time buckets of requests in flight (6.4s).
 const AGE_BUCKET: Duration = Duration::from_millis(100);
 const AGE_BUCKETS: usize = 64;
+
+/// Bits of a started-requests count; the rest of the word tags its bucket.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const TAG_MASK: u64 = u64::MAX >> COUNT_BITS;
+/// Start-time buckets of the cohort of requests judged by their age (500ms).
+const COHORT_BUCKETS: u64 = 5;
 
 /// Short (1s) and long (5s) horizons.
 const SHORT: (Duration, u32) = (Duration::from_millis(100), 10);
@@ -52,6 +63,8 @@ pub(crate) struct Evidence {
     outcomes_long: TimeWindow,
     /// Requests in flight by start-time bucket (absolute bucket modulo [`AGE_BUCKETS`]).
     started: [AtomicU32; AGE_BUCKETS],
+    /// Requests started per bucket, tagged with their bucket: `bucket << COUNT_BITS | count`.
+    sent: [AtomicU64; AGE_BUCKETS],
     /// Nanoseconds from `origin` since when samples count (set when an endpoint returns).
     since: AtomicU64,
 }
@@ -76,6 +89,7 @@ impl Evidence {
             slow_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
             outcomes_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
             started: std::array::from_fn(|_| AtomicU32::new(0)),
+            sent: std::array::from_fn(|_| AtomicU64::new(0)),
             since: AtomicU64::new(0),
         })
     }
@@ -88,8 +102,53 @@ impl Evidence {
     /// A request starts; returns its start bucket, to give back with [`finish`](Self::finish).
     pub(crate) fn start(&self, now: Instant) -> u64 {
         let bucket = self.bucket(now);
-        self.started[(bucket % AGE_BUCKETS as u64) as usize].fetch_add(1, Ordering::Relaxed);
+        let at = (bucket % AGE_BUCKETS as u64) as usize;
+        self.started[at].fetch_add(1, Ordering::Relaxed);
+        let tag = bucket << COUNT_BITS;
+        let _ = self.sent[at].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(if v >> COUNT_BITS == bucket & TAG_MASK {
+                v.saturating_add(1).min(v | COUNT_MASK)
+            } else {
+                tag | 1
+            })
+        });
         bucket
+    }
+
+    /// Requests started in `bucket`, if it is still in the ring.
+    fn sent_in(&self, bucket: u64) -> u64 {
+        let v = self.sent[(bucket % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed);
+        if v >> COUNT_BITS == bucket & TAG_MASK {
+            v & COUNT_MASK
+        } else {
+            0
+        }
+    }
+
+    /// Of the requests started between `limit` and `limit` + 500ms ago: how many are still in
+    /// flight (all slower than the limit) and how many there were. Unlike the windows of
+    /// finished requests, this is not diluted by the fast answers an endpoint gave before it
+    /// turned slow.
+    pub(crate) fn cohort(&self, now: Instant, limit: Duration) -> (u64, u64) {
+        let now_bucket = self.bucket(now);
+        let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
+            .unwrap_or(u64::MAX);
+        let (mut k, mut n) = (0, 0);
+        for back in min_age
+            ..min_age
+                .saturating_add(COHORT_BUCKETS)
+                .min(AGE_BUCKETS as u64)
+        {
+            let Some(b) = now_bucket.checked_sub(back) else {
+                break;
+            };
+            let sent = self.sent_in(b);
+            let open =
+                u64::from(self.started[(b % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed));
+            n += sent;
+            k += open.min(sent);
+        }
+        (k, n)
     }
 
     /// A request that started in `bucket` is no longer in flight.
@@ -180,9 +239,15 @@ impl Evidence {
                 verdict.errors = Some((bad, outcomes.requests));
             }
         }
+        // Requests started a little over the limit ago and still in flight: a hanging or
+        // newly slow endpoint is convicted without waiting for its fast past to age out.
+        let (k, n) = self.cohort(now, limit);
+        if verdict.slow.is_none() && significant(k, n, P95_SHARE) {
+            verdict.slow = Some((k, n));
+        }
         // Right after a return (no horizon is clean yet), in-flight requests alone can still
         // convict a hanging endpoint.
-        if !tested && significant(hanging, hanging, P95_SHARE) {
+        if !tested && verdict.slow.is_none() && significant(hanging, hanging, P95_SHARE) {
             verdict.slow = Some((hanging, hanging));
         }
         verdict
@@ -322,6 +387,7 @@ mod tests {
         assert_eq!(evidence.hanging(Instant::now(), limit), 0);
         tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(evidence.hanging(Instant::now(), limit), 6);
+        assert_eq!(evidence.cohort(Instant::now(), limit), (6, 6));
         let v = evidence.verdict(Instant::now(), WindowTotals::default(), limit, 0.025);
         assert_eq!(v.slow, Some((6, 6)));
         for b in started {
