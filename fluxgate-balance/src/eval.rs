@@ -273,7 +273,7 @@ fn adaptive_factor<K>(state: &EndpointState<K>, best_latency: f64) -> f64 {
         .latency
         .get()
         .filter(|_| best_latency.is_finite())
-        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(4));
+        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(2));
     let util = state.utilization.load(Ordering::Relaxed);
     let util = if util == NO_UTIL {
         1.0

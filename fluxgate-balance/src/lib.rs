@@ -13,12 +13,12 @@
 //! | `round-robin` | a cursor over eligible endpoints; ignores weights | O(1) |
 //! | `least-request` | power of two choices over `(in-flight + 1) / weight` | 2 random draws, 2 atomic loads |
 //! | `peak-ewma` | power of two choices over `peak-EWMA latency × (in-flight + 1) / weight` | as above, plus 2 loads |
-//! | `adaptive` | two candidates drawn in proportion to adaptive weights, the cheaper by `latency × (in-flight + 1)` wins | 2 binary searches over n, 4 loads |
+//! | `adaptive` | two candidates drawn in proportion to adaptive weights, the cheaper by `latency × (in-flight + 1) / weight` wins | 2 binary searches over n, 4 loads |
 //!
 //! Weights in effect are recomputed every 200ms (or `outlierDetection.interval`) inside
 //! `poll_ready`, not per request: configured weight × slow-start ramp × error factor (1 at no
 //! errors, 0.01 at 10% errors and more); `adaptive` also multiplies by
-//! `(fastest latency / latency)⁴` and by `1 − utilisation` when the endpoint sends an ORCA
+//! `(fastest latency / latency)²` and by `1 − utilisation` when the endpoint sends an ORCA
 //! `endpoint-load-metrics` header (`TEXT` or `JSON`; the largest of cpu, mem and application
 //! utilisation). A failure or overload updates the latency average as at least twice the
 //! endpoint's latency, so an endpoint that fails fast does not look fast.

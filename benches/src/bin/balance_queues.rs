@@ -399,8 +399,12 @@ fn main() {
         .enable_time()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let only = std::env::args().nth(1);
     rt.block_on(async {
         heterogeneous(24, Duration::from_secs(3)).await;
+        if only.as_deref() == Some("1") {
+            return;
+        }
         println!();
         reaction(24, false).await;
         println!();
