@@ -198,40 +198,41 @@ fn balancers(queues: &[Queue]) -> Vec<(&'static str, Build)> {
     ] {
         out.push((name, fluxgate(algorithm, true)));
     }
-    let q = queues.to_vec();
     out.push((
         "tower p2c PeakEwma",
-        Box::new(move || {
-            let services: Vec<_> = q
-                .into_iter()
-                .map(|s| {
-                    PeakEwma::new(
-                        s,
-                        Duration::from_millis(1),
-                        Duration::from_secs(1).as_nanos() as f64,
-                        CompleteOnResponse::default(),
-                    )
-                })
-                .collect();
-            Boxed::new(tower::balance::p2c::Balance::new(ServiceList::new::<Req>(
-                services,
-            )))
+        tower_p2c(queues, |s| {
+            PeakEwma::new(
+                s,
+                Duration::from_millis(1),
+                Duration::from_secs(1).as_nanos() as f64,
+                CompleteOnResponse::default(),
+            )
         }),
     ));
-    let q = queues.to_vec();
     out.push((
         "tower p2c PendingRequests",
-        Box::new(move || {
-            let services: Vec<_> = q
-                .into_iter()
-                .map(|s| PendingRequests::new(s, CompleteOnResponse::default()))
-                .collect();
-            Boxed::new(tower::balance::p2c::Balance::new(ServiceList::new::<Req>(
-                services,
-            )))
+        tower_p2c(queues, |s| {
+            PendingRequests::new(s, CompleteOnResponse::default())
         }),
     ));
     out
+}
+
+/// tower's p2c balancer over `queues`, each wrapped by `load` (a load measure).
+fn tower_p2c<L>(queues: &[Queue], load: fn(Queue) -> L) -> Build
+where
+    L: Service<Req, Response = Resp> + tower::load::Load + Send + 'static,
+    L::Error: Into<BoxError>,
+    L::Future: Send + 'static,
+    <L as tower::load::Load>::Metric: std::fmt::Debug + PartialOrd + Send,
+{
+    let queues = queues.to_vec();
+    Box::new(move || {
+        let services: Vec<L> = queues.into_iter().map(load).collect();
+        Boxed::new(tower::balance::p2c::Balance::new(ServiceList::new::<Req>(
+            services,
+        )))
+    })
 }
 
 /// A balancer behind one type (boxed future), so that all can be driven alike.
