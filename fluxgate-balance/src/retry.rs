@@ -310,3 +310,64 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use fluxgate_core::policy::LoadBalancing;
+    use tower::{Service, ServiceExt};
+
+    use super::{Retry, RetryableRequest};
+    use crate::{Balance, Weighted};
+
+    /// Two endpoints that fail every request and give it back (`sent` or not); counts calls.
+    async fn failing(sent: bool, method: http::Method) -> (u16, usize) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let endpoint = |calls: Arc<AtomicUsize>| {
+            Weighted::new(
+                tower::service_fn(move |req: http::Request<()>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        let mut response = http::Response::builder().status(502).body(()).unwrap();
+                        let given_back = if sent {
+                            RetryableRequest::sent(req)
+                        } else {
+                            RetryableRequest::not_sent(req)
+                        };
+                        response.extensions_mut().insert(given_back);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                }),
+                1,
+            )
+        };
+        let balance = Balance::new(
+            LoadBalancing::default(),
+            [
+                ("a", endpoint(Arc::clone(&calls))),
+                ("b", endpoint(Arc::clone(&calls))),
+            ],
+        );
+        let handle = balance.handle();
+        let (shared, worker) = tower::buffer::Buffer::pair(balance, 8);
+        tokio::spawn(worker);
+        let mut svc = Retry::new(shared, &handle);
+        let request = http::Request::builder().method(method).body(()).unwrap();
+        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+        assert!(response.extensions().get::<RetryableRequest>().is_none());
+        (response.status().as_u16(), calls.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn a_request_never_sent_is_retried_whatever_its_method_up_to_twice() {
+        assert_eq!(failing(false, http::Method::POST).await, (502, 3));
+    }
+
+    #[tokio::test]
+    async fn a_sent_request_is_retried_once_only_when_idempotent() {
+        assert_eq!(failing(true, http::Method::GET).await, (502, 2));
+        assert_eq!(failing(true, http::Method::POST).await, (502, 1));
+    }
+}
