@@ -17,6 +17,7 @@ use crate::endpoint::{
     self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_READY, REASON_CONNECT, REASON_CONSECUTIVE,
     REASON_ERRORS, REASON_LATENCY,
 };
+use crate::evidence;
 use crate::select::Rng;
 use crate::service::Balance;
 use crate::shared::Shared;
@@ -318,7 +319,11 @@ impl Judged {
         let verdict = state
             .evidence
             .verdict(now, totals, limit, od.max_error_rate);
-        let by_volume = count >= min && p95.is_some_and(|p| p > limit);
+        let (k, n) = verdict.short;
+        let by_volume = count >= min
+            && p95.is_some_and(|p| p > limit)
+            && k <= n
+            && evidence::binomial_tail(k, n, evidence::P95_SHARE_LIMIT) < evidence::VOLUME_ALPHA;
         let rate = bad_rate(totals);
         let error_rate = if totals.requests >= min && rate.is_some_and(|r| r > od.max_error_rate) {
             rate

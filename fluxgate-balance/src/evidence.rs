@@ -24,6 +24,12 @@ use tokio::time::Instant;
 
 /// The false-positive rate of one test (one endpoint, one horizon, one evaluation).
 pub(crate) const ALPHA: f64 = 1e-4;
+/// The false-positive rate the volume rule (a sample p95 over the limit with `minRequests`)
+/// must also pass: a sample p95 over the limit is common at a true p95 just under it (2 slow
+/// samples of 20 make it, one time in four at 5% slow).
+pub(crate) const VOLUME_ALPHA: f64 = 0.01;
+/// The share of samples allowed above the p95 limit.
+pub(crate) const P95_SHARE_LIMIT: f64 = P95_SHARE;
 /// The fewest bad samples that can drain an endpoint on evidence.
 pub(crate) const MIN_BAD: u64 = 5;
 /// The share of samples allowed above the p95 limit.
@@ -78,6 +84,8 @@ pub(crate) struct Verdict {
     pub(crate) errors: Option<(u64, u64)>,
     /// Requests in flight older than the limit.
     pub(crate) hanging: u64,
+    /// Slow samples and samples over the last second, finished requests only.
+    pub(crate) short: (u64, u64),
 }
 
 impl Evidence {
@@ -212,12 +220,14 @@ impl Evidence {
             .saturating_duration_since(self.origin)
             .saturating_sub(Duration::from_nanos(self.since.load(Ordering::Relaxed)));
         let hanging = self.hanging(now, limit);
+        let short = self.slow_short.totals(now);
         let mut verdict = Verdict {
             hanging,
+            short: (short.failures, short.requests),
             ..Verdict::default()
         };
         let horizons = [
-            (SHORT, self.slow_short.totals(now), errors_short),
+            (SHORT, short, errors_short),
             (
                 LONG,
                 self.slow_long.totals(now),
