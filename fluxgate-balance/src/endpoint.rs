@@ -11,6 +11,7 @@ use fluxgate_core::quantile::LatencyQuantiles;
 use fluxgate_core::window::TimeWindow;
 use tokio::time::Instant;
 
+use crate::evidence::Evidence;
 use crate::stats::Stats;
 
 /// An endpoint's service with its configured weight, as a static list or a discovery stream
@@ -60,6 +61,7 @@ pub(crate) const REASON_NONE: u8 = 0;
 pub(crate) const REASON_ERRORS: u8 = 1;
 pub(crate) const REASON_LATENCY: u8 = 2;
 pub(crate) const REASON_CONSECUTIVE: u8 = 3;
+pub(crate) const REASON_CONNECT: u8 = 4;
 
 /// No utilisation reported.
 pub(crate) const NO_UTIL: u32 = u32::MAX;
@@ -85,6 +87,10 @@ pub(crate) struct EndpointState<K> {
     /// Backend-reported utilisation in thousandths ([`NO_UTIL`] when never reported).
     pub(crate) utilization: AtomicU32,
     pub(crate) consecutive_failures: AtomicU32,
+    /// Set when a request could not even connect (the balancer ejects the endpoint at once).
+    pub(crate) connect_failed: AtomicBool,
+    /// Slow and bad samples over two horizons, and the ages of requests in flight.
+    pub(crate) evidence: Evidence,
     pub(crate) healthy: AtomicBool,
     pub(crate) check_failures: AtomicU32,
     pub(crate) check_passes: AtomicU32,
@@ -129,6 +135,8 @@ impl<K> EndpointState<K> {
             latencies: LatencyQuantiles::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
             utilization: AtomicU32::new(NO_UTIL),
             consecutive_failures: AtomicU32::new(0),
+            connect_failed: AtomicBool::new(false),
+            evidence: Evidence::new(origin)?,
             healthy: AtomicBool::new(true),
             check_failures: AtomicU32::new(0),
             check_passes: AtomicU32::new(0),
@@ -167,6 +175,8 @@ impl<K> EndpointState<K> {
             self.stats.record(latency, outcome);
             if track.quantiles {
                 self.latencies.record(now, latency);
+                self.evidence
+                    .record(now, latency, outcome, track.slow_limit);
             }
         }
         let latency = latency.unwrap_or_default();
@@ -193,6 +203,13 @@ impl<K> EndpointState<K> {
         }
     }
 
+    /// Back in the rotation after a drain: a slow-start ramp, and evidence from `now` on.
+    pub(crate) fn returned(&self, now: Instant) {
+        self.restart_ramp(now);
+        self.evidence.reset(now);
+        self.connect_failed.store(false, Ordering::Relaxed);
+    }
+
     /// Starts a slow-start ramp at `now`.
     pub(crate) fn restart_ramp(&self, now: Instant) {
         self.ramp_start
@@ -206,6 +223,8 @@ pub(crate) struct Track {
     pub(crate) ewma: bool,
     pub(crate) quantiles: bool,
     pub(crate) orca: bool,
+    /// Latency over which a sample is slow (outlier detection's `maxP95Latency`).
+    pub(crate) slow_limit: Duration,
     /// The failure streak that asks for an evaluation (0: never).
     pub(crate) streak: u32,
 }

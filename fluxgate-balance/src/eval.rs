@@ -14,11 +14,13 @@ use tokio::time::Instant;
 use tower::discover::Discover;
 
 use crate::endpoint::{
-    self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_READY, REASON_CONSECUTIVE, REASON_ERRORS,
-    REASON_LATENCY,
+    self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_READY, REASON_CONNECT, REASON_CONSECUTIVE,
+    REASON_ERRORS, REASON_LATENCY,
 };
+use crate::evidence;
 use crate::select::Rng;
 use crate::service::Balance;
+use crate::shared::Shared;
 
 /// Evaluation interval when outlier detection is off (slow start and adaptive weights).
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
@@ -32,7 +34,7 @@ where
     D: Discover,
 {
     pub(crate) fn evaluate(&mut self, now: Instant) {
-        let od = self.policy.outlier_detection.clone();
+        let od = self.od.clone();
         self.expire_ejections(now, od.as_ref());
         if let Some(od) = od.as_ref() {
             self.detect_outliers(now, od);
@@ -77,75 +79,8 @@ where
     }
 
     fn detect_outliers(&mut self, now: Instant, od: &OutlierDetection) {
-        let total = self.slots.len();
-        let cap = total * od.max_ejection_percent.min(100) as usize / 100;
-        let mut out = self
-            .slots
-            .iter()
-            .filter(|s| s.state.passive.load(Ordering::Relaxed) != ACTIVE)
-            .count();
-        // p95 of every judged endpoint, to judge latency relative to the others when most are slow.
-        let min = u64::from(od.min_requests.max(1));
-        let mut p95s: Vec<Option<Duration>> = Vec::with_capacity(total);
-        for slot in &self.slots {
-            let judged = slot.state.is_eligible() && slot.state.latencies.count(now) >= min;
-            p95s.push(
-                judged
-                    .then(|| slot.state.latencies.quantile(now, 0.95))
-                    .flatten(),
-            );
-        }
-        let mut known: Vec<Duration> = p95s.iter().flatten().copied().collect();
-        let limit = od.max_p95_latency.as_std();
-        let slow = known.iter().filter(|&&p| p > limit).count();
-        let limit = if slow * 2 > known.len() {
-            known.sort_unstable();
-            limit.max(known[known.len() / 2] * 2)
-        } else {
-            limit
-        };
-        let elapsed = endpoint::nanos_since(self.shared.origin, now);
-        for (slot, p95) in self.slots.iter().zip(p95s) {
-            let state = &slot.state;
-            if out >= cap || !state.is_eligible() {
-                continue;
-            }
-            let totals = state.outcomes.totals(now);
-            let streak = state.consecutive_failures.load(Ordering::Relaxed);
-            let reason = if self.failure_streak != 0 && streak >= self.failure_streak {
-                Some((REASON_CONSECUTIVE, u64::from(streak)))
-            } else if totals.requests >= min
-                && let Some(rate) = bad_rate(totals)
-                && rate > od.max_error_rate
-            {
-                Some((REASON_ERRORS, (rate * 1e6) as u64))
-            } else {
-                p95.filter(|&p| p > limit).map(|p| {
-                    (
-                        REASON_LATENCY,
-                        u64::try_from(p.as_micros()).unwrap_or(u64::MAX),
-                    )
-                })
-            };
-            if let Some((reason, value)) = reason {
-                let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-                let time = ejection_time(Some(od), times, &mut self.selector.rng);
-                state.reason.store(reason, Ordering::Relaxed);
-                state.reason_value.store(value, Ordering::Relaxed);
-                state.consecutive_failures.store(0, Ordering::Relaxed);
-                state
-                    .ejected_until
-                    .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
-                state.passive.store(EJECTED, Ordering::Release);
-                out += 1;
-                tracing::debug!(
-                    reason,
-                    value,
-                    ?time,
-                    "endpoint drained by outlier detection"
-                );
-            }
-        }
+        let states: Vec<&EndpointState<D::Key>> = self.slots.iter().map(|s| &*s.state).collect();
+        detect(&self.shared, &states, now, od, &mut self.selector.rng);
     }
 
     fn rebuild_tables(&mut self, now: Instant) {
@@ -216,6 +151,80 @@ where
     }
 }
 
+/// Judges every endpoint and drains the outliers, unless another evaluation (the balancer's or
+/// the health task's) is running; see [`OutlierDetection`] for the rules.
+pub(crate) fn detect<K>(
+    shared: &Shared<K>,
+    states: &[&EndpointState<K>],
+    now: Instant,
+    od: &OutlierDetection,
+    rng: &mut Rng,
+) {
+    if shared.detecting.swap(true, Ordering::Acquire) {
+        return;
+    }
+    shared
+        .last_detect
+        .store(endpoint::nanos_since(shared.origin, now), Ordering::Relaxed);
+    let failure_streak = shared.failure_streak.load(Ordering::Relaxed);
+    {
+        let total = states.len();
+        let cap = total * od.max_ejection_percent.min(100) as usize / 100;
+        let mut out = states
+            .iter()
+            .filter(|s| s.passive.load(Ordering::Relaxed) != ACTIVE)
+            .count();
+        let min = u64::from(od.min_requests.max(1));
+        let limit = od.max_p95_latency.as_std();
+        let all: Vec<Judged> = states
+            .iter()
+            .map(|state| Judged::of(state, now, od, min))
+            .collect();
+        let elapsed = endpoint::nanos_since(shared.origin, now);
+        for (at, (state, judged)) in states.iter().zip(&all).enumerate() {
+            if out >= cap || !judged.eligible {
+                continue;
+            }
+            let streak = state.consecutive_failures.load(Ordering::Relaxed);
+            let reason = if state.connect_failed.swap(false, Ordering::Relaxed) {
+                Some((REASON_CONNECT, u64::from(streak.max(1))))
+            } else if failure_streak != 0 && streak >= failure_streak {
+                Some((REASON_CONSECUTIVE, u64::from(streak)))
+            } else if let Some(rate) = judged.error_rate {
+                Some((REASON_ERRORS, (rate * 1e6) as u64))
+            } else if judged.slow && judged.outlier(&judged_others(&all, at), limit, state, now) {
+                let p95 = judged.p95.unwrap_or(crate::evidence::hanging_age(limit));
+                Some((
+                    REASON_LATENCY,
+                    u64::try_from(p95.as_micros()).unwrap_or(u64::MAX),
+                ))
+            } else {
+                None
+            };
+            if let Some((reason, value)) = reason {
+                let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+                let time = ejection_time(Some(od), times, rng);
+                state.reason.store(reason, Ordering::Relaxed);
+                state.reason_value.store(value, Ordering::Relaxed);
+                state.consecutive_failures.store(0, Ordering::Relaxed);
+                state
+                    .ejected_until
+                    .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
+                state.passive.store(EJECTED, Ordering::Release);
+                out += 1;
+                tracing::debug!(
+                    reason,
+                    value,
+                    ?time,
+                    "endpoint drained by outlier detection"
+                );
+                shared.mark_dirty();
+            }
+        }
+    }
+    shared.detecting.store(false, Ordering::Release);
+}
+
 /// `baseEjectionTime × times`, capped at `maxEjectionTime`, with ±10% jitter under the cap.
 fn ejection_time(od: Option<&OutlierDetection>, times: u32, rng: &mut Rng) -> Duration {
     let (base, max) = od.map_or((Duration::from_secs(30), Duration::from_secs(300)), |od| {
@@ -265,7 +274,7 @@ fn adaptive_factor<K>(state: &EndpointState<K>, best_latency: f64) -> f64 {
         .latency
         .get()
         .filter(|_| best_latency.is_finite())
-        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(4));
+        .map_or(1.0, |l| (best_latency / l.max(1.0)).powi(2));
     let util = state.utilization.load(Ordering::Relaxed);
     let util = if util == NO_UTIL {
         1.0
@@ -273,4 +282,98 @@ fn adaptive_factor<K>(state: &EndpointState<K>, best_latency: f64) -> f64 {
         1.0 - f64::from(util) / 1000.0
     };
     (latency * util.max(0.05)).max(WEIGHT_FLOOR)
+}
+
+/// One endpoint as an evaluation judges it.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    eligible: bool,
+    /// p95 over the last second, when it has samples.
+    p95: Option<Duration>,
+    /// Over the latency limit: by volume (p95 with `minRequests`) or on evidence.
+    slow: bool,
+    /// Requests in flight older than the limit.
+    hanging: u64,
+    /// The error rate that convicts it, if any.
+    error_rate: Option<f64>,
+}
+
+impl Judged {
+    fn of<K>(state: &EndpointState<K>, now: Instant, od: &OutlierDetection, min: u64) -> Self {
+        let eligible = state.is_eligible();
+        if !eligible {
+            return Self {
+                eligible,
+                p95: None,
+                slow: false,
+                hanging: 0,
+                error_rate: None,
+            };
+        }
+        let limit = od.max_p95_latency.as_std();
+        let count = state.latencies.count(now);
+        let p95 = (count > 0)
+            .then(|| state.latencies.quantile(now, 0.95))
+            .flatten();
+        let totals = state.outcomes.totals(now);
+        let verdict = state
+            .evidence
+            .verdict(now, totals, limit, od.max_error_rate);
+        let (k, n) = verdict.short;
+        let by_volume = count >= min
+            && p95.is_some_and(|p| p > limit)
+            && k <= n
+            && evidence::binomial_tail(k, n, evidence::P95_SHARE_LIMIT) < evidence::VOLUME_ALPHA;
+        let rate = bad_rate(totals);
+        let error_rate = if totals.requests >= min && rate.is_some_and(|r| r > od.max_error_rate) {
+            rate
+        } else {
+            verdict.errors.map(|(bad, n)| bad as f64 / n.max(1) as f64)
+        };
+        Self {
+            eligible,
+            p95,
+            slow: by_volume || verdict.slow.is_some(),
+            hanging: verdict.hanging,
+            error_rate,
+        }
+    }
+
+    /// Relative latency: slow for the cluster too. When the other endpoints' median p95 is
+    /// within `limit`, being over the limit is enough; when the others are slow as well (a whole
+    /// cluster slowing down together), only a p95 over twice their median, or requests in flight
+    /// for longer than that, count; when no other endpoint answers at all, nothing does.
+    fn outlier<K>(
+        &self,
+        others: &[Duration],
+        limit: Duration,
+        state: &EndpointState<K>,
+        now: Instant,
+    ) -> bool {
+        let Some(&median) = others.get(others.len() / 2) else {
+            return true;
+        };
+        if median <= limit {
+            return true;
+        }
+        if median == Duration::MAX {
+            return false;
+        }
+        let bar = median.saturating_mul(2);
+        self.p95.is_some_and(|p| p > bar)
+            || state.evidence.hanging(now, bar) >= crate::evidence::MIN_BAD
+    }
+}
+
+/// The sorted p95s of the eligible endpoints other than `at` (one with requests hanging and no
+/// answer yet counts as slowest).
+fn judged_others(judged: &[Judged], at: usize) -> Vec<Duration> {
+    let mut others: Vec<Duration> = judged
+        .iter()
+        .enumerate()
+        .filter(|&(i, j)| i != at && j.eligible)
+        .filter_map(|(_, j)| j.p95.or((j.hanging > 0).then_some(Duration::MAX)))
+        .collect();
+    others.sort_unstable();
+    others
 }

@@ -17,6 +17,7 @@ use tower::BoxError;
 use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
 use crate::error::BalanceError;
 use crate::orca;
+use crate::retry::RetryableRequest;
 
 pub use self::pending::PendingOutcome;
 
@@ -25,6 +26,8 @@ pub use self::pending::PendingOutcome;
 pub(crate) struct Tracker<K> {
     state: Arc<EndpointState<K>>,
     start: Instant,
+    /// The start-time bucket of this request in the endpoint's in-flight ages.
+    bucket: u64,
     track: Track,
     probe: bool,
 }
@@ -37,9 +40,11 @@ impl<K> Tracker<K> {
         probe: bool,
     ) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let bucket = state.evidence.start(start);
         Self {
             state,
             start,
+            bucket,
             track,
             probe,
         }
@@ -53,7 +58,7 @@ impl<K> Tracker<K> {
             self.probe = false;
             if outcome == Outcome::Success {
                 state.consecutive_failures.store(0, Ordering::Relaxed);
-                state.restart_ramp(now);
+                state.returned(now);
                 state.passive.store(ACTIVE, Ordering::Release);
             } else {
                 // Ejected again; the evaluation sets the (longer) ejection time.
@@ -70,6 +75,7 @@ impl<K> Tracker<K> {
 impl<K> Drop for Tracker<K> {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.evidence.finish(self.bucket);
         if self.probe {
             // Cancelled before an answer: the next request may probe again.
             let _ = self.state.passive.compare_exchange(
@@ -146,6 +152,15 @@ where
                         if let Some(tracker) = tracker.take() {
                             if tracker.track.orca {
                                 orca::record(&tracker.state, response.headers());
+                            }
+                            if response
+                                .extensions()
+                                .get::<RetryableRequest>()
+                                .is_some_and(|r| !r.was_sent())
+                            {
+                                // The connection was refused: eject at once (next evaluation).
+                                tracker.state.connect_failed.store(true, Ordering::Relaxed);
+                                tracker.state.dirty.store(true, Ordering::Release);
                             }
                             match classify_response(&response) {
                                 Some(class) => tracker.finish(class.outcome, now),

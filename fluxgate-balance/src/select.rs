@@ -145,6 +145,20 @@ impl Selector {
         lat * load / weight
     }
 
+    /// Adaptive's cost: latency × (in flight + 1) / adaptive weight (≈ latency³ × load, as the
+    /// weight goes with (fastest / latency)²). It prefers a fast endpoint with a few requests
+    /// queued over a slow idle one (an endpoint serves several requests at once, so
+    /// `latency × load` alone overstates what one more request costs on a busy fast endpoint);
+    /// the latency average rises with queueing, so an overloaded fast endpoint still loses.
+    fn adaptive_cost<K, S>(&self, slots: &[Slot<K, S>], at: usize) -> f64 {
+        let Some(slot) = self.eligible.get(at).and_then(|&i| slots.get(i)) else {
+            return f64::INFINITY;
+        };
+        let load = f64::from(slot.state.in_flight.load(Ordering::Relaxed)) + 1.0;
+        let lat = slot.state.latency.get().unwrap_or(self.default_latency);
+        lat * load / self.weights.get(at).copied().unwrap_or(1.0)
+    }
+
     /// Power of two choices, candidates drawn uniformly.
     fn p2c_uniform<K, S>(&mut self, slots: &[Slot<K, S>], latency: bool) -> usize {
         let n = self.eligible.len();
@@ -170,7 +184,7 @@ impl Selector {
         if b == a {
             b = self.sample();
         }
-        if self.cost(slots, a, true, false) <= self.cost(slots, b, true, false) {
+        if self.adaptive_cost(slots, a) <= self.adaptive_cost(slots, b) {
             a
         } else {
             b

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fluxgate_core::outcome::Outcome;
-use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing};
+use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
 use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
@@ -78,6 +78,8 @@ where
     pub(crate) slots: Vec<Slot<D::Key, D::Service>>,
     pub(crate) shared: Arc<Shared<D::Key>>,
     pub(crate) policy: Arc<LoadBalancing>,
+    /// The outlier detection in force (the policy's, its defaults, or none when disabled).
+    pub(crate) od: Option<OutlierDetection>,
     generation: u64,
     pub(crate) selector: Selector,
     /// An endpoint whose ejection ended, waiting for its single probe request.
@@ -163,6 +165,7 @@ where
             slots: Vec::new(),
             shared,
             selector: Selector::new(policy.algorithm, seed),
+            od: policy.outlier_detection_in_force(),
             policy,
             generation: 0,
             probe: None,
@@ -173,6 +176,7 @@ where
                 ewma: false,
                 quantiles: false,
                 orca: false,
+                slow_limit: Duration::MAX,
                 streak: 0,
             },
             half_life: Duration::from_secs(1),
@@ -194,7 +198,7 @@ where
     /// Sets how many failures in a row (5xx but 503, timeouts, transport errors, failed
     /// readiness; 429 and 503 too) drain an endpoint at once, without waiting for the next
     /// evaluation of its error rate: 5 by default (Envoy's `consecutive_5xx`); 0 turns this
-    /// off. It applies only while the policy has `outlierDetection`, and counts towards
+    /// off. It applies only while outlier detection is on (the default), and counts towards
     /// `maxEjectionPercent` like any drain.
     ///
     /// Lower reacts sooner to an endpoint that starts failing everything (each step saves one
@@ -226,6 +230,9 @@ where
     #[must_use]
     pub fn with_consecutive_failures(mut self, threshold: u32) -> Self {
         self.failure_streak = threshold;
+        self.shared
+            .failure_streak
+            .store(threshold, Ordering::Relaxed);
         self.track = track_for(&self.policy, threshold);
         self
     }
@@ -341,6 +348,7 @@ where
         if generation != self.generation {
             self.generation = generation;
             self.policy = self.shared.policy.load_full();
+            self.od = self.policy.outlier_detection_in_force();
             self.track = track_for(&self.policy, self.failure_streak);
             if self.selector.algorithm != self.policy.algorithm {
                 self.selector.algorithm = self.policy.algorithm;
@@ -387,15 +395,15 @@ fn track_for(policy: &LoadBalancing, failure_streak: u32) -> Track {
         policy.algorithm,
         BalanceAlgorithm::PeakEwma | BalanceAlgorithm::Adaptive
     );
+    let od = policy.outlier_detection_in_force();
     Track {
         ewma: latency_aware,
-        quantiles: policy.outlier_detection.is_some(),
+        quantiles: od.is_some(),
         orca: policy.algorithm == BalanceAlgorithm::Adaptive,
-        streak: if policy.outlier_detection.is_some() {
-            failure_streak
-        } else {
-            0
-        },
+        slow_limit: od
+            .as_ref()
+            .map_or(Duration::MAX, |od| od.max_p95_latency.as_std()),
+        streak: if od.is_some() { failure_streak } else { 0 },
     }
 }
 

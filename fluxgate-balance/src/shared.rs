@@ -1,7 +1,7 @@
 //! State shared by the balancer, its handles and its health task.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use fluxgate_core::policy::LoadBalancing;
@@ -26,6 +26,12 @@ pub(crate) struct Shared<K> {
     /// Wakes the health task when the balancer is dropped or the policy changes.
     pub(crate) notify: Notify,
     pub(crate) origin: Instant,
+    /// Held while an evaluation judges the endpoints (the balancer's or the health task's).
+    pub(crate) detecting: AtomicBool,
+    /// When the endpoints were last judged (nanoseconds from `origin`).
+    pub(crate) last_detect: AtomicU64,
+    /// Failures in a row that drain an endpoint at once (0: never).
+    pub(crate) failure_streak: AtomicU32,
 }
 
 impl<K> Shared<K> {
@@ -38,6 +44,9 @@ impl<K> Shared<K> {
             closed: AtomicBool::new(false),
             notify: Notify::new(),
             origin: Instant::now(),
+            detecting: AtomicBool::new(false),
+            last_detect: AtomicU64::new(0),
+            failure_streak: AtomicU32::new(crate::service::FAILURE_STREAK),
         }
     }
 

@@ -106,7 +106,11 @@ async fn judges_latency_relative_to_the_others_when_most_are_slow() {
     let handle = balance.handle();
     drive(&mut balance, 1_000, 100, Some(Duration::from_millis(2))).await;
     for name in ["a", "b", "c"] {
-        assert!(drained(&handle, name).is_none(), "{name} drained");
+        assert!(
+            drained(&handle, name).is_none(),
+            "{name} drained: {:?}",
+            handle.snapshot()
+        );
     }
     assert!(matches!(
         drained(&handle, "worst"),
@@ -316,4 +320,45 @@ async fn a_new_policy_keeps_endpoint_state() {
         handle.policy().algorithm,
         BalanceAlgorithm::WeightedRoundRobin
     );
+}
+
+/// The false-drain rate of the whole rule (volume, evidence over 1s and 5s, in-flight cohort),
+/// measured on the paused clock: one endpoint of three answers a random `share` of its
+/// requests in 600ms (over the 450ms limit), the rest in 10ms, at low volume (~11 requests a
+/// second each, under `minRequests`) for about 100s of traffic (~500 evaluations). At 3% slow
+/// (a p95 under the limit) it is never drained; at 25% (a p95 over it) it is.
+#[tokio::test(start_paused = true)]
+async fn judges_on_evidence_at_low_volume_without_false_drains() {
+    for (share, expect_drained) in [(0.03, false), (0.25, true)] {
+        let (list, scripts) = endpoints(&[("a", 10, 1), ("b", 10, 1), ("c", 10, 1)]);
+        let mut balance = Balance::new(with_outliers(BalanceAlgorithm::RoundRobin), list);
+        let handle = balance.handle();
+        let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..3_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let slow = (rng >> 11) as f64 / (1u64 << 53) as f64 <= share;
+            scripts["c"]
+                .latency_ms
+                .store(if slow { 600 } else { 10 }, Ordering::Relaxed);
+            drive(&mut balance, 1, 1, Some(Duration::from_millis(20))).await;
+            if expect_drained && drained(&handle, "c").is_some() {
+                break;
+            }
+        }
+        let snapshot = handle.snapshot();
+        let c = snapshot.iter().find(|s| s.key == "c").unwrap();
+        if expect_drained {
+            assert!(matches!(c.drained, Some(DrainReason::Latency(_))), "{c:?}");
+        } else {
+            assert_eq!(c.ejections, 0, "{c:?}");
+        }
+        assert!(
+            snapshot
+                .iter()
+                .filter(|s| s.key != "c")
+                .all(|s| s.ejections == 0)
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Static, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Static, Weighted};
 use fluxgate_canary::fleet::{Fleet, FleetStore};
 use fluxgate_canary::future::Observation;
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
@@ -48,8 +48,9 @@ pub type SideBuffer<K, S, B> =
         >>::Future,
     >;
 
-/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`.
-pub type Side<K, S, B> = MapRequest<SideBuffer<K, S, B>, fn(Request<B>) -> SideRequest<B>>;
+/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`, retrying a
+/// request an endpoint gives back ([`Retry`]: refused connections, idempotent failures).
+pub type Side<K, S, B> = Retry<MapRequest<SideBuffer<K, S, B>, fn(Request<B>) -> SideRequest<B>>>;
 
 /// Changes to one side's endpoints (tower's `Discover`): inserts and removals by key.
 pub type EndpointChanges<K, S> =

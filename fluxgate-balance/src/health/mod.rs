@@ -10,8 +10,12 @@
 //! Each round probes every endpoint at once, each probe bounded by `healthCheck.timeout` (a
 //! timeout is a failure). `unhealthyThreshold` failures in a row take an endpoint out of the
 //! rotation, `healthyThreshold` passes in a row bring it back (with slow start when configured).
-//! A passing check also returns an endpoint drained by outlier detection once its ejection time
-//! is over. Rounds are `interval` apart less up to 10% of jitter, so checks of many gateways
+//! Passive ejection wins over a passing check for failures seen on real traffic: an endpoint
+//! drained for 5xx, errors or latency comes back only after its ejection time and a successful
+//! trial request of real traffic, never because its check passes (unlike Envoy's default
+//! `successful_active_health_check_uneject_host: true`, which returns it on the first passing
+//! check). An endpoint drained because it refused connections (a process restarting) comes back
+//! as soon as `healthyThreshold` checks pass in a row, as with Envoy's default. Rounds are `interval` apart less up to 10% of jitter, so checks of many gateways
 //! spread out and an endpoint that fails is out within `interval × unhealthyThreshold`.
 //!
 //! # Example
@@ -45,12 +49,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use fluxgate_core::policy::HealthCheck;
+use fluxgate_core::policy::{HealthCheck, OutlierDetection};
 use tokio::time::Instant;
 use tower::discover::Discover;
 
-use crate::endpoint::{self, ACTIVE, EndpointState, PROBE_READY, Weighted};
+use crate::endpoint::{
+    self, ACTIVE, EJECTED, EndpointState, PROBE_READY, REASON_CONNECT, Weighted,
+};
 use crate::select::Rng;
 use crate::service::Balance;
 use crate::shared::Shared;
@@ -180,27 +187,51 @@ where
             return;
         }
         let policy = shared.policy.load_full();
-        let Some(check) = policy.health_check.as_ref() else {
+        let od = policy.outlier_detection_in_force();
+        if policy.health_check.is_none() && od.is_none() {
             notified.await;
             continue;
-        };
-        let endpoints = shared.endpoints.load_full();
-        let timeout = check.timeout.as_std();
-        let rounds = endpoints
-            .iter()
-            .map(|e| tokio::time::timeout(timeout, probe.probe(&e.key, check)));
-        let results = futures::future::join_all(rounds).await;
-        let now = Instant::now();
-        for (state, result) in endpoints.iter().zip(results) {
-            apply(state, matches!(result, Ok(true)), check, now);
         }
-        let interval = check.interval.as_std();
-        let pause = interval.mul_f64(1.0 - 0.1 * rng.unit());
+        let mut pause = od
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |od| od.interval.as_std());
+        if let Some(check) = policy.health_check.as_ref() {
+            let endpoints = shared.endpoints.load_full();
+            let timeout = check.timeout.as_std();
+            let rounds = endpoints
+                .iter()
+                .map(|e| tokio::time::timeout(timeout, probe.probe(&e.key, check)));
+            let results = futures::future::join_all(rounds).await;
+            let now = Instant::now();
+            for (state, result) in endpoints.iter().zip(results) {
+                apply(state, matches!(result, Ok(true)), check, now);
+            }
+            pause = check.interval.as_std();
+        }
+        if let Some(od) = od.as_ref() {
+            sweep(&shared, od, &mut rng);
+        }
+        let pause = pause.mul_f64(1.0 - 0.1 * rng.unit());
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = &mut notified => {}
         }
     }
+}
+
+/// Judges the endpoints when the balancer has not for two intervals: with every client stuck
+/// on a hanging endpoint no request comes to run the balancer's own evaluation, yet the
+/// requests in flight are the evidence that drains it.
+fn sweep<K>(shared: &Shared<K>, od: &OutlierDetection, rng: &mut Rng) {
+    let now = Instant::now();
+    let last = shared.last_detect.load(Ordering::Relaxed);
+    let idle = endpoint::nanos_since(shared.origin, now).saturating_sub(last);
+    if Duration::from_nanos(idle) < od.interval.as_std() * 2 {
+        return;
+    }
+    let endpoints = shared.endpoints.load_full();
+    let states: Vec<&EndpointState<K>> = endpoints.iter().map(|e| &**e).collect();
+    crate::eval::detect(shared, &states, now, od, rng);
 }
 
 /// Applies one probe result with the thresholds' hysteresis.
@@ -214,13 +245,21 @@ fn apply<K>(state: &EndpointState<K>, ok: bool, check: &HealthCheck, now: Instan
             state.dirty.store(true, Ordering::Release);
             tracing::debug!("endpoint healthy again");
         }
-        if state
-            .passive
-            .compare_exchange(PROBE_READY, ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        // Passive ejection wins over a passing check for failures seen on real traffic (5xx,
+        // latency): those endpoints return only through a trial request. An endpoint drained
+        // because it refused connections returns on passing checks, its ejection time or not.
+        let passive = state.passive.load(Ordering::Acquire);
+        if matches!(passive, EJECTED | PROBE_READY)
+            && state.reason.load(Ordering::Relaxed) == REASON_CONNECT
+            && passes >= check.healthy_threshold
+            && state
+                .passive
+                .compare_exchange(passive, ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
-            state.restart_ramp(now);
+            state.returned(now);
             state.dirty.store(true, Ordering::Release);
+            tracing::debug!("endpoint drained for refused connections is back on passing checks");
         }
     } else {
         state.check_passes.store(0, Ordering::Relaxed);

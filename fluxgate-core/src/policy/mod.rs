@@ -52,7 +52,8 @@ mod types;
 mod validate;
 
 pub use balance::{
-    BalanceAlgorithm, HealthCheck, HealthProtocol, LoadBalancing, OutlierDetection, SlowStart,
+    BalanceAlgorithm, HealthCheck, HealthProtocol, LoadBalancing, OutlierDetection, Retries,
+    SlowStart,
 };
 pub use canary::{Canary, CanaryMatch, CanaryMetrics, MatchCondition, MatchType};
 pub use compile::{CompiledCanary, CompiledPolicy, CompiledRateLimit};

@@ -151,6 +151,14 @@ impl<'a> Checker<'a> {
         if let Some(od) = &lb.outlier_detection {
             self.outlier_detection(od);
         }
+        if let Some(retries) = &lb.retries {
+            self.int_range(
+                "spec.loadBalancing.retries.budgetPercent",
+                retries.budget_percent,
+                0,
+                100,
+            );
+        }
     }
 
     fn health_check(&mut self, hc: &HealthCheck) {

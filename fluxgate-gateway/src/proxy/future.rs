@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use fluxgate_balance::RetryableRequest;
 use http::uri::Authority;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -37,6 +38,8 @@ pin_project_lite::pin_project! {
             inner: Timeout<legacy::ResponseFuture>,
             upstream: Authority,
             timeout: Duration,
+            // The parts of a request without a body, given back on a connection failure.
+            retry: Option<http::request::Parts>,
         },
     }
 }
@@ -59,8 +62,18 @@ impl ResponseFuture {
                 inner,
                 upstream,
                 timeout,
+                retry: None,
             },
         }
+    }
+
+    /// Keeps `parts` (of a request without a body) to give back with a `502`, as a
+    /// [`RetryableRequest`]: not sent when the connection could not be made, sent otherwise.
+    pub(crate) fn with_retry(mut self, parts: Option<http::request::Parts>) -> Self {
+        if let Kind::Forward { retry, .. } = &mut self.kind {
+            *retry = parts;
+        }
+        self
     }
 }
 
@@ -82,6 +95,7 @@ impl Future for ResponseFuture {
                 inner,
                 upstream,
                 timeout,
+                retry,
             } => match ready!(inner.poll(cx)) {
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
@@ -90,10 +104,23 @@ impl Future for ResponseFuture {
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%upstream, error = %Chain(&error), "upstream failed, answering 502");
-                    text_response(
+                    let mut response = text_response(
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused or closed the connection",
-                    )
+                    );
+                    if let Some(parts) = retry.take() {
+                        let empty: ProxyBody = http_body_util::Empty::<bytes::Bytes>::new()
+                            .map_err(|never| match never {})
+                            .boxed_unsync();
+                        let request = http::Request::from_parts(parts, empty);
+                        let given_back = if error.is_connect() {
+                            RetryableRequest::not_sent(request)
+                        } else {
+                            RetryableRequest::sent(request)
+                        };
+                        response.extensions_mut().insert(given_back);
+                    }
+                    response
                 }
                 Err(_elapsed) => {
                     tracing::debug!(%upstream, ?timeout, "upstream did not answer, answering 504");

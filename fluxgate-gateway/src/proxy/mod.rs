@@ -31,7 +31,9 @@
 //! - `400 Bad Request` for a request it cannot forward: `CONNECT`, a target without a path, a
 //!   `Host` that is not a valid authority;
 //! - `502 Bad Gateway` when the upstream refuses the connection, or closes or resets it before
-//!   sending response headers;
+//!   sending response headers; a request without a body is given back with it, as a
+//!   [`RetryableRequest`](fluxgate_balance::RetryableRequest) in the response's extensions (not
+//!   sent when the connection was refused), for the balancer's retry on another endpoint;
 //! - `504 Gateway Timeout` when no response headers arrived within [`ProxyConfig::timeout`]
 //!   (connecting included), or within the `grpc-timeout` of a gRPC request.
 //!
@@ -220,12 +222,18 @@ where
         } else {
             self.config.timeout
         };
+        // A request without a body can be given back to the balancer if the upstream fails
+        // (fluxgate_balance::RetryableRequest): keep its parts as the client sent them.
+        let (parts, body) = request.into_parts();
+        let retry = http_body::Body::is_end_stream(&body).then(|| parts.clone());
+        let request = Request::from_parts(parts, body);
         match self.prepare(request) {
             Ok(request) => ResponseFuture::forward(
                 tokio::time::timeout(timeout, self.client.request(request)),
                 self.upstream.authority().clone(),
                 timeout,
-            ),
+            )
+            .with_retry(retry),
             Err(reason) => {
                 tracing::debug!(reason, "refusing a request it cannot forward");
                 ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))

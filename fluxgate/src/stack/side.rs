@@ -3,7 +3,7 @@
 
 use std::task::{Context, Poll};
 
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Weighted};
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use futures::StreamExt as _;
@@ -107,7 +107,7 @@ where
     {
         let Some(mut changes) = changes else {
             let (buffer, handle) = self.buffered(Balance::new(policy, endpoints));
-            return (side(buffer), handle);
+            return (side(buffer, &handle), handle);
         };
         let (tx, rx) = mpsc::unbounded();
         let balance = Balance::from_discover(policy, rx).with_endpoints(endpoints);
@@ -125,7 +125,7 @@ where
                 }
             }
         }));
-        (side(buffer), handle)
+        (side(buffer, &handle), handle)
     }
 
     /// Spawns the side's tasks and puts its balancer behind a buffer; whatever the discovery,
@@ -154,7 +154,12 @@ where
 }
 
 /// The side over `buffer`: its requests wrapped as [`SideRequest::Request`].
-fn side<T, B>(buffer: T) -> MapRequest<T, AsSideRequest<B>> {
+/// The side over `buffer`: requests wrapped for it, and retried on another endpoint when one
+/// gives them back.
+fn side<T, B, K: Send + Sync + 'static>(
+    buffer: T,
+    handle: &BalanceHandle<K>,
+) -> Retry<MapRequest<T, AsSideRequest<B>>> {
     let request: AsSideRequest<B> = SideRequest::Request;
-    MapRequest::new(buffer, request)
+    Retry::new(MapRequest::new(buffer, request), handle)
 }

@@ -1,0 +1,408 @@
+//! Judging an endpoint on evidence rather than volume alone.
+//!
+//! Besides the volume rule (at least `minRequests` in the last second, then p95 and error rate),
+//! an endpoint is drained when its recent samples make the verdict clear at any volume: a
+//! one-sided binomial test rejects "at most 5% of requests slower than `maxP95Latency`" (a p95 at
+//! or under the limit) or "an error rate at most `maxErrorRate`" at a false-positive rate of
+//! [`ALPHA`], with at least [`MIN_BAD`] bad samples. Two horizons are tested: the last second
+//! (reacts fast) and the last 5 seconds (low volume). Requests still in flight and already older
+//! than the limit count as slow samples: a hanging endpoint is drained before its requests time
+//! out. A third test judges the cohort of requests started between the limit and the limit +
+//! 500ms ago: those still in flight are all slower than the limit, so an endpoint that turns
+//! slow is convicted about `limit` + 100ms after the change, not once its fast past has aged
+//! out of the windows. 13 slow samples of 13 are a verdict (p ≈ 1e-17); 1 of 3 is not
+//! (p ≈ 0.14).
+//!
+//! Everything the request path does here is a few relaxed atomic adds.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fluxgate_core::outcome::Outcome;
+use fluxgate_core::window::{TimeWindow, WindowTotals};
+use tokio::time::Instant;
+
+/// The false-positive rate of one test (one endpoint, one horizon, one evaluation).
+pub(crate) const ALPHA: f64 = 1e-4;
+/// The false-positive rate the volume rule (a sample p95 over the limit with `minRequests`)
+/// must also pass: a sample p95 over the limit is common at a true p95 just under it (2 slow
+/// samples of 20 make it, one time in four at 5% slow).
+pub(crate) const VOLUME_ALPHA: f64 = 0.01;
+/// The share of samples allowed above the p95 limit.
+pub(crate) const P95_SHARE_LIMIT: f64 = P95_SHARE;
+/// The fewest bad samples that can drain an endpoint on evidence.
+pub(crate) const MIN_BAD: u64 = 5;
+/// The share of samples allowed above the p95 limit.
+const P95_SHARE: f64 = 0.05;
+
+/// Width and count of the start-time buckets of requests in flight (6.4s).
+const AGE_BUCKET: Duration = Duration::from_millis(100);
+const AGE_BUCKETS: usize = 64;
+
+/// Bits of a started-requests count; the rest of the word tags its bucket.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const TAG_MASK: u64 = u64::MAX >> COUNT_BITS;
+/// Start-time buckets of the cohort of requests judged by their age (500ms).
+const COHORT_BUCKETS: u64 = 5;
+
+/// Short (1s) and long (5s) horizons.
+const SHORT: (Duration, u32) = (Duration::from_millis(100), 10);
+const LONG: (Duration, u32) = (Duration::from_millis(500), 10);
+
+/// The least age of a request [`Evidence::hanging`] counts as older than `limit`.
+pub(crate) fn hanging_age(limit: Duration) -> Duration {
+    let buckets = limit.as_nanos() / AGE_BUCKET.as_nanos() + 1;
+    AGE_BUCKET.saturating_mul(u32::try_from(buckets).unwrap_or(u32::MAX))
+}
+
+/// One endpoint's evidence: slow and bad samples over two horizons, and the start times of the
+/// requests in flight.
+#[derive(Debug)]
+pub(crate) struct Evidence {
+    origin: Instant,
+    /// Samples over the limit (`Failure`) or not (`Success`), last second.
+    slow_short: TimeWindow,
+    /// The same over the last 5 seconds.
+    slow_long: TimeWindow,
+    /// Outcomes over the last 5 seconds.
+    outcomes_long: TimeWindow,
+    /// Requests in flight by start-time bucket (absolute bucket modulo [`AGE_BUCKETS`]).
+    started: [AtomicU32; AGE_BUCKETS],
+    /// Requests started per bucket, tagged with their bucket: `bucket << COUNT_BITS | count`.
+    sent: [AtomicU64; AGE_BUCKETS],
+    /// Nanoseconds from `origin` since when samples count (set when an endpoint returns).
+    since: AtomicU64,
+}
+
+/// What the evidence says about one endpoint now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Verdict {
+    /// Slow samples (in flight included) and samples, in the horizon that convicted, if any.
+    pub(crate) slow: Option<(u64, u64)>,
+    /// Bad and total samples, in the horizon that convicted, if any.
+    pub(crate) errors: Option<(u64, u64)>,
+    /// Requests in flight older than the limit.
+    pub(crate) hanging: u64,
+    /// Slow samples and samples over the last second, finished requests only.
+    pub(crate) short: (u64, u64),
+}
+
+impl Evidence {
+    /// `None` only if the core primitives refuse the (constant) window shapes.
+    pub(crate) fn new(origin: Instant) -> Option<Self> {
+        Some(Self {
+            origin,
+            slow_short: TimeWindow::new(SHORT.0, SHORT.1).ok()?,
+            slow_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
+            outcomes_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
+            started: std::array::from_fn(|_| AtomicU32::new(0)),
+            sent: std::array::from_fn(|_| AtomicU64::new(0)),
+            since: AtomicU64::new(0),
+        })
+    }
+
+    fn bucket(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(nanos / AGE_BUCKET.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A request starts; returns its start bucket, to give back with [`finish`](Self::finish).
+    pub(crate) fn start(&self, now: Instant) -> u64 {
+        let bucket = self.bucket(now);
+        let at = (bucket % AGE_BUCKETS as u64) as usize;
+        self.started[at].fetch_add(1, Ordering::Relaxed);
+        let tag = bucket << COUNT_BITS;
+        let _ = self.sent[at].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(if v >> COUNT_BITS == bucket & TAG_MASK {
+                v.saturating_add(1).min(v | COUNT_MASK)
+            } else {
+                tag | 1
+            })
+        });
+        bucket
+    }
+
+    /// Requests started in `bucket`, if it is still in the ring.
+    fn sent_in(&self, bucket: u64) -> u64 {
+        let v = self.sent[(bucket % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed);
+        if v >> COUNT_BITS == bucket & TAG_MASK {
+            v & COUNT_MASK
+        } else {
+            0
+        }
+    }
+
+    /// Of the requests started between `limit` and `limit` + 500ms ago: how many are still in
+    /// flight (all slower than the limit) and how many there were. Unlike the windows of
+    /// finished requests, this is not diluted by the fast answers an endpoint gave before it
+    /// turned slow.
+    pub(crate) fn cohort(&self, now: Instant, limit: Duration) -> (u64, u64) {
+        let now_bucket = self.bucket(now);
+        let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
+            .unwrap_or(u64::MAX);
+        let (mut k, mut n) = (0, 0);
+        for back in min_age
+            ..min_age
+                .saturating_add(COHORT_BUCKETS)
+                .min(AGE_BUCKETS as u64)
+        {
+            let Some(b) = now_bucket.checked_sub(back) else {
+                break;
+            };
+            let sent = self.sent_in(b);
+            let open =
+                u64::from(self.started[(b % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed));
+            n += sent;
+            k += open.min(sent);
+        }
+        (k, n)
+    }
+
+    /// A request that started in `bucket` is no longer in flight.
+    pub(crate) fn finish(&self, bucket: u64) {
+        let slot = &self.started[(bucket % AGE_BUCKETS as u64) as usize];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Records a finished request: slow when over `limit`.
+    pub(crate) fn record(
+        &self,
+        now: Instant,
+        latency: Duration,
+        outcome: Outcome,
+        limit: Duration,
+    ) {
+        let slow = if latency > limit {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        self.slow_short.record(now, slow);
+        self.slow_long.record(now, slow);
+        self.outcomes_long.record(now, outcome);
+    }
+
+    /// Samples count from `now` on (an endpoint back from a drain starts with a clean slate).
+    pub(crate) fn reset(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        self.since
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Requests in flight that started more than `limit` ago (a lower bound: requests older than
+    /// the 6.4s the buckets cover may be counted as younger).
+    pub(crate) fn hanging(&self, now: Instant, limit: Duration) -> u64 {
+        let now_bucket = self.bucket(now);
+        let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
+            .unwrap_or(u64::MAX);
+        if min_age >= AGE_BUCKETS as u64 {
+            return 0;
+        }
+        (min_age..AGE_BUCKETS as u64)
+            .filter_map(|back| now_bucket.checked_sub(back))
+            .map(|b| {
+                u64::from(self.started[(b % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed))
+            })
+            .sum()
+    }
+
+    /// The verdict of both tests over both horizons; `errors` (the last second's outcomes) comes
+    /// from the endpoint's own window.
+    pub(crate) fn verdict(
+        &self,
+        now: Instant,
+        errors_short: WindowTotals,
+        limit: Duration,
+        max_error_rate: f64,
+    ) -> Verdict {
+        let clean_for = now
+            .saturating_duration_since(self.origin)
+            .saturating_sub(Duration::from_nanos(self.since.load(Ordering::Relaxed)));
+        let hanging = self.hanging(now, limit);
+        let short = self.slow_short.totals(now);
+        let mut verdict = Verdict {
+            hanging,
+            short: (short.failures, short.requests),
+            ..Verdict::default()
+        };
+        let horizons = [
+            (SHORT, short, errors_short),
+            (
+                LONG,
+                self.slow_long.totals(now),
+                self.outcomes_long.totals(now),
+            ),
+        ];
+        let mut tested = false;
+        for ((width, buckets), slow, outcomes) in horizons {
+            if clean_for < width * buckets {
+                continue;
+            }
+            tested = true;
+            let (k, n) = (slow.failures + hanging, slow.requests + hanging);
+            if verdict.slow.is_none() && significant(k, n, P95_SHARE) {
+                verdict.slow = Some((k, n));
+            }
+            let bad = outcomes.failures + outcomes.overloads;
+            if verdict.errors.is_none() && significant(bad, outcomes.requests, max_error_rate) {
+                verdict.errors = Some((bad, outcomes.requests));
+            }
+        }
+        // Requests started a little over the limit ago and still in flight: a hanging or
+        // newly slow endpoint is convicted without waiting for its fast past to age out.
+        let (k, n) = self.cohort(now, limit);
+        if verdict.slow.is_none() && significant(k, n, P95_SHARE) {
+            verdict.slow = Some((k, n));
+        }
+        // Right after a return (no horizon is clean yet), in-flight requests alone can still
+        // convict a hanging endpoint.
+        if !tested && verdict.slow.is_none() && significant(hanging, hanging, P95_SHARE) {
+            verdict.slow = Some((hanging, hanging));
+        }
+        verdict
+    }
+}
+
+/// Whether `k` bad samples of `n` reject "each sample is bad with probability at most `p0`" at
+/// [`ALPHA`] (one-sided exact binomial test), with at least [`MIN_BAD`] bad samples.
+pub(crate) fn significant(k: u64, n: u64, p0: f64) -> bool {
+    if k < MIN_BAD || k > n || p0 >= 1.0 {
+        return false;
+    }
+    if p0 <= 0.0 {
+        return true;
+    }
+    binomial_tail(k, n, p0) < ALPHA
+}
+
+/// `P(X ≥ k)` for `X ~ Binomial(n, p)`, `0 < p < 1`, `k ≤ n`.
+pub(crate) fn binomial_tail(k: u64, n: u64, p: f64) -> f64 {
+    let (kf, nf) = (k as f64, n as f64);
+    if kf <= nf * p {
+        // At or below the mean: far from significant; the exact value does not matter.
+        return 1.0;
+    }
+    let ln_pmf = ln_choose(n, k) + kf * p.ln() + (nf - kf) * (1.0 - p).ln();
+    let mut term = ln_pmf.exp();
+    let mut sum = term;
+    let odds = p / (1.0 - p);
+    let mut i = k;
+    while i < n {
+        term *= (n - i) as f64 / (i + 1) as f64 * odds;
+        sum += term;
+        i += 1;
+        if term <= sum * 1e-12 {
+            break;
+        }
+    }
+    sum.min(1.0)
+}
+
+fn ln_choose(n: u64, k: u64) -> f64 {
+    ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+}
+
+/// `ln Γ(x)` for `x ≥ 1` (Lanczos, g = 7), relative error under 1e-13.
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + G + 0.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thirteen_of_thirteen_is_a_verdict_one_of_three_is_not() {
+        assert!(significant(13, 13, 0.05));
+        assert!(!significant(1, 3, 0.05));
+        assert!(
+            !significant(3, 3, 0.05),
+            "fewer than MIN_BAD samples never convict"
+        );
+        assert!(significant(5, 5, 0.05));
+        assert!(!significant(5, 100, 0.05), "5% of 100 is the null itself");
+        assert!(significant(20, 100, 0.05));
+        assert!(!significant(4, 20, 0.025));
+        assert!(significant(8, 20, 0.025));
+    }
+
+    #[test]
+    fn binomial_tail_matches_exact_values() {
+        // P(X ≥ 1 | 3, 0.05) = 1 − 0.95³
+        assert!((binomial_tail(1, 3, 0.05) - (1.0 - 0.95f64.powi(3))).abs() < 1e-12);
+        assert!((binomial_tail(13, 13, 0.05) - 0.05f64.powi(13)).abs() < 1e-25);
+        // P(X ≥ 9 | 10, 0.3) = 10·0.3⁹·0.7 + 0.3¹⁰
+        let exact = 10.0 * 0.3f64.powi(9) * 0.7 + 0.3f64.powi(10);
+        assert!((binomial_tail(9, 10, 0.3) - exact).abs() < 1e-15);
+        assert!(binomial_tail(2_000, 10_000, 0.05) < 1e-100);
+    }
+
+    /// The false-drain rate: an endpoint whose latency is exactly at the limit (5% of samples
+    /// slower) is judged on random samples of every size from 1 to 400; the share of tests that
+    /// convict it stays under ALPHA (the exact test is conservative).
+    #[test]
+    fn false_drain_rate_at_the_limit_is_under_alpha() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut tests, mut convictions) = (0u64, 0u64);
+        for _ in 0..500 {
+            for n in 1..=400u64 {
+                let k = (0..n).filter(|_| next() < 0.05).count() as u64;
+                tests += 1;
+                convictions += u64::from(significant(k, n, 0.05));
+            }
+        }
+        let rate = convictions as f64 / tests as f64;
+        assert!(rate < ALPHA, "{convictions} of {tests}");
+        // And a clearly slow endpoint (40% slow) at 40 samples is caught nearly always.
+        let caught = (0..1_000)
+            .filter(|_| {
+                let k = (0..40).filter(|_| next() < 0.4).count() as u64;
+                significant(k, 40, 0.05)
+            })
+            .count();
+        assert!(caught > 900, "{caught}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_past_the_limit_are_evidence() {
+        let evidence = Evidence::new(Instant::now()).unwrap();
+        let limit = Duration::from_millis(450);
+        let started: Vec<_> = (0..6).map(|_| evidence.start(Instant::now())).collect();
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert_eq!(evidence.hanging(Instant::now(), limit), 0);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(evidence.hanging(Instant::now(), limit), 6);
+        assert_eq!(evidence.cohort(Instant::now(), limit), (6, 6));
+        let v = evidence.verdict(Instant::now(), WindowTotals::default(), limit, 0.025);
+        assert_eq!(v.slow, Some((6, 6)));
+        for b in started {
+            evidence.finish(b);
+        }
+        assert_eq!(evidence.hanging(Instant::now(), limit), 0);
+    }
+}

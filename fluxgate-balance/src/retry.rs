@@ -1,0 +1,373 @@
+//! Retries on another endpoint: [`Retry`] and the [`RetryableRequest`] an endpoint's service
+//! hands back with a failed answer.
+//!
+//! An endpoint's service (such as a reverse proxy) that fails a request it can give back
+//! answers as usual (a `502`, say) and puts a [`RetryableRequest`] in the response's extensions:
+//! [`RetryableRequest::not_sent`] when the request never left (the connection was refused),
+//! [`RetryableRequest::sent`] when it may have reached the upstream (the connection broke
+//! before response headers). The [`Balance`](crate::Balance) drains an endpoint that refused a
+//! connection at once (it comes back on passing health checks), and [`Retry`], wrapped around
+//! the shared balancer, sends the request again:
+//! - not sent: always, whatever the method, outside the budget (it never reached anyone), up to
+//!   twice (the second attempt may still race with the drain);
+//! - sent: once, when the method is idempotent, `loadBalancing.retries.idempotent` is on and
+//!   the budget allows (`budgetPercent` of the last 10 seconds' requests plus
+//!   `minRetriesPerSecond`, as linkerd's and Envoy's retry budgets).
+//!
+//! Otherwise the failed answer goes to the client as it is.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use fluxgate_core::outcome::Outcome;
+use fluxgate_core::policy::LoadBalancing;
+use fluxgate_core::window::TimeWindow;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use crate::handle::BalanceHandle;
+
+/// Attempts after the first one, at most (refused connections).
+const MAX_RETRIES: u8 = 2;
+
+/// A request given back by an endpoint's service with its failed answer, in the response's
+/// extensions; see the [module docs](self).
+///
+/// ```
+/// use fluxgate_balance::RetryableRequest;
+///
+/// let given_back = RetryableRequest::not_sent(http::Request::new(()));
+/// assert!(!given_back.was_sent());
+/// let request: http::Request<()> = given_back.take().unwrap();
+/// assert_eq!(request.method(), http::Method::GET);
+/// assert!(given_back.take::<http::Request<()>>().is_none(), "taken once");
+/// ```
+#[derive(Clone)]
+pub struct RetryableRequest {
+    sent: bool,
+    request: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
+}
+
+impl RetryableRequest {
+    /// A request that never reached the upstream (its connection was refused).
+    pub fn not_sent<R: Send + 'static>(request: R) -> Self {
+        Self::new(false, request)
+    }
+
+    /// A request that may have reached the upstream (the connection broke before an answer).
+    pub fn sent<R: Send + 'static>(request: R) -> Self {
+        Self::new(true, request)
+    }
+
+    fn new<R: Send + 'static>(sent: bool, request: R) -> Self {
+        Self {
+            sent,
+            request: Arc::new(Mutex::new(Some(Box::new(request)))),
+        }
+    }
+
+    /// Whether the request may have reached the upstream.
+    #[must_use]
+    pub fn was_sent(&self) -> bool {
+        self.sent
+    }
+
+    /// The request, once, if it is an `R`.
+    #[must_use]
+    pub fn take<R: 'static>(&self) -> Option<R> {
+        let mut slot = self.request.lock().ok()?;
+        if !slot.as_ref().is_some_and(|r| r.is::<R>()) {
+            return None;
+        }
+        slot.take()?.downcast::<R>().ok().map(|r| *r)
+    }
+}
+
+impl fmt::Debug for RetryableRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryableRequest")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The retry budget: requests and retries over the last 10 seconds, lock-free.
+#[derive(Debug)]
+struct Budget {
+    /// Requests (`Success`) and retries (`Failure`); `None` only if the core primitives refuse
+    /// the (constant) window shape, and then nothing is retried.
+    window: Option<TimeWindow>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            window: TimeWindow::new(Duration::from_secs(1), 10).ok(),
+        }
+    }
+
+    fn deposit(&self) {
+        if let Some(window) = &self.window {
+            window.record(Instant::now(), Outcome::Success);
+        }
+    }
+
+    fn withdraw(&self, policy: &LoadBalancing) -> bool {
+        let Some(window) = &self.window else {
+            return false;
+        };
+        let retries = policy.retries_in_force();
+        let now = Instant::now();
+        let totals = window.totals(now);
+        let requests = totals.requests.saturating_sub(totals.failures);
+        let allowed = requests as f64 * f64::from(retries.budget_percent) / 100.0
+            + f64::from(retries.min_retries_per_second) * 10.0;
+        if (totals.failures as f64) < allowed {
+            window.record(now, Outcome::Failure);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Retries a failed request on another endpoint; see the [module docs](self).
+///
+/// Wrap it around a shared, cloneable balancer (a `Buffer` over a [`Balance`](crate::Balance));
+/// it follows the balancer's policy (`loadBalancing.retries`) through its handle.
+///
+/// ```
+/// use fluxgate_balance::{Balance, Retry, RetryableRequest, Weighted};
+/// use fluxgate_core::policy::LoadBalancing;
+/// use tower::{Service, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+///
+/// // "down" refuses every connection and gives the request back; "up" answers.
+/// let endpoint = |up: bool| Weighted::new(tower::service_fn(move |req: http::Request<()>| async move {
+///     if up {
+///         return Ok::<_, std::convert::Infallible>(http::Response::new("up"));
+///     }
+///     let mut response = http::Response::builder().status(502).body("down").unwrap();
+///     response.extensions_mut().insert(RetryableRequest::not_sent(req));
+///     Ok(response)
+/// }), 1);
+/// let balance = Balance::new(LoadBalancing::default(), [("down", endpoint(false)), ("up", endpoint(true))]);
+/// let handle = balance.handle();
+/// let (shared, worker) = tower::buffer::Buffer::pair(balance, 64);
+/// tokio::spawn(worker);
+/// let mut svc = Retry::new(shared, &handle);
+/// for _ in 0..10 {
+///     let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+///     assert_eq!(*response.body(), "up");
+/// }
+/// # }
+/// ```
+pub struct Retry<S> {
+    inner: S,
+    budget: Arc<Budget>,
+    policy: Arc<dyn Fn() -> Arc<LoadBalancing> + Send + Sync>,
+}
+
+impl<S: Clone> Clone for Retry<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            budget: Arc::clone(&self.budget),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Retry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Retry<S> {
+    /// Retries through `inner`, following the policy of the balancer behind `handle`.
+    pub fn new<K: Send + Sync + 'static>(inner: S, handle: &BalanceHandle<K>) -> Self {
+        let shared = Arc::clone(&handle.shared);
+        Self {
+            inner,
+            budget: Arc::new(Budget::new()),
+            policy: Arc::new(move || shared.policy.load_full()),
+        }
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for Retry<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
+    B: 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = RetryFuture<S, http::Request<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.budget.deposit();
+        let future = self.inner.call(request);
+        RetryFuture {
+            state: State::First { future },
+            spare: Some(self.inner.clone()),
+            budget: Arc::clone(&self.budget),
+            policy: Arc::clone(&self.policy),
+            retries: 0,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Retry`] call.
+    pub struct RetryFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+        spare: Option<S>,
+        budget: Arc<Budget>,
+        policy: Arc<dyn Fn() -> Arc<LoadBalancing> + Send + Sync>,
+        retries: u8,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        First { #[pin] future: S::Future },
+        Again { #[pin] future: Oneshot<S, Req> },
+    }
+}
+
+impl<S, Req> fmt::Debug for RetryFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryFuture")
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, RB> Future for RetryFuture<S, http::Request<B>>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
+    B: 'static,
+{
+    type Output = Result<http::Response<RB>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let mut response = match this.state.project() {
+                StateProj::First { future } => ready!(future.poll(cx))?,
+                StateProj::Again { future } => ready!(future.poll(cx))?,
+            };
+            let Some(given_back) = response.extensions_mut().remove::<RetryableRequest>() else {
+                return Poll::Ready(Ok(response));
+            };
+            let Some(request) = given_back.take::<http::Request<B>>() else {
+                return Poll::Ready(Ok(response));
+            };
+            let allowed = if given_back.was_sent() {
+                *this.retries == 0 && request.method().is_idempotent() && {
+                    let policy = (this.policy)();
+                    policy.retries_in_force().idempotent && this.budget.withdraw(&policy)
+                }
+            } else {
+                *this.retries < MAX_RETRIES
+            };
+            let Some(service) = this.spare.clone().filter(|_| allowed) else {
+                return Poll::Ready(Ok(response));
+            };
+            *this.retries += 1;
+            tracing::debug!(
+                sent = given_back.was_sent(),
+                "retrying a failed request on another endpoint"
+            );
+            self.as_mut().project().state.set(State::Again {
+                future: Oneshot::new(service, request),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use fluxgate_core::policy::LoadBalancing;
+    use tower::{Service, ServiceExt};
+
+    use super::{Retry, RetryableRequest};
+    use crate::{Balance, Weighted};
+
+    /// Two endpoints that fail every request and give it back (`sent` or not); counts calls.
+    async fn failing(sent: bool, method: http::Method) -> (u16, usize) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let endpoint = |calls: Arc<AtomicUsize>| {
+            Weighted::new(
+                tower::service_fn(move |req: http::Request<()>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        let mut response = http::Response::builder().status(502).body(()).unwrap();
+                        let given_back = if sent {
+                            RetryableRequest::sent(req)
+                        } else {
+                            RetryableRequest::not_sent(req)
+                        };
+                        response.extensions_mut().insert(given_back);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                }),
+                1,
+            )
+        };
+        let balance = Balance::new(
+            LoadBalancing::default(),
+            [
+                ("a", endpoint(Arc::clone(&calls))),
+                ("b", endpoint(Arc::clone(&calls))),
+            ],
+        );
+        let handle = balance.handle();
+        let (shared, worker) = tower::buffer::Buffer::pair(balance, 8);
+        tokio::spawn(worker);
+        let mut svc = Retry::new(shared, &handle);
+        let request = http::Request::builder().method(method).body(()).unwrap();
+        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+        assert!(response.extensions().get::<RetryableRequest>().is_none());
+        (response.status().as_u16(), calls.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn a_request_never_sent_is_retried_whatever_its_method_up_to_twice() {
+        assert_eq!(failing(false, http::Method::POST).await, (502, 3));
+    }
+
+    #[tokio::test]
+    async fn a_sent_request_is_retried_once_only_when_idempotent() {
+        assert_eq!(failing(true, http::Method::GET).await, (502, 2));
+        assert_eq!(failing(true, http::Method::POST).await, (502, 1));
+    }
+}
