@@ -124,3 +124,41 @@ async fn admin_metrics_negotiate_openmetrics() {
         assert!(body.contains("fluxgate_policy_applies_total{result=\"applied\"} 1\n"));
     }
 }
+
+/// Every family the Grafana dashboard queries is one that FluxGate exports.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_exported_families() {
+    let mut registry = Registry::default();
+    parts().await.register(&mut registry);
+    let text = fluxgate::metrics::encode(&registry, fluxgate::metrics::Format::Text);
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/fluxgate-dashboard.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("fluxgate_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = name.strip_suffix("_bucket").unwrap_or(&name);
+                assert!(
+                    families.contains(&family),
+                    "{name} in {expr:?} is not exported"
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 20, "{queried}");
+}
