@@ -406,3 +406,30 @@ fn rate_limits(metrics: &Metrics, out: &mut DescriptorEncoder<'_>) -> fmt::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use fluxgate_balance::{Balance, Weighted};
+    use fluxgate_core::policy::LoadBalancing;
+    use prometheus_client::registry::Registry;
+
+    use crate::metrics::{Format, Metrics, encode};
+
+    #[test]
+    fn label_values_are_escaped() {
+        let ok = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::io::Error>(http::Response::new(()))
+        });
+        let balance: Balance<_, http::Request<()>> = Balance::new(
+            LoadBalancing::default(),
+            [("a\"b\\c\nd", Weighted::new(ok, 1))],
+        );
+        let mut registry = Registry::default();
+        Metrics::new()
+            .balancer("web", balance.handle())
+            .register(&mut registry);
+        let text = encode(&registry, Format::Text);
+        let line = r#"fluxgate_upstream_healthy{balancer="web",endpoint="a\"b\\c\nd"} 1.0"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+    }
+}
