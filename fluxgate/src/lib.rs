@@ -7,6 +7,8 @@ pub use fluxgate_core as core;
 pub mod admin;
 #[cfg(feature = "balance")]
 pub use fluxgate_balance as balance;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "canary")]
 pub use fluxgate_canary as canary;
 #[cfg(feature = "ratelimit")]

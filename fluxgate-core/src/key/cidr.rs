@@ -1,8 +1,11 @@
-//! IP networks in CIDR notation, for the list of trusted proxies.
+//! IP networks in CIDR notation, for the list of trusted proxies: a thin wrapper of
+//! [`ipnet::IpNet`] that keeps the crate's error type and compares IPv4-mapped addresses as IPv4.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
+
+use ipnet::IpNet;
 
 /// An IPv4 or IPv6 network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`).
 ///
@@ -23,10 +26,7 @@ use std::str::FromStr;
 /// assert!("10.0.0.0/33".parse::<Cidr>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// Why a string is not a [`Cidr`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,42 +53,47 @@ impl Cidr {
     /// assert_eq!(net.to_string(), "192.168.0.0/16");
     /// ```
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let network = match addr {
-            IpAddr::V4(v4) if prefix <= 32 => {
-                IpAddr::V4(Ipv4Addr::from_bits(v4.to_bits() & mask32(prefix)))
-            }
-            IpAddr::V6(v6) if prefix <= 128 => {
-                IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & mask128(prefix)))
-            }
-            _ => return Err(CidrError::InvalidPrefix(prefix.to_string())),
-        };
-        Ok(Self { network, prefix })
+        IpNet::new(addr, prefix)
+            .map(|net| Self(net.trunc()))
+            .map_err(|_| CidrError::InvalidPrefix(prefix.to_string()))
     }
 
     /// Whether `ip` is in this network.
     #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, normalize(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                ip.to_bits() & mask32(self.prefix) == net.to_bits()
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                ip.to_bits() & mask128(self.prefix) == net.to_bits()
-            }
-            _ => false,
-        }
+        self.0.contains(&normalize(ip))
     }
 
     /// The network address (host bits cleared).
     #[must_use]
     pub fn network(&self) -> IpAddr {
-        self.network
+        self.0.network()
     }
 
     /// The prefix length.
     #[must_use]
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
+    }
+}
+
+/// The same network as an [`IpNet`] (host bits cleared).
+///
+/// ```
+/// use fluxgate_core::key::Cidr;
+///
+/// let net: ipnet::IpNet = "10.1.2.3/8".parse().unwrap();
+/// assert_eq!(Cidr::from(net).to_string(), "10.0.0.0/8");
+/// ```
+impl From<IpNet> for Cidr {
+    fn from(net: IpNet) -> Self {
+        Self(net.trunc())
+    }
+}
+
+impl From<Cidr> for IpNet {
+    fn from(cidr: Cidr) -> Self {
+        cidr.0
     }
 }
 
@@ -109,45 +114,37 @@ pub fn normalize(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
-}
-
 impl FromStr for Cidr {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| CidrError::InvalidAddress(addr.to_owned()))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+        let s = s.trim();
+        let Some((addr, prefix)) = s.split_once('/') else {
+            let addr: IpAddr = s
                 .parse()
-                .map_err(|_| CidrError::InvalidPrefix(p.to_owned()))?,
-            Some(p) => return Err(CidrError::InvalidPrefix(p.to_owned())),
+                .map_err(|_| CidrError::InvalidAddress(s.to_owned()))?;
+            return Ok(Self(IpNet::from(addr)));
         };
-        Self::new(addr, prefix)
+        match s.parse::<IpNet>() {
+            Ok(net) => Ok(Self(net.trunc())),
+            Err(_) if addr.parse::<IpAddr>().is_err() => {
+                Err(CidrError::InvalidAddress(addr.to_owned()))
+            }
+            Err(_) => Err(CidrError::InvalidPrefix(prefix.to_owned())),
+        }
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use proptest::prelude::*;
 
     use super::*;

@@ -1,4 +1,10 @@
 //! A `serde::Deserializer` over [`Node`]s that reports errors with field paths and lines.
+//!
+//! Hand-written on purpose: deserializing through serde-saphyr straight into the policy types
+//! would stop at the first error and phrase it in serde's words. Over the located tree, each
+//! error names its node (so that [`super::parse`] can drop that field and find the next
+//! error), its field path, the value found in a policy author's words, and for an unknown
+//! field or variant the nearest allowed name ([`nearest`]).
 
 use std::fmt;
 

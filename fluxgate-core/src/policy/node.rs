@@ -1,8 +1,19 @@
-//! A small YAML tree with a line and column on every node, built from saphyr's marked tree.
+//! A small YAML tree with a line and column on every node, read by serde-saphyr.
+//!
+//! serde-saphyr parses, resolves scalars and aliases, refuses duplicate keys, enforces the
+//! depth and alias budget and locates each value ([`Spanned`]). The tree exists because a
+//! policy document is checked as a whole: [`super::de`] reads it once per error found, dropping
+//! the failing field, so that every error of a document is reported, each with its field path
+//! — serde, and so serde-saphyr deserializing straight into the policy types, stops at the
+//! first error.
 
 use std::collections::HashMap;
+use std::fmt;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::budget::BudgetBreach;
+use serde_saphyr::granit_parser::ErrorKind;
+use serde_saphyr::{Budget, DuplicateKeyPolicy, Error, ExternalMessageSource, Options, Spanned};
 
 use super::{MAX_DEPTH, PolicyError, PolicyErrorKind};
 
@@ -29,88 +40,176 @@ pub(crate) enum Value {
 /// Field path → (line, column) of every key and list item of a document.
 pub(crate) type LineMap = HashMap<String, (usize, usize)>;
 
-/// Nesting that saphyr may build before we can check it: its tree is dropped, hashed and cloned
-/// recursively, so the pre-scan refuses input whose estimated nesting passes this.
-const PRESCAN_LIMIT: usize = 1000;
-
 /// Loads the YAML documents of `text`, whose first line is line `first_line` of the input.
 pub(crate) fn load(text: &str, first_line: usize) -> Result<Vec<Node>, Box<PolicyError>> {
-    if let Some(line) = prescan_too_deep(text) {
-        return Err(Box::new(too_deep(first_line + line - 1, 1)));
+    let mut budget = Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    options.duplicate_keys = DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    options.strict_booleans = true;
+    options.underscored_numbers_as_strings = true;
+    let mut docs: Vec<Node> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| Box::new(located(&e, first_line)))?;
+    let mut next_id = 0;
+    for doc in &mut docs {
+        doc.number(&mut next_id, first_line - 1);
     }
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        let mark = e.marker();
-        Box::new(
-            PolicyError::new(PolicyErrorKind::Syntax, "")
-                .with_hint(e.info())
-                .at(mark.line() + first_line - 1, mark.col() + 1),
-        )
-    })?;
-    let mut builder = Builder {
-        next_id: 0,
-        offset: first_line - 1,
-    };
-    docs.iter().map(|doc| builder.convert(doc, 0)).collect()
+    Ok(docs)
 }
 
-fn too_deep(line: usize, col: usize) -> PolicyError {
-    PolicyError::new(PolicyErrorKind::TooDeep, "")
-        .found_expected("deeper nesting", format!("at most {MAX_DEPTH} levels"))
-        .at(line, col)
-}
-
-struct Builder {
-    next_id: u32,
-    offset: usize,
-}
-
-impl Builder {
-    fn convert(&mut self, yaml: &MarkedYaml<'_>, depth: usize) -> Result<Node, Box<PolicyError>> {
-        let line = yaml.span.start.line() + self.offset;
-        let col = yaml.span.start.col() + 1;
-        if depth > MAX_DEPTH {
-            return Err(Box::new(too_deep(line, col)));
+/// A serde-saphyr error as a policy error: budget breaches of nesting and aliases are
+/// [`TooDeep`](PolicyErrorKind::TooDeep), other breaches [`TooLarge`](PolicyErrorKind::TooLarge),
+/// the rest [`Syntax`](PolicyErrorKind::Syntax).
+fn located(e: &Error, first_line: usize) -> PolicyError {
+    let (line, col) = e.location().map_or((first_line, 1), |at| {
+        let line = usize::try_from(at.line()).unwrap_or(usize::MAX).max(1);
+        let col = usize::try_from(at.column()).unwrap_or(usize::MAX).max(1);
+        (line.saturating_add(first_line - 1), col)
+    });
+    let mut inner = e;
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let kind = match inner {
+        Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. }
+            | BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::AliasAnchorRatio { .. } => PolicyErrorKind::TooDeep,
+            _ => PolicyErrorKind::TooLarge,
+        },
+        Error::AliasReplayLimitExceeded { .. }
+        | Error::AliasExpansionLimitExceeded { .. }
+        | Error::AliasReplayStackDepthExceeded { .. } => PolicyErrorKind::TooDeep,
+        // The scanner's own nesting cap (flow collections) may trip before the budget's.
+        Error::ExternalMessage { source, .. }
+            if matches!(&**source, ExternalMessageSource::Parser(scan)
+                if matches!(scan.kind(), ErrorKind::RecursionLimitExceeded)) =>
+        {
+            PolicyErrorKind::TooDeep
         }
-        let value = match &yaml.data {
-            YamlData::Value(scalar) => match scalar {
-                Scalar::Null => Value::Null,
-                Scalar::Boolean(b) => Value::Bool(*b),
-                Scalar::Integer(i) => Value::Int(*i),
-                Scalar::FloatingPoint(f) => Value::Float(f.into_inner()),
-                Scalar::String(s) => Value::Str(s.to_string()),
-            },
-            YamlData::Representation(s, _, _) => Value::Str(s.to_string()),
-            YamlData::Sequence(items) => Value::Seq(
-                items
-                    .iter()
-                    .map(|item| self.convert(item, depth + 1))
-                    .collect::<Result<_, _>>()?,
-            ),
-            YamlData::Mapping(map) => Value::Map(
-                map.iter()
-                    .map(|(k, v)| Ok((self.convert(k, depth + 1)?, self.convert(v, depth + 1)?)))
-                    .collect::<Result<_, Box<PolicyError>>>()?,
-            ),
-            YamlData::Tagged(_, inner) => return self.convert(inner, depth),
-            _ => {
-                return Err(Box::new(
-                    PolicyError::new(PolicyErrorKind::Syntax, "")
-                        .with_hint("a value that cannot be read")
-                        .at(line, col),
-                ));
-            }
+        _ => PolicyErrorKind::Syntax,
+    };
+    let error = PolicyError::new(kind, "");
+    let error = if kind == PolicyErrorKind::TooDeep {
+        error.found_expected("deeper nesting", format!("at most {MAX_DEPTH} levels"))
+    } else {
+        // The message without its location, which is the error's own (and counts from the
+        // input's first line, not the document's).
+        let message = match inner {
+            Error::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key {key:?}"),
+            Error::DuplicateMappingKey { key: None, .. } => "duplicate key".to_owned(),
+            other => other.to_string(),
         };
-        self.next_id += 1;
-        Ok(Node {
-            id: self.next_id,
-            line,
-            col,
-            value,
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        error.with_hint(message)
+    };
+    error.at(line, col)
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        let at = spanned.referenced;
+        Ok(Self {
+            id: 0,
+            line: usize::try_from(at.line()).unwrap_or(usize::MAX).max(1),
+            col: usize::try_from(at.column()).unwrap_or(usize::MAX).max(1),
+            value: spanned.value,
         })
     }
 }
 
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+
+    #[allow(clippy::cast_precision_loss)] // beyond i64, a number is as close as it gets
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        Value::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Value::Seq(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry::<Node, Node>()? {
+            entries.push(entry);
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
 impl Node {
+    /// Gives every node of the tree its id and moves its line down by `offset`.
+    fn number(&mut self, next_id: &mut u32, offset: usize) {
+        *next_id += 1;
+        self.id = *next_id;
+        self.line = self.line.saturating_add(offset);
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.number(next_id, offset)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.number(next_id, offset);
+                v.number(next_id, offset);
+            }),
+            _ => {}
+        }
+    }
+
     /// The text of a mapping key as it appears in a field path.
     pub(crate) fn key_text(&self) -> String {
         match &self.value {
@@ -184,57 +283,4 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     } else {
         format!("{path}.{key}")
     }
-}
-
-/// An upper bound of the nesting of `text`, from indentation, `- `/`? ` indicators, brackets and
-/// aliases; returns the line (from 1) where it passes [`PRESCAN_LIMIT`].
-fn prescan_too_deep(text: &str) -> Option<usize> {
-    let mut indents: Vec<usize> = Vec::new();
-    let mut flow = 0usize;
-    let mut aliases = 0usize;
-    let mut quote: Option<char> = None;
-    for (n, line) in text.lines().enumerate() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let rest = &line[indent..];
-        let mut indicators = 0;
-        if quote.is_none() && flow == 0 && !rest.is_empty() && !rest.starts_with('#') {
-            while indents.last().is_some_and(|&top| top > indent) {
-                indents.pop();
-            }
-            if indents.last().is_none_or(|&top| top < indent) {
-                indents.push(indent);
-            }
-            let mut tail = rest;
-            while let Some(after) = tail.strip_prefix("- ").or_else(|| tail.strip_prefix("? ")) {
-                indicators += 1;
-                tail = after.trim_start();
-            }
-        }
-        let mut prev = ' ';
-        let mut escaped = false;
-        let mut peak = flow;
-        for c in rest.chars() {
-            match quote {
-                Some('"') if escaped => escaped = false,
-                Some('"') if c == '\\' => escaped = true,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '#' && prev.is_whitespace() => break,
-                None if (c == '"' || c == '\'') && " [{,:".contains(prev) => quote = Some(c),
-                None if c == '[' || c == '{' => {
-                    flow += 1;
-                    peak = peak.max(flow);
-                }
-                None if c == ']' || c == '}' => flow = flow.saturating_sub(1),
-                None if c == '*' && " [{,:-".contains(prev) => aliases += 1,
-                None => {}
-            }
-            prev = c;
-        }
-        let estimate = (indents.len() * 2 + indicators + peak + 1).saturating_mul(aliases + 1);
-        if estimate > PRESCAN_LIMIT {
-            return Some(n + 1);
-        }
-    }
-    None
 }

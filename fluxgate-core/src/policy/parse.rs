@@ -1,4 +1,12 @@
 //! Parsing: bytes → documents → [`TrafficPolicy`] values or located [`PolicyErrors`].
+//!
+//! YAML (and JSON, a subset) is read by serde-saphyr ([`super::node`]), under a budget of
+//! depth, aliases and size. What stays here is what the crate does not give:
+//! - the split at `---` lines, so that a syntax error in one document does not hide the others
+//!   (serde-saphyr's multi-document reading stops at the first error of the stream);
+//! - the collection of every error of a document: serde stops at the first error, so the
+//!   document's tree is deserialized again without each failing field ([`MAX_PASSES`] at
+//!   most; an in-memory pass, not a re-parse), and the value checks run on the result.
 
 use serde::Deserialize;
 

@@ -67,9 +67,8 @@ pub(super) async fn status(State(admin): State<Admin>) -> Response {
     json(StatusCode::OK, &admin.status())
 }
 
-pub(super) async fn metrics(State(admin): State<Admin>) -> Response {
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    ([(CONTENT_TYPE, content_type)], admin.metrics()).into_response()
+pub(super) async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    super::metrics::answer(&admin, &headers)
 }
 
 /// The largest policy body `PUT /api/policies` reads (1 MiB); a larger one is answered `413`.

@@ -14,7 +14,7 @@
 //! | `GET /healthz` | `200 ok` (the process is alive) |
 //! | `GET /readyz` | `200 ready`, or `503` with the reason the [readiness check](AdminBuilder::readiness) gives (always `200` without one) |
 //! | `GET /api/status` | JSON: the store (generation, applied and refused counts, last refusal, removals that left a policy's traffic without a policy and the last one, policies renamed in their file and followed under the new name, policies kept in force after they left their file), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot), the rate-limit counts |
-//! | `GET /metrics` | Prometheus text format 0.0.4 (families below) |
+//! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics by `Accept` (see [Metrics](#metrics)) |
 //! | `PUT /api/policies?namespace=NS` | applies a YAML or JSON body through the store, all or nothing: `200` with `trafficpolicy NS/NAME created\|configured\|unchanged` lines, `400` with the validation errors (nothing applied), `503` without a store |
 //! | `POST /api/canary/{promote,abort,pause,resume}[?name=NAME]` | acts on a canary (`name` is needed when there are several): `200` with its snapshot as JSON, `404` for an unknown canary, `409` when the phase does not allow it |
 //!
@@ -25,38 +25,11 @@
 //! wherever the first difference is. Reads stay open. Without a token everything is open: bind
 //! the admin listener to loopback then ([`Admin::is_protected`] tells).
 //!
-//! # Metric families
+//! # Metrics
 //!
-//! Counters end in `_total`; `fluxgate_upstream_request_duration_seconds` is a histogram; the
-//! rest are gauges. Per upstream, `fluxgate_upstream_requests_total` and the duration histogram
-//! count the whole run; the other upstream gauges come from the balancer's snapshots and cover its
-//! recent window (`requests_last_second`, `error_ratio`, latency p95 and peak EWMA). The canary's
-//! `routed_total` and transitions and the rate-limit and store counts are counters.
-//!
-//! | family | type | labels |
-//! | --- | --- | --- |
-//! | `fluxgate_policy_store_generation` | gauge | |
-//! | `fluxgate_policy_applies_total` | counter | `result` (`applied`, `rejected`) |
-//! | `fluxgate_policy_removals_total` | counter | |
-//! | `fluxgate_policy_generation` | gauge | `policy` |
-//! | `fluxgate_upstream_requests_total` | counter | `balancer`, `endpoint`, `outcome` (success, failure, overload) |
-//! | `fluxgate_upstream_request_duration_seconds` | histogram (5ms to 10s) | `balancer`, `endpoint`, `le` |
-//! | `fluxgate_upstream_healthy` | gauge (1/0) | `balancer`, `endpoint` |
-//! | `fluxgate_upstream_drained` | gauge (1/0) | `balancer`, `endpoint`, `reason` |
-//! | `fluxgate_upstream_weight`, `fluxgate_upstream_effective_weight` | gauge | `balancer`, `endpoint` |
-//! | `fluxgate_upstream_in_flight` | gauge | `balancer`, `endpoint` |
-//! | `fluxgate_upstream_requests_last_second` | gauge | `balancer`, `endpoint` |
-//! | `fluxgate_upstream_error_ratio` | gauge | `balancer`, `endpoint` |
-//! | `fluxgate_upstream_latency_p95_seconds`, `fluxgate_upstream_latency_ewma_seconds` | gauge | `balancer`, `endpoint` |
-//! | `fluxgate_canary_weight_percent` | gauge | `canary` |
-//! | `fluxgate_canary_phase` | gauge (1 for the current phase) | `canary`, `phase` |
-//! | `fluxgate_canary_failed_checks` | gauge | `canary` |
-//! | `fluxgate_canary_routed_total` | counter | `canary`, `side` |
-//! | `fluxgate_canary_window_requests` | gauge | `canary`, `side` |
-//! | `fluxgate_canary_error_ratio`, `fluxgate_canary_latency_p99_seconds` | gauge | `canary`, `side` |
-//! | `fluxgate_canary_transitions_total` | counter | `canary`, `kind` |
-//! | `fluxgate_ratelimit_requests_total` | counter | `policy`, `result` (`admitted`, `refused`, `rejected`) |
-//! | `fluxgate_ratelimit_admitted_total`, `fluxgate_ratelimit_refused_total`, `fluxgate_ratelimit_shadow_refused_total` | counter | `policy`, `limit`, `key` |
+//! `GET /metrics` exports the parts given to the builder through [`crate::metrics::Metrics`]
+//! (the families are listed there): the Prometheus text format 0.0.4, or OpenMetrics when the
+//! scraper's `Accept` asks for `application/openmetrics-text`.
 //!
 //! # Example
 //!
@@ -92,6 +65,9 @@ use fluxgate_balance::BalanceHandle;
 use fluxgate_canary::CanaryHandle;
 use fluxgate_core::store::PolicyStore;
 use fluxgate_ratelimit::{MetricsSnapshot, RateLimitLayer, store::RateLimitStore};
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{Format, Metrics};
 
 pub use status::EndpointView;
 
@@ -114,6 +90,7 @@ struct Inner {
     sections: Vec<(String, SectionFn)>,
     token: Option<String>,
     readiness: Option<ReadinessFn>,
+    registry: Registry,
 }
 
 /// Builds an [`Admin`]; every part is optional.
@@ -129,6 +106,7 @@ struct Inner {
 #[must_use]
 pub struct AdminBuilder {
     inner: Inner,
+    metrics: Metrics,
 }
 
 impl Admin {
@@ -143,7 +121,9 @@ impl Admin {
                 sections: Vec::new(),
                 token: None,
                 readiness: None,
+                registry: Registry::default(),
             },
+            metrics: Metrics::new(),
         }
     }
 
@@ -171,10 +151,10 @@ impl Admin {
         status::document(&self.inner)
     }
 
-    /// The Prometheus text `GET /metrics` answers.
+    /// The Prometheus text (format 0.0.4) `GET /metrics` answers.
     #[must_use]
     pub fn metrics(&self) -> String {
-        metrics::exposition(&self.inner)
+        crate::metrics::encode(&self.inner.registry, Format::Text)
     }
 
     /// The routes of the [module docs](self), ready to serve or to nest in a bigger router.
@@ -225,13 +205,16 @@ impl AdminBuilder {
     /// The store the policies are read from (`/api/status`, `/metrics`) and applied to
     /// (`PUT /api/policies`).
     pub fn store(mut self, store: PolicyStore) -> Self {
+        self.metrics = self.metrics.store(store.clone());
         self.inner.store = Some(store);
         self
     }
 
     /// A canary to report and steer, under `name` (`?name=` of the canary actions).
     pub fn canary(mut self, name: impl Into<String>, handle: CanaryHandle) -> Self {
-        self.inner.canaries.push((name.into(), handle));
+        let name = name.into();
+        self.metrics = self.metrics.canary(name.clone(), handle.clone());
+        self.inner.canaries.push((name, handle));
         self
     }
 
@@ -240,6 +223,8 @@ impl AdminBuilder {
     where
         K: Clone + fmt::Display + Send + Sync + 'static,
     {
+        let name = name.into();
+        self.metrics = self.metrics.balancer(name.clone(), handle.clone());
         let read = move || {
             handle
                 .snapshot()
@@ -247,12 +232,13 @@ impl AdminBuilder {
                 .map(EndpointView::from_snapshot)
                 .collect()
         };
-        self.inner.balancers.push((name.into(), Box::new(read)));
+        self.inner.balancers.push((name, Box::new(read)));
         self
     }
 
     /// A rate limit layer whose counts to report (call again for several layers).
     pub fn rate_limits<St: RateLimitStore>(mut self, layer: &RateLimitLayer<St>) -> Self {
+        self.metrics = self.metrics.rate_limits(layer);
         let layer = layer.clone();
         self.inner
             .rate_limits
@@ -309,7 +295,8 @@ impl AdminBuilder {
     }
 
     /// The admin API.
-    pub fn build(self) -> Admin {
+    pub fn build(mut self) -> Admin {
+        self.metrics.register(&mut self.inner.registry);
         Admin {
             inner: Arc::new(self.inner),
         }
