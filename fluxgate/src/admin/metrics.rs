@@ -186,7 +186,7 @@ fn upstreams(x: &mut Exposition, balancers: &[(&str, Vec<EndpointView>)]) {
             let labels = [
                 ("balancer", *balancer),
                 ("endpoint", e.endpoint.as_str()),
-                ("reason", e.drained.unwrap_or("none")),
+                ("reason", e.drained.as_deref().unwrap_or("none")),
             ];
             x.sample(name, &labels, if e.drained.is_some() { 1.0 } else { 0.0 });
         }
