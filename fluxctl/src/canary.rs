@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
+use fluxgate_core::api::CanaryStatus;
 use http::Method;
 
 use crate::common;
 use crate::gateway::{self, Call};
-use crate::status::json::plain;
 
 /// What to do with a canary.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -79,17 +79,13 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     }
     let name = args.name.as_deref().unwrap_or("(the only one)");
     let done = format!("canary {name}: {} done", args.action.path());
-    match serde_json::from_str::<serde_json::Value>(&answer.body) {
-        Ok(snapshot) if snapshot.get("phase").is_some() => {
-            let field = |k: &str| snapshot.get(k).map_or_else(|| "-".to_owned(), plain);
-            println!(
-                "{done}: phase {}, weight {}%",
-                field("phase"),
-                field("weight")
-            );
+    match serde_json::from_str::<CanaryStatus>(&answer.body) {
+        Ok(canary) => {
+            let (phase, weight) = (canary.phase, canary.weight);
+            println!("{done}: phase {phase}, weight {weight}%");
         }
-        _ if answer.body.trim().is_empty() => println!("{done}"),
-        _ => println!("{done}: {}", answer.body.trim_end()),
+        Err(_) if answer.body.trim().is_empty() => println!("{done}"),
+        Err(_) => println!("{done}: {}", answer.body.trim_end()),
     }
     ExitCode::SUCCESS
 }

@@ -22,7 +22,9 @@
 //! - `crd`: print the `TrafficPolicy` CustomResourceDefinition, generated from the policy model.
 //! - `status --gateway URL [-o table|json]`: one gateway's state from `GET /api/status`: the
 //!   policy generation and last rejection, a table per balancer, each canary's phase, weight,
-//!   step and last decision, rate-limit counts. Sections the gateway leaves out show as absent.
+//!   step and last decision (in the gateway's words), rate-limit counts, read with the admin API's
+//!   own types (`fluxgate_core::api`). Sections the gateway leaves out show as absent; sections
+//!   fluxctl does not know (such as `redis`) show one line each.
 //! - `canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]`: `POST
 //!   /api/canary/ACTION[?name=NAME]`; prints the canary's new phase and weight.
 //!

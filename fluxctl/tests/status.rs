@@ -1,15 +1,25 @@
-//! `fluxctl status` and `fluxctl canary` as a real binary against a scripted admin API.
+//! `fluxctl status` and `fluxctl canary` as a real binary against a scripted admin API, and
+//! against a real one (`fluxgate::admin`) whose document reads into the shared types
+//! (`fluxgate_core::api`) without losing a field.
 
 use std::convert::Infallible;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use fluxgate::admin::Admin;
+use fluxgate::balance::{Balance, Weighted};
+use fluxgate::canary::Canary;
+use fluxgate::core::api::{CanaryStatus, Status};
+use fluxgate::core::policy::LoadBalancing;
+use fluxgate::core::store::{PolicyId, PolicyStore};
+use fluxgate::ratelimit::RateLimitLayer;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tower::service_fn;
 
 const TOKEN: &str = "s3cret";
 
@@ -42,6 +52,7 @@ fn realistic() -> Value {
                 "steps": [5, 25, 50, 100], "failedChecks": 0,
                 "lastDecision": {
                     "kind": "rolledBack", "reason": "errorBudget",
+                    "summary": "rolled back: error budget: availability 90.00% < budget 98.50% over 40 requests",
                     "finding": {"metric": "availability", "value": 0.9, "budget": 0.985},
                     "samples": 40, "agoMs": 1250.0
                 },
@@ -161,7 +172,7 @@ async fn status_renders_every_section() {
         "CANARY checkout\n",
         "  PHASE        WEIGHT   STEP                FAILED CHECKS   LAST DECISION\n",
         "  rolledBack   0%       2/4 [5,25,50,100]   0               rolledBack\n",
-        "  reason: rolled back: error budget: availability 90% < budget 98.5% over 40 requests (1.25s ago)\n",
+        "  reason: rolled back: error budget: availability 90.00% < budget 98.50% over 40 requests (1.25s ago)\n",
         "  stable   960      96         1.0%    41.5ms\n",
         "  canary   40       40         10.0%   230ms\n",
         "  payments/checkout   (all)       -                    1200       30\n",
@@ -180,22 +191,25 @@ async fn status_renders_every_section() {
 
 #[tokio::test]
 async fn status_shows_missing_sections_as_absent() {
+    // Fields left out take their defaults; sections this version does not know are shown as
+    // they are.
     let partial = json!({
-        "policies": {"generation": 3, "lastRejection": null},
-        "balancers": {"web": {"endpoints": [{"address": "10.0.0.9:80", "health": "unhealthy",
-                                             "drained": true, "why": "healthCheck"}]}},
-        "canary": {"phase": "paused", "weight": 25},
-        "unknownSection": [1, 2, 3]
+        "store": {"generation": 3, "lastRejection": null},
+        "balancers": {"web": [{"endpoint": "10.0.0.9:80", "healthy": false,
+                               "drained": "healthCheck", "newField": 1}]},
+        "canaries": {"web": {"phase": "paused", "weight": 25}},
+        "redis": {"joined": false, "url": "redis://127.0.0.1:6390"}
     });
     let (url, _) = gateway(partial.to_string()).await;
     let out = fluxctl(&["status", "--gateway", &url], None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     for expected in [
-        "POLICIES: generation 3, - applied, - rejected\n  last rejection: none\n",
-        "  10.0.0.9:80   unhealthy   -        -          -     -      healthCheck\n",
-        "  paused   25%      -      -               -\n",
+        "POLICIES: generation 3, 0 applied, 0 rejected\n  last rejection: none\n",
+        "  10.0.0.9:80   unhealthy   0        0          -     -      healthCheck\n",
+        "  paused   25%      -      0               -\n",
         "RATE LIMITS: absent\n",
+        "\nREDIS: joined=false, url=redis://127.0.0.1:6390\n",
     ] {
         assert!(shown.contains(expected), "{expected:?} not in\n{shown}");
     }
@@ -285,4 +299,104 @@ async fn unreachable_gateways_exit_3_and_urls_are_redacted() {
     assert_eq!(out.status.code(), Some(2));
     let help = fluxctl(&["status", "--help"], None).await;
     assert!(text(&help.stdout).contains("3  cannot reach Redis or the gateway"));
+}
+
+/// The policy the real admin API (below) serves.
+const POLICY: &str = r"
+apiVersion: fluxgate.io/v1beta1
+kind: TrafficPolicy
+metadata: {name: shop, namespace: test}
+spec:
+  rateLimit: {requestsPerSecond: 40, burstSize: 20, keyExtractor: header.X-Client-Id}
+  canary: {steps: [5, 25, 50], metrics: {targetErrorRate: 0.05}}
+";
+
+type Empty = http::Request<()>;
+
+/// An admin API over a store with one policy, its canary and rate limits, a balancer of two
+/// endpoints and a section of its own, served on a free loopback port; its URL.
+async fn serve() -> String {
+    let store = PolicyStore::new();
+    store.apply_bytes(POLICY.as_bytes(), None).unwrap();
+    let id = PolicyId::new("test", "shop");
+    let ok = service_fn(|_: Empty| async { Ok::<_, Infallible>(http::Response::new(())) });
+    let (canary, _judge) = Canary::new(ok, ok, store.slot(&id)).unwrap();
+    let endpoints = ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+        .map(|url| (url.to_owned(), Weighted::new(ok, 3)));
+    let balance: Balance<_, Empty> = Balance::new(LoadBalancing::default(), endpoints);
+    let limits = RateLimitLayer::from_slot(store.slot(&id));
+    let admin = Admin::builder()
+        .store(store)
+        .balancer("shop", balance.handle())
+        .canary(id.to_string(), canary.handle())
+        .rate_limits(&limits)
+        .section("redis", || json!({"joined": true}))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, admin.router()).await });
+    url
+}
+
+#[tokio::test]
+async fn the_admin_document_reads_into_the_shared_types_and_fluxctl_shows_it() {
+    let url = serve().await;
+
+    let out = fluxctl(&["canary", "abort", "--gateway", &url], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "canary (the only one): abort done: phase rolledBack, weight 0%\n"
+    );
+
+    let out = fluxctl(&["status", "--gateway", &url, "-o", "json"], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status: Status = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&status).unwrap(),
+        json,
+        "a field was lost"
+    );
+    let store = status.store.as_ref().unwrap();
+    assert_eq!(
+        (store.generation, store.policies[0].id.as_str()),
+        (1, "test/shop")
+    );
+    let endpoints = &status.balancers.as_ref().unwrap()["shop"];
+    assert_eq!(endpoints.len(), 2);
+    assert!(endpoints.iter().all(|e| e.healthy && e.weight == 3));
+    let canary: &CanaryStatus = &status.canaries.as_ref().unwrap()["test/shop"];
+    assert_eq!(
+        (canary.phase.as_str(), canary.steps.as_slice()),
+        ("rolledBack", &[5, 25, 50][..])
+    );
+    let last = canary.last_decision.as_ref().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.text()),
+        ("rolledBack", "rolled back: aborted by hand")
+    );
+    assert_eq!(last.details["reason"], "manual");
+    assert_eq!(canary.transitions["rolledBack"], 1);
+    let limits = status.rate_limits.as_ref().unwrap();
+    assert_eq!(limits[0].policy.as_deref(), Some("test/shop"));
+    assert_eq!(status.extra["redis"], json!({"joined": true}));
+
+    let out = fluxctl(&["status", "--gateway", &url], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for expected in [
+        "POLICIES: generation 1, 1 applied, 0 rejected\n",
+        "  test/shop   1\n",
+        "BALANCER shop\n",
+        "  http://10.0.0.1:8080   healthy   3",
+        "CANARY test/shop\n",
+        "  rolledBack   0%       1/3 [5,25,50]   0               rolledBack\n",
+        "  reason: rolled back: aborted by hand (",
+        "  test/shop   limit-0   header.x-client-id   0          0\n",
+        "\nREDIS: joined=true\n",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in\n{shown}");
+    }
+    assert!(!shown.contains("absent"), "{shown}");
 }

@@ -11,9 +11,12 @@
 //!   a scripted API server (kube's mock-service testing pattern), not against a real cluster;
 //! - [`window`], [`quantile`], [`ewma`]: counts, latency quantiles and moving averages over time;
 //! - [`outcome`]: how a response or an error is classified (success, failure, overload);
-//! - [`key`]: how a request is turned into a rate-limit or stickiness key.
+//! - [`key`]: how a request is turned into a rate-limit or stickiness key;
+//! - [`api`]: the JSON documents of a gateway's admin API (`/api/status`), shared by the server
+//!   and `fluxctl`.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod api;
 pub mod ewma;
 pub mod key;
 pub mod outcome;

@@ -1,20 +1,21 @@
 //! `fluxctl status --gateway URL [-o table|json]`: what one gateway is doing, from its
 //! `GET /api/status`.
 //!
-//! The document is read as loose JSON: a section or field that is missing (or named otherwise
-//! by another gateway version) is shown as absent, never as an error.
+//! The document is read into [`fluxgate_core::api::Status`], the types the gateway's admin API
+//! writes it with: a section or field that is missing is shown as absent, never as an error, and
+//! sections this version does not know are shown one line each.
 
 use std::process::ExitCode;
 
+use fluxgate_core::api::Status;
 use http::Method;
-use serde_json::Value;
 
 use crate::common::{self, FAILED};
 use crate::gateway::{self, Call};
 
 mod canary;
-pub(crate) mod json;
 mod render;
+mod units;
 
 /// How `status` prints the gateway's state.
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
@@ -65,10 +66,10 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     if let Some(code) = gateway::refused(&answer) {
         return code;
     }
-    let document: Value = match serde_json::from_str(&answer.body) {
+    let document: Status = match serde_json::from_str(&answer.body) {
         Ok(document) => document,
         Err(error) => {
-            eprintln!("error: the gateway's status is not JSON: {error}");
+            eprintln!("error: the gateway's status is not JSON of a status document: {error}");
             return ExitCode::from(FAILED);
         }
     };

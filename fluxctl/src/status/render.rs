@@ -1,101 +1,87 @@
-//! The `status` summary: policies, balancers, canaries and rate limits, one section each.
+//! The `status` summary: policies, balancers, canaries and rate limits, one section each, then
+//! the sections this version does not know, one line each.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde_json::Value;
+use fluxgate_core::api::{EndpointStatus, RateLimitStatus, Status, StoreStatus};
 
 use super::canary;
-use super::json::{ago, field, millis, named, percent, plain, text};
+use super::units::{ago, loose, millis, number, percent};
 use crate::table;
 
-/// A section: its title, the keys it may be under, how it is shown.
-type Section = (&'static str, &'static [&'static str], fn(&Value) -> String);
-
 /// The whole summary of a status document.
-pub(super) fn summary(document: &Value) -> String {
-    let mut out = String::new();
-    let sections: [Section; 4] = [
-        ("POLICIES", &["policies", "store"], policies),
-        ("BALANCERS", &["balancers", "upstreams"], balancers),
-        ("CANARIES", &["canaries", "canary"], canary::section),
+pub(super) fn summary(status: &Status) -> String {
+    let sections = [
+        ("POLICIES", status.store.as_ref().map(policies)),
+        ("BALANCERS", status.balancers.as_ref().map(balancers)),
+        ("CANARIES", status.canaries.as_ref().map(canary::section)),
         (
             "RATE LIMITS",
-            &["rateLimits", "ratelimits", "limiter"],
-            rate_limits,
+            status.rate_limits.as_deref().map(rate_limits),
         ),
     ];
-    for (i, (title, keys, render)) in sections.into_iter().enumerate() {
+    let mut out = String::new();
+    for (i, (title, shown)) in sections.into_iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        match field(document, keys) {
-            Some(section) => out.push_str(&render(section)),
+        match shown {
+            Some(shown) => out.push_str(&shown),
             None => {
                 let _ = writeln!(out, "{title}: absent");
             }
         }
     }
+    for (name, value) in &status.extra {
+        let _ = write!(out, "\n{}: {}\n", name.to_uppercase(), loose(value));
+    }
     out
 }
 
 /// The policy store: generation, counts, last rejection, the policies in force.
-fn policies(store: &Value) -> String {
+fn policies(store: &StoreStatus) -> String {
     let mut out = format!(
         "POLICIES: generation {}, {} applied, {} rejected\n",
-        text(store, &["generation"]),
-        text(store, &["applied"]),
-        text(store, &["rejected"]),
+        store.generation, store.applied, store.rejected,
     );
-    match field(store, &["lastRejection", "last_rejection"]) {
-        Some(rejection) => {
-            let message = match rejection {
-                Value::Object(_) => text(rejection, &["message", "error", "reason"]),
-                other => plain(other),
-            };
-            let when = match field(rejection, &["atUnixSeconds", "at"]) {
-                Some(Value::Number(n)) => n.as_f64().map(|s| format!(" ({})", ago(s))),
-                Some(other) => Some(format!(" (at {})", plain(other))),
-                None => None,
-            };
-            let _ = writeln!(
-                out,
-                "  last rejection: {message}{}",
-                when.unwrap_or_default()
-            );
+    match &store.last_rejection {
+        Some(r) => {
+            let when = ago(r.at_unix_seconds);
+            let _ = writeln!(out, "  last rejection: {} ({when})", r.message);
         }
         None => out.push_str("  last rejection: none\n"),
     }
-    if let Some(list) = field(store, &["policies", "items"]) {
-        let mut rows = vec![vec!["POLICY".to_owned(), "GENERATION".to_owned()]];
-        for (id, policy) in named(list, &["id", "name"]) {
-            rows.push(vec![id, text(policy, &["generation", "version"])]);
-        }
-        if rows.len() == 1 {
-            out.push_str("  no policy in force\n");
-        } else {
-            out.push_str(&table::render(&rows, "  "));
-        }
+    if let Some(r) = &store.last_removal {
+        let when = ago(r.at_unix_seconds);
+        let _ = writeln!(out, "  last removal: {} ({}, {when})", r.id, r.reason);
+    }
+    for r in &store.renamed {
+        let _ = writeln!(out, "  renamed: {} -> {}", r.from, r.to);
+    }
+    for id in &store.retained {
+        let _ = writeln!(out, "  retained after leaving its file: {id}");
+    }
+    let mut rows = vec![vec!["POLICY".to_owned(), "GENERATION".to_owned()]];
+    for policy in &store.policies {
+        rows.push(vec![policy.id.clone(), policy.generation.to_string()]);
+    }
+    if rows.len() == 1 {
+        out.push_str("  no policy in force\n");
+    } else {
+        out.push_str(&table::render(&rows, "  "));
     }
     out
 }
 
 /// A table per balancer.
-fn balancers(section: &Value) -> String {
-    let all = named(section, &["name", "upstream"]);
-    if all.is_empty() {
+fn balancers(section: &BTreeMap<String, Vec<EndpointStatus>>) -> String {
+    if section.is_empty() {
         return "BALANCERS: none\n".to_owned();
     }
     let mut out = String::new();
-    for (name, balancer) in all {
-        let endpoints = match balancer {
-            Value::Array(_) => Some(balancer),
-            _ => field(balancer, &["endpoints", "backends"]),
-        };
+    for (name, endpoints) in section {
         let _ = writeln!(out, "BALANCER {name}");
-        let Some(endpoints) = endpoints.and_then(Value::as_array) else {
-            out.push_str("  endpoints: absent\n");
-            continue;
-        };
         let mut rows = vec![
             [
                 "ENDPOINT", "HEALTH", "WEIGHT", "INFLIGHT", "P95", "ERR%", "DRAINED",
@@ -110,72 +96,61 @@ fn balancers(section: &Value) -> String {
 }
 
 /// One row of a balancer's table.
-fn endpoint(e: &Value) -> Vec<String> {
-    let health = match field(e, &["health", "healthy"]) {
-        Some(Value::Bool(true)) => "healthy".to_owned(),
-        Some(Value::Bool(false)) => "unhealthy".to_owned(),
-        Some(other) => plain(other),
-        None => "-".to_owned(),
+fn endpoint(e: &EndpointStatus) -> Vec<String> {
+    let health = if e.healthy { "healthy" } else { "unhealthy" };
+    let health = if e.probing {
+        format!("{health},probing")
+    } else {
+        health.to_owned()
     };
-    let health = match field(e, &["probing"]) {
-        Some(Value::Bool(true)) => format!("{health},probing"),
-        _ => health,
+    #[allow(clippy::float_cmp)] // the same integer weight, converted
+    let weight = if e.effective_weight == f64::from(e.weight) {
+        e.weight.to_string()
+    } else {
+        format!("{}/{}", number(e.effective_weight), e.weight)
     };
-    let effective = field(
-        e,
-        &["effectiveWeight", "weightInEffect", "effective_weight"],
-    );
-    let configured = field(e, &["weight"]);
-    let weight = match (effective, configured) {
-        (Some(eff), Some(conf)) if eff.as_f64() != conf.as_f64() => {
-            format!("{}/{}", plain(eff), plain(conf))
-        }
-        (Some(w), _) | (None, Some(w)) => plain(w),
-        (None, None) => "-".to_owned(),
-    };
-    let why = field(e, &["drainedDetail", "why", "drainReason"]).map(plain);
-    let drained = match (field(e, &["drained"]), why) {
-        (None | Some(Value::Bool(false)), _) => "-".to_owned(),
-        (Some(Value::Bool(true)), Some(why)) => why,
-        (Some(Value::Bool(true)), None) => "yes".to_owned(),
-        (Some(reason), Some(why)) => format!("{} ({why})", plain(reason)),
-        (Some(reason), None) => plain(reason),
+    let drained = match (&e.drained, &e.drained_detail) {
+        (None, _) => "-".to_owned(),
+        (Some(reason), Some(detail)) => format!("{reason} ({detail})"),
+        (Some(reason), None) => reason.clone(),
     };
     vec![
-        text(e, &["endpoint", "key", "address", "addr", "url"]),
+        e.endpoint.clone(),
         health,
         weight,
-        text(e, &["inFlight", "inflight", "in_flight"]),
-        millis(field(e, &["p95Ms", "p95", "latencyP95Ms"])),
-        percent(field(e, &["errorRate", "error_rate"])),
+        e.in_flight.to_string(),
+        millis(e.p95_ms),
+        percent(e.error_rate),
         drained,
     ]
 }
 
 /// Admitted and refused requests per policy, and per limit of each.
-fn rate_limits(section: &Value) -> String {
+fn rate_limits(section: &[RateLimitStatus]) -> String {
     let mut rows = vec![
         ["POLICY", "LIMIT", "KEY", "ADMITTED", "REFUSED"]
             .map(str::to_owned)
             .to_vec(),
     ];
-    for (policy, counts) in named(section, &["policy", "name", "id"]) {
-        let count = |c: &Value, keys| text(c, keys);
+    for (i, counts) in section.iter().enumerate() {
+        let policy = counts
+            .policy
+            .clone()
+            .unwrap_or_else(|| format!("#{}", i + 1));
         rows.push(vec![
             policy.clone(),
             "(all)".to_owned(),
             "-".to_owned(),
-            count(counts, &["admitted", "allowed"]),
-            count(counts, &["refused", "denied", "limited"]),
+            counts.admitted.to_string(),
+            counts.refused.to_string(),
         ]);
-        let limits = field(counts, &["limits"]).map_or_else(Vec::new, |l| named(l, &["name"]));
-        for (name, limit) in limits {
+        for limit in &counts.limits {
             rows.push(vec![
                 policy.clone(),
-                name,
-                count(limit, &["key", "keyExtractor"]),
-                count(limit, &["admitted", "allowed"]),
-                count(limit, &["refused", "denied", "limited"]),
+                limit.name.clone(),
+                limit.key.clone(),
+                limit.admitted.to_string(),
+                limit.refused.to_string(),
             ]);
         }
     }

@@ -163,7 +163,8 @@ pub(super) async fn canary_action(
     match act(handle) {
         Ok(()) => {
             tracing::info!(canary = %name, %action, "canary action from the admin API");
-            json(StatusCode::OK, &super::status::to_value(handle.snapshot()))
+            let status = super::status::canary(&handle.snapshot());
+            json(StatusCode::OK, &super::status::to_value(status))
         }
         Err(error) => text(StatusCode::CONFLICT, format!("{error}\n")),
     }

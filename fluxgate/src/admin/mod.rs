@@ -13,10 +13,10 @@
 //! | `GET /` | a live dashboard: one self-contained HTML page that polls `/api/status` every second |
 //! | `GET /healthz` | `200 ok` (the process is alive) |
 //! | `GET /readyz` | `200 ready`, or `503` with the reason the [readiness check](AdminBuilder::readiness) gives (always `200` without one) |
-//! | `GET /api/status` | JSON: the store (generation, applied and refused counts, last refusal, removals that left a policy's traffic without a policy and the last one, policies renamed in their file and followed under the new name, policies kept in force after they left their file), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot), the rate-limit counts |
+//! | `GET /api/status` | JSON, a [`Status`](fluxgate_core::api::Status) (the types `fluxctl` reads): the store (generation, applied and refused counts, last refusal, removals that left a policy's traffic without a policy and the last one, policies renamed in their file and followed under the new name, policies kept in force after they left their file), the policies and their generations, every balancer's endpoints, every canary's [`Snapshot`](fluxgate_canary::Snapshot) with its last decision in words (`summary`), the rate-limit counts, the [sections](AdminBuilder::section) added |
 //! | `GET /metrics` | Prometheus text format 0.0.4, or OpenMetrics by `Accept` (see [Metrics](#metrics)) |
 //! | `PUT /api/policies?namespace=NS` | applies a YAML or JSON body through the store, all or nothing: `200` with `trafficpolicy NS/NAME created\|configured\|unchanged` lines, `400` with the validation errors (nothing applied), `503` without a store |
-//! | `POST /api/canary/{promote,abort,pause,resume}[?name=NAME]` | acts on a canary (`name` is needed when there are several): `200` with its snapshot as JSON, `404` for an unknown canary, `409` when the phase does not allow it |
+//! | `POST /api/canary/{promote,abort,pause,resume}[?name=NAME]` | acts on a canary (`name` is needed when there are several): `200` with its [`CanaryStatus`](fluxgate_core::api::CanaryStatus) as JSON, `404` for an unknown canary, `409` when the phase does not allow it |
 //!
 //! # Authentication
 //!

@@ -1,55 +1,51 @@
-//! The `/api/status` document and the per-endpoint view it shares with `/metrics`.
+//! The `/api/status` document ([`fluxgate_core::api::Status`], the types `fluxctl` reads) and
+//! the per-endpoint view it shares with `/metrics`.
 
 use std::fmt::Display;
-use std::time::{Duration, UNIX_EPOCH};
+use std::ops::Deref;
+use std::time::Duration;
 
 use fluxgate_balance::{DrainReason, EndpointSnapshot, Health, LatencyHistogram};
+use fluxgate_canary::Snapshot;
+use fluxgate_core::api::{
+    CanaryStatus, EndpointStatus, LastDecision, LimitStatus, RateLimitStatus, SideStatus, Status,
+    StoreStatus,
+};
+use fluxgate_ratelimit::MetricsSnapshot;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::Inner;
 
-/// One endpoint of a balancer as the admin API reports it (camelCase in JSON, durations in ms).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One endpoint of a balancer as the admin API reports it: its [`EndpointStatus`] (the JSON of
+/// `/api/status`, which the view dereferences to) and its latency histogram (`/metrics` only).
+///
+/// ```
+/// use fluxgate::admin::EndpointView;
+/// use fluxgate::balance::BalanceHandle;
+///
+/// # fn show(handle: BalanceHandle<String>) {
+/// for endpoint in handle.snapshot().iter().map(EndpointView::from_snapshot) {
+///     println!("{} healthy={}", endpoint.endpoint, endpoint.healthy);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EndpointView {
-    /// The endpoint's key, as text (the upstream URL in the gateway).
-    pub endpoint: String,
-    /// Whether active health checks pass.
-    pub healthy: bool,
-    /// The configured weight.
-    pub weight: u32,
-    /// The weight in effect; 0 when drained.
-    pub effective_weight: f64,
-    /// Why it gets no new requests (`healthCheck`, `errorRate`, `latency`,
-    /// `consecutiveFailures`), if it gets none.
-    pub drained: Option<&'static str>,
-    /// The measure behind `drained`, as text (`0.31`, `512ms`, `5`).
-    pub drained_detail: Option<String>,
-    /// Whether it is being given its single probe request after an ejection.
-    pub probing: bool,
-    /// Requests in flight.
-    pub in_flight: u32,
-    /// Requests finished over the last second.
-    pub requests: u64,
-    /// Failures and overloads per request over the last second.
-    pub error_rate: Option<f64>,
-    /// p95 latency over the last second, in milliseconds.
-    pub p95_ms: Option<f64>,
-    /// Peak-EWMA latency, in milliseconds.
-    pub latency_ewma_ms: Option<f64>,
-    /// Times outlier detection ejected it recently.
-    pub ejections: u32,
-    /// Requests finished since the endpoint was added (cumulative).
-    pub requests_total: u64,
-    /// Of those, failures (5xx but 503, timeouts, transport errors).
-    pub failures_total: u64,
-    /// Of those, overloads (429, 503, gRPC `UNAVAILABLE`/`RESOURCE_EXHAUSTED`).
-    pub overloads_total: u64,
-    /// Latency of every finished request (cumulative; `/metrics` only, not in the JSON).
-    #[serde(skip)]
+    /// What `/api/status` shows of the endpoint.
+    pub status: EndpointStatus,
+    /// Latency of every finished request (cumulative).
     pub latency: LatencyHistogram,
+}
+
+impl Deref for EndpointView {
+    type Target = EndpointStatus;
+
+    fn deref(&self) -> &EndpointStatus {
+        &self.status
+    }
 }
 
 impl EndpointView {
@@ -66,23 +62,25 @@ impl EndpointView {
             }
             Some(_) => (Some("other"), None),
         };
+        let mut status = EndpointStatus::default();
+        status.endpoint = snapshot.key.to_string();
+        status.healthy = matches!(snapshot.health, Health::Healthy);
+        status.weight = snapshot.weight;
+        status.effective_weight = snapshot.effective_weight;
+        status.drained = drained.map(str::to_owned);
+        status.drained_detail = drained_detail;
+        status.probing = snapshot.probing;
+        status.in_flight = snapshot.in_flight;
+        status.requests = snapshot.requests;
+        status.error_rate = snapshot.error_rate;
+        status.p95_ms = snapshot.p95.map(millis);
+        status.latency_ewma_ms = snapshot.latency_ewma.map(millis);
+        status.ejections = snapshot.ejections;
+        status.requests_total = snapshot.totals.requests;
+        status.failures_total = snapshot.totals.failures;
+        status.overloads_total = snapshot.totals.overloads;
         Self {
-            endpoint: snapshot.key.to_string(),
-            healthy: matches!(snapshot.health, Health::Healthy),
-            weight: snapshot.weight,
-            effective_weight: snapshot.effective_weight,
-            drained,
-            drained_detail,
-            probing: snapshot.probing,
-            in_flight: snapshot.in_flight,
-            requests: snapshot.requests,
-            error_rate: snapshot.error_rate,
-            p95_ms: snapshot.p95.map(millis),
-            latency_ewma_ms: snapshot.latency_ewma.map(millis),
-            ejections: snapshot.ejections,
-            requests_total: snapshot.totals.requests,
-            failures_total: snapshot.totals.failures,
-            overloads_total: snapshot.totals.overloads,
+            status,
             latency: snapshot.totals.latency,
         }
     }
@@ -92,94 +90,114 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-/// The whole status document.
-pub(super) fn document(inner: &Inner) -> Value {
-    let store = inner.store.as_ref().map(|store| {
-        let status = store.status();
-        let policies: Vec<Value> = status
-            .policies
-            .iter()
-            .map(|p| json!({ "id": p.id.to_string(), "generation": p.generation }))
-            .collect();
-        let unix =
-            |at: std::time::SystemTime| at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last_rejection = status
-            .last_rejection
-            .map(|r| json!({ "message": r.message, "atUnixSeconds": unix(r.at) }));
-        let last_removal = status.last_removal.map(
-            |r| json!({ "id": r.id.to_string(), "reason": r.reason, "atUnixSeconds": unix(r.at) }),
-        );
-        let renamed: Vec<Value> = status
-            .renamed
-            .iter()
-            .map(|r| json!({ "from": r.from.to_string(), "to": r.to.to_string() }))
-            .collect();
-        let retained: Vec<String> = status.retained.iter().map(ToString::to_string).collect();
-        json!({
-            "generation": status.generation,
-            "applied": status.applied,
-            "rejected": status.rejected,
-            "lastRejection": last_rejection,
-            "policies": policies,
-            "removed": status.removed,
-            "lastRemoval": last_removal,
-            "renamed": renamed,
-            "retained": retained,
-        })
+/// The whole status document, typed.
+pub(super) fn typed(inner: &Inner) -> Status {
+    let mut status = Status::default();
+    status.store = inner
+        .store
+        .as_ref()
+        .map(|store| StoreStatus::from(&store.status()));
+    let balancers = inner.balancers.iter().map(|(name, read)| {
+        let endpoints = read().into_iter().map(|view| view.status).collect();
+        (name.clone(), endpoints)
     });
-    let balancers: serde_json::Map<String, Value> = inner
-        .balancers
-        .iter()
-        .map(|(name, read)| (name.clone(), to_value(read())))
-        .collect();
-    let canaries: serde_json::Map<String, Value> = inner
+    status.balancers = Some(balancers.collect());
+    let canaries = inner
         .canaries
         .iter()
-        .map(|(name, handle)| (name.clone(), to_value(handle.snapshot())))
-        .collect();
-    let rate_limits: Vec<Value> = inner
-        .rate_limits
-        .iter()
-        .map(|read| {
-            let m = read();
-            let limits: Vec<Value> = m
-                .limits
-                .iter()
-                .map(|l| {
-                    json!({
-                        "name": l.name, "key": l.key, "admitted": l.admitted,
-                        "refused": l.refused, "shadowRefused": l.shadow_refused,
-                    })
-                })
-                .collect();
-            // A shared store's failures, counted (null for the in-process store).
-            let store = m.store.map(|h| {
-                json!({
-                    "down": h.down, "outages": h.outages, "fallbackDecisions": h.fallback_decisions,
-                    "timeouts": h.timeouts, "syncFailures": h.sync_failures, "replicas": h.replicas,
-                })
-            });
-            json!({
-                "policy": m.policy, "generation": m.generation, "admitted": m.admitted,
-                "refused": m.refused, "rejected": m.rejected, "limits": limits, "store": store,
-            })
-        })
-        .collect();
-    let mut document = json!({
-        "store": store,
-        "balancers": balancers,
-        "canaries": canaries,
-        "rateLimits": rate_limits,
-    });
-    if let Value::Object(map) = &mut document {
-        for (name, read) in &inner.sections {
-            map.insert(name.clone(), read());
-        }
+        .map(|(name, handle)| (name.clone(), canary(&handle.snapshot())));
+    status.canaries = Some(canaries.collect());
+    status.rate_limits = Some(
+        inner
+            .rate_limits
+            .iter()
+            .map(|read| limits(&read()))
+            .collect(),
+    );
+    for (name, read) in &inner.sections {
+        status.extra.insert(name.clone(), read());
     }
-    document
+    status
+}
+
+/// The whole status document, as JSON.
+pub(super) fn document(inner: &Inner) -> Value {
+    to_value(typed(inner))
+}
+
+/// A canary's snapshot as the admin API shows it, its last decision in words included.
+pub(super) fn canary(snapshot: &Snapshot) -> CanaryStatus {
+    let side = |stats: &fluxgate_canary::SideStats| {
+        let mut side = SideStatus::default();
+        side.routed = stats.routed;
+        side.window_requests = stats.window_requests;
+        side.error_rate = stats.error_rate;
+        side.p99_ms = stats.p99.map(millis);
+        side
+    };
+    let mut status = CanaryStatus::default();
+    status.phase = to_value(snapshot.phase)
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    status.enabled = snapshot.enabled;
+    status.weight = snapshot.weight;
+    status.step = snapshot.step;
+    status.steps.clone_from(&snapshot.steps);
+    status.failed_checks = snapshot.failed_checks;
+    status.last_decision = snapshot.last_decision.map(|(decision, ago)| {
+        let mut last: LastDecision = convert(decision);
+        last.summary = Some(decision.to_string());
+        last.ago_ms = millis(ago);
+        last
+    });
+    status.stable = side(&snapshot.stable);
+    status.canary = side(&snapshot.canary);
+    status.transitions = convert(snapshot.transitions);
+    status.generation = snapshot.generation;
+    // How this replica stands with its fleet (shared canary state), when it has one.
+    if let Some(fleet) = &snapshot.fleet {
+        status.extra.insert("fleet".to_owned(), to_value(fleet));
+    }
+    status
+}
+
+/// The counts of one rate-limit layer.
+fn limits(m: &MetricsSnapshot) -> RateLimitStatus {
+    let limit = |l: &fluxgate_ratelimit::LimitSnapshot| {
+        let mut limit = LimitStatus::default();
+        limit.name.clone_from(&l.name);
+        limit.key.clone_from(&l.key);
+        limit.admitted = l.admitted;
+        limit.refused = l.refused;
+        limit.shadow_refused = l.shadow_refused;
+        limit
+    };
+    let mut status = RateLimitStatus::default();
+    status.policy.clone_from(&m.policy);
+    status.generation = m.generation;
+    status.admitted = m.admitted;
+    status.refused = m.refused;
+    status.rejected = m.rejected;
+    status.limits = m.limits.iter().map(limit).collect();
+    // A shared store's failures, counted (absent for the in-process store).
+    if let Some(h) = &m.store {
+        let store = serde_json::json!({
+            "down": h.down, "outages": h.outages, "fallbackDecisions": h.fallback_decisions,
+            "timeouts": h.timeouts, "syncFailures": h.sync_failures, "replicas": h.replicas,
+        });
+        status.extra.insert("store".to_owned(), store);
+    }
+    status
 }
 
 /// `value` as JSON (`null` if it cannot be, which the types here never cause).
 pub(super) fn to_value<T: Serialize>(value: T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// `value` read as another type through its JSON (the default if it does not fit, which the
+/// canary's types, tagged and camelCase like the API's, never cause).
+fn convert<T: Serialize, U: DeserializeOwned + Default>(value: T) -> U {
+    serde_json::from_value(to_value(value)).unwrap_or_default()
 }
