@@ -154,7 +154,8 @@ pub(super) fn document(inner: &Inner) -> Value {
                 .collect();
             json!({
                 "policy": m.policy, "generation": m.generation, "admitted": m.admitted,
-                "refused": m.refused, "rejected": m.rejected, "limits": limits,
+                "refused": m.refused, "rejected": m.rejected,
+                "noClientAddress": m.no_client_address, "limits": limits,
             })
         })
         .collect();
