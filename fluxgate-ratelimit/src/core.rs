@@ -249,7 +249,8 @@ impl<St: RateLimitStore> Shared<St> {
             tracing::warn!(
                 target: "fluxgate_ratelimit",
                 policy = self.latest().policy.as_deref().unwrap_or("-"),
-                "a rate limit keyed on `ip` got a request without a client address, so every \
+                "a rate limit keyed on `ip` (or `missingKey: ip`) got a request without a \
+                 client address, so every \
                  such request shares one bucket; serve axum with \
                  `app.into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`), \
                  or insert `fluxgate_core::key::PeerAddr` in a hyper server's requests \

@@ -193,6 +193,28 @@ mod tests {
     }
 
     #[test]
+    fn peer_addr_prefers_peer_addr_then_reads_connect_info() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut extensions = Extensions::new();
+        assert_eq!(peer_addr(&extensions), None);
+        #[cfg(feature = "tonic")]
+        {
+            extensions.insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(addr("192.0.2.3:3")),
+            });
+            assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.3:3")));
+        }
+        #[cfg(feature = "axum")]
+        {
+            extensions.insert(axum::extract::ConnectInfo(addr("192.0.2.2:2")));
+            assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.2:2")));
+        }
+        extensions.insert(PeerAddr(addr("192.0.2.1:1")));
+        assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.1:1")));
+    }
+
+    #[test]
     fn refuses_bad_sources() {
         for bad in [
             "",
