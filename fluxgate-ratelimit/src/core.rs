@@ -3,11 +3,12 @@
 
 use std::array;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use fluxgate_core::key::{ClientIpConfig, Extracted};
+use fluxgate_core::key::{ClientIpConfig, Extracted, KeySource};
 use fluxgate_core::policy::{CompiledPolicy, MissingKey};
 use fluxgate_core::store::PolicySlot;
 use http::{Request, StatusCode};
@@ -42,6 +43,8 @@ pub(crate) struct Shared<St: RateLimitStore> {
     pub(crate) counters: CounterRegistry,
     pub(crate) totals: LayerCounters,
     pub(crate) current: Mutex<Arc<Prepared<St::Limiter>>>,
+    /// Whether the warning for a request without a client address has been logged.
+    warned_no_address: AtomicBool,
 }
 
 /// Why a request was rejected before any limit was checked.
@@ -85,6 +88,7 @@ impl<St: RateLimitStore> Shared<St> {
             counters,
             totals: LayerCounters::default(),
             current: Mutex::new(Arc::new(first)),
+            warned_no_address: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +132,7 @@ impl<St: RateLimitStore> Shared<St> {
             admitted: self.totals.admitted.get(),
             refused: self.totals.refused.get(),
             rejected: self.totals.rejected.get(),
+            no_client_address: self.totals.no_client_address.get(),
             limits: prepared
                 .limits
                 .iter()
@@ -151,7 +156,7 @@ impl<St: RateLimitStore> Shared<St> {
         }
         let mut keys: [Extracted<'_>; MAX_LIMITS] = array::from_fn(|_| Extracted::Missing);
         for (i, limit) in prepared.limits.iter().enumerate() {
-            match resolve(limit, request) {
+            match resolve(limit, request, || self.no_address()) {
                 Ok(key) => keys[i] = key,
                 Err(reject) => {
                     self.totals.rejected.incr();
@@ -182,7 +187,7 @@ impl<St: RateLimitStore> Shared<St> {
         limit: &PreparedLimit<St::Limiter>,
         request: &Request<B>,
     ) -> Gate<St::Future> {
-        let key = match resolve(limit, request) {
+        let key = match resolve(limit, request, || self.no_address()) {
             Ok(key) => key,
             Err(reject) => {
                 self.totals.rejected.incr();
@@ -237,6 +242,24 @@ impl<St: RateLimitStore> Shared<St> {
         }
     }
 
+    /// Counts a request whose `ip` key found no client address; warns about the first.
+    #[cold]
+    fn no_address(&self) {
+        self.totals.no_client_address.incr();
+        if !self.warned_no_address.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "fluxgate_ratelimit",
+                policy = self.latest().policy.as_deref().unwrap_or("-"),
+                "a rate limit keyed on `ip` (or `missingKey: ip`) got a request without a \
+                 client address, so every \
+                 such request shares one bucket; serve axum with \
+                 `app.into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`), \
+                 or insert `fluxgate_core::key::PeerAddr` in a hyper server's requests \
+                 (counted in `no_client_address`; logged once)"
+            );
+        }
+    }
+
     /// Decides `request` once a store's answer has come.
     pub(crate) fn finish_later<B>(
         &self,
@@ -246,7 +269,7 @@ impl<St: RateLimitStore> Shared<St> {
     ) -> Gate<St::Future> {
         let mut tiers: [Option<&Tier<St::Limiter>>; MAX_LIMITS] = [None; MAX_LIMITS];
         for (i, limit) in prepared.limits.iter().enumerate() {
-            let key = resolve(limit, request).unwrap_or(Extracted::Missing);
+            let key = resolve(limit, request, || {}).unwrap_or(Extracted::Missing);
             tiers[i] = Some(tier(limit, key_ref(&key)));
         }
         self.finish(&prepared.limits, &tiers, verdict)
@@ -318,20 +341,31 @@ fn fields<L>(
 }
 
 /// The key of `request` for `limit`, after the missing-key rule; `Missing` here means the shared
-/// bucket.
+/// bucket. `no_address` is called when an `ip` key (or the `ip` fallback) finds no address.
 fn resolve<'r, L, B>(
     limit: &PreparedLimit<L>,
     request: &'r Request<B>,
+    no_address: impl FnOnce(),
 ) -> Result<Extracted<'r>, Reject> {
     match limit.extractor.extract(request) {
         key @ (Extracted::Key(_) | Extracted::Ip(_)) => Ok(key),
         Extracted::TooLong => Err(Reject::TooLong(0)),
+        _ if *limit.extractor.source() == KeySource::Ip => {
+            no_address();
+            match limit.missing {
+                MissingKey::Reject => Err(Reject::Missing(0)),
+                _ => Ok(Extracted::Missing),
+            }
+        }
         _ => match limit.missing {
             MissingKey::Reject => Err(Reject::Missing(0)),
-            MissingKey::Ip => Ok(limit
-                .extractor
-                .client_ip(request)
-                .map_or(Extracted::Missing, Extracted::Ip)),
+            MissingKey::Ip => Ok(match limit.extractor.client_ip(request) {
+                Some(ip) => Extracted::Ip(ip),
+                None => {
+                    no_address();
+                    Extracted::Missing
+                }
+            }),
             _ => Ok(Extracted::Missing),
         },
     }

@@ -35,3 +35,45 @@ pub enum RateLimitError {
     #[error("invalid rate limits: {0}")]
     InvalidPolicy(#[source] fluxgate_core::policy::PolicyErrors),
 }
+
+/// The gRPC status of a refusal, for tonic (feature `tonic`): `RESOURCE_EXHAUSTED` for
+/// [`Limited`](RateLimitError::Limited), with the delay in the metadata as `retry-after` (whole
+/// seconds, rounded up, as the HTTP header) and `grpc-retry-pushback-ms` (milliseconds, the gRPC
+/// retry pushback); `INVALID_ARGUMENT` for a missing or oversized key; `INTERNAL` for an invalid
+/// policy. The error stays reachable as the status's `source()`.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_ratelimit::RateLimitError;
+///
+/// let error = RateLimitError::Limited { limit: "per-key".into(), retry_after: Duration::from_millis(1500) };
+/// let status = tonic::Status::from(error);
+/// assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+/// assert_eq!(status.metadata().get("retry-after").unwrap(), "2");
+/// assert_eq!(status.metadata().get("grpc-retry-pushback-ms").unwrap(), "1500");
+/// let source = std::error::Error::source(&status).unwrap();
+/// assert!(matches!(source.downcast_ref(), Some(RateLimitError::Limited { .. })));
+/// ```
+#[cfg(feature = "tonic")]
+impl From<RateLimitError> for tonic::Status {
+    fn from(error: RateLimitError) -> Self {
+        use tonic::metadata::{MetadataMap, MetadataValue};
+        let mut metadata = MetadataMap::new();
+        let code = match &error {
+            RateLimitError::Limited { retry_after, .. } => {
+                let secs = crate::quota::ceil_secs(*retry_after);
+                let millis = crate::response::ceil_millis(*retry_after);
+                metadata.insert("retry-after", MetadataValue::from(secs));
+                metadata.insert("grpc-retry-pushback-ms", MetadataValue::from(millis));
+                tonic::Code::ResourceExhausted
+            }
+            RateLimitError::MissingKey(_) | RateLimitError::KeyTooLong(_) => {
+                tonic::Code::InvalidArgument
+            }
+            RateLimitError::InvalidPolicy(_) => tonic::Code::Internal,
+        };
+        let mut status = Self::with_metadata(code, error.to_string(), metadata);
+        status.set_source(std::sync::Arc::new(error));
+        status
+    }
+}

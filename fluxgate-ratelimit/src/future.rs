@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::core::Shared;
+use crate::layer::IntoError;
 use crate::prepared::Prepared;
 use crate::response::Fields;
 use crate::store::RateLimitStore;
@@ -149,7 +150,7 @@ pin_project! {
     {
         Inner { #[pin] future: S::Future },
         Failed { error: Option<BoxError> },
-        Waiting { decide: St::Future, rest: Option<Waiting<S, St, B>> },
+        Waiting { decide: St::Future, rest: Option<Waiting<S, St, B>>, into_error: IntoError },
     }
 }
 
@@ -170,11 +171,16 @@ where
         }
     }
 
-    pub(crate) fn waiting(decide: St::Future, rest: Waiting<S, St, B>) -> Self {
+    pub(crate) fn waiting(
+        decide: St::Future,
+        rest: Waiting<S, St, B>,
+        into_error: IntoError,
+    ) -> Self {
         Self {
             state: TypedState::Waiting {
                 decide,
                 rest: Some(rest),
+                into_error,
             },
         }
     }
@@ -198,14 +204,20 @@ where
                     Some(error) => return Poll::Ready(Err(error)),
                     None => return Poll::Pending,
                 },
-                TypedProj::Waiting { decide, rest } => {
+                TypedProj::Waiting {
+                    decide,
+                    rest,
+                    into_error,
+                } => {
                     let verdict = ready!(Pin::new(decide).poll(cx));
                     let Some(mut w) = rest.take() else {
                         return Poll::Pending;
                     };
                     let gate = w.shared.finish_later(&w.prepared, &w.request, verdict);
                     match service::typed_error(&w.prepared, &gate) {
-                        Some(error) => TypedState::Failed { error: Some(error) },
+                        Some(error) => TypedState::Failed {
+                            error: Some((*into_error)(error)),
+                        },
                         None => TypedState::Inner {
                             future: w.inner.call(w.request),
                         },

@@ -10,11 +10,11 @@ use fluxgate_core::store::PolicySlot;
 use http::StatusCode;
 use tower_layer::Layer;
 
-use crate::RateLimitError;
 use crate::core::{Config, Shared, Source};
 use crate::metrics::MetricsSnapshot;
 use crate::service::{RateLimit, TypedRateLimit};
 use crate::store::{LocalStore, RateLimitStore};
+use crate::{BoxError, RateLimitError};
 
 /// Applies a policy's rate limits to every request, answering refusals with HTTP responses
 /// ([`RateLimit`]).
@@ -38,8 +38,9 @@ pub struct RateLimitLayer<St: RateLimitStore = LocalStore> {
     shared: Arc<Shared<St>>,
 }
 
-/// Like [`RateLimitLayer`], but refused requests fail with a boxed [`RateLimitError`]
-/// ([`TypedRateLimit`]). Made by [`RateLimitLayer::typed`].
+/// Like [`RateLimitLayer`], but refused requests fail with an error ([`TypedRateLimit`]): a boxed
+/// [`RateLimitError`] when made by [`RateLimitLayer::typed`], a boxed `tonic::Status` when made by
+/// `RateLimitLayer::grpc` (feature `tonic`).
 ///
 /// ```
 /// use fluxgate_core::policy::RateLimit;
@@ -52,6 +53,7 @@ pub struct RateLimitLayer<St: RateLimitStore = LocalStore> {
 #[must_use]
 pub struct TypedRateLimitLayer<St: RateLimitStore = LocalStore> {
     shared: Arc<Shared<St>>,
+    into_error: IntoError,
 }
 
 /// Builds a [`RateLimitLayer`].
@@ -94,6 +96,7 @@ impl<St: RateLimitStore> Clone for TypedRateLimitLayer<St> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            into_error: self.into_error,
         }
     }
 }
@@ -143,11 +146,62 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     }
 
     /// The same limits, failing refused requests with [`RateLimitError`] instead of answering.
+    ///
+    /// tonic cannot read this error: a tonic client makes it `Code::Unknown`. Around a tonic
+    /// `Channel` or in a tonic `Server`, use `grpc` (feature `tonic`).
     pub fn typed(self) -> TypedRateLimitLayer<St> {
         TypedRateLimitLayer {
             shared: self.shared,
+            into_error: boxed,
         }
     }
+
+    /// The same limits, failing refused requests with a boxed `tonic::Status` (feature `tonic`):
+    /// around a tonic `Channel` the client's call returns it as is, `RESOURCE_EXHAUSTED` with
+    /// `retry-after` and `grpc-retry-pushback-ms` in the metadata (see
+    /// [`From<RateLimitError> for tonic::Status`](RateLimitError)); in a tonic `Server` (its
+    /// `layer`), tonic answers it as a trailers-only response. The [`RateLimitError`] is the
+    /// status's `source()`.
+    ///
+    /// ```
+    /// use fluxgate_core::policy::RateLimit;
+    /// use fluxgate_ratelimit::RateLimitLayer;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut per_client = RateLimit::new(1.0, 1);
+    /// per_client.key_extractor = "header.x-client-id".into();
+    /// let layer = RateLimitLayer::builder().limit(per_client).build().unwrap().grpc();
+    /// let service = layer.layer(service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(())
+    /// }));
+    /// let request = || http::Request::builder().header("x-client-id", "a").body(()).unwrap();
+    /// assert!(service.clone().oneshot(request()).await.is_ok());
+    /// let error = service.oneshot(request()).await.unwrap_err();
+    /// let status = error.downcast::<tonic::Status>().unwrap();
+    /// assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    /// assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+    /// # }
+    /// ```
+    #[cfg(feature = "tonic")]
+    pub fn grpc(self) -> TypedRateLimitLayer<St> {
+        TypedRateLimitLayer {
+            shared: self.shared,
+            into_error: status,
+        }
+    }
+}
+
+/// How the typed variant turns a [`RateLimitError`] into its error.
+pub(crate) type IntoError = fn(RateLimitError) -> BoxError;
+
+fn boxed(error: RateLimitError) -> BoxError {
+    Box::new(error)
+}
+
+#[cfg(feature = "tonic")]
+fn status(error: RateLimitError) -> BoxError {
+    Box::new(tonic::Status::from(error))
 }
 
 impl<St: RateLimitStore> TypedRateLimitLayer<St> {
@@ -170,7 +224,7 @@ impl<S, St: RateLimitStore> Layer<S> for TypedRateLimitLayer<St> {
     type Service = TypedRateLimit<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TypedRateLimit::new(inner, Arc::clone(&self.shared))
+        TypedRateLimit::new(inner, Arc::clone(&self.shared), self.into_error)
     }
 }
 

@@ -60,6 +60,7 @@ pub(crate) struct LayerCounters {
     pub(crate) admitted: Counter,
     pub(crate) refused: Counter,
     pub(crate) rejected: Counter,
+    pub(crate) no_client_address: Counter,
 }
 
 /// A snapshot of a layer's counts, as [`RateLimitLayer::metrics`](crate::RateLimitLayer::metrics)
@@ -88,6 +89,11 @@ pub struct MetricsSnapshot {
     pub refused: u64,
     /// Requests rejected for a missing or oversized key.
     pub rejected: u64,
+    /// Requests whose `ip` key (or `missingKey: ip` fallback) found no client address: the
+    /// server put none in the request (no [`PeerAddr`](fluxgate_core::key::PeerAddr), no axum
+    /// `ConnectInfo`, no tonic `TcpConnectInfo`). They share one bucket; anything but `0` means a
+    /// server to fix (the first such request also logs a warning).
+    pub no_client_address: u64,
     /// Per limit of the policy in force, in policy order.
     pub limits: Vec<LimitSnapshot>,
     /// The failures of a shared store (Redis), counted; `None` for the in-process store.

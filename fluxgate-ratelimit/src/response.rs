@@ -58,7 +58,17 @@ pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The refusal: 429 with `Retry-After`, or a trailers-only gRPC response with status 8.
+/// gRPC's server pushback (milliseconds), which gRPC retry policies honour.
+pub(crate) const GRPC_RETRY_PUSHBACK_MS: HeaderName =
+    HeaderName::from_static("grpc-retry-pushback-ms");
+
+/// `d` in whole milliseconds, rounded up.
+pub(crate) fn ceil_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// The refusal: 429 with `Retry-After`, or a trailers-only gRPC response with status 8 (and
+/// `grpc-retry-pushback-ms`).
 pub(crate) fn refused<B: Default>(
     grpc: bool,
     retry_after: Duration,
@@ -69,6 +79,11 @@ pub(crate) fn refused<B: Default>(
     headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(retry_after)));
     fields.apply(headers);
     if grpc {
+        // gRPC's retry pushback: a client whose retry policy covers RESOURCE_EXHAUSTED waits this.
+        headers.insert(
+            GRPC_RETRY_PUSHBACK_MS,
+            HeaderValue::from(ceil_millis(retry_after)),
+        );
         grpc_status(&mut response, "8", "rate limited");
     } else {
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use crate::core::{Gate, Reject, Shared};
 use crate::future::{ResponseFuture, TypedFuture, Waiting};
+use crate::layer::IntoError;
 use crate::prepared::Prepared;
 use crate::response::{self, Fields};
 use crate::store::{LocalStore, RateLimitStore};
@@ -50,8 +51,10 @@ pub struct RateLimit<S, St: RateLimitStore = LocalStore> {
     cached: Arc<Prepared<St::Limiter>>,
 }
 
-/// Rate limits requests, failing refused ones with a boxed [`RateLimitError`] instead of
-/// answering (for tonic clients and other non-HTTP-answering stacks). Made by
+/// Rate limits requests, failing refused ones instead of answering (for tonic clients and other
+/// non-HTTP-answering stacks): with a boxed [`RateLimitError`] (made by
+/// [`RateLimitLayer::typed`](crate::RateLimitLayer::typed)), or a boxed `tonic::Status` (made by
+/// `RateLimitLayer::grpc`, feature `tonic`). Made by
 /// [`TypedRateLimitLayer`](crate::TypedRateLimitLayer).
 ///
 /// ```
@@ -72,6 +75,7 @@ pub struct RateLimit<S, St: RateLimitStore = LocalStore> {
 #[derive(Debug)]
 pub struct TypedRateLimit<S, St: RateLimitStore = LocalStore> {
     inner: RateLimit<S, St>,
+    into_error: IntoError,
 }
 
 // === impl RateLimit ===
@@ -191,14 +195,16 @@ impl<S: Clone, St: RateLimitStore> Clone for TypedRateLimit<S, St> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            into_error: self.into_error,
         }
     }
 }
 
 impl<S, St: RateLimitStore> TypedRateLimit<S, St> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<St>>) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<St>>, into_error: IntoError) -> Self {
         Self {
             inner: RateLimit::new(inner, shared),
+            into_error,
         }
     }
 
@@ -219,7 +225,7 @@ impl<S, St: RateLimitStore> TypedRateLimit<S, St> {
 }
 
 /// The error for a decided request, `None` to let it through.
-pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: &Gate<F>) -> Option<BoxError> {
+pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: &Gate<F>) -> Option<RateLimitError> {
     let name = |i: usize| {
         prepared
             .limits
@@ -238,7 +244,7 @@ pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: &Gate<F>) -> Optio
         Gate::Reject(Reject::Missing(i)) => RateLimitError::MissingKey(name(*i)),
         Gate::Reject(Reject::TooLong(i)) => RateLimitError::KeyTooLong(name(*i)),
     };
-    Some(Box::new(error))
+    Some(error)
 }
 
 impl<S, St, B> Service<Request<B>> for TypedRateLimit<S, St>
@@ -271,10 +277,10 @@ where
                     prepared: Arc::clone(&this.cached),
                     shared: Arc::clone(&this.shared),
                 };
-                TypedFuture::waiting(decide, rest)
+                TypedFuture::waiting(decide, rest, self.into_error)
             }
             gate => match typed_error(&this.cached, &gate) {
-                Some(error) => TypedFuture::failed(error),
+                Some(error) => TypedFuture::failed((self.into_error)(error)),
                 None => TypedFuture::inner(this.inner.call(request)),
             },
         }

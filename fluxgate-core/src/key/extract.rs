@@ -7,7 +7,7 @@ use http::{Extensions, HeaderMap, Request, Uri, header, request::Parts};
 
 use super::client_ip::ClientIpConfig;
 use super::hash::fnv1a;
-use super::{KeySource, PeerAddr};
+use super::{KeySource, peer_addr};
 
 /// The longest key [`KeyExtractor`] accepts by default, in bytes.
 pub const DEFAULT_MAX_KEY_LEN: usize = 256;
@@ -31,7 +31,7 @@ pub enum Extracted<'r> {
     /// The client's IP address (for [`KeySource::Ip`]).
     Ip(IpAddr),
     /// The request has no such header, cookie or parameter, or its value is empty; for `ip`, the
-    /// request has no [`PeerAddr`] extension.
+    /// request has no peer address ([`peer_addr`](super::peer_addr) finds none).
     Missing,
     /// The value is longer than the extractor's maximum key length.
     TooLong,
@@ -177,7 +177,7 @@ impl KeyExtractor {
     ) -> Extracted<'r> {
         let value = match &self.source {
             KeySource::Ip => {
-                let peer = extensions.get::<PeerAddr>().map(|p| p.0.ip());
+                let peer = peer_addr(extensions).map(|p| p.ip());
                 return self
                     .client_ip
                     .client_ip(peer, headers)
@@ -209,7 +209,7 @@ impl KeyExtractor {
     /// assert_eq!(extractor.client_ip(&request), Some("192.0.2.8".parse().unwrap()));
     /// ```
     pub fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        let peer = peer_addr(request.extensions()).map(|p| p.ip());
         self.client_ip.client_ip(peer, request.headers())
     }
 

@@ -3,7 +3,8 @@
 //! A policy names the key with a `keyExtractor` string: `ip`, `header.NAME`, `cookie.NAME` or
 //! `query.NAME`. [`KeySource`] is that string parsed once, when the policy is compiled, and a
 //! [`KeyExtractor`] applies it to each request, borrowing the key from the request
-//! ([`Extracted`]) without allocating. The `ip` key is the connection's peer ([`PeerAddr`]),
+//! ([`Extracted`]) without allocating. The `ip` key is the connection's peer ([`PeerAddr`],
+//! or axum's and tonic's connect info with the `axum` and `tonic` features: [`peer_addr`]),
 //! or the address a trusted proxy forwarded ([`ClientIpConfig`], [`Cidr`]): forwarded headers
 //! are never believed unless the peer is a configured trusted proxy. [`Extracted::hash64`]
 //! gives a stable hash for shards and stickiness.
@@ -37,7 +38,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use http::HeaderName;
+use http::{Extensions, HeaderName};
 
 pub use cidr::{Cidr, CidrError, normalize};
 pub use client_ip::{ClientIpConfig, ForwardedHeader};
@@ -47,8 +48,12 @@ pub use hash::fnv1a;
 /// The address of the connection's peer, as a request extension.
 ///
 /// Servers put it into each request's extensions (`request.extensions_mut().insert(PeerAddr(addr))`)
-/// so that the `ip` key, X-Forwarded-For handling and the proxy can see who is connected. axum users
-/// get it from `ConnectInfo<SocketAddr>` with a one-line middleware.
+/// so that the `ip` key, X-Forwarded-For handling and the proxy can see who is connected; a hyper
+/// server's accept loop does it (hyper and hyper-util put no address in the request). The `ip`
+/// key also finds the address without it (see [`peer_addr`]): under axum with the `axum` feature
+/// once the app is served with connect info, the one line
+/// `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`;
+/// under a tonic server with the `tonic` feature, always.
 ///
 /// ```
 /// use fluxgate_core::key::PeerAddr;
@@ -59,6 +64,34 @@ pub use hash::fnv1a;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The connection's peer as the server recorded it in `extensions`: [`PeerAddr`] first, then
+/// axum's `ConnectInfo<SocketAddr>` (feature `axum`), then tonic's `TcpConnectInfo` (feature
+/// `tonic`). `None` when none of them is there.
+///
+/// ```
+/// use fluxgate_core::key::{PeerAddr, peer_addr};
+///
+/// let mut request = http::Request::new(());
+/// assert_eq!(peer_addr(request.extensions()), None);
+/// request.extensions_mut().insert(PeerAddr("192.0.2.7:41000".parse().unwrap()));
+/// assert_eq!(peer_addr(request.extensions()), Some("192.0.2.7:41000".parse().unwrap()));
+/// ```
+#[must_use]
+pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    if let Some(peer) = extensions.get::<PeerAddr>() {
+        return Some(peer.0);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0);
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(info) = extensions.get::<tonic::transport::server::TcpConnectInfo>() {
+        return info.remote_addr();
+    }
+    None
+}
 
 /// Where a request's key comes from, as written in a policy's `keyExtractor`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -157,6 +190,28 @@ mod tests {
             "query.api_key".parse::<KeySource>(),
             Ok(KeySource::Query("api_key".to_owned()))
         );
+    }
+
+    #[test]
+    fn peer_addr_prefers_peer_addr_then_reads_connect_info() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut extensions = Extensions::new();
+        assert_eq!(peer_addr(&extensions), None);
+        #[cfg(feature = "tonic")]
+        {
+            extensions.insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(addr("192.0.2.3:3")),
+            });
+            assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.3:3")));
+        }
+        #[cfg(feature = "axum")]
+        {
+            extensions.insert(axum::extract::ConnectInfo(addr("192.0.2.2:2")));
+            assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.2:2")));
+        }
+        extensions.insert(PeerAddr(addr("192.0.2.1:1")));
+        assert_eq!(peer_addr(&extensions), Some(addr("192.0.2.1:1")));
     }
 
     #[test]

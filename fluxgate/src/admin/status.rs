@@ -180,6 +180,10 @@ fn limits(m: &MetricsSnapshot) -> RateLimitStatus {
     status.refused = m.refused;
     status.rejected = m.rejected;
     status.limits = m.limits.iter().map(limit).collect();
+    // Requests keyed by `ip` that carried no client address (they share one bucket).
+    status
+        .extra
+        .insert("noClientAddress".to_owned(), m.no_client_address.into());
     // A shared store's failures, counted (absent for the in-process store).
     if let Some(h) = &m.store {
         let store = serde_json::json!({
