@@ -168,6 +168,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     }
     let admin_api = admin_api.build();
     let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
+    #[cfg(unix)]
+    let _hangups = log_hangups()?;
     print_banner(gateway.local_addr(), admin.local_addr(), &args, &demos, &id);
 
     tokio::signal::ctrl_c().await?;
@@ -175,6 +177,21 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     tokio::join!(gateway.shutdown(), admin.shutdown());
     drop(stack);
     Ok(())
+}
+
+/// Keeps SIGHUP (a closed terminal, a habit of operators) from ending the gateway: it is logged
+/// and ignored, as the policy file is followed on every save already.
+#[cfg(unix)]
+fn log_hangups() -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP ignored: the policy file is followed on every save, nothing to reload"
+            );
+        }
+    }))
 }
 
 /// Starts the fast, slow and canary demo upstreams on loopback ephemeral ports.
