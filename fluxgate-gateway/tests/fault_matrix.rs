@@ -58,7 +58,8 @@ async fn upstream_refusing_connections_gives_502() {
 }
 
 /// Upstream resetting mid-response: the client sees the `200` and headers, then an aborted body
-/// (never a short body passed off as whole); later requests get whole answers.
+/// (never a short body passed off as whole); later requests get whole answers. Counted as
+/// `outcome="success"` (decided at the head): nothing counts the abort itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_reset_mid_response_aborts_that_body_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,6 +79,11 @@ async fn upstream_reset_mid_response_aborts_that_body_only() {
             (StatusCode::OK, "ok")
         );
     }
+    // The outcome is decided at the response head: the aborted body counts as a success (a gap:
+    // nothing counts the abort).
+    let family = "fluxgate_upstream_requests_total";
+    let successes = gateway.metric(family, &["outcome=\"success\""]).await;
+    assert!(successes >= 6.0, "{successes}");
 }
 
 /// Upstream hanging (reads the request, never answers): clients get `504` after
