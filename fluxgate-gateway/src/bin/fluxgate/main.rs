@@ -192,6 +192,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     }
     let admin_api = admin_api.build();
     let admin = server::spawn(args.admin, admin_api.router(), ServerConfig::default()).await?;
+    #[cfg(unix)]
+    let _hangups = log_hangups()?;
     lifecycle.listening();
     let sides = (&upstreams[..], &canary_upstreams[..]);
     print_banner(
@@ -210,6 +212,21 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     admin.shutdown().await;
     drop(stack);
     Ok(())
+}
+
+/// Keeps SIGHUP (a closed terminal, a habit of operators) from ending the gateway: it is logged
+/// and ignored, as the policy file is followed on every save already.
+#[cfg(unix)]
+fn log_hangups() -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP ignored: the policy file is followed on every save, nothing to reload"
+            );
+        }
+    }))
 }
 
 /// Starts the fast, slow and canary demo upstreams on loopback ephemeral ports.
