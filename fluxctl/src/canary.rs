@@ -1,4 +1,5 @@
-//! `fluxctl canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]`.
+//! `fluxctl canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]` (one
+//! gateway) and `fluxctl canary ACTION NAME -n NS --redis URL` (every replica of the fleet).
 
 use std::process::ExitCode;
 
@@ -30,6 +31,15 @@ impl Action {
             Self::Resume => "resume",
         }
     }
+
+    fn fleet(self) -> fluxgate_canary::Action {
+        match self {
+            Self::Promote => fluxgate_canary::Action::Promote,
+            Self::Abort => fluxgate_canary::Action::Abort,
+            Self::Pause => fluxgate_canary::Action::Pause,
+            Self::Resume => fluxgate_canary::Action::Resume,
+        }
+    }
 }
 
 /// Arguments of `fluxctl canary`.
@@ -38,23 +48,32 @@ pub(crate) struct Args {
     /// The action.
     #[arg(value_enum)]
     action: Action,
-    /// The canary (as named in `fluxctl status`); may be left out when the gateway has one.
+    /// The canary: its policy's name (as `fluxctl status` shows it); with `--gateway`, may be
+    /// left out when the gateway has one canary.
+    #[arg(required_unless_present = "gateway")]
     name: Option<String>,
-    /// The gateway's admin endpoint (`http://HOST:PORT[/PREFIX]`).
-    #[arg(long, value_name = "URL")]
-    gateway: String,
-    /// The bearer token of the gateway's admin endpoint.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "FLUXGATE_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    target: common::Target,
 }
 
-/// Sends `POST URL/api/canary/ACTION[?name=NAME]` and prints the canary's new state.
+/// Acts through the fleet's Redis, or sends `POST URL/api/canary/ACTION[?name=NAME]` to one
+/// gateway, and prints the canary's new state.
 pub(crate) fn run(args: &Args) -> ExitCode {
+    let gateway = match (
+        &args.target.gateway,
+        &args.target.redis,
+        &args.target.namespace,
+        &args.name,
+    ) {
+        (Some(gateway), None, _, _) => gateway,
+        (None, Some(redis), Some(namespace), Some(name)) => {
+            return crate::fleet::act(redis, namespace, name, args.action.fleet());
+        }
+        _ => {
+            eprintln!("error: give --gateway URL, or NAME with --redis URL and --namespace NS");
+            return ExitCode::from(common::USAGE);
+        }
+    };
     let runtime = match common::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -65,9 +84,9 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         .map_or_else(String::new, |n| format!("?name={}", gateway::encode(n)));
     let post = Call {
         method: Method::POST,
-        url: &args.gateway,
+        url: gateway,
         path: format!("/api/canary/{}{query}", args.action.path()),
-        token: args.token.as_deref(),
+        token: args.target.token.as_deref(),
         body: None,
     };
     let answer = match runtime.block_on(gateway::call(post)) {

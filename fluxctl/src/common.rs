@@ -31,6 +31,34 @@ pub(crate) struct RedisArgs {
     pub(crate) redis: String,
 }
 
+/// Where `status` and `canary` act: one gateway's admin API, or the whole fleet through the
+/// Redis its replicas share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// One gateway's admin endpoint (`http://HOST:PORT[/PREFIX]`): that gateway only.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "redis",
+        conflicts_with = "redis"
+    )]
+    pub(crate) gateway: Option<String>,
+    /// The Redis the fleet's replicas share: every replica (needs `--namespace`).
+    #[arg(long, value_name = "URL", requires = "namespace")]
+    pub(crate) redis: Option<String>,
+    /// The namespace of the fleet's policies (with `--redis`).
+    #[arg(short = 'n', long, value_name = "NS", requires = "redis")]
+    pub(crate) namespace: Option<String>,
+    /// The bearer token of the gateway's admin endpoint (sent if given).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUXGATE_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+}
+
 /// Prints `error` and gives its exit status: 3 when Redis cannot be reached, 2 for a bad URL.
 pub(crate) fn fail(error: &RedisStoreError) -> ExitCode {
     eprintln!("error: {error}");

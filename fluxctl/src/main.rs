@@ -20,13 +20,22 @@
 //!   kubeconfig (`KUBECONFIG`, `~/.kube/config`) or the in-cluster config. Prints
 //!   `trafficpolicy NS/NAME serverside-applied` per policy.
 //! - `crd`: print the `TrafficPolicy` CustomResourceDefinition, generated from the policy model.
+//! - `status -n NS --redis URL [NAME] [-o table|json]`: the fleet sharing that Redis: the
+//!   replicas with a live heartbeat, and per canary the fleet's shared state (phase, weight,
+//!   step, version, who decided and the last decision), the live replicas following it, the
+//!   lease holder judging it, and the window it last judged, merged over every replica.
 //! - `status --gateway URL [-o table|json]`: one gateway's state from `GET /api/status`: the
 //!   policy generation and last rejection, a table per balancer, each canary's phase, weight,
 //!   step and last decision (in the gateway's words), rate-limit counts, read with the admin API's
 //!   own types (`fluxgate_core::api`). Sections the gateway leaves out show as absent; sections
 //!   fluxctl does not know (such as `redis`) show one line each.
+//! - `canary promote|abort|pause|resume NAME -n NS --redis URL`: one compare-and-set of the
+//!   fleet's shared canary state, which every replica follows within a second; prints the new
+//!   phase, weight and state version. Exit 1 when no replica has started that canary or the
+//!   action does not apply to its phase.
 //! - `canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]`: `POST
-//!   /api/canary/ACTION[?name=NAME]`; prints the canary's new phase and weight.
+//!   /api/canary/ACTION[?name=NAME]` to one gateway (which publishes it to its fleet when it
+//!   has one); prints the canary's new phase and weight.
 //!
 //! # Exit status
 //!
@@ -70,6 +79,7 @@ mod canary;
 mod common;
 mod crd;
 mod diff;
+mod fleet;
 mod gateway;
 mod get;
 mod kube;
@@ -123,11 +133,17 @@ enum Command {
     /// Print the TrafficPolicy CustomResourceDefinition (YAML, for `kubectl apply -f -`).
     #[command(after_help = EXIT_CODES)]
     Crd,
-    /// Show one gateway's state: policies, balancer endpoints, canaries, rate limits.
-    #[command(after_help = EXIT_CODES)]
+    /// Show the fleet's state (`--redis`) or one gateway's (`--gateway`).
+    #[command(
+        after_help = EXIT_CODES,
+        override_usage = "fluxctl status -n NS --redis URL [NAME] [-o table|json]\n       fluxctl status --gateway URL [--token TOKEN] [-o table|json]"
+    )]
     Status(status::Args),
-    /// Promote, abort, pause or resume a gateway's canary.
-    #[command(after_help = EXIT_CODES)]
+    /// Promote, abort, pause or resume a canary on the whole fleet (`--redis`) or one gateway.
+    #[command(
+        after_help = EXIT_CODES,
+        override_usage = "fluxctl canary promote|abort|pause|resume NAME -n NS --redis URL\n       fluxctl canary promote|abort|pause|resume [NAME] --gateway URL [--token TOKEN]"
+    )]
     Canary(canary::Args),
 }
 

@@ -91,4 +91,22 @@ async fn a_failing_canary_rolls_back_on_every_gateway_replica() {
     assert_eq!(send(&late, 20).await, 0);
     assert!(eventually(|| joined(&late)).await);
     assert_eq!(phase(&late), Phase::RolledBack);
+
+    // Every replica's admin status says whose state it shows: the fleet's...
+    let id = PolicyId::new("test", "shop");
+    let view = |g: &Gateway| {
+        let status = g.admin(&id).build().status();
+        let canary = &status["canaries"]["test/shop"];
+        (
+            canary["view"].as_str().map(str::to_owned),
+            canary["fleet"]["connected"].as_bool(),
+        )
+    };
+    for (_, gateway) in &replicas {
+        assert_eq!(view(gateway), (Some("fleet".to_owned()), Some(true)));
+    }
+    // ...or, with the shared store gone, only its own.
+    drop(server);
+    assert!(eventually(|| view(&late).0.as_deref() == Some("localOnly")).await);
+    assert_eq!(view(&late).1, Some(false));
 }

@@ -46,6 +46,7 @@ fn one(c: &CanaryStatus) -> String {
         let ago = millis(Some(decision.ago_ms));
         let _ = writeln!(out, "  reason: {} ({ago} ago)", decision.text());
     }
+    let _ = writeln!(out, "  view: {}", view(c));
     let mut rows = vec![
         ["SIDE", "ROUTED", "REQUESTS", "ERR%", "P99"]
             .map(str::to_owned)
@@ -62,4 +63,37 @@ fn one(c: &CanaryStatus) -> String {
     }
     out.push_str(&table::render(&rows, "  "));
     out
+}
+
+/// Whose state the phase and weight are, in words.
+fn view(c: &CanaryStatus) -> String {
+    let Some(fleet) = &c.fleet else {
+        return match c.view.as_str() {
+            "" => "not said (an older gateway)".to_owned(),
+            _ => "local: this gateway decides alone (no fleet)".to_owned(),
+        };
+    };
+    let role = if fleet.leader {
+        "judging the fleet's merged traffic"
+    } else {
+        "following"
+    };
+    if c.view == "fleet" {
+        format!(
+            "fleet: replica {} {role}, state version {}; the side figures below are this \
+             gateway's own traffic",
+            fleet.replica, fleet.version
+        )
+    } else {
+        format!(
+            "LOCAL ONLY: replica {} cannot reach the fleet's store ({} failed ticks{}); the \
+             last known fleet state, judged on this gateway's traffic",
+            fleet.replica,
+            fleet.failures,
+            fleet
+                .last_error
+                .as_deref()
+                .map_or_else(String::new, |e| format!(", last: {e}"))
+        )
+    }
 }

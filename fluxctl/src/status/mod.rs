@@ -1,5 +1,7 @@
 //! `fluxctl status --gateway URL [-o table|json]`: what one gateway is doing, from its
-//! `GET /api/status`.
+//! `GET /api/status`; `fluxctl status -n NS --redis URL [NAME]`: what the fleet sharing that
+//! Redis is doing (live replicas, each canary's shared state and the merged window it was last
+//! judged on).
 //!
 //! The document is read into [`fluxgate_core::api::Status`], the types the gateway's admin API
 //! writes it with: a section or field that is missing is shown as absent, never as an error, and
@@ -14,6 +16,7 @@ use crate::common::{self, FAILED};
 use crate::gateway::{self, Call};
 
 mod canary;
+mod fleet;
 mod render;
 mod units;
 
@@ -30,33 +33,30 @@ pub(crate) enum Output {
 /// Arguments of `fluxctl status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The gateway's admin endpoint (`http://HOST:PORT[/PREFIX]`).
-    #[arg(long, value_name = "URL")]
-    gateway: String,
-    /// The bearer token of the gateway's admin endpoint (sent if given).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "FLUXGATE_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
+    /// One canary of the fleet (with `--redis`); every canary of the namespace when absent.
+    #[arg(requires = "redis")]
+    name: Option<String>,
+    #[command(flatten)]
+    target: common::Target,
     /// The output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
 
-/// Fetches `GET URL/api/status` and prints it.
+/// Prints the fleet's state (`--redis`) or one gateway's (`GET URL/api/status`).
 pub(crate) fn run(args: &Args) -> ExitCode {
+    let (Some(gateway), None) = (&args.target.gateway, &args.target.redis) else {
+        return run_fleet(args);
+    };
     let runtime = match common::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     let get = Call {
         method: Method::GET,
-        url: &args.gateway,
+        url: gateway,
         path: "/api/status".to_owned(),
-        token: args.token.as_deref(),
+        token: args.target.token.as_deref(),
         body: None,
     };
     let answer = match runtime.block_on(gateway::call(get)) {
@@ -81,6 +81,23 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             }
         }
         Output::Table => print!("{}", render::summary(&document)),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `status -n NS --redis URL [NAME]`.
+fn run_fleet(args: &Args) -> ExitCode {
+    let (Some(url), Some(namespace)) = (&args.target.redis, &args.target.namespace) else {
+        eprintln!("error: give --gateway URL, or --redis URL with --namespace NS");
+        return ExitCode::from(common::USAGE);
+    };
+    let fleet = match crate::fleet::read(url, namespace, args.name.as_deref()) {
+        Ok(fleet) => fleet,
+        Err(code) => return code,
+    };
+    match args.output {
+        Output::Json => println!("{:#}", fleet::json(&fleet)),
+        Output::Table => print!("{}", fleet::summary(&fleet)),
     }
     ExitCode::SUCCESS
 }

@@ -35,10 +35,8 @@ pub(crate) struct FleetLink {
 
 impl FleetLink {
     pub(crate) fn new(config: Fleet) -> Self {
-        let status = FleetStatus {
-            replica: config.replica.clone(),
-            ..FleetStatus::default()
-        };
+        let mut status = FleetStatus::default();
+        status.replica.clone_from(&config.replica);
         Self {
             config,
             tallies: Arc::new([Tally::default(), Tally::default()]),
@@ -120,6 +118,8 @@ struct Driver {
     unsent: SideCounts,
     /// A rollback decided on local traffic while the store was away, to publish.
     local_rollback: bool,
+    /// The sliding window judged at the last tick as the lease holder, published with the next.
+    judged: Option<SideCounts>,
 }
 
 impl Driver {
@@ -147,6 +147,7 @@ impl Driver {
             buckets,
             lease_ttl: config.lease_ttl,
             heartbeat_ttl: config.heartbeat_ttl,
+            judged: self.judged.take(),
         };
         let started = Instant::now();
         let reply = match timeout(config.timeout, config.store.sync(&request)).await {
@@ -256,6 +257,7 @@ impl Driver {
         let Some(window) = window else {
             return Ok(());
         };
+        self.judged = Some(window.sliding());
         // The lease holder judges the fleet's traffic.
         let next = {
             let mut machine = shared.lock();

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::counts::SideCounts;
+use super::overview::{FleetOverview, PublishedWindow};
 use super::state::FleetState;
 use super::store::{FleetFuture, FleetStore, MergedWindow, SyncReply, SyncRequest, WriteResult};
 
@@ -58,6 +59,8 @@ struct Entry {
     /// Bucket → replica → its counts there.
     buckets: BTreeMap<u64, BTreeMap<String, SideCounts>>,
     watchers: Vec<Weak<Notify>>,
+    /// The window the lease holder last judged, until it expires.
+    judged: Option<(PublishedWindow, Instant)>,
 }
 
 impl LocalFleet {
@@ -96,6 +99,10 @@ impl Entry {
                 true
             }
         };
+        if let (true, Some(counts)) = (leader, &request.judged) {
+            let window = PublishedWindow::new(&request.replica, request.now_ms, counts.clone());
+            self.judged = Some((window, now + request.heartbeat_ttl));
+        }
         let window = leader.then(|| {
             let get = |b: u64| {
                 let mut sum = SideCounts::default();
@@ -119,6 +126,30 @@ impl Entry {
             )
         });
         SyncReply::new(self.state.clone(), leader, window)
+    }
+
+    fn overview(&self, now: Instant) -> FleetOverview {
+        let mut replicas: Vec<String> = self
+            .heartbeats
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(r, _)| r.clone())
+            .collect();
+        replicas.sort();
+        FleetOverview {
+            state: self.state.clone(),
+            replicas,
+            leader: self
+                .lease
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(holder, _)| holder.clone()),
+            window: self
+                .judged
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(window, _)| window.clone()),
+        }
     }
 
     fn write(&mut self, state: &FleetState) -> WriteResult {
@@ -159,16 +190,13 @@ impl FleetStore for LocalFleet {
     }
 
     fn replicas<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, Vec<String>> {
-        let now = Instant::now();
-        let mut live: Vec<String> = self.with(id, |e| {
-            e.heartbeats
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(r, _)| r.clone())
-                .collect()
-        });
-        live.sort();
+        let live = self.with(id, |e| e.overview(Instant::now()).replicas);
         Box::pin(std::future::ready(Ok(live)))
+    }
+
+    fn overview<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, FleetOverview> {
+        let overview = self.with(id, |e| e.overview(Instant::now()));
+        Box::pin(std::future::ready(Ok(overview)))
     }
 
     fn watch(&self, id: &PolicyId, wake: Weak<Notify>) {

@@ -3,6 +3,7 @@
 mod counts;
 mod driver;
 mod local;
+mod overview;
 #[cfg(feature = "redis")]
 mod redis;
 mod state;
@@ -10,6 +11,7 @@ mod store;
 
 pub use counts::{Counts, LATENCY_BINS, SideCounts};
 pub use local::LocalFleet;
+pub use overview::{FleetOverview, PublishedWindow, SideFigures};
 #[cfg(feature = "redis")]
 pub use redis::{RedisFleet, keys};
 pub use state::{FleetState, FleetStatus, request};

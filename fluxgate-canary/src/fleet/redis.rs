@@ -1,6 +1,6 @@
 //! [`RedisFleet`]: the shared store of a fleet in Redis; one script per tick and replica.
 
-use std::sync::Weak;
+use std::sync::{LazyLock, Weak};
 use std::time::Duration;
 
 use fluxgate_core::store::{PolicyId, install_tls_provider, redact_url};
@@ -11,10 +11,14 @@ use redis::{Script, ScriptInvocation, Value};
 use tokio::sync::Notify;
 
 use super::counts::SideCounts;
+use super::overview::{FleetOverview, PublishedWindow};
 use super::state::FleetState;
 use super::store::{
     FleetError, FleetFuture, FleetStore, MergedWindow, SyncReply, SyncRequest, WriteResult, unix_ms,
 };
+
+/// A heartbeat newer than this counts as a live replica in what operators read.
+const HEARTBEAT_LIVE_MS: u64 = 5_000;
 
 /// How long a fleet state lives without any replica following it (7 days).
 const STATE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -63,6 +67,13 @@ pub mod keys {
         format!("{}:w:{index}", prefix(id))
     }
 
+    /// The window the lease holder last judged: a hash (`by`, `at`, `counts`) that expires with
+    /// the holder's heartbeat.
+    #[must_use]
+    pub fn judged(id: &PolicyId) -> String {
+        format!("{}:judged", prefix(id))
+    }
+
     /// The channel where each write of the state announces its version.
     #[must_use]
     pub fn changes(id: &PolicyId) -> String {
@@ -72,9 +83,11 @@ pub mod keys {
 
 /// One tick: counts, heartbeat, lease, state, and the merged window for the lease holder.
 const SYNC: &str = r"
--- KEYS: 1 state, 2 lease, 3 replicas, 4 current bucket, 5 oldest bucket, 6.. middle buckets
+-- KEYS: 1 state, 2 lease, 3 replicas, 4 current bucket, 5 oldest bucket, 6 judged window,
+--       7.. middle buckets
 -- ARGV: 1 replica, 2 lease ttl, 3 now, 4 heartbeat cutoff, 5 heartbeat ttl, 6 bucket ttl,
---       7 state ttl, 8 this replica's counts in the current bucket ('' for none)
+--       7 state ttl, 8 this replica's counts in the current bucket ('' for none),
+--       9 the window it judged at its last tick ('' for none)
 local me = ARGV[1]
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[4], me, ARGV[8])
@@ -93,12 +106,23 @@ elseif not holder then
 end
 local state = redis.call('HGET', KEYS[1], 's')
 if leader == 0 then return {0, state} end
--- The holder's chores: dead replicas out, the state kept alive.
+-- The holder's chores: dead replicas out, the state kept alive, what it judged published.
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
 if state then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[6], 'by', me, 'at', ARGV[3], 'counts', ARGV[9])
+  redis.call('PEXPIRE', KEYS[6], ARGV[5])
+end
 local middle = {}
-for k = 6, #KEYS do middle[#middle + 1] = redis.call('HGETALL', KEYS[k]) end
+for k = 7, #KEYS do middle[#middle + 1] = redis.call('HGETALL', KEYS[k]) end
 return {1, state, redis.call('HGETALL', KEYS[5]), middle, redis.call('HGETALL', KEYS[4])}
+";
+
+/// What an operator reads: state, live replicas, lease holder, judged window.
+const OVERVIEW: &str = r"
+-- KEYS: 1 state, 2 replicas, 3 lease, 4 judged window; ARGV: 1 heartbeat cutoff
+return {redis.call('HGET', KEYS[1], 's'), redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf'),
+  redis.call('GET', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 ";
 
 /// Compare-and-set of the state, announced on the changes channel.
@@ -285,6 +309,64 @@ impl RedisFleet {
         self.replicas_now(&PolicyId::new(namespace, name)).await
     }
 
+    /// Everything an operator reads about the fleet of the canary of policy `namespace/name`:
+    /// what `fluxctl status --redis` shows.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn overview(&self, namespace: &str, name: &str) -> Result<FleetOverview, FleetError> {
+        self.overview_now(&PolicyId::new(namespace, name)).await
+    }
+
+    /// The names of the policies of `namespace` that have a fleet canary state, sorted.
+    ///
+    /// # Errors
+    ///
+    /// A store error; [`FleetError::Refused`] on a cluster (name the policy instead: its keys
+    /// live on one node, but a listing would have to ask every node).
+    pub async fn canaries(&self, namespace: &str) -> Result<Vec<String>, FleetError> {
+        let Conn::Single(conn) = &self.conn else {
+            return Err(FleetError::Refused(
+                "listing canaries needs a single Redis server; name the policy".to_owned(),
+            ));
+        };
+        let escaped: String = namespace
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, '*' | '?' | '[' | ']' | '\\');
+                escape.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        let head = format!("fluxgate:canary:{{{namespace}/");
+        let pattern = format!("fluxgate:canary:{{{escaped}/*}}:state");
+        let mut names = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, found): (u64, Vec<String>) = cmd
+                .query_async(&mut conn.clone())
+                .await
+                .map_err(|e| self.error(&e))?;
+            names.extend(found.iter().filter_map(|key| {
+                let name = key.strip_prefix(&head)?.strip_suffix("}:state")?;
+                Some(name.to_owned())
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Promotes, aborts, pauses or resumes that canary on every replica (see
     /// [`request`](super::request)); `by` names the tool in the state's `decidedBy`.
     ///
@@ -313,6 +395,23 @@ impl RedisFleet {
         }
     }
 
+    /// Runs a script whose reply is an array (`what` names it in the error).
+    async fn array(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<Vec<Value>, FleetError> {
+        let value = self
+            .conn
+            .invoke(invocation)
+            .await
+            .map_err(|e| self.error(&e))?;
+        match value {
+            Value::Array(items) => Ok(items),
+            _ => Err(FleetError::Corrupt(format!("{what} reply is not an array"))),
+        }
+    }
+
     async fn sync_now(&self, request: &SyncRequest) -> Result<SyncReply, FleetError> {
         let id = &request.id;
         let current = request.bucket_index();
@@ -323,7 +422,8 @@ impl RedisFleet {
             .key(keys::lease(id))
             .key(keys::replicas(id))
             .key(keys::bucket(id, current))
-            .key(keys::bucket(id, current.saturating_sub(n)));
+            .key(keys::bucket(id, current.saturating_sub(n)))
+            .key(keys::judged(id));
         for b in (current.saturating_sub(n) + 1)..current {
             invocation.key(keys::bucket(id, b));
         }
@@ -341,14 +441,14 @@ impl RedisFleet {
         } else {
             invocation.arg(request.counts.encode());
         }
-        let value = self
-            .conn
-            .invoke(&invocation)
-            .await
-            .map_err(|e| self.error(&e))?;
-        let Value::Array(items) = value else {
-            return Err(FleetError::Corrupt("sync reply is not an array".to_owned()));
-        };
+        invocation.arg(
+            request
+                .judged
+                .as_ref()
+                .map(SideCounts::encode)
+                .unwrap_or_default(),
+        );
+        let items = self.array(&invocation, "sync").await?;
         let leader = matches!(items.first(), Some(Value::Int(1)));
         let state = items.get(1).map(parse_state).transpose()?.flatten();
         let window = (leader && items.len() >= 5).then(|| {
@@ -400,10 +500,48 @@ impl RedisFleet {
         parse_state(&value)
     }
 
+    async fn overview_now(&self, id: &PolicyId) -> Result<FleetOverview, FleetError> {
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OVERVIEW));
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation
+            .key(keys::state(id))
+            .key(keys::replicas(id))
+            .key(keys::lease(id))
+            .key(keys::judged(id))
+            .arg(unix_ms().saturating_sub(HEARTBEAT_LIVE_MS));
+        let items = self.array(&invocation, "overview").await?;
+        let mut overview = FleetOverview {
+            state: items.first().map(parse_state).transpose()?.flatten(),
+            ..FleetOverview::default()
+        };
+        if let Some(Value::Array(replicas)) = items.get(1) {
+            overview.replicas = replicas.iter().filter_map(text).collect();
+            overview.replicas.sort();
+        }
+        overview.leader = items.get(2).and_then(text);
+        if let Some(Value::Array(fields)) = items.get(3) {
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|pair| text(&pair[0]).as_deref() == Some(name))
+                    .and_then(|pair| pair.get(1).and_then(text))
+            };
+            if let (Some(by), Some(at), Some(counts)) = (field("by"), field("at"), field("counts"))
+            {
+                let at_ms = at.parse().unwrap_or(0);
+                let counts = SideCounts::decode(&counts).ok_or_else(|| {
+                    FleetError::Corrupt(format!("judged window of {id} is not readable"))
+                })?;
+                overview.window = Some(PublishedWindow::new(by, at_ms, counts));
+            }
+        }
+        Ok(overview)
+    }
+
     async fn replicas_now(&self, id: &PolicyId) -> Result<Vec<String>, FleetError> {
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
         cmd.arg(keys::replicas(id))
-            .arg(unix_ms().saturating_sub(5_000))
+            .arg(unix_ms().saturating_sub(HEARTBEAT_LIVE_MS))
             .arg("+inf");
         let value = self.conn.query(&cmd).await.map_err(|e| self.error(&e))?;
         let mut live: Vec<String> =
@@ -432,6 +570,10 @@ impl FleetStore for RedisFleet {
 
     fn replicas<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, Vec<String>> {
         Box::pin(self.replicas_now(id))
+    }
+
+    fn overview<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, FleetOverview> {
+        Box::pin(self.overview_now(id))
     }
 
     /// Subscribes to the canary's changes channel on a connection of its own (made again after

@@ -116,38 +116,17 @@ impl FleetState {
     }
 }
 
-/// How a replica stands with its fleet, in [`Snapshot::fleet`](crate::Snapshot::fleet).
+/// How a replica stands with its fleet, in [`Snapshot::fleet`](crate::Snapshot::fleet): the
+/// admin API's own type, so that the status document and `fluxctl` read it as written. When
+/// `connected` is `false`, the state shown is the last known one (the local view), and only the
+/// error budget is judged, on local traffic.
 ///
 /// ```
 /// use fluxgate_canary::fleet::FleetStatus;
 ///
 /// assert!(!FleetStatus::default().connected);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct FleetStatus {
-    /// This replica's name.
-    pub replica: String,
-    /// Whether its last tick reached the store. When `false`, the state shown is the last known
-    /// one (the local view), and only the error budget is judged, on local traffic.
-    pub connected: bool,
-    /// Whether it has read the fleet's state at least once (before that it routes nothing to
-    /// the canary).
-    pub joined: bool,
-    /// Whether it holds the decision lease.
-    pub leader: bool,
-    /// The version of the fleet state it follows.
-    pub version: u64,
-    /// Ticks that could not reach the store.
-    pub failures: u64,
-    /// The last error, kept after a recovery.
-    pub last_error: Option<String>,
-    /// The fleet's canary requests in the last merged window (the lease holder only).
-    pub window_requests: Option<u64>,
-    /// A local rollback waits to be published.
-    pub rollback_pending: bool,
-}
+pub type FleetStatus = fluxgate_core::api::FleetMember;
 
 /// Applies a manual action (promote, abort, pause, resume) to a canary's fleet state in
 /// `store`, by compare-and-set (retried a few times on conflict): every replica follows within

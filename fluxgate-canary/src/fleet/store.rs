@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::counts::SideCounts;
+use super::overview::FleetOverview;
 use super::state::FleetState;
 
 /// The future a [`FleetStore`] method returns.
@@ -75,6 +76,10 @@ pub struct SyncRequest {
     pub lease_ttl: Duration,
     /// How long a replica stays listed without a heartbeat.
     pub heartbeat_ttl: Duration,
+    /// The sliding window this replica judged at its previous tick as the lease holder, for
+    /// the store to keep for operators ([`FleetStore::overview`]) if this replica still holds
+    /// the lease; `None` when it did not judge.
+    pub judged: Option<SideCounts>,
 }
 
 impl SyncRequest {
@@ -197,6 +202,10 @@ pub trait FleetStore: fmt::Debug + Send + Sync + 'static {
 
     /// The replicas whose heartbeat is live, sorted.
     fn replicas<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, Vec<String>>;
+
+    /// Everything an operator reads about the canary's fleet: state, live replicas, the lease
+    /// holder and the window it last judged.
+    fn overview<'a>(&'a self, id: &'a PolicyId) -> FleetFuture<'a, FleetOverview>;
 
     /// Wakes `wake` (with `notify_one`) on every write to `id`'s state until `wake` is dropped;
     /// a store that cannot do it does nothing (replicas then follow by polling every tick).

@@ -47,6 +47,15 @@ pub struct CanaryStatus {
     pub transitions: BTreeMap<String, u64>,
     /// The store generation of the policy in force (`None` for a fixed canary).
     pub generation: Option<u64>,
+    /// Whose phase and weight these are: `local` (this gateway decides alone), `fleet` (the
+    /// fleet's shared state, followed) or `localOnly` (a fleet member that cannot reach the
+    /// shared store: the last known state, judged on this gateway's traffic only). The sides'
+    /// traffic figures are always this gateway's own.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub view: String,
+    /// How this gateway stands with its fleet, when it is a member of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetMember>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Extra,
@@ -110,4 +119,42 @@ impl LastDecision {
     pub fn text(&self) -> &str {
         self.summary.as_deref().unwrap_or(&self.kind)
     }
+}
+
+/// How a gateway stands with the fleet that shares its canary's state.
+///
+/// ```
+/// use fluxgate_core::api::FleetMember;
+///
+/// let json = r#"{"replica": "gw-1", "connected": false, "joined": true, "failures": 3,
+///   "lastError": "shared store timed out"}"#;
+/// let member: FleetMember = serde_json::from_str(json)?;
+/// assert!(!member.connected && member.joined && !member.leader);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct FleetMember {
+    /// This gateway's name in the fleet.
+    pub replica: String,
+    /// Whether its last tick reached the shared store.
+    pub connected: bool,
+    /// Whether it has read the fleet's state at least once.
+    pub joined: bool,
+    /// Whether it holds the decision lease (judges the fleet's merged traffic).
+    pub leader: bool,
+    /// The version of the fleet state it follows.
+    pub version: u64,
+    /// Ticks that could not reach the store.
+    pub failures: u64,
+    /// The last store error, kept after a recovery.
+    pub last_error: Option<String>,
+    /// The fleet's canary requests in the merged window (the lease holder only).
+    pub window_requests: Option<u64>,
+    /// A rollback decided on local traffic waits to be published to the fleet.
+    pub rollback_pending: bool,
+    /// Fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Extra,
 }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use canary::{CanaryStatus, LastDecision, SideStatus};
+pub use canary::{CanaryStatus, FleetMember, LastDecision, SideStatus};
 pub use store::{PolicyVersion, Rejection, Removal, Rename, StoreStatus};
 
 /// Fields and sections a document has beyond those its type names, kept as they were.

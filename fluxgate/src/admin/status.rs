@@ -156,9 +156,13 @@ pub(super) fn canary(snapshot: &Snapshot) -> CanaryStatus {
     status.transitions = convert(snapshot.transitions);
     status.generation = snapshot.generation;
     // How this replica stands with its fleet (shared canary state), when it has one.
-    if let Some(fleet) = &snapshot.fleet {
-        status.extra.insert("fleet".to_owned(), to_value(fleet));
+    status.view = match &snapshot.fleet {
+        None => "local",
+        Some(f) if f.connected && f.joined => "fleet",
+        Some(_) => "localOnly",
     }
+    .to_owned();
+    status.fleet.clone_from(&snapshot.fleet);
     status
 }
 
