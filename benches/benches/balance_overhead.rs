@@ -1,5 +1,7 @@
 //! Per-request overhead of each FluxGate algorithm around 8 trivial endpoints, next to tower's
-//! `p2c::Balance` with `PeakEwma` and with `PendingRequests`, and a direct call.
+//! `p2c::Balance` with `PeakEwma` and with `PendingRequests`, and a direct call. The
+//! `fluxgate/clone/…` rows clone the balancer for every request, as a server does when it
+//! clones its service per connection or per request (the clones share one balancer).
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
@@ -92,6 +94,10 @@ fn bench(c: &mut Criterion) {
                 format!("fluxgate/{name}")
             };
             group.bench_function(id, |b| b.iter(|| one(&mut balance, &mut cx)));
+            if !outliers {
+                let id = format!("fluxgate/clone/{name}");
+                group.bench_function(id, |b| b.iter(|| one(&mut balance.clone(), &mut cx)));
+            }
         }
     }
 

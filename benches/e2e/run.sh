@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end load comparison on loopback: the same small hyper upstream (e2e_upstream), the same
-# wrk load (keep-alive, fixed connections), three ways: direct to the upstream, through nginx
-# (benches/e2e/nginx.conf, keepalive to the upstream), and through FluxGate's gateway (the fluxgate binary)
-# (release build, the seed policy with a rate limit high enough never to refuse).
+# wrk load (keep-alive, fixed connections), four ways: direct to the upstream, through nginx
+# (benches/e2e/nginx.conf, 2 workers, keepalive to the upstream), through a plain hyper +
+# hyper-util pooled proxy (e2e_hyper_proxy: the floor of a naive Rust proxy), and through
+# FluxGate's gateway (the fluxgate binary, release build, the seed policy with a rate limit high
+# enough never to refuse). GATEWAY_ARGS adds options to the gateway (e.g. "--workers 2");
+# BEFORE=/path/to/an/older/fluxgate adds that binary as a fifth target ("before").
 #
 # Run from anywhere: `bash benches/e2e/run.sh`. Knobs (environment): THREADS (2), CONNECTIONS
 # (50), DURATION (15s), REPS (3), BASE_PORT (18001: upstream, +1 nginx, +2 gateway, +3 admin).
@@ -20,6 +23,10 @@ UP_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 GW_PORT=$((BASE_PORT + 2))
 ADMIN_PORT=$((BASE_PORT + 3))
+HYPER_PORT=$((BASE_PORT + 4))
+BEFORE_PORT=$((BASE_PORT + 5))
+BEFORE="${BEFORE:-}"
+GATEWAY_ARGS="${GATEWAY_ARGS:-}"
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 
 missing=()
@@ -33,8 +40,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-echo "== building (release): e2e_upstream, the fluxgate gateway"
-cargo build --release -q -p fluxgate-benches --bin e2e_upstream -p fluxgate-gateway --bin fluxgate
+echo "== building (release): e2e_upstream, e2e_hyper_proxy, the fluxgate gateway"
+cargo build --release -q -p fluxgate-benches --bin e2e_upstream --bin e2e_hyper_proxy \
+    -p fluxgate-gateway --bin fluxgate
 
 . benches/e2e/common.sh
 
@@ -52,21 +60,35 @@ pids+=($!)
 # The seed policy, with a rate limit that never refuses under this load.
 sed -e 's/requestsPerSecond: 1200/requestsPerSecond: 1000000/' -e 's/burstSize: 150/burstSize: 1000000/' \
     fluxgate-gateway/policies/checkout-service-policy.yaml >"$WORK/policy.yaml"
+# shellcheck disable=SC2086 # GATEWAY_ARGS is a list of options
 RUST_LOG=warn "$TARGET/release/fluxgate" --listen "127.0.0.1:$GW_PORT" \
     --admin "127.0.0.1:$ADMIN_PORT" --policy "$WORK/policy.yaml" \
-    --upstream "http://127.0.0.1:$UP_PORT" >"$WORK/gateway.log" 2>&1 &
+    --upstream "http://127.0.0.1:$UP_PORT" $GATEWAY_ARGS >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 pids+=($GW_PID)
+"$TARGET/release/e2e_hyper_proxy" "127.0.0.1:$HYPER_PORT" "http://127.0.0.1:$UP_PORT" \
+    >"$WORK/hyper.log" 2>&1 &
+pids+=($!)
 
-wait_port "$UP_PORT"; wait_port "$NGINX_PORT"; wait_port "$GW_PORT"
-sleep 1
+wait_port "$UP_PORT"; wait_port "$NGINX_PORT"; wait_port "$GW_PORT"; wait_port "$HYPER_PORT"
 
 declare -A URL=(
     [direct]="http://127.0.0.1:$UP_PORT/"
     [nginx]="http://127.0.0.1:$NGINX_PORT/"
+    [hyper]="http://127.0.0.1:$HYPER_PORT/"
     [fluxgate]="http://127.0.0.1:$GW_PORT/"
 )
-ORDER=(direct nginx fluxgate)
+ORDER=(direct nginx hyper fluxgate)
+if [ -n "$BEFORE" ]; then
+    RUST_LOG=warn "$BEFORE" --listen "127.0.0.1:$BEFORE_PORT" \
+        --admin "127.0.0.1:$((BEFORE_PORT + 1))" --policy "$WORK/policy.yaml" \
+        --upstream "http://127.0.0.1:$UP_PORT" >"$WORK/before.log" 2>&1 &
+    pids+=($!)
+    wait_port "$BEFORE_PORT"
+    URL[before]="http://127.0.0.1:$BEFORE_PORT/"
+    ORDER+=(before)
+fi
+sleep 1
 
 # Latency of a wrk line ("99%    1.23ms") in milliseconds.
 to_ms() {
@@ -97,17 +119,19 @@ for rep in $(seq 1 "$REPS"); do
 done
 RSS_END=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 
-echo "== means (min-max) over $REPS repetitions"
-awk -F'\t' '
-    { n[$2]++; r[$2] += $3; a[$2] += $4; b[$2] += $5
-      if (!($2 in lo) || $3 < lo[$2]) lo[$2] = $3; if ($3 > hi[$2]) hi[$2] = $3 }
-    END {
-        split("direct nginx fluxgate", order, " ")
-        for (i = 1; i <= 3; i++) { k = order[i]
-            printf "%-9s %10.0f req/s (%.0f-%.0f)  p50 %.3f ms  p99 %.3f ms\n", k, r[k]/n[k], lo[k], hi[k], a[k]/n[k], b[k]/n[k] }
-        printf "fluxgate/nginx: throughput %.2f, p50 %.2f, p99 %.2f\n",
-            r["fluxgate"]/r["nginx"], a["fluxgate"]/a["nginx"], b["fluxgate"]/b["nginx"]
-        printf "fluxgate/direct: throughput %.2f; nginx/direct: throughput %.2f\n",
-            r["fluxgate"]/r["direct"], r["nginx"]/r["direct"]
-    }' "$results"
+echo "== medians (min-max) over $REPS repetitions"
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A MED_RPS MED_P99
+for name in "${ORDER[@]}"; do
+    rows="$(awk -F'\t' -v k="$name" '$2 == k' "$results")"
+    rps=$(cut -f3 <<<"$rows" | median); p50=$(cut -f4 <<<"$rows" | median); p99=$(cut -f5 <<<"$rows" | median)
+    lo=$(cut -f3 <<<"$rows" | sort -n | head -1); hi=$(cut -f3 <<<"$rows" | sort -n | tail -1)
+    MED_RPS[$name]=$rps; MED_P99[$name]=$p99
+    printf '%-9s %10.0f req/s (%.0f-%.0f)  p50 %.3f ms  p99 %.3f ms\n' "$name" "$rps" "$lo" "$hi" "$p50" "$p99"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+for other in nginx hyper before; do
+    [ -n "${MED_RPS[$other]:-}" ] || continue
+    echo "fluxgate/$other: throughput $(ratio "${MED_RPS[fluxgate]}" "${MED_RPS[$other]}"), p99 $(ratio "${MED_P99[fluxgate]}" "${MED_P99[$other]}")"
+done
 echo "gateway RSS: ${RSS_START} kB after warm-up, ${RSS_END} kB at the end"

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! axum::serve ─ RateLimit ─ Router ─┬─ GET /whoami: a handler of the gateway itself
-//!               (Router::layer)     └─ fallback: HandleError ─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy × 2
-//!                                                                      └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy
+//!               (Router::layer)     └─ fallback: HandleError ─ Canary ─┬─ stable: Http503 ─ Balance ─ Proxy × 2
+//!                                                                      └─ canary: Http503 ─ Balance ─ Proxy
 //! ```
 //!
 //! Ordering:
@@ -16,10 +16,10 @@
 //!   upstream. `tower::ServiceBuilder` reads the other way: the first layer listed is the
 //!   outermost, as in the fallback's stack below.
 //! - The rate limit answers `429` itself and never fails, so it needs no `HandleErrorLayer`.
-//!   The canary router can fail (a closed buffer), and axum only takes services that cannot:
+//!   The canary router can fail (a side's failed discovery), and axum only takes services that cannot:
 //!   `HandleErrorLayer` above it turns a failure into a `502`.
-//! - Each canary side is a `Balance` wrapped in `Http503` (no healthy endpoint: `503`) and
-//!   shared through a `Buffer`, since a `Balance` is not `Clone` and axum clones services.
+//! - Each canary side is a `Balance` wrapped in `Http503` (no healthy endpoint: `503`); axum
+//!   clones services, and a `Balance`'s clones are one balancer (no `Buffer` needed).
 
 use std::error::Error;
 use std::time::Duration;
@@ -38,8 +38,7 @@ use fluxgate_gateway::proxy::{BoxError, Proxy, ProxyBody, ProxyClient, ProxyConf
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tokio::task::JoinHandle;
-use tower::buffer::Buffer;
-use tower::{Service, ServiceBuilder};
+use tower::ServiceBuilder;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -59,9 +58,9 @@ spec:
 "#;
 
 type Balanced = Balance<Static<String, Weighted<Proxy>>, Request<Body>>;
-type Side = Buffer<Request<Body>, <Http503<Balanced> as Service<Request<Body>>>::Future>;
+type Side = Http503<Balanced>;
 
-/// A buffered, 503-answering balancer over one proxy per upstream, and its health task.
+/// A 503-answering balancer over one proxy per upstream, and its health task.
 fn side(
     client: &ProxyClient,
     policy: &LoadBalancing,
@@ -79,7 +78,7 @@ fn side(
     let health = balance
         .health_task(HttpProbe::<_, ProxyBody>::new(client.clone()))
         .spawn();
-    (Buffer::new(Http503::new(balance), 1024), health)
+    (Http503::new(balance), health)
 }
 
 #[tokio::main]

@@ -6,8 +6,8 @@
 //! after the demonstration requests instead of serving on 127.0.0.1:3001).
 //!
 //! ```text
-//! accept loop (PeerAddr, errors → 502) ─ RateLimit (ip) ─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy × 2
-//!                                                                  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy
+//! accept loop (PeerAddr, errors → 502) ─ RateLimit (ip) ─ Canary ─┬─ stable: Http503 ─ Balance ─ Proxy × 2
+//!                                                                  └─ canary: Http503 ─ Balance ─ Proxy
 //! ```
 //!
 //! Ordering (`ServiceBuilder` lists the outermost layer first):
@@ -15,7 +15,7 @@
 //!   the stack into a `502` response;
 //! - the rate limit comes first, so a refused request (`429`) costs nothing further down. It keys
 //!   on the client IP, which it reads from the [`PeerAddr`] extension the accept loop inserts;
-//! - the canary picks a side, each side a buffered `Balance` that answers `503` when no
+//! - the canary picks a side, each side a `Balance` (its clones shared by every connection) that answers `503` when no
 //!   endpoint is healthy. Its response body (which reports outcomes to the canary judge) is
 //!   boxed, since the rate limit answers with the inner body type's default.
 
@@ -41,8 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower::buffer::Buffer;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{ServiceBuilder, ServiceExt};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -57,9 +56,9 @@ spec:
 "#;
 
 type Balanced = Balance<Static<String, Weighted<Proxy>>, Request<Incoming>>;
-type Side = Buffer<Request<Incoming>, <Http503<Balanced> as Service<Request<Incoming>>>::Future>;
+type Side = Http503<Balanced>;
 
-/// A buffered, 503-answering balancer over one proxy per upstream, and its health task.
+/// A 503-answering balancer over one proxy per upstream, and its health task.
 fn side(
     client: &ProxyClient,
     policy: &LoadBalancing,
@@ -78,7 +77,7 @@ fn side(
     let health = balance
         .health_task(HttpProbe::<_, ProxyBody>::new(client.clone()))
         .spawn();
-    Ok((Buffer::new(Http503::new(balance), 1024), health))
+    Ok((Http503::new(balance), health))
 }
 
 /// The response with its body boxed (as [`ProxyBody`], which has a default).

@@ -7,8 +7,8 @@
 //! stack, outermost first:
 //!
 //! ```text
-//! RateLimit ─ Canary ─┬─ stable: Buffer ─ Balance (gRPC health checks) ─ Channel × 2
-//!   (per x-client-id)  └─ canary: Buffer ─ Balance (gRPC health checks) ─ Channel
+//! RateLimit ─ Canary ─┬─ stable: Balance (gRPC health checks) ─ Channel × 2
+//!   (per x-client-id)  └─ canary: Balance (gRPC health checks) ─ Channel
 //! ```
 //!
 //! - **RateLimit** comes first, so a refused call costs nothing further down. It is the HTTP
@@ -44,9 +44,8 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
-use tower::buffer::Buffer;
+use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
-use tower::{Service, ServiceBuilder};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -100,7 +99,7 @@ async fn start(name: &'static str) -> Result<GrpcServer> {
     })
 }
 
-/// One side: a buffered balancer over a lazily connected channel per server, health-checked
+/// One side: a balancer over a lazily connected channel per server, health-checked
 /// over gRPC. Returns the side, its handle and its health task.
 fn side(
     policy: &LoadBalancing,
@@ -117,11 +116,11 @@ fn side(
         .http2_only(true)
         .build_http();
     let health = balance.health_task(GrpcProbe::new(probes)).spawn();
-    Ok((Buffer::new(balance, 1024), handle, health))
+    Ok((balance, handle, health))
 }
 
 type Balanced = Balance<Static<String, Weighted<Channel>>, http::Request<Body>>;
-type Side = Buffer<http::Request<Body>, <Balanced as Service<http::Request<Body>>>::Future>;
+type Side = Balanced;
 
 #[tokio::main]
 async fn main() -> Result<()> {

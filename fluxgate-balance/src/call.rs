@@ -1,25 +1,27 @@
-//! The request path of [`Balance`]: `poll_ready` reserves an endpoint, `call` sends to it.
+//! The request path of [`Balance`]: `poll_ready` reserves an endpoint (a copy of its service,
+//! ready), `call` sends to it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use fluxgate_core::outcome::Outcome;
 use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::Discover;
 use tower_service::Service;
 
-use crate::endpoint::{PROBE_IN_FLIGHT, PROBE_READY, Weighted};
+use crate::endpoint::{self, PROBE_IN_FLIGHT, PROBE_READY, Weighted};
 use crate::error::BalanceError;
 use crate::future::{ResponseFuture, Tracker};
-use crate::service::{Balance, Reserved};
+use crate::service::{Balance, Reserved, Slot, Table};
 
 impl<D, K, S, Req, RB> Service<Req> for Balance<D, Req>
 where
     D: Discover<Key = K, Service = Weighted<S>> + Unpin,
     D::Error: Into<BoxError>,
     K: Eq + Clone + Send + Sync + 'static,
-    S: Service<Req, Response = http::Response<RB>>,
+    S: Service<Req, Response = http::Response<RB>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = http::Response<RB>;
@@ -28,17 +30,14 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.ready = None;
-        self.poll_discover(cx)?;
-        self.refresh_policy();
-        let dirty = self.shared.dirty.load(Ordering::Relaxed)
-            && self.shared.dirty.swap(false, Ordering::AcqRel);
-        if dirty || self.last_now >= self.next_eval {
-            self.evaluate(Instant::now());
-        }
+        self.maintain()?;
+        let table = self.core.table.load();
         let mut pending = false;
-        if let Some(index) = self.probe {
-            let state = &self.slots[index].state;
-            if state
+        if let Some(index) = table.probe
+            && let Some(slot) = table.slots.get(index)
+            && slot.state.passive.load(Ordering::Relaxed) == PROBE_READY
+            && slot
+                .state
                 .passive
                 .compare_exchange(
                     PROBE_READY,
@@ -47,40 +46,25 @@ where
                     Ordering::Relaxed,
                 )
                 .is_ok()
-            {
-                if self.try_slot(cx, index, &mut pending) {
-                    self.probe = None;
-                    self.ready = Some(Reserved::Endpoint { index, probe: true });
-                    return Poll::Ready(Ok(()));
-                }
-                self.slots[index]
-                    .state
-                    .passive
-                    .store(PROBE_READY, Ordering::Release);
-            } else {
-                self.probe = None;
+        {
+            if self.try_slot(cx, &table, index, true, &mut pending) {
+                return Poll::Ready(Ok(()));
             }
+            slot.state.passive.store(PROBE_READY, Ordering::Release);
         }
-        let Some(first) = self.selector.pick(&self.slots) else {
+        let sel = &table.sel;
+        let Some(first) = self.picker.pick(sel, &table.slots, &self.core.cursor) else {
             self.ready = Some(Reserved::NoEndpoint);
             return Poll::Ready(Ok(()));
         };
-        if self.try_slot(cx, first, &mut pending) {
-            self.ready = Some(Reserved::Endpoint {
-                index: first,
-                probe: false,
-            });
+        if self.try_slot(cx, &table, first, false, &mut pending) {
             return Poll::Ready(Ok(()));
         }
-        let n = self.selector.eligible.len();
-        let offset = self.selector.rng.below(n);
+        let n = sel.eligible.len();
+        let offset = self.picker.rng.below(n);
         for k in 0..n {
-            let index = self.selector.eligible[(offset + k) % n];
-            if index != first && self.try_slot(cx, index, &mut pending) {
-                self.ready = Some(Reserved::Endpoint {
-                    index,
-                    probe: false,
-                });
+            let index = sel.eligible[(offset + k) % n];
+            if index != first && self.try_slot(cx, &table, index, false, &mut pending) {
                 return Poll::Ready(Ok(()));
             }
         }
@@ -92,19 +76,125 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let (index, probe) = match self.ready.take() {
-            Some(Reserved::Endpoint { index, probe }) => (index, probe),
-            Some(Reserved::NoEndpoint) => {
-                return ResponseFuture::failed(BalanceError::NoHealthyEndpoints);
+        match self.ready.take() {
+            Some(Reserved::Endpoint {
+                mut service,
+                state,
+                track,
+                probe,
+            }) => {
+                let now = self.now.take().unwrap_or_else(Instant::now);
+                let tracker = Tracker::new(state, now, track, probe);
+                ResponseFuture::new(service.service.call(req), tracker)
             }
-            None => return ResponseFuture::failed(BalanceError::NotReady),
-        };
-        let Some(slot) = self.slots.get_mut(index) else {
-            return ResponseFuture::failed(BalanceError::NotReady);
-        };
-        let now = Instant::now();
-        self.last_now = now;
-        let tracker = Tracker::new(Arc::clone(&slot.state), now, self.track, probe);
-        ResponseFuture::new(slot.service.service.call(req), tracker)
+            Some(Reserved::NoEndpoint) => ResponseFuture::failed(BalanceError::NoHealthyEndpoints),
+            None => ResponseFuture::failed(BalanceError::NotReady),
+        }
     }
+}
+
+impl<D, K, S, Req> Balance<D, Req>
+where
+    D: Discover<Key = K, Service = Weighted<S>> + Unpin,
+    D::Error: Into<BoxError>,
+    K: Eq + Clone + Send + Sync + 'static,
+    S: Clone,
+{
+    /// The owner's chores, done by whichever clone finds them due and the control free: the
+    /// discovery's changes, a new policy, an evaluation (something changed, or its time came).
+    fn maintain(&mut self) -> Result<(), BalanceError> {
+        let core = &self.core;
+        // One clock read per request: the evaluation's schedule here, the latency's start in
+        // `call`.
+        let now = Instant::now();
+        self.now = Some(now);
+        let elapsed = endpoint::nanos_since(core.shared.origin, now);
+        let woken = core.discover_woken.take();
+        // A new policy marks the balancer dirty too.
+        let dirty = core.shared.dirty.load(Ordering::Relaxed);
+        let due = elapsed >= core.next_eval.load(Ordering::Relaxed);
+        if !(woken || dirty || due) {
+            return Ok(());
+        }
+        let Ok(mut control) = core.control.try_lock() else {
+            if woken {
+                core.discover_woken.raise();
+            }
+            return Ok(());
+        };
+        let mut result = Ok(());
+        let mut evaluated = false;
+        if woken {
+            match control.poll_discover(core) {
+                Ok(changed) => evaluated = changed,
+                Err(e) => result = Err(e),
+            }
+        }
+        let policy = control.refresh_policy(&core.shared);
+        let dirty = core.shared.dirty.swap(false, Ordering::AcqRel);
+        if !evaluated && (policy || dirty || elapsed >= core.next_eval.load(Ordering::Relaxed)) {
+            control.evaluate(core, now);
+        }
+        result
+    }
+
+    /// Polls this clone's copy of slot `index`'s service; reserves it when ready.
+    fn try_slot(
+        &mut self,
+        cx: &mut Context<'_>,
+        table: &Table<K, Weighted<S>>,
+        index: usize,
+        probe: bool,
+        pending: &mut bool,
+    ) -> bool
+    where
+        S: Service<Req>,
+    {
+        let Some(slot) = table.slots.get(index) else {
+            return false;
+        };
+        let mut service = self.take_waiting(slot);
+        match service.service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                self.waiting.clear();
+                self.ready = Some(Reserved::Endpoint {
+                    service,
+                    state: Arc::clone(&slot.state),
+                    track: table.track,
+                    probe,
+                });
+                true
+            }
+            Poll::Pending => {
+                *pending = true;
+                self.waiting.push((id(slot), service));
+                false
+            }
+            Poll::Ready(Err(_)) => {
+                // Counted as a failure, so that a service whose readiness keeps failing is drained
+                // by the failure streak; never evicted.
+                if slot
+                    .state
+                    .record(Instant::now(), None, Outcome::Failure, table.track)
+                {
+                    self.core.shared.mark_dirty();
+                }
+                false
+            }
+        }
+    }
+
+    /// This clone's copy of slot `index`'s service: the one that was pending, or a new clone.
+    fn take_waiting(&mut self, slot: &Slot<K, Weighted<S>>) -> Weighted<S> {
+        let id = id(slot);
+        match self.waiting.iter().position(|(i, _)| *i == id) {
+            Some(at) => self.waiting.swap_remove(at).1,
+            None => slot.service.clone(),
+        }
+    }
+}
+
+/// An endpoint's identity while it is in the set (its shared state's address).
+fn id<K, S>(slot: &Slot<K, S>) -> usize {
+    Arc::as_ptr(&slot.state) as usize
 }

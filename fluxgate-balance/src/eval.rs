@@ -1,11 +1,13 @@
 //! The periodic evaluation: ejections and returns (outlier detection), slow start, and the
 //! selection tables every algorithm reads.
 //!
-//! It runs inside `poll_ready` every `outlierDetection.interval` (200ms by default) while
-//! traffic flows, and at once when something changed (a failure streak, a health flip, a probe's
+//! It runs inside the `poll_ready` of whichever clone of the balancer finds it due, every
+//! `outlierDetection.interval` (200ms by default) while traffic flows, and at once when
+//! something changed (a failure streak, a health flip, a probe's
 //! answer, discovery, a new policy). Its cost is a few µs per endpoint (reading its latency
 //! histogram), amortised over all the requests of an interval.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,8 +20,8 @@ use crate::endpoint::{
     REASON_ERRORS, REASON_LATENCY,
 };
 use crate::evidence;
-use crate::select::Rng;
-use crate::service::Balance;
+use crate::select::{Rng, Selection};
+use crate::service::{Control, Core, Table};
 use crate::shared::Shared;
 
 /// Evaluation interval when outlier detection is off (slow start and adaptive weights).
@@ -29,23 +31,45 @@ const RAMP_FLOOR: f64 = 0.1;
 /// The least factor error rate, latency or utilisation take a weight down to.
 const WEIGHT_FLOOR: f64 = 0.01;
 
-impl<D, Req> Balance<D, Req>
-where
-    D: Discover,
-{
-    pub(crate) fn evaluate(&mut self, now: Instant) {
+impl<D: Discover> Control<D> {
+    /// Judges the endpoints and publishes new selection tables for every clone.
+    pub(crate) fn evaluate(&mut self, core: &Core<D>, now: Instant) {
         let od = self.od.clone();
-        self.expire_ejections(now, od.as_ref());
+        self.expire_ejections(&core.shared, now, od.as_ref());
         if let Some(od) = od.as_ref() {
-            self.detect_outliers(now, od);
+            let states: Vec<&EndpointState<D::Key>> =
+                self.slots.iter().map(|s| &*s.state).collect();
+            detect(&core.shared, &states, now, od, &mut self.rng);
         }
-        self.rebuild_tables(now);
+        let sel = self.rebuild_tables(&core.shared, now);
+        self.eligible.clone_from(&sel.eligible);
+        core.table.store(Arc::new(Table {
+            slots: Arc::clone(&self.slots),
+            sel,
+            track: self.track,
+            probe: self.probe,
+        }));
         let interval = od.map_or(DEFAULT_INTERVAL, |od| od.interval.as_std());
-        self.next_eval = now + interval;
+        core.next_eval.store(
+            endpoint::nanos_since(core.shared.origin, now + interval),
+            Ordering::Relaxed,
+        );
     }
 
-    fn expire_ejections(&mut self, now: Instant, od: Option<&OutlierDetection>) {
-        let elapsed = endpoint::nanos_since(self.shared.origin, now);
+    fn expire_ejections(
+        &mut self,
+        shared: &Shared<D::Key>,
+        now: Instant,
+        od: Option<&OutlierDetection>,
+    ) {
+        let elapsed = endpoint::nanos_since(shared.origin, now);
+        if self.probe.is_some_and(|i| {
+            self.slots
+                .get(i)
+                .is_none_or(|s| s.state.passive.load(Ordering::Acquire) != PROBE_READY)
+        }) {
+            self.probe = None;
+        }
         for (index, slot) in self.slots.iter().enumerate() {
             let state = &slot.state;
             match state.passive.load(Ordering::Acquire) {
@@ -54,7 +78,7 @@ where
                     if until == 0 {
                         // A failed probe: eject again, for longer.
                         let times = state.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-                        let time = ejection_time(od, times, &mut self.selector.rng);
+                        let time = ejection_time(od, times, &mut self.rng);
                         state
                             .ejected_until
                             .store(elapsed.saturating_add(nanos(time)), Ordering::Relaxed);
@@ -78,26 +102,17 @@ where
         }
     }
 
-    fn detect_outliers(&mut self, now: Instant, od: &OutlierDetection) {
-        let states: Vec<&EndpointState<D::Key>> = self.slots.iter().map(|s| &*s.state).collect();
-        detect(&self.shared, &states, now, od, &mut self.selector.rng);
-    }
-
-    fn rebuild_tables(&mut self, now: Instant) {
+    fn rebuild_tables(&self, shared: &Shared<D::Key>, now: Instant) -> Selection {
         let window = self
             .policy
             .slow_start
             .map(|s| s.window.as_std())
             .filter(|w| !w.is_zero());
-        let elapsed = endpoint::nanos_since(self.shared.origin, now);
-        let sel = &mut self.selector;
+        let elapsed = endpoint::nanos_since(shared.origin, now);
+        let mut sel = Selection::new(self.policy.algorithm);
         let adaptive = sel.algorithm == BalanceAlgorithm::Adaptive;
-        let previous = std::mem::take(&mut sel.eligible);
-        sel.weights.clear();
-        sel.ramp.clear();
-        sel.any_ramp = false;
         let mut best_latency = f64::INFINITY;
-        for slot in &self.slots {
+        for slot in self.slots.iter() {
             if let Some(l) = slot
                 .state
                 .latency
@@ -125,29 +140,13 @@ where
             sel.ramp.push(ramp);
             sel.any_ramp |= ramp < 1.0;
         }
-        let changed = previous != sel.eligible;
-        sel.int_weights.clear();
-        sel.int_weights.extend(
-            sel.weights
-                .iter()
-                .map(|w| ((w * 1000.0).round() as i64).max(1)),
-        );
-        sel.int_total = sel.int_weights.iter().sum();
-        if changed || sel.current.len() != sel.eligible.len() {
-            sel.current.clear();
-            sel.current.resize(sel.eligible.len(), 0);
-        }
-        sel.cumulative.clear();
-        let mut sum = 0.0;
-        for w in &sel.weights {
-            sum += w;
-            sel.cumulative.push(sum);
-        }
+        sel.finish();
         sel.default_latency = if best_latency.is_finite() {
             best_latency
         } else {
             1_000.0
         };
+        sel
     }
 }
 

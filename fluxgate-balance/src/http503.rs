@@ -23,7 +23,7 @@ use crate::error::is_no_healthy_endpoints;
 /// use tower::{Service, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// type Svc = tower::util::BoxService<http::Request<()>, http::Response<String>, std::convert::Infallible>;
+/// type Svc = tower::util::BoxCloneSyncService<http::Request<()>, http::Response<String>, std::convert::Infallible>;
 /// let empty = Balance::<_, http::Request<()>>::new(LoadBalancing::default(), Vec::<(&str, fluxgate_balance::Weighted<Svc>)>::new());
 /// let mut svc = Http503::new(empty);
 /// let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();

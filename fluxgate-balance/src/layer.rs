@@ -51,9 +51,8 @@ where
 /// [`health_task`](Balance::health_task), [`follow`](crate::BalanceHandle::follow) and
 /// snapshots. For a changing set of endpoints, use [`Balance::from_discover`].
 ///
-/// Like [`Balance`], the resulting service is not `Clone` and its errors are boxed: put it
-/// under [`Http503Layer`](crate::Http503Layer) in HTTP stacks and behind
-/// `tower::buffer::Buffer` to share it.
+/// The resulting service is a [`Balance`]: cheap to clone (its clones are one balancer), its
+/// errors boxed: put it under [`Http503Layer`](crate::Http503Layer) in HTTP stacks.
 ///
 /// ```
 /// use fluxgate_balance::{BalanceLayer, Http503Layer};

@@ -107,6 +107,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod call;
+mod control;
 mod endpoint;
 pub mod error;
 mod eval;

@@ -140,8 +140,7 @@ impl Budget {
 
 /// Retries a failed request on another endpoint; see the [module docs](self).
 ///
-/// Wrap it around a shared, cloneable balancer (a `Buffer` over a [`Balance`](crate::Balance));
-/// it follows the balancer's policy (`loadBalancing.retries`) through its handle.
+/// Wrap it around a [`Balance`](crate::Balance) (whose clones share one balancer); it follows the balancer's policy (`loadBalancing.retries`) through its handle.
 ///
 /// ```
 /// use fluxgate_balance::{Balance, Retry, RetryableRequest, Weighted};
@@ -160,9 +159,7 @@ impl Budget {
 /// }), 1);
 /// let balance = Balance::new(LoadBalancing::default(), [("down", endpoint(false)), ("up", endpoint(true))]);
 /// let handle = balance.handle();
-/// let (shared, worker) = tower::buffer::Buffer::pair(balance, 64);
-/// tokio::spawn(worker);
-/// let mut svc = Retry::new(shared, &handle);
+/// let mut svc = Retry::new(balance, &handle);
 /// for _ in 0..10 {
 ///     let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
 ///     assert_eq!(*response.body(), "up");
@@ -351,9 +348,7 @@ mod tests {
             ],
         );
         let handle = balance.handle();
-        let (shared, worker) = tower::buffer::Buffer::pair(balance, 8);
-        tokio::spawn(worker);
-        let mut svc = Retry::new(shared, &handle);
+        let mut svc = Retry::new(balance, &handle);
         let request = http::Request::builder().method(method).body(()).unwrap();
         let response = svc.ready().await.unwrap().call(request).await.unwrap();
         assert!(response.extensions().get::<RetryableRequest>().is_none());

@@ -1,9 +1,11 @@
 //! Endpoint selection: the per-request part of each algorithm.
 //!
-//! Everything here runs under `&mut Balance`, on tables the evaluation rebuilt: no lock, no
-//! allocation, a handful of atomic loads per pick.
+//! A pick reads the [`Selection`] the last evaluation published (shared by every clone of the
+//! balancer) and the clone's own [`Picker`]: no lock, no allocation, no shared write, a handful
+//! of atomic loads.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fluxgate_core::policy::BalanceAlgorithm;
 
@@ -38,18 +40,21 @@ impl Rng {
     }
 }
 
-/// The selection tables, rebuilt by the evaluation, read by every pick.
+/// The longest weighted round-robin cycle kept (picks); longer cycles are scaled down to it.
+const CYCLE_MAX: i64 = 4096;
+
+/// The selection tables an evaluation builds, read by every clone of the balancer (never
+/// written after they are published).
 #[derive(Debug)]
-pub(crate) struct Selector {
+pub(crate) struct Selection {
     pub(crate) algorithm: BalanceAlgorithm,
     /// Slot indices of the endpoints that may take new requests.
     pub(crate) eligible: Vec<usize>,
     /// Weight in effect of each eligible endpoint.
     pub(crate) weights: Vec<f64>,
-    /// Smooth weighted round robin: integer weights and running "current" weights.
-    pub(crate) int_weights: Vec<i64>,
-    pub(crate) current: Vec<i64>,
-    pub(crate) int_total: i64,
+    /// Weighted round robin: one cycle of nginx's smooth weighted round robin over the
+    /// weights, as positions in `eligible`; each clone walks it from its own place.
+    pub(crate) cycle: Vec<u32>,
     /// Adaptive: cumulative sampling weights.
     pub(crate) cumulative: Vec<f64>,
     /// Slow-start factor of each eligible endpoint, for round robin.
@@ -57,72 +62,128 @@ pub(crate) struct Selector {
     pub(crate) any_ramp: bool,
     /// Latency assumed for endpoints without a sample (µs).
     pub(crate) default_latency: f64,
-    pub(crate) cursor: usize,
-    pub(crate) rng: Rng,
 }
 
-impl Selector {
-    pub(crate) fn new(algorithm: BalanceAlgorithm, seed: u64) -> Self {
+impl Selection {
+    pub(crate) fn new(algorithm: BalanceAlgorithm) -> Self {
         Self {
             algorithm,
             eligible: Vec::new(),
             weights: Vec::new(),
-            int_weights: Vec::new(),
-            current: Vec::new(),
-            int_total: 0,
+            cycle: Vec::new(),
             cumulative: Vec::new(),
             ramp: Vec::new(),
             any_ramp: false,
             default_latency: 1_000.0,
-            cursor: 0,
+        }
+    }
+
+    /// Builds the weighted round-robin cycle and the cumulative weights from `weights`.
+    pub(crate) fn finish(&mut self) {
+        self.cycle = if self.algorithm == BalanceAlgorithm::WeightedRoundRobin {
+            cycle(&self.weights)
+        } else {
+            Vec::new()
+        };
+        self.cumulative.clear();
+        let mut sum = 0.0;
+        for w in &self.weights {
+            sum += w;
+            self.cumulative.push(sum);
+        }
+    }
+}
+
+/// One cycle of smooth weighted round robin over `weights`, scaled to integers (reduced by
+/// their greatest common divisor, at most [`CYCLE_MAX`] picks unless there are more endpoints).
+fn cycle(weights: &[f64]) -> Vec<u32> {
+    let total: f64 = weights.iter().sum();
+    if weights.is_empty() || !total.is_finite() || total <= 0.0 {
+        return (0..weights.len()).map(|i| i as u32).collect();
+    }
+    // A whole factor, so that whole weights keep their ratios exactly (and reduce back).
+    let scale = (CYCLE_MAX as f64 / total).min(1000.0).floor().max(1.0);
+    let mut ints: Vec<i64> = weights
+        .iter()
+        .map(|w| ((w * scale).round() as i64).max(1))
+        .collect();
+    let divisor = ints.iter().fold(0, |g, &w| gcd(g, w)).max(1);
+    for w in &mut ints {
+        *w /= divisor;
+    }
+    let total: i64 = ints.iter().sum();
+    let mut current = vec![0; ints.len()];
+    (0..total)
+        .map(|_| smooth_weighted(&mut current, &ints, total) as u32)
+        .collect()
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// nginx's smooth weighted round robin: add each weight to its running value, pick the
+/// largest, take the total off the one picked.
+fn smooth_weighted(current: &mut [i64], weights: &[i64], total: i64) -> usize {
+    let mut best = 0;
+    let mut best_value = i64::MIN;
+    for (at, (current, weight)) in current.iter_mut().zip(weights).enumerate() {
+        *current += weight;
+        if *current > best_value {
+            best_value = *current;
+            best = at;
+        }
+    }
+    if let Some(current) = current.get_mut(best) {
+        *current -= total;
+    }
+    best
+}
+
+/// A clone's own selection state: its random source. The round-robin position is the
+/// balancer's (`cursor`), so that clones made per request still walk one cycle together.
+#[derive(Debug, Clone)]
+pub(crate) struct Picker {
+    pub(crate) rng: Rng,
+}
+
+impl Picker {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
             rng: Rng::new(seed),
         }
     }
 
-    /// Picks an eligible endpoint; `None` when there is none.
-    pub(crate) fn pick<K, S>(&mut self, slots: &[Slot<K, S>]) -> Option<usize> {
-        let n = self.eligible.len();
+    /// Picks an eligible endpoint of `sel`; `None` when there is none.
+    pub(crate) fn pick<K, S>(
+        &mut self,
+        sel: &Selection,
+        slots: &[Arc<Slot<K, S>>],
+        cursor: &AtomicUsize,
+    ) -> Option<usize> {
+        let n = sel.eligible.len();
         if n == 0 {
             return None;
         }
-        let at = match self.algorithm {
-            BalanceAlgorithm::RoundRobin => self.round_robin(),
-            BalanceAlgorithm::LeastRequest => self.p2c_uniform(slots, false),
-            BalanceAlgorithm::PeakEwma => self.p2c_uniform(slots, true),
-            BalanceAlgorithm::Adaptive => self.p2c_weighted(slots),
-            _ => self.smooth_weighted(),
+        let at = match sel.algorithm {
+            BalanceAlgorithm::RoundRobin => self.round_robin(sel, cursor),
+            BalanceAlgorithm::LeastRequest => self.p2c_uniform(sel, slots, false),
+            BalanceAlgorithm::PeakEwma => self.p2c_uniform(sel, slots, true),
+            BalanceAlgorithm::Adaptive => self.p2c_weighted(sel, slots),
+            _ => weighted_round_robin(sel, cursor),
         };
-        self.eligible.get(at).copied()
+        sel.eligible.get(at).copied()
     }
 
-    fn round_robin(&mut self) -> usize {
-        let n = self.eligible.len();
+    fn round_robin(&mut self, sel: &Selection, cursor: &AtomicUsize) -> usize {
+        let n = sel.eligible.len();
         loop {
-            let at = self.cursor % n;
-            self.cursor = self.cursor.wrapping_add(1);
+            let at = cursor.fetch_add(1, Ordering::Relaxed) % n;
             // A ramping endpoint is skipped in proportion to how far it still has to go.
-            if !self.any_ramp || self.ramp[at] >= 1.0 || self.rng.unit() < self.ramp[at] {
+            if !sel.any_ramp || sel.ramp[at] >= 1.0 || self.rng.unit() < sel.ramp[at] {
                 return at;
             }
         }
-    }
-
-    /// nginx's smooth weighted round robin: add each weight to its running value, pick the
-    /// largest, take the total off the one picked.
-    fn smooth_weighted(&mut self) -> usize {
-        let mut best = 0;
-        let mut best_value = i64::MIN;
-        for (at, (current, weight)) in self.current.iter_mut().zip(&self.int_weights).enumerate() {
-            *current += weight;
-            if *current > best_value {
-                best_value = *current;
-                best = at;
-            }
-        }
-        if let Some(current) = self.current.get_mut(best) {
-            *current -= self.int_total;
-        }
-        best
     }
 
     fn two_distinct(&mut self, n: usize) -> (usize, usize) {
@@ -131,42 +192,19 @@ impl Selector {
         (a, b)
     }
 
-    fn cost<K, S>(&self, slots: &[Slot<K, S>], at: usize, latency: bool, weighted: bool) -> f64 {
-        let Some(slot) = self.eligible.get(at).and_then(|&i| slots.get(i)) else {
-            return f64::INFINITY;
-        };
-        let load = f64::from(slot.state.in_flight.load(Ordering::Relaxed)) + 1.0;
-        let lat = if latency {
-            slot.state.latency.get().unwrap_or(self.default_latency)
-        } else {
-            1.0
-        };
-        let weight = if weighted { self.weights[at] } else { 1.0 };
-        lat * load / weight
-    }
-
-    /// Adaptive's cost: latency × (in flight + 1) / adaptive weight (≈ latency³ × load, as the
-    /// weight goes with (fastest / latency)²). It prefers a fast endpoint with a few requests
-    /// queued over a slow idle one (an endpoint serves several requests at once, so
-    /// `latency × load` alone overstates what one more request costs on a busy fast endpoint);
-    /// the latency average rises with queueing, so an overloaded fast endpoint still loses.
-    fn adaptive_cost<K, S>(&self, slots: &[Slot<K, S>], at: usize) -> f64 {
-        let Some(slot) = self.eligible.get(at).and_then(|&i| slots.get(i)) else {
-            return f64::INFINITY;
-        };
-        let load = f64::from(slot.state.in_flight.load(Ordering::Relaxed)) + 1.0;
-        let lat = slot.state.latency.get().unwrap_or(self.default_latency);
-        lat * load / self.weights.get(at).copied().unwrap_or(1.0)
-    }
-
     /// Power of two choices, candidates drawn uniformly.
-    fn p2c_uniform<K, S>(&mut self, slots: &[Slot<K, S>], latency: bool) -> usize {
-        let n = self.eligible.len();
+    fn p2c_uniform<K, S>(
+        &mut self,
+        sel: &Selection,
+        slots: &[Arc<Slot<K, S>>],
+        latency: bool,
+    ) -> usize {
+        let n = sel.eligible.len();
         if n == 1 {
             return 0;
         }
         let (a, b) = self.two_distinct(n);
-        if self.cost(slots, a, latency, true) <= self.cost(slots, b, latency, true) {
+        if cost(sel, slots, a, latency) <= cost(sel, slots, b, latency) {
             a
         } else {
             b
@@ -174,42 +212,91 @@ impl Selector {
     }
 
     /// Power of two choices, candidates drawn in proportion to the adaptive weights.
-    fn p2c_weighted<K, S>(&mut self, slots: &[Slot<K, S>]) -> usize {
-        let n = self.eligible.len();
+    fn p2c_weighted<K, S>(&mut self, sel: &Selection, slots: &[Arc<Slot<K, S>>]) -> usize {
+        let n = sel.eligible.len();
         if n == 1 {
             return 0;
         }
-        let a = self.sample();
-        let mut b = self.sample();
+        let a = self.sample(sel);
+        let mut b = self.sample(sel);
         if b == a {
-            b = self.sample();
+            b = self.sample(sel);
         }
-        if self.adaptive_cost(slots, a) <= self.adaptive_cost(slots, b) {
+        if cost(sel, slots, a, true) <= cost(sel, slots, b, true) {
             a
         } else {
             b
         }
     }
 
-    fn sample(&mut self) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(0.0);
+    fn sample(&mut self, sel: &Selection) -> usize {
+        let total = sel.cumulative.last().copied().unwrap_or(0.0);
         let target = self.rng.unit() * total;
-        let at = self.cumulative.partition_point(|&c| c <= target);
-        at.min(self.cumulative.len().saturating_sub(1))
+        let at = sel.cumulative.partition_point(|&c| c <= target);
+        at.min(sel.cumulative.len().saturating_sub(1))
     }
+}
+
+fn weighted_round_robin(sel: &Selection, cursor: &AtomicUsize) -> usize {
+    let cycle = &sel.cycle;
+    if cycle.is_empty() {
+        return 0;
+    }
+    cycle[cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize
+}
+
+/// The cost of eligible endpoint `at`: latency (when `latency`) × (in flight + 1) / weight.
+///
+/// For adaptive, that is ≈ latency³ × load (the weight goes with (fastest / latency)²): it
+/// prefers a fast endpoint with a few requests queued over a slow idle one (an endpoint serves
+/// several requests at once, so `latency × load` alone overstates what one more request costs
+/// on a busy fast endpoint); the latency average rises with queueing, so an overloaded fast
+/// endpoint still loses.
+fn cost<K, S>(sel: &Selection, slots: &[Arc<Slot<K, S>>], at: usize, latency: bool) -> f64 {
+    let Some(slot) = sel.eligible.get(at).and_then(|&i| slots.get(i)) else {
+        return f64::INFINITY;
+    };
+    let load = f64::from(slot.state.in_flight.load(Ordering::Relaxed)) + 1.0;
+    let lat = if latency {
+        slot.state.latency.get().unwrap_or(sel.default_latency)
+    } else {
+        1.0
+    };
+    lat * load / sel.weights.get(at).copied().unwrap_or(1.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn swrr(weights: &[i64]) -> Selector {
-        let mut s = Selector::new(BalanceAlgorithm::WeightedRoundRobin, 7);
-        s.eligible = (0..weights.len()).collect();
-        s.int_weights = weights.to_vec();
-        s.current = vec![0; weights.len()];
-        s.int_total = weights.iter().sum();
-        s
+    struct Swrr {
+        current: Vec<i64>,
+        weights: Vec<i64>,
+        total: i64,
+    }
+
+    impl Swrr {
+        fn smooth_weighted(&mut self) -> usize {
+            smooth_weighted(&mut self.current, &self.weights, self.total)
+        }
+    }
+
+    fn swrr(weights: &[i64]) -> Swrr {
+        Swrr {
+            current: vec![0; weights.len()],
+            weights: weights.to_vec(),
+            total: weights.iter().sum(),
+        }
+    }
+
+    #[test]
+    fn the_cycle_keeps_the_weights_shares_and_interleaves() {
+        let picks: Vec<u32> = cycle(&[5.0, 1.0, 1.0]);
+        assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
+        let long = cycle(&[3000.0, 1000.0, 1.0]);
+        assert!(long.len() <= 4096 + 3, "{}", long.len());
+        let share = |i: u32| long.iter().filter(|&&p| p == i).count() as f64 / long.len() as f64;
+        assert!((share(0) - 0.75).abs() < 0.01 && share(2) > 0.0);
     }
 
     #[test]

@@ -3,44 +3,137 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
-use fluxgate_core::outcome::Outcome;
+use arc_swap::ArcSwap;
 use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
 use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
-use tower_service::Service;
 
 use crate::endpoint::{self, EndpointState, Track, Weighted};
 use crate::error::BalanceError;
 use crate::handle::BalanceHandle;
-use crate::select::Selector;
+use crate::select::{Picker, Rng, Selection};
 use crate::shared::Shared;
 
 /// The default failure streak that drains an endpoint at once (Envoy's `consecutive_5xx`).
 pub(crate) const FAILURE_STREAK: u32 = 5;
 
-/// One endpoint as the balancer owns it.
+/// One endpoint as the balancer holds it: the service every clone clones its own from, and
+/// the shared state.
 #[derive(Debug)]
 pub(crate) struct Slot<K, S> {
     pub(crate) service: S,
     pub(crate) state: Arc<EndpointState<K>>,
 }
 
+/// The endpoint set, in the balancer's order.
+pub(crate) type Slots<K, S> = Vec<Arc<Slot<K, S>>>;
+
+/// What the last evaluation published for every clone: the endpoint set, the selection
+/// tables, the tracking in force and the endpoint waiting for its trial request.
+#[derive(Debug)]
+pub(crate) struct Table<K, S> {
+    pub(crate) slots: Arc<Slots<K, S>>,
+    pub(crate) sel: Selection,
+    pub(crate) track: Track,
+    pub(crate) probe: Option<usize>,
+}
+
+/// What every clone of a balancer shares.
+pub(crate) struct Core<D: Discover> {
+    pub(crate) shared: Arc<Shared<D::Key>>,
+    pub(crate) table: ArcSwap<Table<D::Key, D::Service>>,
+    /// The discovery and the evaluation's own state, taken by whichever clone finds work due
+    /// (`try_lock`: a clone that finds it taken goes on with the published table).
+    pub(crate) control: Mutex<Control<D>>,
+    /// Raised by the discovery's waker (and at the start): the discovery may have changes.
+    pub(crate) discover_woken: Arc<Flag>,
+    /// When the next periodic evaluation is due (nanoseconds from the shared origin).
+    pub(crate) next_eval: AtomicU64,
+    /// The round-robin position, shared so that clones made per request still walk one cycle.
+    pub(crate) cursor: AtomicUsize,
+}
+
+impl<D: Discover> Drop for Core<D> {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// The owner's part of a balancer: discovery, the endpoint list, the policy in force, and
+/// the evaluation's random source (its methods are in `control.rs`).
+pub(crate) struct Control<D: Discover> {
+    pub(crate) discover: Option<D>,
+    pub(crate) slots: Arc<Slots<D::Key, D::Service>>,
+    pub(crate) policy: Arc<LoadBalancing>,
+    /// The outlier detection in force (the policy's, its defaults, or none when disabled).
+    pub(crate) od: Option<OutlierDetection>,
+    pub(crate) generation: u64,
+    /// An endpoint whose ejection ended, waiting for its single probe request.
+    pub(crate) probe: Option<usize>,
+    pub(crate) track: Track,
+    pub(crate) half_life: Duration,
+    /// Failures in a row that drain an endpoint at once (0: never).
+    pub(crate) failure_streak: u32,
+    pub(crate) rng: Rng,
+    /// The eligible endpoints of the last evaluation (their change resets the cycle).
+    pub(crate) eligible: Vec<usize>,
+}
+
+/// A wake-up flag: the discovery's waker raises it, the next `poll_ready` of any clone sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Flag(AtomicBool);
+
+impl Flag {
+    pub(crate) fn take(&self) -> bool {
+        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.raise();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raise();
+    }
+}
+
 /// What `poll_ready` reserved for the next `call`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Reserved {
-    Endpoint { index: usize, probe: bool },
+#[derive(Debug)]
+pub(crate) enum Reserved<K, S> {
+    Endpoint {
+        service: S,
+        state: Arc<EndpointState<K>>,
+        track: Track,
+        probe: bool,
+    },
     NoEndpoint,
 }
 
 /// A load balancer over a changing set of endpoints, driven by a [`LoadBalancing`] policy.
 ///
 /// See the [crate docs](crate) for the algorithms, health checks, outlier detection and caps.
+///
+/// # Sharing
+///
+/// `Balance` is cheap to clone (when the endpoints' services are `Clone`), and its clones are
+/// one balancer: they share the endpoint set, the selection tables, the health and outlier
+/// state and the policy, from any thread, without a lock or a channel on the request path. A
+/// pick reads the tables the last evaluation published (swapped atomically); the evaluation
+/// runs in whichever clone finds it due, the others go on with the published tables. Each
+/// clone polls its own copy of the chosen endpoint's service, so an endpoint that is not ready
+/// is skipped for another, not waited on. No `tower::buffer::Buffer` is needed (nor useful).
 ///
 /// # Readiness and failure
 ///
@@ -50,8 +143,6 @@ pub(crate) enum Reserved {
 /// with [`BalanceError::NoHealthyEndpoints`]: the balancer never waits for an endpoint to come
 /// back. An unhealthy endpoint leaves the rotation but stays in the set; only discovery removes
 /// endpoints. A `call` without a reservation fails with [`BalanceError::NotReady`].
-///
-/// `Balance` is not `Clone`; share it behind `tower::buffer::Buffer` (as tower's own balancer).
 ///
 /// ```
 /// use fluxgate_balance::{Balance, Weighted};
@@ -64,9 +155,10 @@ pub(crate) enum Reserved {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(name))
 ///     }), 1)
 /// };
-/// let mut balance = Balance::new(LoadBalancing::default(), [("a", endpoint("a")), ("b", endpoint("b"))]);
-/// let first = balance.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
-/// let second = balance.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+/// let balance = Balance::new(LoadBalancing::default(), [("a", endpoint("a")), ("b", endpoint("b"))]);
+/// // Clones are the same balancer: round robin goes on from one clone to the next.
+/// let first = balance.clone().oneshot(http::Request::new(())).await.unwrap();
+/// let second = balance.clone().oneshot(http::Request::new(())).await.unwrap();
 /// assert_ne!(first.body(), second.body());
 /// # }
 /// ```
@@ -74,24 +166,45 @@ pub struct Balance<D, Req>
 where
     D: Discover,
 {
-    discover: Option<D>,
-    pub(crate) slots: Vec<Slot<D::Key, D::Service>>,
-    pub(crate) shared: Arc<Shared<D::Key>>,
-    pub(crate) policy: Arc<LoadBalancing>,
-    /// The outlier detection in force (the policy's, its defaults, or none when disabled).
-    pub(crate) od: Option<OutlierDetection>,
-    generation: u64,
-    pub(crate) selector: Selector,
-    /// An endpoint whose ejection ended, waiting for its single probe request.
-    pub(crate) probe: Option<usize>,
-    pub(crate) ready: Option<Reserved>,
-    pub(crate) last_now: Instant,
-    pub(crate) next_eval: Instant,
-    pub(crate) track: Track,
-    half_life: Duration,
-    /// Failures in a row that drain an endpoint at once (0: never).
-    pub(crate) failure_streak: u32,
+    pub(crate) core: Arc<Core<D>>,
+    pub(crate) ready: Option<Reserved<D::Key, D::Service>>,
+    /// Endpoint services (by endpoint identity) that were pending at the last `poll_ready`,
+    /// kept so that their wake-ups reach this clone.
+    pub(crate) waiting: Vec<(usize, D::Service)>,
+    pub(crate) picker: Picker,
+    /// When the last `poll_ready` ran: the start of the reserved request.
+    pub(crate) now: Option<Instant>,
     _req: PhantomData<fn(Req)>,
+}
+
+impl<D, Req> Clone for Balance<D, Req>
+where
+    D: Discover,
+{
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+            ready: None,
+            waiting: Vec::new(),
+            picker: Picker::new(next_seed()),
+            now: None,
+            _req: PhantomData,
+        }
+    }
+}
+
+/// A seed for a clone's random source: a per-thread sequence, no shared write.
+fn next_seed() -> u64 {
+    thread_local! {
+        static SEED: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8),
+        );
+    }
+    SEED.with(|seed| {
+        let next = seed.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        seed.set(next);
+        next
+    })
 }
 
 /// The discovery of a static endpoint list: it never changes the set.
@@ -133,17 +246,7 @@ where
         policy: LoadBalancing,
         endpoints: impl IntoIterator<Item = (K, Weighted<S>)>,
     ) -> Self {
-        let mut balance = Self::from_discover(policy, Static::default());
-        balance.extend(endpoints);
-        balance
-    }
-
-    /// Adds (or replaces) endpoints, with the settings in force now.
-    pub(crate) fn extend(&mut self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) {
-        for (key, endpoint) in endpoints {
-            self.insert(key, endpoint, false);
-        }
-        self.publish();
+        Self::from_discover(policy, Static::default()).with_endpoints(endpoints)
     }
 }
 
@@ -158,40 +261,52 @@ where
     pub fn from_discover(policy: LoadBalancing, discover: D) -> Self {
         let shared = Arc::new(Shared::new(policy));
         let policy = shared.policy.load_full();
-        let now = Instant::now();
-        let seed = endpoint::nanos_since(shared.origin, now) ^ (Arc::as_ptr(&shared) as u64);
-        let mut balance = Self {
+        let seed =
+            endpoint::nanos_since(shared.origin, Instant::now()) ^ (Arc::as_ptr(&shared) as u64);
+        let slots = Arc::new(Vec::new());
+        let table = Table {
+            slots: Arc::clone(&slots),
+            sel: Selection::new(policy.algorithm),
+            track: track_for(&policy, FAILURE_STREAK),
+            probe: None,
+        };
+        let control = Control {
             discover: Some(discover),
-            slots: Vec::new(),
-            shared,
-            selector: Selector::new(policy.algorithm, seed),
+            slots,
             od: policy.outlier_detection_in_force(),
+            track: track_for(&policy, FAILURE_STREAK),
             policy,
             generation: 0,
             probe: None,
-            ready: None,
-            last_now: now,
-            next_eval: now,
-            track: Track {
-                ewma: false,
-                quantiles: false,
-                orca: false,
-                slow_limit: Duration::MAX,
-                streak: 0,
-            },
             half_life: Duration::from_secs(1),
             failure_streak: FAILURE_STREAK,
-            _req: PhantomData,
+            rng: Rng::new(seed),
+            eligible: Vec::new(),
         };
-        balance.track = track_for(&balance.policy, FAILURE_STREAK);
-        balance
+        let flag = Arc::new(Flag::default());
+        flag.raise();
+        Self {
+            core: Arc::new(Core {
+                shared,
+                table: ArcSwap::from_pointee(table),
+                control: Mutex::new(control),
+                discover_woken: flag,
+                next_eval: AtomicU64::new(0),
+                cursor: AtomicUsize::new(0),
+            }),
+            ready: None,
+            waiting: Vec::new(),
+            picker: Picker::new(seed.rotate_left(17)),
+            now: None,
+            _req: PhantomData,
+        }
     }
 
     /// Sets the half-life of the latency moving average used by `peak-ewma` and `adaptive`
     /// (1s by default). Applies to endpoints added afterwards.
     #[must_use]
-    pub fn with_latency_half_life(mut self, half_life: Duration) -> Self {
-        self.half_life = half_life;
+    pub fn with_latency_half_life(self, half_life: Duration) -> Self {
+        self.control().half_life = half_life;
         self
     }
 
@@ -228,12 +343,17 @@ where
     /// # }
     /// ```
     #[must_use]
-    pub fn with_consecutive_failures(mut self, threshold: u32) -> Self {
-        self.failure_streak = threshold;
-        self.shared
+    pub fn with_consecutive_failures(self, threshold: u32) -> Self {
+        self.core
+            .shared
             .failure_streak
             .store(threshold, Ordering::Relaxed);
-        self.track = track_for(&self.policy, threshold);
+        {
+            let mut control = self.control();
+            control.failure_streak = threshold;
+            control.track = track_for(&control.policy, threshold);
+            control.evaluate(&self.core, Instant::now());
+        }
         self
     }
 
@@ -241,20 +361,20 @@ where
     #[must_use]
     pub fn handle(&self) -> BalanceHandle<K> {
         BalanceHandle {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(&self.core.shared),
         }
     }
 
     /// The number of endpoints, eligible or not.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.core.table.load().slots.len()
     }
 
     /// Whether there are no endpoints at all.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// Adds (or replaces) `endpoints` now, before any change of the discovery: a balancer
@@ -273,124 +393,62 @@ where
     /// assert_eq!(balance.handle().snapshot().len(), 1);
     /// ```
     #[must_use]
-    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) -> Self {
-        for (key, endpoint) in endpoints {
-            self.insert(key, endpoint, false);
-        }
-        self.publish();
+    pub fn with_endpoints(self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) -> Self {
+        self.extend(endpoints);
         self
     }
 
-    fn insert(&mut self, key: K, endpoint: Weighted<S>, ramp: bool) {
-        let existing = self.slots.iter().position(|s| s.state.key == key);
-        let Some(state) = EndpointState::new(
-            key,
-            endpoint.weight,
-            self.shared.origin,
-            Arc::clone(&self.shared.dirty),
-            self.half_life,
-            ramp,
-        ) else {
-            tracing::error!("endpoint state could not be built; endpoint ignored");
-            return;
-        };
-        let slot = Slot {
-            service: endpoint,
-            state: Arc::new(state),
-        };
-        match existing {
-            Some(at) => self.slots[at] = slot,
-            None => self.slots.push(slot),
+    /// Adds (or replaces) endpoints, with the settings in force now.
+    pub(crate) fn extend(&self, endpoints: impl IntoIterator<Item = (K, Weighted<S>)>) {
+        let mut control = self.control();
+        let mut slots = control.slots.to_vec();
+        for (key, endpoint) in endpoints {
+            control.insert(&self.core.shared, &mut slots, key, endpoint, false);
         }
+        control.set_slots(&self.core, slots);
     }
 
-    /// Publishes the endpoint list to handles and the health task, and asks for an evaluation.
-    fn publish(&mut self) {
-        let list = self.slots.iter().map(|s| Arc::clone(&s.state)).collect();
-        self.shared.endpoints.store(Arc::new(list));
-        self.probe = None;
-        self.selector.current.clear();
-        self.shared.mark_dirty();
-    }
-
-    pub(crate) fn poll_discover(&mut self, cx: &mut Context<'_>) -> Result<(), BalanceError>
+    /// Takes in the changes the discovery has now, without waiting for a request (a request
+    /// on any clone takes them in too): for a task that feeds the discovery, so that handles
+    /// and health checks see a new endpoint at once. `true` when the set changed.
+    ///
+    /// # Errors
+    ///
+    /// [`BalanceError::Discover`] when the discovery failed.
+    ///
+    /// ```
+    /// use fluxgate_balance::{Balance, Weighted};
+    /// use fluxgate_core::policy::LoadBalancing;
+    /// use tower::discover::Change;
+    /// # let svc = Weighted::new(tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # }), 1);
+    /// let (changes, discover) = futures::channel::mpsc::unbounded::<Result<Change<&str, _>, std::io::Error>>();
+    /// let balance = Balance::<_, http::Request<()>>::from_discover(LoadBalancing::default(), discover);
+    /// changes.unbounded_send(Ok(Change::Insert("a", svc))).unwrap();
+    /// assert!(balance.apply_changes().unwrap());
+    /// assert_eq!(balance.len(), 1);
+    /// ```
+    pub fn apply_changes(&self) -> Result<bool, BalanceError>
     where
         D: Unpin,
         D::Error: Into<BoxError>,
     {
-        let mut changed = false;
-        while let Some(discover) = self.discover.as_mut() {
-            match Pin::new(discover).poll_discover(cx) {
-                Poll::Pending => break,
-                Poll::Ready(None) => self.discover = None,
-                Poll::Ready(Some(Err(e))) => return Err(BalanceError::Discover(e.into())),
-                Poll::Ready(Some(Ok(Change::Insert(key, endpoint)))) => {
-                    let ramp = !self.selector.eligible.is_empty();
-                    self.insert(key, endpoint, ramp);
-                    changed = true;
-                }
-                Poll::Ready(Some(Ok(Change::Remove(key)))) => {
-                    if let Some(at) = self.slots.iter().position(|s| s.state.key == key) {
-                        self.slots.swap_remove(at);
-                        changed = true;
-                    }
-                }
-            }
-        }
-        if changed {
-            self.publish();
-        }
-        Ok(())
+        self.core.discover_woken.take();
+        self.control().poll_discover(&self.core)
     }
 
-    pub(crate) fn refresh_policy(&mut self) {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation != self.generation {
-            self.generation = generation;
-            self.policy = self.shared.policy.load_full();
-            self.od = self.policy.outlier_detection_in_force();
-            self.track = track_for(&self.policy, self.failure_streak);
-            if self.selector.algorithm != self.policy.algorithm {
-                self.selector.algorithm = self.policy.algorithm;
-                self.selector.current.clear();
-            }
-            self.shared.mark_dirty();
-        }
-    }
-
-    /// Polls slot `index`'s readiness; `true` when it is ready.
-    pub(crate) fn try_slot(
-        &mut self,
-        cx: &mut Context<'_>,
-        index: usize,
-        pending: &mut bool,
-    ) -> bool
-    where
-        S: Service<Req>,
-    {
-        let Some(slot) = self.slots.get_mut(index) else {
-            return false;
-        };
-        match slot.service.service.poll_ready(cx) {
-            Poll::Ready(Ok(())) => true,
-            Poll::Pending => {
-                *pending = true;
-                false
-            }
-            Poll::Ready(Err(_)) => {
-                // Counted as a failure, so that a service whose readiness keeps failing is drained
-                // by the failure streak; never evicted.
-                let now = Instant::now();
-                if slot.state.record(now, None, Outcome::Failure, self.track) {
-                    self.shared.mark_dirty();
-                }
-                false
-            }
-        }
+    /// The control part, waiting for it (only the builder methods do; the request path only
+    /// ever tries it).
+    fn control(&self) -> std::sync::MutexGuard<'_, Control<D>> {
+        self.core
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-fn track_for(policy: &LoadBalancing, failure_streak: u32) -> Track {
+pub(crate) fn track_for(policy: &LoadBalancing, failure_streak: u32) -> Track {
     let latency_aware = matches!(
         policy.algorithm,
         BalanceAlgorithm::PeakEwma | BalanceAlgorithm::Adaptive
@@ -412,19 +470,11 @@ where
     D: Discover,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = self.core.table.load();
         f.debug_struct("Balance")
-            .field("endpoints", &self.slots.len())
-            .field("eligible", &self.selector.eligible.len())
-            .field("algorithm", &self.policy.algorithm)
+            .field("endpoints", &table.slots.len())
+            .field("eligible", &table.sel.eligible.len())
+            .field("algorithm", &table.sel.algorithm)
             .finish_non_exhaustive()
-    }
-}
-
-impl<D, Req> Drop for Balance<D, Req>
-where
-    D: Discover,
-{
-    fn drop(&mut self) {
-        self.shared.close();
     }
 }

@@ -24,7 +24,7 @@ const ALGORITHMS: [BalanceAlgorithm; 5] = [
 fn endpoint(
     index: usize,
     weight: u32,
-) -> Weighted<impl Service<Req, Response = http::Response<usize>, Error = Infallible>> {
+) -> Weighted<impl Service<Req, Response = http::Response<usize>, Error = Infallible> + Clone> {
     Weighted::new(
         tower::service_fn(move |_: Req| async move { Ok(http::Response::new(index)) }),
         weight,
@@ -35,7 +35,7 @@ fn endpoint(
 type State = (bool, bool);
 
 fn set_states<D: tower::discover::Discover>(balance: &Balance<D, Req>, states: &[State]) {
-    for (slot, &(healthy, drained)) in balance.slots.iter().zip(states) {
+    for (slot, &(healthy, drained)) in balance.core.table.load().slots.iter().zip(states) {
         let s = &slot.state;
         s.healthy.store(healthy, Ordering::Release);
         if drained {
@@ -47,7 +47,7 @@ fn set_states<D: tower::discover::Discover>(balance: &Balance<D, Req>, states: &
             s.passive.store(ACTIVE, Ordering::Release);
         }
     }
-    balance.shared.mark_dirty();
+    balance.core.shared.mark_dirty();
 }
 
 fn states(n: usize) -> impl Strategy<Value = Vec<State>> {
@@ -87,9 +87,14 @@ proptest! {
                 set_states(&balance, states);
                 let eligible = |i: usize| states[i].0 && !states[i].1;
                 let any = (0..states.len()).any(eligible);
-                for _ in 0..3 * weights.len() + 20 {
+                for i in 0..3 * weights.len() + 20 {
+                    // Every other request through a fresh clone, as a server clones per request.
                     let result = rt.block_on(async {
-                        balance.ready().await?.call(http::Request::new(())).await
+                        if i % 2 == 0 {
+                            balance.ready().await?.call(http::Request::new(())).await
+                        } else {
+                            balance.clone().oneshot(http::Request::new(())).await
+                        }
                     });
                     match result {
                         Ok(response) => {

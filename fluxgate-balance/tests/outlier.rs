@@ -118,6 +118,33 @@ async fn judges_latency_relative_to_the_others_when_most_are_slow() {
     ));
 }
 
+/// A server clones its service per request: clones that never call before share the balancer's
+/// schedule, so an ejection ends and its trial request goes out all the same.
+#[tokio::test(start_paused = true)]
+async fn an_ejection_ends_and_returns_through_clones_made_per_request() {
+    let (list, scripts) = endpoints(&[("a", 1, 1), ("b", 1, 1)]);
+    let template = Balance::new(with_outliers(BalanceAlgorithm::RoundRobin), list);
+    let handle = template.handle();
+    scripts["b"].status.store(500, Ordering::Relaxed);
+    for _ in 0..20 {
+        let _ = template.clone().oneshot(http::Request::new(())).await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    assert!(drained(&handle, "b").is_some());
+    scripts["b"].status.store(200, Ordering::Relaxed);
+    tokio::time::advance(Duration::from_secs(40)).await;
+    let served = scripts["b"].served.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        let _ = template.clone().oneshot(http::Request::new(())).await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    assert!(
+        drained(&handle, "b").is_none(),
+        "back after its ejection and a trial"
+    );
+    assert!(scripts["b"].served.load(Ordering::Relaxed) >= served + 40);
+}
+
 #[tokio::test(start_paused = true)]
 async fn ejections_back_off_and_return_through_a_probe() {
     let (list, scripts) = endpoints(&[("a", 1, 1), ("b", 1, 1)]);

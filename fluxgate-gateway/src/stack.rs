@@ -1,8 +1,8 @@
 //! The gateway's request path, assembled from FluxGate's layers and following one policy.
 //!
 //! ```text
-//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ Proxy… ─ upstreams
-//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Buffer ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
+//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Retry ─ Http503 ─ Balance ─ Proxy… ─ upstreams
+//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Retry ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
 //!                                    └─ (no canary upstreams: the stable side alone)
 //! ```
 //!
@@ -16,8 +16,9 @@
 //! - **The canary** chooses a side per request from the policy's `canary` section, judges the
 //!   canary side and rolls it back on its own. Without canary upstreams there is no canary layer.
 //! - **Each side is a [`Balance`](fluxgate_balance::Balance)** over one [`Proxy`] per upstream (keyed by the upstream URL),
-//!   wrapped in [`Http503`](fluxgate_balance::Http503) (no healthy endpoint: `503`) and shared through a tower [`Buffer`](tower::buffer::Buffer)
-//!   (a `Balance` is not `Clone`). Active health checks run through the proxies' hyper clients,
+//!   wrapped in [`Http503`](fluxgate_balance::Http503) (no healthy endpoint: `503`); every
+//!   connection's clone of the stack shares it without a buffer (no channel, no task hop per
+//!   request). Active health checks run through the proxies' hyper clients,
 //!   as the policy's `loadBalancing.healthCheck` says: `grpc.health.v1.Health/Check` for
 //!   `protocol=grpc` upstreams (and for all when the policy's check says `protocol: grpc`),
 //!   otherwise `GET` of its `path` (`/healthz` by default).
@@ -26,8 +27,8 @@
 //! - **Policy changes** reach every layer: the rate limiter and the canary read the slot on
 //!   their own; each balancer's [`PolicyFollower`](fluxgate_balance::PolicyFollower) puts the
 //!   new `loadBalancing` section in force on it.
-//! - [`GatewayService`] takes any request body and never fails: a failure below it (a closed
-//!   buffer) becomes a `502`. The proxy answers `502`/`504` for upstream failures. To a gRPC
+//! - [`GatewayService`] takes any request body and never fails: a failure below it (a failed
+//!   endpoint discovery) becomes a `502`. The proxy answers `502`/`504` for upstream failures. To a gRPC
 //!   request (`content-type: application/grpc*`) every such refusal (`502`, `503`, `504`, ...)
 //!   is a trailers-only gRPC answer instead (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...); the rate
 //!   limiter answers gRPC's `RESOURCE_EXHAUSTED` itself. The balancers and the canary see the
@@ -104,8 +105,6 @@ pub struct StackConfig {
     /// The clients the proxies and health checks use (the TLS roots of `https://` upstreams);
     /// default: verified with the system's roots.
     pub clients: ProxyClients,
-    /// Requests each side's buffer holds while its balancer is busy; default 1024.
-    pub buffer: usize,
     /// Where rate-limit counters live: `None` for this process only, or a Redis store shared
     /// with the other replicas (its sync task is the caller's to spawn).
     pub rate_limit_store: Option<RedisStore>,
@@ -128,7 +127,6 @@ impl StackConfig {
             canary_upstreams: Vec::new(),
             proxy: ProxyConfig::default(),
             clients: ProxyClients::system(),
-            buffer: 1024,
             rate_limit_store: None,
             discovery: DnsDiscovery::new(),
             canary_fleet: None,
@@ -222,9 +220,7 @@ impl Gateway {
         if let Some(fleet) = &config.canary_fleet {
             builder = builder.canary_fleet(Arc::clone(fleet));
         }
-        let builder = endpoints(builder, config)
-            .buffer(config.buffer)
-            .health_checks(probe);
+        let builder = endpoints(builder, config).health_checks(probe);
         let (stack, inner) = match &config.rate_limit_store {
             None => {
                 let stack = builder.build()?;
@@ -321,8 +317,8 @@ fn endpoints<St: RateLimitStore>(
     let make = |side| {
         let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
         move |spec: &UpstreamSpec| {
-            let client = clients.for_upstream(spec).clone();
-            let upstream = Proxy::new(client, spec.upstream.clone(), proxy.clone());
+            let clients = clients.each_for_upstream(spec);
+            let upstream = Proxy::per_worker(clients, spec.upstream.clone(), proxy.clone());
             Served::new(upstream, spec.upstream.to_string(), side)
         }
     };
@@ -356,8 +352,9 @@ enum Limited {
 
 /// The whole request path as one service; see the [module docs](self).
 ///
-/// Its readiness is the stack's (the buffers give backpressure); a stack that fails to become
-/// ready (a closed buffer) makes the next call answer `502`. A clone starts with no readiness.
+/// Its readiness is the stack's (an endpoint that is not ready is skipped for another; all of
+/// them not ready give backpressure); a stack that fails to become ready (a failed endpoint
+/// discovery) makes the next call answer `502`. A clone starts with no readiness.
 #[derive(Debug)]
 pub struct GatewayService {
     inner: Limited,
@@ -447,7 +444,7 @@ fn grpc_answer(
     answer(result).map(grpc::refusal_as_grpc)
 }
 
-/// The answer when a request fails inside the gateway (a closed buffer).
+/// The answer when a request fails inside the gateway (a failed endpoint discovery).
 fn bad_gateway(error: &BoxError) -> Response<ProxyBody> {
     tracing::warn!(%error, "request failed inside the gateway");
     proxy::text_response(

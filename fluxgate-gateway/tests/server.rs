@@ -77,3 +77,72 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     assert_eq!(text(response).await, "done");
     within(shutdown).await.unwrap();
 }
+
+/// Thread-per-core serving: two workers on one port, each connection served by one of them
+/// (the worker index the service sees), keep-alive connections spread by the kernel, and a
+/// shutdown that lets the in-flight request finish on its worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_one_port_and_drain_on_shutdown() {
+    use fluxgate_gateway::server::{ServerConfig, spawn_workers, worker_index};
+
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let started_tx = started_tx.clone();
+        async move {
+            if request.uri().path() == "/hold" {
+                let (go_tx, go_rx) = oneshot::channel();
+                let _ = started_tx.send(go_tx);
+                let _ = go_rx.await;
+            }
+            Ok::<_, Infallible>(Response::new(full(worker_index().to_string())))
+        }
+    });
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let server = spawn_workers(addr, service, ServerConfig::default(), 2)
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    // Fresh connections until both workers answered (the kernel hashes each one to a socket).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let fresh = client();
+        let response =
+            within(fresh.request(Request::get(format!("{url}/")).body(full("")).unwrap())).await;
+        seen.insert(text(response.unwrap()).await);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        ["1".to_owned(), "2".to_owned()].into(),
+        "both workers serve"
+    );
+    // Keep-alive: the requests of one connection stay on the worker that accepted it.
+    let stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        within(sender.ready()).await.unwrap();
+        let request = Request::get("/").body(full("")).unwrap();
+        let response = within(sender.send_request(request)).await.unwrap();
+        workers.insert(text(response).await);
+    }
+    assert_eq!(workers.len(), 1, "{workers:?}");
+
+    let in_flight =
+        tokio::spawn(client().request(Request::get(format!("{url}/hold")).body(full("")).unwrap()));
+    let go = within(started_rx.recv()).await.unwrap();
+    let shutdown = tokio::spawn(server.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _ = go.send(());
+    let response = within(in_flight).await.unwrap().unwrap();
+    assert!(matches!(text(response).await.as_str(), "1" | "2"));
+    within(shutdown).await.unwrap();
+}

@@ -1,8 +1,8 @@
 //! [`Stack`]: the recommended request path, assembled from one policy and the endpoint sets.
 //!
 //! ```text
-//! RateLimit ─ Route ─┬─ Canary ─┬─ stable: Buffer ─ Http503 ─ Balance ─ endpoints
-//!                    │          └─ canary: Buffer ─ Http503 ─ Balance ─ canary endpoints
+//! RateLimit ─ Route ─┬─ Canary ─┬─ stable: Retry ─ Http503 ─ Balance ─ endpoints
+//!                    │          └─ canary: Retry ─ Http503 ─ Balance ─ canary endpoints
 //!                    └─ (no canary endpoints) stable side alone
 //! ```
 //!
@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Static, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Weighted};
 use fluxgate_canary::fleet::{Fleet, FleetStore};
 use fluxgate_canary::future::Observation;
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
@@ -25,32 +25,26 @@ use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
 use futures::{Stream, StreamExt as _};
 use http::{Request, Response};
 use tokio::task::JoinHandle;
-use tower::buffer::Buffer;
 use tower::discover::Change;
-use tower::util::{Either, MapRequest, MapResponse};
+use tower::util::{Either, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 
-/// The error of the stack's inner services: a side's buffer or balancer failed.
+/// The error of the stack's inner services: a side's balancer or endpoint failed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 mod side;
 
 use side::SideStart;
-pub use side::{Nudgeable, SideRequest};
 
-/// The buffered part of a side: a 503-answering balancer over endpoints `S` keyed by `K`,
-/// taking requests and nudges.
-pub type SideBuffer<K, S, B> =
-    Buffer<
-        SideRequest<B>,
-        <Nudgeable<Http503<Balance<Static<K, Weighted<S>>, Request<B>>>> as Service<
-            SideRequest<B>,
-        >>::Future,
-    >;
+/// The discovery of a side's balancer: the endpoint changes the stack passes it (none when the
+/// side's endpoints are fixed).
+pub type SideChanges<K, S> =
+    futures::channel::mpsc::UnboundedReceiver<Result<Change<K, Weighted<S>>, BoxError>>;
 
-/// One side: a buffered, 503-answering balancer over endpoints `S` keyed by `K`, retrying a
-/// request an endpoint gives back ([`Retry`]: refused connections, idempotent failures).
-pub type Side<K, S, B> = Retry<MapRequest<SideBuffer<K, S, B>, fn(Request<B>) -> SideRequest<B>>>;
+/// One side: a 503-answering balancer over endpoints `S` keyed by `K`, shared by every clone
+/// of the stack without a buffer, retrying a request an endpoint gives back ([`Retry`]:
+/// refused connections, idempotent failures).
+pub type Side<K, S, B> = Retry<Http503<Balance<SideChanges<K, S>, Request<B>>>>;
 
 /// Changes to one side's endpoints (tower's `Discover`): inserts and removals by key.
 pub type EndpointChanges<K, S> =
@@ -105,7 +99,6 @@ pub struct StackBuilder<K, S, St: RateLimitStore = LocalStore> {
     stable: Vec<(K, Weighted<S>)>,
     canary: Vec<(K, Weighted<S>)>,
     changes: [Option<EndpointChanges<K, S>>; 2],
-    buffer: usize,
     rate_limit: RateLimitLayer<St>,
     probe: Option<SharedProbe<K>>,
     fleet: Option<Arc<dyn FleetStore>>,
@@ -120,7 +113,6 @@ impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St>
             .field("id", &self.id)
             .field("stable", &keys(&self.stable))
             .field("canary", &keys(&self.canary))
-            .field("buffer", &self.buffer)
             .field("changes", &self.changes.each_ref().map(|c| c.is_some()))
             .field("health_checks", &self.probe.is_some())
             .finish_non_exhaustive()
@@ -129,7 +121,7 @@ impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St>
 
 impl<K, S> StackBuilder<K, S> {
     /// A stack following the policy `id` of `store`: no endpoints yet, rate limits in this
-    /// process ([`LocalStore`]), no active health checks, buffers of 1024 requests.
+    /// process ([`LocalStore`]), no active health checks.
     pub fn new(store: &PolicyStore, id: &PolicyId) -> Self {
         Self {
             store: store.clone(),
@@ -137,7 +129,6 @@ impl<K, S> StackBuilder<K, S> {
             stable: Vec::new(),
             canary: Vec::new(),
             changes: [None, None],
-            buffer: 1024,
             rate_limit: RateLimitLayer::from_slot(store.slot(id)),
             probe: None,
             fleet: None,
@@ -159,8 +150,8 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
     }
 
     /// Changes the stable side's endpoints while it runs (DNS discovery, say): each insert or
-    /// removal is passed to the balancer with a [`SideRequest::Nudge`] through its buffer, so
-    /// that it takes it in at once, requests or not (its handle and health checks see it).
+    /// removal is passed to the balancer, which takes it in at once, requests or not (its
+    /// handle and health checks see it).
     /// With changes, the stable side may start without endpoints.
     pub fn endpoint_changes(
         mut self,
@@ -181,12 +172,6 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
         self
     }
 
-    /// Requests each side's buffer holds while its balancer is busy (1024 by default).
-    pub fn buffer(mut self, requests: usize) -> Self {
-        self.buffer = requests.max(1);
-        self
-    }
-
     /// Uses `layer` for rate limiting, for example one over a Redis store shared by replicas
     /// (`RateLimitLayer::builder().store(redis).follow(store.slot(&id))`).
     pub fn rate_limit<St2: RateLimitStore>(
@@ -199,7 +184,6 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
             stable: self.stable,
             canary: self.canary,
             changes: self.changes,
-            buffer: self.buffer,
             rate_limit: layer,
             probe: self.probe,
             fleet: self.fleet,
@@ -308,7 +292,7 @@ where
     /// [`StackError`] without stable endpoints, or when the canary cannot be built.
     pub fn build<B, RB>(self) -> Result<BuiltStack<K, S, B, RB, St>, StackError>
     where
-        S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+        S: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
         B: Send + 'static,
@@ -320,7 +304,6 @@ where
             stable,
             canary,
             changes: [stable_changes, canary_changes],
-            buffer,
             rate_limit,
             probe,
             fleet,
@@ -340,7 +323,6 @@ where
                 store: &store,
                 id: &id,
                 probe: probe.as_ref(),
-                buffer,
                 tasks: &mut tasks,
             };
             start.start(policy.clone(), endpoints, changes)

@@ -83,7 +83,8 @@ mod tests {
     type Req = http::Request<()>;
 
     /// A gRPC answer without `grpc-status` in its head: the outcome waits for the trailers.
-    fn grpc() -> Weighted<impl Service<Req, Response = http::Response<()>, Error = Infallible>> {
+    fn grpc()
+    -> Weighted<impl Service<Req, Response = http::Response<()>, Error = Infallible> + Clone> {
         Weighted::new(
             tower::service_fn(|_: Req| async {
                 let response = http::Response::builder()

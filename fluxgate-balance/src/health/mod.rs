@@ -168,7 +168,7 @@ where
     /// policy's `healthCheck` says (no checks while the policy has none). Spawns nothing.
     pub fn health_task<P: Probe<K>>(&self, probe: P) -> HealthTask {
         HealthTask {
-            inner: Box::pin(run(Arc::clone(&self.shared), probe)),
+            inner: Box::pin(run(Arc::clone(&self.core.shared), probe)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The pooled hyper-util clients of the proxy: HTTP/1.1, HTTP/2 with prior knowledge, and TLS
 //! (rustls, ALPN) for `https://` upstreams.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -30,11 +31,12 @@ pub type ProxyClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 /// ```
 #[must_use]
 pub fn proxy_client() -> ProxyClient {
-    ProxyClients::system().auto
+    ProxyClients::system().sets[0].auto.clone()
 }
 
 /// One [`ProxyClient`] per way of speaking to an upstream, sharing one TLS configuration;
-/// cheap to clone.
+/// cheap to clone. With [`workers`](Self::workers), one such set per serving worker as well
+/// (each with its own connection pool), for thread-per-core serving.
 ///
 /// ```
 /// use fluxgate_gateway::proxy::ProxyClients;
@@ -46,12 +48,29 @@ pub fn proxy_client() -> ProxyClient {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ProxyClients {
+    /// The set of threads outside the serving workers, then one per worker.
+    sets: Arc<[ClientSet]>,
+    tls: Arc<ClientConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct ClientSet {
     /// HTTP/1.1; ALPN `h2` then `http/1.1` over TLS.
     auto: ProxyClient,
     /// HTTP/1.1 only (ALPN `http/1.1` over TLS).
     http1: ProxyClient,
     /// HTTP/2 only: prior knowledge in cleartext, ALPN `h2` over TLS.
     http2: ProxyClient,
+}
+
+impl ClientSet {
+    fn get(&self, protocol: Protocol) -> &ProxyClient {
+        match protocol {
+            Protocol::H2c | Protocol::Grpc => &self.http2,
+            Protocol::Http1 => &self.http1,
+            _ => &self.auto,
+        }
+    }
 }
 
 impl ProxyClients {
@@ -82,6 +101,55 @@ impl ProxyClients {
     /// Clients over `tls` (its ALPN protocols are replaced with each client's own).
     #[must_use]
     pub fn new(tls: &ClientConfig) -> Self {
+        Self {
+            sets: Arc::from([ClientSet::new(tls)]),
+            tls: Arc::new(tls.clone()),
+        }
+    }
+
+    /// The same clients, plus one set (one connection pool) per serving worker of
+    /// [`spawn_workers`](crate::server::spawn_workers): a proxy picks its worker's, so that
+    /// an upstream connection is only ever used by the thread that made it.
+    ///
+    /// ```
+    /// let clients = fluxgate_gateway::proxy::ProxyClients::system().workers(2);
+    /// # let _ = clients;
+    /// ```
+    #[must_use]
+    pub fn workers(self, workers: usize) -> Self {
+        let mut sets = vec![self.sets[0].clone()];
+        sets.extend((0..workers).map(|_| ClientSet::new(&self.tls)));
+        Self {
+            sets: sets.into(),
+            tls: self.tls,
+        }
+    }
+
+    /// The client `spec` asks for: HTTP/2 only for `h2c` and `grpc`, HTTP/1.1 only for `http1`,
+    /// otherwise HTTP/1.1 (ALPN for `https://`); the one of threads outside the workers.
+    #[must_use]
+    pub fn for_upstream(&self, spec: &UpstreamSpec) -> &ProxyClient {
+        self.for_protocol(spec.protocol)
+    }
+
+    /// The client of `protocol`, of threads outside the workers.
+    #[must_use]
+    pub fn for_protocol(&self, protocol: Protocol) -> &ProxyClient {
+        self.sets[0].get(protocol)
+    }
+
+    /// The client `spec` asks for, one per set: outside the workers first, then each worker's.
+    #[must_use]
+    pub fn each_for_upstream(&self, spec: &UpstreamSpec) -> Vec<ProxyClient> {
+        self.sets
+            .iter()
+            .map(|set| set.get(spec.protocol).clone())
+            .collect()
+    }
+}
+
+impl ClientSet {
+    fn new(tls: &ClientConfig) -> Self {
         let client = |http1: bool, http2: bool| {
             let mut tls = tls.clone();
             tls.alpn_protocols.clear();
@@ -109,23 +177,6 @@ impl ProxyClients {
             auto: client(true, true),
             http1: client(true, false),
             http2: client(false, true),
-        }
-    }
-
-    /// The client `spec` asks for: HTTP/2 only for `h2c` and `grpc`, HTTP/1.1 only for `http1`,
-    /// otherwise HTTP/1.1 (ALPN for `https://`).
-    #[must_use]
-    pub fn for_upstream(&self, spec: &UpstreamSpec) -> &ProxyClient {
-        self.for_protocol(spec.protocol)
-    }
-
-    /// The client of `protocol`.
-    #[must_use]
-    pub fn for_protocol(&self, protocol: Protocol) -> &ProxyClient {
-        match protocol {
-            Protocol::H2c | Protocol::Grpc => &self.http2,
-            Protocol::Http1 => &self.http1,
-            _ => &self.auto,
         }
     }
 }

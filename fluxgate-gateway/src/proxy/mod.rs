@@ -61,6 +61,7 @@ pub(crate) mod grpc;
 mod headers;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -122,10 +123,16 @@ impl ProxyConfig {
 /// A reverse proxy to one [`Upstream`]; see the [module docs](self).
 ///
 /// Always ready: the pooled client opens connections on demand, so this service gives no
-/// backpressure of its own.
+/// backpressure of its own. A clone costs one reference count.
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    client: ProxyClient,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The client of threads outside the serving workers, then each worker's.
+    clients: Box<[ProxyClient]>,
     upstream: Upstream,
     host: HeaderValue,
     config: ProxyConfig,
@@ -135,20 +142,46 @@ impl Proxy {
     /// A proxy to `upstream` over `client`.
     #[must_use]
     pub fn new(client: ProxyClient, upstream: Upstream, config: ProxyConfig) -> Self {
+        Self::per_worker(vec![client], upstream, config)
+    }
+
+    /// A proxy to `upstream` that sends through `clients[i]` on serving worker `i`
+    /// ([`worker_index`](crate::server::worker_index); `clients[0]` elsewhere), so that each
+    /// worker of thread-per-core serving keeps its own upstream connections
+    /// ([`ProxyClients::each_for_upstream`] gives such a list). An empty list is one default
+    /// client.
+    #[must_use]
+    pub fn per_worker(
+        mut clients: Vec<ProxyClient>,
+        upstream: Upstream,
+        config: ProxyConfig,
+    ) -> Self {
+        if clients.is_empty() {
+            clients.push(proxy_client());
+        }
         let host = HeaderValue::from_str(upstream.authority().as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
-            client,
-            upstream,
-            host,
-            config,
+            inner: Arc::new(Inner {
+                clients: clients.into_boxed_slice(),
+                upstream,
+                host,
+                config,
+            }),
         }
     }
 
     /// The upstream this proxy forwards to.
     #[must_use]
     pub fn upstream(&self) -> &Upstream {
-        &self.upstream
+        &self.inner.upstream
+    }
+
+    /// The client of the current thread's serving worker.
+    fn client(&self) -> &ProxyClient {
+        let clients = &self.inner.clients;
+        let worker = crate::server::worker_index();
+        clients.get(worker).unwrap_or(&clients[0])
     }
 
     /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
@@ -175,6 +208,7 @@ impl Proxy {
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
         };
         let uri = self
+            .inner
             .upstream
             .join(path_and_query.as_str())
             .map_err(|_| "invalid request target")?;
@@ -190,8 +224,8 @@ impl Proxy {
         }
         headers::add_forwarded(&mut parts.headers, peer, host.as_ref(), tls);
         match host {
-            Some(host) if self.config.preserve_host => parts.headers.insert(HOST, host),
-            _ => parts.headers.insert(HOST, self.host.clone()),
+            Some(host) if self.inner.config.preserve_host => parts.headers.insert(HOST, host),
+            _ => parts.headers.insert(HOST, self.inner.host.clone()),
         };
         parts.uri = uri;
         // The client decides the upstream's version (HTTP/1.1, or HTTP/2 by prior knowledge or
@@ -220,7 +254,7 @@ where
             // No deadline without grpc-timeout: tokio's timeout takes Duration::MAX as never.
             grpc::timeout(request.headers()).unwrap_or(Duration::MAX)
         } else {
-            self.config.timeout
+            self.inner.config.timeout
         };
         // A request without a body can be given back to the balancer if the upstream fails
         // (fluxgate_balance::RetryableRequest): keep its parts as the client sent them.
@@ -229,8 +263,8 @@ where
         let request = Request::from_parts(parts, body);
         match self.prepare(request) {
             Ok(request) => ResponseFuture::forward(
-                tokio::time::timeout(timeout, self.client.request(request)),
-                self.upstream.authority().clone(),
+                tokio::time::timeout(timeout, self.client().request(request)),
+                self.inner.upstream.authority().clone(),
                 timeout,
             )
             .with_retry(retry),

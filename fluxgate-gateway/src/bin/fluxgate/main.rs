@@ -109,8 +109,9 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
     };
-    let clients =
-        ProxyClients::with_ca(upstream_ca.as_deref()).map_err(|e| format!("--upstream-ca: {e}"))?;
+    let clients = ProxyClients::with_ca(upstream_ca.as_deref())
+        .map_err(|e| format!("--upstream-ca: {e}"))?
+        .workers(args.workers);
     // Upstreams named by DNS: resolved now (to start with their endpoints), then every interval.
     let discovery =
         DnsDiscovery::new().interval(Duration::try_from_secs_f64(args.resolve_interval)?);
@@ -172,8 +173,12 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
             TlsAcceptor::from_files(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
         );
     }
-    let gateway =
-        server::spawn(args.listen, lifecycle.track(stack.service()), server_config).await?;
+    let service = lifecycle.track(stack.service());
+    let gateway = if args.workers > 0 {
+        server::spawn_workers(args.listen, service, server_config, args.workers).await?
+    } else {
+        server::spawn(args.listen, service, server_config).await?
+    };
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
         tracing::warn!(

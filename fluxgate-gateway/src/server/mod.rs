@@ -4,6 +4,8 @@
 //! stops accepting, asks every connection to finish its in-flight requests and waits for them (at
 //! most [`ServerConfig::drain_timeout`]). [`spawn`] binds, spawns that loop and hands back a
 //! [`ServerHandle`] with the bound address (bind to port 0 to get an ephemeral one).
+//! [`spawn_workers`] does the same on one thread per worker, each a current-thread runtime with
+//! its own listening socket (`SO_REUSEPORT`): thread-per-core serving.
 //!
 //! Each request gets the connection's peer as a [`PeerAddr`] extension before the service sees it.
 //! hyper-util's auto builder detects HTTP/1.1 or HTTP/2 prior knowledge (h2c) per connection.
@@ -45,6 +47,46 @@ use tower::Service;
 use tower::util::{Oneshot, ServiceExt};
 
 use crate::proxy::BoxError;
+
+mod workers;
+
+pub use workers::{spawn_workers, worker_index};
+
+/// A tower service the server runs: cloned per connection, its futures sent between threads.
+pub trait HttpService<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body the server sends.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// Connection limits and shutdown timing; `ServerConfig::default()` is described on each field.
 #[derive(Debug, Clone)]
@@ -128,12 +170,8 @@ pub async fn spawn<S, B>(
     config: ServerConfig,
 ) -> Result<ServerHandle, ServerError>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let bind_error = |source| ServerError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
@@ -157,12 +195,8 @@ pub async fn serve<S, B>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let builder = connection_builder(&config);
     let graceful = GracefulShutdown::new();
@@ -253,12 +287,8 @@ fn serve_tls<S, B>(
     service: WithPeer<S>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     tokio::spawn(async move {
         let Some(stream) = tls.accept(stream, peer).await else {
