@@ -337,7 +337,7 @@ fn fields<L>(
     reset: Duration,
 ) -> Fields {
     let policy = &tier.unwrap_or(&limit.default).policy_header;
-    Fields::new(policy, &limit.sf_name, remaining, reset)
+    Fields::new(policy, &limit.states, remaining, reset)
 }
 
 /// The key of `request` for `limit`, after the missing-key rule; `Missing` here means the shared

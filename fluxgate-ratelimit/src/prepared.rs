@@ -10,6 +10,7 @@ use http::HeaderValue;
 
 use crate::Quota;
 use crate::metrics::LimitCounters;
+use crate::response::StateCache;
 use crate::store::{LimitSync, LimiterSpec, MAX_LIMITS, RateLimitStore};
 
 /// One quota of a limit (its default, or an override tier), with its header values.
@@ -49,8 +50,8 @@ impl<L> Overrides<L> {
 #[derive(Debug)]
 pub(crate) struct PreparedLimit<L> {
     pub(crate) name: String,
-    /// The name as a structured-field string (quoted).
-    pub(crate) sf_name: String,
+    /// The `RateLimit` values of this limit (its name as a structured-field string within).
+    pub(crate) states: StateCache,
     pub(crate) extractor: KeyExtractor,
     pub(crate) missing: MissingKey,
     pub(crate) shadow: bool,
@@ -133,7 +134,7 @@ impl<L> Prepared<L> {
                     shadow: limit.shadow,
                     counters: counters.get(&identity),
                     name,
-                    sf_name,
+                    states: StateCache::new(sf_name),
                 }
             })
             .collect();

@@ -2,6 +2,7 @@
 //! RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-10.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -22,31 +23,79 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    /// `sf_name` is the limit's quoted name; `remaining` and `reset` its state now.
+    /// The fields of a limit (`states` its cache of `RateLimit` values) with `remaining`
+    /// requests left and its window reset in `reset`.
     pub(crate) fn new(
         policy: &HeaderValue,
-        sf_name: &str,
+        states: &StateCache,
         remaining: u32,
         reset: Duration,
     ) -> Self {
-        let mut buf = [0u8; 320];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        let state = match write!(cursor, "{sf_name};r={remaining};t={}", ceil_secs(reset)) {
-            Ok(()) => {
-                let len = usize::try_from(cursor.position()).unwrap_or(0);
-                HeaderValue::from_bytes(&buf[..len]).ok()
-            }
-            Err(_) => None,
-        };
         Self {
             policy: policy.clone(),
-            state: state.unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1")),
+            state: states.get(remaining, ceil_secs(reset)),
         }
     }
 
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         headers.insert(RATELIMIT_POLICY, self.policy);
         headers.insert(RATELIMIT, self.state);
+    }
+}
+
+/// `RateLimit` values kept for reuse: the most common ones (few requests left, a reset within
+/// a couple of seconds) formatted once each, the others formatted per response.
+const CACHED_REMAINING: u32 = 512;
+const CACHED_RESETS: u64 = 2;
+
+/// The `RateLimit` values of one limit, formatted once per distinct small value (`remaining`
+/// under 512, a reset of 1 or 2 seconds: the table, 1024 values, is allocated on first use)
+/// and per response otherwise: a cached value costs a reference count, not a format and an
+/// allocation.
+#[derive(Debug)]
+pub(crate) struct StateCache {
+    /// The limit's quoted name (a structured-field string).
+    sf_name: String,
+    table: OnceLock<Box<[OnceLock<HeaderValue>]>>,
+}
+
+impl StateCache {
+    pub(crate) fn new(sf_name: String) -> Self {
+        Self {
+            sf_name,
+            table: OnceLock::new(),
+        }
+    }
+
+    /// `"name";r=REMAINING;t=RESET`.
+    pub(crate) fn get(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
+        if remaining >= CACHED_REMAINING || !(1..=CACHED_RESETS).contains(&reset_secs) {
+            return self.format(remaining, reset_secs);
+        }
+        let table = self.table.get_or_init(|| {
+            let len = (CACHED_REMAINING as usize) * (CACHED_RESETS as usize);
+            (0..len).map(|_| OnceLock::new()).collect()
+        });
+        let at = (reset_secs as usize - 1) * CACHED_REMAINING as usize + remaining as usize;
+        match table.get(at) {
+            Some(slot) => slot
+                .get_or_init(|| self.format(remaining, reset_secs))
+                .clone(),
+            None => self.format(remaining, reset_secs),
+        }
+    }
+
+    fn format(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
+        let mut buf = [0u8; 320];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        match write!(cursor, "{};r={remaining};t={reset_secs}", self.sf_name) {
+            Ok(()) => {
+                let len = usize::try_from(cursor.position()).unwrap_or(0);
+                HeaderValue::from_bytes(&buf[..len]).ok()
+            }
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1"))
     }
 }
 
@@ -119,4 +168,22 @@ fn grpc_status<B>(response: &mut Response<B>, code: &'static str, message: &'sta
     headers.insert("grpc-status", HeaderValue::from_static(code));
     // The messages are ASCII without `%`, so they need no percent-encoding.
     headers.insert("grpc-message", HeaderValue::from_static(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateCache;
+
+    #[test]
+    fn cached_and_formatted_values_read_the_same() {
+        let states = StateCache::new("\"per-client\"".to_owned());
+        for (remaining, reset) in [(0, 1), (7, 1), (511, 2), (512, 1), (3, 3), (100_000, 60)] {
+            let first = states.get(remaining, reset);
+            assert_eq!(
+                first.to_str().unwrap(),
+                format!("\"per-client\";r={remaining};t={reset}")
+            );
+            assert_eq!(states.get(remaining, reset), first, "the same value again");
+        }
+    }
 }
