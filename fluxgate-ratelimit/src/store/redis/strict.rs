@@ -18,7 +18,7 @@ use super::error::{Scrubbed, scrub};
 use super::invoke::invocation;
 use super::synced::Deltas;
 use super::{LimiterInner, Shared, rtt};
-use crate::store::{Checks, KeyRef, LocalLimiter, Outcome, RateLimitStore, StoreError, Verdict};
+use crate::store::{Checks, KeyRef, LocalLimiter, MAX_LIMITS, Outcome, StoreError, Verdict};
 
 /// A check copied out of the request, so that the call may outlive it.
 #[derive(Debug)]
@@ -129,10 +129,12 @@ pub(crate) async fn decide(
         }
         Err(error) => {
             let error = error.to_store_error(shared.secret.as_deref());
-            shared.breaker.failure(shared.clock.now(), &error);
+            shared.failure(&error);
             Ok(fallback(
                 &shared,
-                items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
+                items
+                    .iter()
+                    .map(|i| (&*i.limiter, i.key.get(), i.shadow, i.hash)),
             ))
         }
     }
@@ -164,7 +166,9 @@ fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Insta
         .fetch_add(1, Ordering::Relaxed);
     let given = fallback(
         shared,
-        items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
+        items
+            .iter()
+            .map(|i| (&*i.limiter, i.key.get(), i.shadow, i.hash)),
     );
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime to finish the call on: it is dropped, its units taken back.
@@ -179,7 +183,7 @@ fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Insta
             Ok(result) => result,
             Err(_) => {
                 let error = StoreError::Timeout(OUTAGE);
-                shared.breaker.failure(shared.clock.now(), &error);
+                shared.failure(&error);
                 let result = tokio::time::timeout(GRACE, call).await;
                 if result.is_err() && !matches!(shared.conn, Conn::Single(_)) {
                     restore(&items);
@@ -196,7 +200,7 @@ fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Insta
             Err(CallError::Timeout(_)) => {}
             Err(error) => {
                 let error = error.to_store_error(shared.secret.as_deref());
-                shared.breaker.failure(shared.clock.now(), &error);
+                shared.failure(&error);
             }
         }
     });
@@ -321,7 +325,7 @@ pub(crate) fn decode_entry(r: &[i64]) -> (Outcome, [u64; 3]) {
 /// `local` limits), `local` decides on this replica's share of the quota.
 pub(crate) fn fallback<'a>(
     shared: &Shared,
-    checks: impl Iterator<Item = (&'a LimiterInner, KeyRef<'a>, bool)>,
+    checks: impl Iterator<Item = (&'a LimiterInner, KeyRef<'a>, bool, u64)>,
 ) -> Verdict {
     shared
         .breaker
@@ -332,28 +336,26 @@ pub(crate) fn fallback<'a>(
     let replicas = shared.replicas();
     let limiters: Vec<LocalLimiter> = checks
         .iter()
-        .map(|(l, _, _)| l.fallback.limiter(&shared.fallback, replicas))
+        .map(|(l, ..)| l.fallback.limiter(&shared.fallback, replicas))
         .collect();
     let mut verdict = Verdict::default();
     let retry_after = shared.options.probe_max;
     let closed = checks
         .iter()
-        .position(|(l, _, shadow)| l.on_failure == StoreFailure::Closed && !shadow);
+        .position(|(l, _, shadow, _)| l.on_failure == StoreFailure::Closed && !shadow);
     let mut local = Checks::new();
+    let mut hashes = [0u64; MAX_LIMITS];
     if closed.is_none() {
-        for ((limiter, key, shadow), share) in checks.iter().zip(&limiters) {
-            if limiter.on_failure == StoreFailure::Local {
-                local.push(share, *key, *shadow);
+        for ((limiter, key, shadow, hash), share) in checks.iter().zip(&limiters) {
+            if limiter.on_failure == StoreFailure::Local && local.push(share, *key, *shadow) {
+                hashes[local.len() - 1] = *hash;
             }
         }
     }
-    let decided = shared
-        .fallback
-        .check(&local)
-        .into_inner()
-        .unwrap_or_default();
+    // The Redis store's hashes, so that the keys seeded at the switch are these.
+    let decided = shared.fallback.check_hashed(&local, &hashes[..local.len()]);
     let mut next_local = 0;
-    for (i, ((limiter, _, shadow), share)) in checks.iter().zip(&limiters).enumerate() {
+    for (i, ((limiter, _, shadow, _), share)) in checks.iter().zip(&limiters).enumerate() {
         let outcome = match limiter.on_failure {
             StoreFailure::Closed if *shadow => Outcome::ShadowRefused { retry_after },
             StoreFailure::Closed => Outcome::Refused { retry_after },

@@ -144,6 +144,22 @@ impl Table {
         }
     }
 
+    /// Calls `f(hash, used, capacity)` for each key that had used part of its quota at `now`
+    /// as this replica knows it: the counts last read from Redis plus its own units that Redis
+    /// had not counted, as `used / capacity` of the quota (sliding window: the weighted count
+    /// over the limit; GCRA: the time the theoretical arrival time is ahead over the burst's).
+    pub(crate) fn each_used(&self, params: Params, now: u64, mut f: impl FnMut(u64, u64, u64)) {
+        for shard in &*self.shards {
+            let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (hash, entry) in map.iter_mut() {
+                let (used, capacity) = entry.used(params, now);
+                if used > 0 {
+                    f(*hash, used, capacity);
+                }
+            }
+        }
+    }
+
     /// How many keys are held.
     pub(crate) fn len(&self) -> usize {
         self.shards
@@ -205,6 +221,21 @@ impl Entry {
             }
         }
         (prev, cur)
+    }
+
+    /// What the key had used at `now`, and of what: see [`Table::each_used`].
+    fn used(&mut self, params: Params, now: u64) -> (u64, u64) {
+        match params {
+            Params::Window { w, limit } => {
+                self.roll(now / w);
+                let (prev, cur) = self.counts();
+                let left = u128::from(w - now % w);
+                let weighted = (u128::from(prev) * left).div_ceil(u128::from(w));
+                let used = u64::try_from(weighted).unwrap_or(u64::MAX);
+                (used.saturating_add(cur), u64::from(limit))
+            }
+            Params::Gcra { tau, .. } => (self.tat.saturating_sub(now), tau),
+        }
     }
 
     /// Units this replica admitted that Redis had not counted at the last read.
