@@ -3,6 +3,7 @@
 //! gives no second burst.
 #![cfg(feature = "redis")]
 
+use std::process::Command;
 use std::time::Duration;
 
 use fluxgate_core::policy::LimitAlgorithm;
@@ -107,4 +108,88 @@ async fn the_share_starts_from_the_part_used() {
         assert_eq!(after, 1, "{algorithm:?}");
         assert_eq!(send(&store, &limiter, "fresh", 3).await, 2, "{algorithm:?}");
     }
+}
+
+/// Back from an outage: what the fallback admitted is pushed to Redis, so the key that used its
+/// burst in the outage is refused once Redis answers again (no second burst at the recovery).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_gives_no_second_burst() {
+    for algorithm in [LimitAlgorithm::SlidingWindow, LimitAlgorithm::Gcra] {
+        let mut server = RedisServer::start().unwrap();
+        let store = RedisStore::connect(&server.url(), RedisOptions::new())
+            .await
+            .unwrap();
+        let _sync = store.spawn_sync();
+        let limiter = store.limiter(&spec(algorithm, 3));
+        server.stop();
+        until_down(&store).await;
+        assert_eq!(send(&store, &limiter, "c", 4).await, 3, "{algorithm:?}");
+        server.restart().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.stats().down {
+            assert!(
+                Instant::now() < deadline,
+                "no recovery: {:?}",
+                store.stats()
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.sync_now().await, "{:?}", store.stats());
+        assert_eq!(send(&store, &limiter, "c", 4).await, 0, "{algorithm:?}");
+        assert!(redis_keys(server.port()) > 0, "the units were pushed");
+    }
+}
+
+/// Redis out of memory (`maxmemory`, `noeviction`): reads and `PING` answer, writes fail, so the
+/// store goes down and up again; a client still gets one burst in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_refusing_writes_gives_no_second_burst() {
+    let server = RedisServer::builder()
+        .arg("--maxmemory")
+        .arg("1mb")
+        .arg("--maxmemory-policy")
+        .arg("noeviction")
+        .start()
+        .unwrap();
+    let store = RedisStore::connect(&server.url(), RedisOptions::new())
+        .await
+        .unwrap();
+    let _sync = store.spawn_sync();
+    let limiter = store.limiter(&spec(LimitAlgorithm::SlidingWindow, 3));
+    let value = "x".repeat(64 * 1024);
+    for n in 0..200 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &server.port().to_string(),
+                "SET",
+                &format!("f{n}"),
+                &value,
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("OOM") {
+            break;
+        }
+    }
+    // A heartbeat's write fails: down; a probe's PING answers: up again; and so on.
+    until_down(&store).await;
+    let mut admitted = 0;
+    for _ in 0..40 {
+        admitted += send(&store, &limiter, "c", 2).await;
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted <= 3, "{admitted} admitted: {:?}", store.stats());
+    assert!(store.stats().faults >= 1, "{:?}", store.stats());
+}
+
+fn redis_keys(port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "DBSIZE"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }

@@ -118,25 +118,25 @@ impl Inner {
         }
     }
 
-    /// Counts `used / capacity` of this limiter's quota as taken by `key`, on top of what the
-    /// key holds (a sliding window counts it in its current window).
+    /// Makes `key` hold at least `used / capacity` of this limiter's quota as taken (a sliding
+    /// window counts it in its current window).
     fn charge(&self, key: u64, used: u64, capacity: u64) {
         let part = |of: u128| (u128::from(used) * of).div_ceil(u128::from(capacity.max(1)));
         let now = self.table.now();
         match &self.kind {
             Kind::Gcra { interval, .. } => {
                 let full = u128::from(*interval) * u128::from(self.quota.burst_size());
-                let debt = u64::try_from(part(full)).unwrap_or(u64::MAX);
-                let _ = self.table.update(key, |tat| {
-                    Ok::<_, ()>(((), tat.unwrap_or(0).max(now).saturating_add(debt)))
-                });
+                let tat = now.saturating_add(u64::try_from(part(full)).unwrap_or(u64::MAX));
+                let _ = self
+                    .table
+                    .update(key, |held| Ok::<_, ()>(((), held.unwrap_or(0).max(tat))));
             }
             Kind::Window { window, limit } => {
                 let units = u32::try_from(part(u128::from(*limit))).unwrap_or(MAX_WINDOW_COUNT);
                 let epoch = now / (*window).max(1);
                 let _ = self.table.update(key, |bits| {
                     let mut w = Window::at(bits, epoch);
-                    w.current = w.current.saturating_add(units).min(MAX_WINDOW_COUNT);
+                    w.current = w.current.max(units.min(MAX_WINDOW_COUNT));
                     Ok::<_, ()>(((), w.pack()))
                 });
             }
@@ -174,9 +174,10 @@ impl LocalLimiter {
         self.inner.table.len()
     }
 
-    /// Counts `used / capacity` of the quota as taken by `key` (a keyed hash, as given to
-    /// [`LocalStore::check_hashed`](super::LocalStore::check_hashed)) on top of what it holds:
-    /// where a Redis store's fallback starts from the state last known from Redis.
+    /// Makes `key` (a keyed hash, as given to
+    /// [`LocalStore::check_hashed`](super::LocalStore::check_hashed)) hold at least `used /
+    /// capacity` of the quota as taken: a Redis store's fallback catching up with what a key had
+    /// used in Redis.
     pub(crate) fn charge(&self, key: u64, used: u64, capacity: u64) {
         if used > 0 {
             self.inner.charge(key, used, capacity);

@@ -238,8 +238,8 @@ impl LocalStore {
     }
 
     /// Decides `checks` whose keys another store hashed already (`hashes`, one per check, from
-    /// one keyed hasher): the Redis store's fallback, so that it can address the same keys when
-    /// it seeds them.
+    /// one keyed hasher): the Redis store's fallback, so that it addresses its keys as synced
+    /// mode does (to bring them up to what they had used in Redis).
     pub(crate) fn check_hashed(
         &self,
         checks: &Checks<'_, LocalLimiter>,

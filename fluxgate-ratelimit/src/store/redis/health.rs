@@ -105,21 +105,18 @@ impl Breaker {
         self.down.load(Ordering::Acquire)
     }
 
-    /// Records a failed call at `now`; logs and counts the outage when it starts, and then says
-    /// so (`true`: this call opened the breaker).
-    pub(crate) fn failure(&self, now: u64, error: &dyn std::fmt::Display) -> bool {
+    /// Records a failed call at `now`; logs and counts the outage when it starts.
+    pub(crate) fn failure(&self, now: u64, error: &dyn std::fmt::Display) {
         self.counts.failed_calls.fetch_add(1, Ordering::Relaxed);
         if self.down.swap(true, Ordering::AcqRel) {
             let next = (self.backoff.load(Ordering::Relaxed) * 2).min(self.max);
             self.backoff.store(next, Ordering::Relaxed);
             self.next_probe.store(now + next, Ordering::Release);
-            false
         } else {
             self.faults.fetch_add(1, Ordering::Relaxed);
             self.backoff.store(self.min, Ordering::Relaxed);
             self.next_probe.store(now + self.min, Ordering::Release);
             tracing::warn!(%error, "Redis rate-limit store unavailable; falling back until it answers");
-            true
         }
     }
 
@@ -160,11 +157,11 @@ mod tests {
     fn opens_at_once_and_probes_with_backoff() {
         let b = Breaker::new(Duration::from_micros(10), Duration::from_micros(40));
         assert!(b.allow(0));
-        assert!(b.failure(100, &"down"));
+        b.failure(100, &"down");
         assert!(!b.allow(105));
         assert!(b.allow(110));
         assert!(!b.allow(110), "one probe at a time");
-        assert!(!b.failure(110, &"still down"));
+        b.failure(110, &"still down");
         assert!(!b.allow(125));
         assert!(b.allow(130));
         b.success();

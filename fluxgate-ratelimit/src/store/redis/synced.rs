@@ -144,20 +144,39 @@ impl Table {
         }
     }
 
-    /// Calls `f(hash, used, capacity)` for each key that had used part of its quota at `now`
-    /// as this replica knows it: the counts last read from Redis plus its own units that Redis
-    /// had not counted, as `used / capacity` of the quota (sliding window: the weighted count
-    /// over the limit; GCRA: the time the theoretical arrival time is ahead over the burst's).
-    pub(crate) fn each_used(&self, params: Params, now: u64, mut f: impl FnMut(u64, u64, u64)) {
-        for shard in &*self.shards {
-            let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            for (hash, entry) in map.iter_mut() {
-                let (used, capacity) = entry.used(params, now);
-                if used > 0 {
-                    f(*hash, used, capacity);
-                }
-            }
+    /// The part of its quota the key of `hash` had used at `now` as this replica knows it: the
+    /// counts last read from Redis plus its own units that Redis had not counted, as
+    /// `(used, capacity)` (sliding window: the weighted count and the limit; GCRA: how far the
+    /// theoretical arrival time is ahead, and the burst's span). `None` for an unknown key.
+    pub(crate) fn used(&self, hash: u64, params: Params, now: u64) -> Option<(u64, u64)> {
+        let mut shard = self.shard(hash);
+        shard.get_mut(&hash).map(|entry| entry.used(params, now))
+    }
+
+    /// Counts a unit admitted for `hash` by the fallback as this replica's, not yet seen by
+    /// Redis (the key is added, named by `name`, while the table has room).
+    pub(crate) fn admitted(
+        &self,
+        hash: u64,
+        params: Params,
+        now: u64,
+        name: impl FnOnce() -> String,
+    ) {
+        let mut shard = self.shard(hash);
+        let full = shard.len() >= self.per_shard;
+        let entry = match shard.get_mut(&hash) {
+            Some(entry) => entry,
+            None if full => return,
+            None => shard
+                .entry(hash)
+                .or_insert_with(|| Entry::new(name().into())),
+        };
+        entry.last = now;
+        match params {
+            Params::Window { w, .. } => entry.roll(now / w),
+            Params::Gcra { t, .. } => entry.tat = entry.tat.max(now) + t,
         }
+        entry.pending[1] += 1;
     }
 
     /// How many keys are held.

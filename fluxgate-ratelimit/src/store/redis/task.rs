@@ -154,7 +154,7 @@ async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
             c.sync_failures.fetch_add(1, Ordering::Relaxed);
             if !matches!(error, CallError::Timeout(_)) {
                 let error = error.to_store_error(shared.secret.as_deref());
-                shared.failure(&error);
+                shared.breaker.failure(shared.clock.now(), &error);
             }
         }
     }
@@ -194,7 +194,7 @@ async fn sync_once(shared: &Arc<Shared>, all: bool) -> bool {
                 }
             }
             let error = error.to_store_error(shared.secret.as_deref());
-            shared.failure(&error);
+            shared.breaker.failure(shared.clock.now(), &error);
             false
         }
     }
