@@ -6,7 +6,9 @@
 //! key, the key's fallback is brought up to the part of the quota the key had used as this
 //! replica knows it (the counts last read from Redis plus its own units Redis had not counted:
 //! pending, in flight, or admitted by the fallback), applied to the share: so the fallback never
-//! starts a key from a full bucket, whether Redis just went away or a decision timed out. Each
+//! starts a key from a full bucket, whether Redis just went away or a decision timed out. It
+//! does so when the key enters the fallback (its first fallback decision since synced mode last
+//! decided it or read it from Redis); then the fallback counts on its own. Each
 //! unit the fallback admits during an outage is counted in synced mode's state too, as a unit
 //! Redis has not seen: it is pushed when Redis answers, so that neither the recovery nor a
 //! Redis that answers reads but refuses writes gives a key a second burst. Strict limits keep
@@ -90,10 +92,11 @@ pub(crate) fn fallback<'a>(
 }
 
 /// Brings a synced key's fallback `share` up to the part of the quota the key had used at `now`
-/// as this replica knows it.
+/// as this replica knows it, when it enters the fallback (the fallback's own windows are not
+/// synced mode's: catching up at every decision would count units twice across them).
 fn catch_up(limiter: &LimiterInner, share: &LocalLimiter, hash: u64, now: u64) {
     if limiter.mode == SyncMode::Synced
-        && let Some((used, capacity)) = limiter.table.used(hash, limiter.params, now)
+        && let Some((used, capacity)) = limiter.table.used_once(hash, limiter.params, now)
     {
         share.charge(hash, used, capacity);
     }

@@ -32,6 +32,8 @@ pub(crate) struct Entry {
     /// Units left under which decisions go to Redis (what other replicas took per sync, doubled).
     margin: u64,
     last: u64,
+    /// Whether the fallback has taken this state (until the next local decision or read).
+    handed: bool,
 }
 
 type Map = HashMap<u64, Entry, BuildHasherDefault<PassThrough>>;
@@ -147,10 +149,14 @@ impl Table {
     /// The part of its quota the key of `hash` had used at `now` as this replica knows it: the
     /// counts last read from Redis plus its own units that Redis had not counted, as
     /// `(used, capacity)` (sliding window: the weighted count and the limit; GCRA: how far the
-    /// theoretical arrival time is ahead, and the burst's span). `None` for an unknown key.
-    pub(crate) fn used(&self, hash: u64, params: Params, now: u64) -> Option<(u64, u64)> {
+    /// theoretical arrival time is ahead, and the burst's span). Once per stay in the fallback:
+    /// `None` for an unknown key, and until the key is decided here or read from Redis again
+    /// (the fallback counts its own units meanwhile, on windows of its own).
+    pub(crate) fn used_once(&self, hash: u64, params: Params, now: u64) -> Option<(u64, u64)> {
         let mut shard = self.shard(hash);
-        shard.get_mut(&hash).map(|entry| entry.used(params, now))
+        let entry = shard.get_mut(&hash).filter(|e| !e.handed)?;
+        entry.handed = true;
+        Some(entry.used(params, now))
     }
 
     /// Counts a unit admitted for `hash` by the fallback as this replica's, not yet seen by
@@ -199,6 +205,7 @@ impl Entry {
             tat: 0,
             margin: 0,
             last: 0,
+            handed: false,
         }
     }
 
@@ -273,6 +280,7 @@ impl Entry {
     }
 
     fn decide(&mut self, params: Params, now: u64, replicas: u64) -> Local {
+        self.handed = false;
         match params {
             Params::Window { w, limit } => {
                 self.roll(now / w);
@@ -331,6 +339,7 @@ impl Entry {
         if carried {
             self.in_flight = None;
         }
+        self.handed = false;
         let others = match params {
             Params::Window { .. } => {
                 let before = self.remote[0] + self.remote[1];
