@@ -77,17 +77,32 @@ impl Table {
         replicas: u32,
         name: impl FnOnce() -> String,
     ) -> Local {
+        let replicas = u64::from(replicas.max(1));
+        self.with_entry(hash, now, name, |entry| entry.decide(params, now, replicas))
+            .unwrap_or(Local::Strict)
+    }
+
+    /// Runs `f` on the entry of `hash` (made, named by `name`, while the table has room), used
+    /// at `now`; `None` when the table is full.
+    #[inline]
+    fn with_entry<R>(
+        &self,
+        hash: u64,
+        now: u64,
+        name: impl FnOnce() -> String,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
         let mut shard = self.shard(hash);
         let full = shard.len() >= self.per_shard;
         let entry = match shard.get_mut(&hash) {
             Some(entry) => entry,
-            None if full => return Local::Strict,
+            None if full => return None,
             None => shard
                 .entry(hash)
                 .or_insert_with(|| Entry::new(name().into())),
         };
         entry.last = now;
-        entry.decide(params, now, u64::from(replicas.max(1)))
+        Some(f(entry))
     }
 
     /// Gives back one unit of a local admission.
@@ -168,21 +183,13 @@ impl Table {
         now: u64,
         name: impl FnOnce() -> String,
     ) {
-        let mut shard = self.shard(hash);
-        let full = shard.len() >= self.per_shard;
-        let entry = match shard.get_mut(&hash) {
-            Some(entry) => entry,
-            None if full => return,
-            None => shard
-                .entry(hash)
-                .or_insert_with(|| Entry::new(name().into())),
-        };
-        entry.last = now;
-        match params {
-            Params::Window { w, .. } => entry.roll(now / w),
-            Params::Gcra { t, .. } => entry.tat = entry.tat.max(now) + t,
-        }
-        entry.pending[1] += 1;
+        self.with_entry(hash, now, name, |entry| {
+            match params {
+                Params::Window { w, .. } => entry.roll(now / w),
+                Params::Gcra { t, .. } => entry.tat = entry.tat.max(now) + t,
+            }
+            entry.pending[1] += 1;
+        });
     }
 
     /// How many keys are held.
@@ -369,39 +376,4 @@ impl Entry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn admitted(local: &Local) -> bool {
-        matches!(local, Local::Decided(Outcome::Admitted { .. }))
-    }
-
-    #[test]
-    fn a_replica_admits_its_share_of_what_is_left_then_asks_redis() {
-        let params = Params::Window {
-            w: 1_000_000,
-            limit: 5,
-        };
-        let table = Table::new(64);
-        let name = || "k".to_owned();
-        // Two replicas, 5 left: this one admits 2 locally (2 × 3 > 5), then asks Redis.
-        assert!(admitted(&table.decide(1, params, 10, 2, name)));
-        assert!(admitted(&table.decide(1, params, 20, 2, name)));
-        assert!(matches!(
-            table.decide(1, params, 30, 2, name),
-            Local::Strict
-        ));
-        // Alone, it admits the whole quota locally.
-        for now in 0..5 {
-            assert!(admitted(&table.decide(2, params, now, 1, name)));
-        }
-        // Redis' answer (this replica's 2 carried, counted) leaves 3: one more is its share.
-        let _ = table.take(1);
-        table.absorb(1, params, [0, 0, 2], true);
-        assert!(admitted(&table.decide(1, params, 40, 2, name)));
-        assert!(matches!(
-            table.decide(1, params, 50, 2, name),
-            Local::Strict
-        ));
-    }
-}
+mod tests;
