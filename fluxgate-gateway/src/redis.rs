@@ -122,7 +122,6 @@ impl RedisLink {
     #[must_use]
     pub fn status(&self) -> Value {
         let policies = self.policies();
-        let limits = self.store.stats();
         json!({
             "url": self.url,
             "namespace": self.namespace,
@@ -134,12 +133,77 @@ impl RedisLink {
                 "failures": policies.failures,
                 "lastError": policies.last_error.map(|e| e.to_string()),
             },
-            "rateLimits": {
-                "down": limits.down,
-                "faults": limits.faults,
-                "syncs": limits.syncs,
-                "fallbackDecisions": limits.fallback_decisions,
-            },
+            "rateLimits": limits_status(&self.store),
+        })
+    }
+}
+
+/// The `rateLimits` part of a link's status.
+fn limits_status(store: &RedisStore) -> Value {
+    let limits = store.stats();
+    json!({
+        "down": limits.down,
+        "faults": limits.faults,
+        "syncs": limits.syncs,
+        "fallbackDecisions": limits.fallback_decisions,
+    })
+}
+
+/// Rate limits shared through a Redis Cluster (`--redis-cluster`): no policies are followed
+/// there (they come from the file or Kubernetes). Dropping it stops the syncing.
+///
+/// A master that dies is an outage of the keys in its slots until a replica takes over: the
+/// store falls back to local limits (each replica at its share, from what the keys had used),
+/// and shares them again once the promoted replica answers.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use fluxgate_gateway::redis::RedisClusterLink;
+/// use fluxgate_ratelimit::store::RedisOptions;
+///
+/// let seeds = ["redis://127.0.0.1:7000".to_owned(), "redis://127.0.0.1:7001".to_owned()];
+/// let link = RedisClusterLink::start(&seeds, RedisOptions::new()).await?;
+/// let _limits = link.rate_limit_store(); // for StackConfig::rate_limit_store
+/// println!("{}", link.status()["joined"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RedisClusterLink {
+    seeds: Vec<String>,
+    store: RedisStore,
+    _sync: SyncHandle,
+}
+
+impl RedisClusterLink {
+    /// Connects the rate-limit store to the cluster through its seed nodes `urls`.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisLinkError::RateLimits`]: a bad URL, refused credentials, or no answer within
+    /// [`RedisOptions::connect_timeout`].
+    pub async fn start(urls: &[String], options: RedisOptions) -> Result<Self, RedisLinkError> {
+        let store = RedisStore::connect_cluster(urls, options).await?;
+        Ok(Self {
+            seeds: urls.iter().map(|u| redact_url(u)).collect(),
+            _sync: store.spawn_sync(),
+            store,
+        })
+    }
+
+    /// The rate-limit store to build the stack with (a clone shares it).
+    #[must_use]
+    pub fn rate_limit_store(&self) -> RedisStore {
+        self.store.clone()
+    }
+
+    /// The link as the admin API's `/api/status` shows it (`redis` section): the seeds, whether
+    /// the store shares the limits now (`joined`), and its counts.
+    #[must_use]
+    pub fn status(&self) -> Value {
+        json!({
+            "cluster": self.seeds,
+            "joined": !self.store.stats().down,
+            "rateLimits": limits_status(&self.store),
         })
     }
 }

@@ -24,6 +24,7 @@ async fn help_names_every_environment_variable() {
         "FLUXGATE_CANARY_UPSTREAMS",
         "FLUXGATE_REDIS",
         "FLUXGATE_REDIS_CA",
+        "FLUXGATE_REDIS_CLUSTER",
         "FLUXGATE_REPLICAS",
         "FLUXGATE_NAMESPACE",
         "FLUXGATE_UPSTREAM_TIMEOUT",
@@ -56,7 +57,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
 
 #[tokio::test]
 async fn refused_arguments_name_the_option_and_what_was_expected() {
-    let cases: [Case<'_>; 6] = [
+    let cases: [Case<'_>; 7] = [
         (&["--frob"], &[], &["unexpected argument '--frob'"]),
         (
             &["--upstream", "ftp://x"],
@@ -85,6 +86,15 @@ async fn refused_arguments_name_the_option_and_what_was_expected() {
             &[],
             &[("FLUXGATE_ACCESS_LOG", "xml")],
             &["'--access-log <FORMAT>'", "off, json"],
+        ),
+        (
+            &["--redis", "redis://a:1", "--redis-cluster", "redis://b:1"],
+            &[],
+            &[
+                "'--redis-cluster <URL>'",
+                "cannot be used with",
+                "'--redis <URL>'",
+            ],
         ),
     ];
     for (args, env, expected) in cases {

@@ -4,6 +4,8 @@
 //! (`/metrics`, `/api/status`), and what the docs promise that is not lost. SECURITY.md ("Fault
 //! matrix") has the table. Every step is bounded; every process is killed when its test ends.
 
+#[path = "fault_matrix/cluster_rows.rs"]
+mod cluster_rows;
 #[path = "fault_matrix/policy_rows.rs"]
 mod policy_rows;
 #[path = "fault_matrix/process.rs"]

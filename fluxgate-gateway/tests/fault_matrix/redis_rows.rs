@@ -58,15 +58,16 @@ pub async fn probe_n(gateway: &Process, client: &str, n: usize) -> Vec<StatusCod
     statuses
 }
 
-/// Eight requests of a fresh client (burst 3) while the shared store fails: the limit still
-/// refuses, though the switch to the local fallback can give a key a second burst (see
-/// [`redis_outage_start_gives_no_second_burst`]).
+/// Eight requests of a fresh client (burst 3) while the shared store fails: the limit refuses
+/// past the burst, across the switch to the local fallback too (the fallback starts each key from
+/// what it had used: see [`redis_outage_start_gives_no_second_burst`]).
 pub fn bounded(statuses: &[StatusCode]) {
+    assert!(bounded_ok(statuses), "{statuses:?}");
+}
+
+fn bounded_ok(statuses: &[StatusCode]) -> bool {
     let admitted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    assert!(
-        statuses.contains(&StatusCode::TOO_MANY_REQUESTS) && admitted <= 6,
-        "{statuses:?}"
-    );
+    statuses.contains(&StatusCode::TOO_MANY_REQUESTS) && admitted <= 3
 }
 
 pub const HELD: [StatusCode; 4] = [
@@ -129,7 +130,7 @@ fn only_admitted_or_refused(statuses: &[StatusCode]) {
 
 /// Redis killed under load, then restarted on its port: clients see only `200`/`429` (no `5xx`,
 /// no dropped request) throughout; while Redis is down the file's limits hold locally (a fresh
-/// client of burst 3 is refused, though it may get a second burst: see
+/// client of burst 3 gets at most 3, across the switch too: see
 /// `redis_outage_start_gives_no_second_burst`); counted as `rateLimits[].store.outages` and
 /// `fallbackDecisions` and `redis.joined: false` in `/api/status`; the gateway joins Redis again
 /// once it is back.
@@ -189,6 +190,16 @@ async fn redis_stalled_by_sigstop_under_load() {
     );
 }
 
+/// The rate-limit store's lines of the gateway's log (its outages and recoveries).
+fn store_lines(gateway: &Process) -> String {
+    let log = gateway.log();
+    let lines: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("rate-limit store"))
+        .collect();
+    lines.join("\n")
+}
+
 /// Fills Redis (`maxmemory`, `noeviction`) with `SET`s until it answers an `OOM` error.
 async fn fill(port: u16) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -213,8 +224,10 @@ async fn fill(port: u16) {
 }
 
 /// Redis out of memory (`maxmemory 1mb`, `noeviction`: every write fails with `OOM`): clients see
-/// only `200`/`429`, and the limits still refuse (across the switch as in an outage; once the
-/// store counts it down, a fresh client exactly: 3 admitted, the 4th `429`), decided locally; counted as `rateLimits[].store.down: true`, `outages`,
+/// only `200`/`429`, and the limits refuse: a fresh client gets at most its burst (3) while the
+/// store goes down on each failed write and up on each answered `PING` (what the fallback admits
+/// counts in synced mode's state too); once the store counts it down, exactly 3 admitted, the
+/// 4th `429`, decided locally. Counted as `rateLimits[].store.down: true`, `outages`,
 /// `fallbackDecisions`, `redis.rateLimits.faults`, and the `OOM` error in
 /// `redis.policies.lastError`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +248,7 @@ async fn redis_out_of_memory_keeps_limits() {
     })
     .await;
     only_admitted_or_refused(&statuses);
-    bounded(&held);
+    assert!(bounded_ok(&held), "{held:?}\n{}", store_lines(gateway));
     // The next sync's write fails: the store counts the outage and falls back.
     eventually("the OOM counted", Duration::from_secs(5), || async {
         get(&gateway.url("/"), &[("x-client-id", "count")]).await;
@@ -253,14 +266,12 @@ async fn redis_out_of_memory_keeps_limits() {
     assert!(error.contains("OOM"), "{status}");
 }
 
-/// Defect (fluxgate-ratelimit, not the gateway): when Redis goes away, the local fallback starts
-/// each key with a full bucket, whatever the key used in Redis (synced mode) just before: a
-/// client with burst 3 and almost no refill, 2 requests before Redis is killed and 6 after, is
-/// admitted 5 (`[200, 200, 200, 200, 200, 429, 429, 429]`), where one replica should admit 3.
-/// The fallback should start from the last state read from Redis (or charge what the synced
-/// state admitted and had not yet synced).
+/// No second burst at the switch (a defect until the rate-limit store's fallback started from
+/// the synced state): a client with burst 3 and almost no refill sends 2 requests, Redis is
+/// killed, and 6 more: at most 3 of the 8 are admitted, in each of 5 rounds, whenever the store
+/// notices the outage (the fallback starts each key from the last state known from Redis plus
+/// this replica's units Redis had not counted yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: the local fallback starts with a full bucket when Redis goes away (fluxgate-ratelimit)"]
 async fn redis_outage_start_gives_no_second_burst() {
     let mut redis = RedisServer::start().unwrap();
     let fixture = OverRedis::start(&redis, true).await;
@@ -277,7 +288,11 @@ async fn redis_outage_start_gives_no_second_burst() {
         })
         .await;
         let admitted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-        assert!(admitted <= 3, "round {round}: {statuses:?}");
+        assert!(
+            admitted <= 3,
+            "round {round}: {statuses:?}\n{}",
+            store_lines(gateway)
+        );
         joined(gateway).await;
     }
 }

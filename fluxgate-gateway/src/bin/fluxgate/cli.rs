@@ -111,6 +111,19 @@ pub(crate) struct Args {
     )]
     pub(crate) redis: Option<String>,
 
+    /// Share rate limits and the canary state through this Redis Cluster instead of --redis (a
+    /// seed node; repeat it for more). Policies then come from the file or Kubernetes, not from
+    /// Redis. The cluster must answer at startup; a master failing over is an outage (local
+    /// limits at this replica's share) until its replica takes over.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FLUXGATE_REDIS_CLUSTER",
+        conflicts_with = "redis",
+        hide_env_values = true
+    )]
+    pub(crate) redis_cluster: Vec<UrlList>,
+
     /// A CA certificate (PEM) to verify a rediss:// server with, instead of the system's roots.
     #[arg(long, value_name = "FILE", env = "FLUXGATE_REDIS_CA")]
     pub(crate) redis_ca: Option<PathBuf>,
@@ -220,6 +233,18 @@ impl FromStr for SpecList {
             .map(str::parse)
             .collect::<Result<_, _>>()
             .map(Self)
+    }
+}
+
+/// URLs separated by spaces or newlines: one per `--redis-cluster`, several in its variable.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlList(pub(crate) Vec<String>);
+
+impl FromStr for UrlList {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.split_whitespace().map(str::to_owned).collect()))
     }
 }
 

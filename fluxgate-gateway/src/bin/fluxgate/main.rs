@@ -31,7 +31,7 @@ use fluxgate_gateway::discovery::DnsDiscovery;
 use fluxgate_gateway::lifecycle::{Lifecycle, shutdown_signal};
 use fluxgate_gateway::policy::{BUNDLED_POLICY, GatewayPolicy};
 use fluxgate_gateway::proxy::{ProxyClients, ProxyConfig};
-use fluxgate_gateway::redis::RedisLink;
+use fluxgate_gateway::redis::{RedisClusterLink, RedisLink};
 use fluxgate_gateway::server::{self, ServerConfig};
 use fluxgate_gateway::stack::{Gateway, StackConfig};
 use fluxgate_gateway::tls::TlsAcceptor;
@@ -153,6 +153,30 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         tracing::info!(redis = %redact_url(url), "canary state shared through Redis");
         config = config.canary_fleet(Arc::new(fleet));
     }
+    // A Redis Cluster shares the rate limits and the canary state (no policies: see --help).
+    let seeds: Vec<String> = (args.redis_cluster.iter())
+        .flat_map(|list| list.0.iter().cloned())
+        .collect();
+    let cluster = if seeds.is_empty() {
+        None
+    } else {
+        let seeds = &seeds;
+        let mut options = RedisOptions::new().replicas(args.replicas.max(1));
+        if let Some(ca) = &redis_ca {
+            options = options.tls_root_certificate(ca.clone());
+        }
+        let link = RedisClusterLink::start(seeds, options).await?;
+        config = config.rate_limit_store(link.rate_limit_store());
+        let fleet = RedisFleet::connect_cluster(seeds).await?;
+        config = config.canary_fleet(Arc::new(fleet));
+        let seeds: Vec<_> = seeds.iter().map(|u| redact_url(u)).collect();
+        tracing::info!(
+            ?seeds,
+            min_replicas = args.replicas,
+            "sharing rate limits and canary state in a Redis Cluster"
+        );
+        Some(Arc::new(link))
+    };
     let stack = Gateway::build(policy.store(), &id, &config)?;
     #[cfg(feature = "kube")]
     let _following_kube = if args.kube {
@@ -193,6 +217,9 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         .token(args.admin_token.clone())
         .readiness(lifecycle.readiness(&stack, policy.store().clone(), id.clone()));
     if let Some(link) = redis.clone() {
+        admin_api = admin_api.section("redis", move || link.status());
+    }
+    if let Some(link) = cluster {
         admin_api = admin_api.section("redis", move || link.status());
     }
     let admin_api = admin_api.build();

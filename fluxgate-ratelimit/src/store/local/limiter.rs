@@ -10,7 +10,7 @@ use governor::{Quota as GovernorQuota, RateLimiter};
 
 use super::Clock;
 use crate::Quota;
-use crate::quota::{Window, WindowDecision, decide_window};
+use crate::quota::{MAX_WINDOW_COUNT, Window, WindowDecision, decide_window};
 use crate::store::Outcome;
 use crate::store::table::{GcraState, Idle, Table};
 
@@ -118,6 +118,31 @@ impl Inner {
         }
     }
 
+    /// Makes `key` hold at least `used / capacity` of this limiter's quota as taken (a sliding
+    /// window counts it in its current window).
+    fn charge(&self, key: u64, used: u64, capacity: u64) {
+        let part = |of: u128| (u128::from(used) * of).div_ceil(u128::from(capacity.max(1)));
+        let now = self.table.now();
+        match &self.kind {
+            Kind::Gcra { interval, .. } => {
+                let full = u128::from(*interval) * u128::from(self.quota.burst_size());
+                let tat = now.saturating_add(u64::try_from(part(full)).unwrap_or(u64::MAX));
+                let _ = self
+                    .table
+                    .update(key, |held| Ok::<_, ()>(((), held.unwrap_or(0).max(tat))));
+            }
+            Kind::Window { window, limit } => {
+                let units = u32::try_from(part(u128::from(*limit))).unwrap_or(MAX_WINDOW_COUNT);
+                let epoch = now / (*window).max(1);
+                let _ = self.table.update(key, |bits| {
+                    let mut w = Window::at(bits, epoch);
+                    w.current = w.current.max(units.min(MAX_WINDOW_COUNT));
+                    Ok::<_, ()>(((), w.pack()))
+                });
+            }
+        }
+    }
+
     /// Gives back the unit an admitted request took.
     pub(super) fn refund(&self, key: u64) {
         match &self.kind {
@@ -147,6 +172,16 @@ impl LocalLimiter {
     #[must_use]
     pub fn key_count(&self) -> usize {
         self.inner.table.len()
+    }
+
+    /// Makes `key` (a keyed hash, as given to
+    /// [`LocalStore::check_hashed`](super::LocalStore::check_hashed)) hold at least `used /
+    /// capacity` of the quota as taken: a Redis store's fallback catching up with what a key had
+    /// used in Redis.
+    pub(crate) fn charge(&self, key: u64, used: u64, capacity: u64) {
+        if used > 0 {
+            self.inner.charge(key, used, capacity);
+        }
     }
 
     /// Whether `self` and `other` share their counters.

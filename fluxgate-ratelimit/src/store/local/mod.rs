@@ -207,6 +207,47 @@ impl LocalStore {
         )
     }
 
+    /// Decides `checks`, each key hashed here unless `given` holds its hash already.
+    #[inline]
+    fn decide(&self, checks: &Checks<'_, LocalLimiter>, given: &[u64]) -> Verdict {
+        let mut verdict = Verdict::default();
+        let mut hashes = [0u64; super::MAX_LIMITS];
+        for (i, check) in checks.iter().enumerate() {
+            let key = given
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| self.hash(check.key));
+            hashes[i] = key;
+            match check.limiter.inner.acquire(key, &self.shared.clock) {
+                Outcome::Refused { retry_after } if check.shadow => {
+                    verdict.set(i, Outcome::ShadowRefused { retry_after });
+                }
+                refused @ Outcome::Refused { .. } => {
+                    verdict.set(i, refused);
+                    for (j, earlier) in checks.iter().enumerate().take(i) {
+                        if matches!(verdict.outcome(j), Outcome::Admitted { .. }) {
+                            earlier.limiter.inner.refund(hashes[j]);
+                        }
+                    }
+                    break;
+                }
+                outcome => verdict.set(i, outcome),
+            }
+        }
+        verdict
+    }
+
+    /// Decides `checks` whose keys another store hashed already (`hashes`, one per check, from
+    /// one keyed hasher): the Redis store's fallback, so that it addresses its keys as synced
+    /// mode does (to bring them up to what they had used in Redis).
+    pub(crate) fn check_hashed(
+        &self,
+        checks: &Checks<'_, LocalLimiter>,
+        hashes: &[u64],
+    ) -> Verdict {
+        self.decide(checks, hashes)
+    }
+
     /// The key's keyed hash: its bytes, then a one-byte kind tag, in one SipHash message ending
     /// in a kind tag, so that no two keys make the same message (SipHash mixes in the length).
     fn hash(&self, key: KeyRef<'_>) -> u64 {
@@ -240,28 +281,7 @@ impl RateLimitStore for LocalStore {
     }
 
     fn check(&self, checks: &Checks<'_, LocalLimiter>) -> Self::Future {
-        let mut verdict = Verdict::default();
-        let mut hashes = [0u64; super::MAX_LIMITS];
-        for (i, check) in checks.iter().enumerate() {
-            let key = self.hash(check.key);
-            hashes[i] = key;
-            match check.limiter.inner.acquire(key, &self.shared.clock) {
-                Outcome::Refused { retry_after } if check.shadow => {
-                    verdict.set(i, Outcome::ShadowRefused { retry_after });
-                }
-                refused @ Outcome::Refused { .. } => {
-                    verdict.set(i, refused);
-                    for (j, earlier) in checks.iter().enumerate().take(i) {
-                        if matches!(verdict.outcome(j), Outcome::Admitted { .. }) {
-                            earlier.limiter.inner.refund(hashes[j]);
-                        }
-                    }
-                    break;
-                }
-                outcome => verdict.set(i, outcome),
-            }
-        }
-        ready(Ok(verdict))
+        ready(Ok(self.decide(checks, &[])))
     }
 
     fn check_now(&self, limiter: &LocalLimiter, key: KeyRef<'_>, shadow: bool) -> Option<Outcome> {

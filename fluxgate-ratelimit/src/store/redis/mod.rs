@@ -5,6 +5,7 @@ mod conn;
 #[cfg(feature = "test-support")]
 pub mod drill;
 mod error;
+mod fallback;
 mod fleet;
 mod future;
 mod health;
@@ -123,6 +124,25 @@ static SCRIPT: LazyLock<redis::Script> =
 /// a tracing subscriber to be seen. An outage is also logged once. No request fails because
 /// Redis failed. Connections reconnect by themselves and syncing resumes when a probe
 /// succeeds.
+///
+/// **At the switch, and back.** The `local` fallback of a synced key never starts from a full
+/// bucket: before deciding, it is brought up to what the key had used as this replica knows it
+/// (the counts last read from Redis plus its own units Redis had not counted yet), as the same
+/// part of this replica's share (a key that had used 2 of a burst of 4, with `N = 2`, starts its
+/// share of 2 with 1 used; a sliding window counts them in the fallback's current window, so
+/// they are held up to one window longer than in Redis). Each unit the fallback admits in an
+/// outage is counted in synced mode's state too, and pushed to Redis when it answers: the
+/// recovery gives no second burst either, nor does a Redis that answers reads but refuses
+/// writes (out of memory). This costs the fallback path two short locks per synced limit; the
+/// local fast path is unchanged.
+/// **Bound:** one replica admits across the switch no more than Redis would have. A fleet can
+/// exceed the limit by what the other replicas had admitted since this replica's last read, at
+/// most about `(N − 1) / N` of what was left then, as in synced mode, and by the rounding of
+/// shares (each at least one request: with `burst < N`, `N` over the fleet). Strict limits keep
+/// no local copy of Redis' state: their keys start the fallback at a full share, up to
+/// `burst / N` per replica more at the switch. On a Redis Cluster, the breaker is the store's,
+/// not a node's: while a failed master's slots have no master, every key falls back, until a
+/// replica takes over.
 ///
 /// # Example
 ///
@@ -468,8 +488,9 @@ impl RateLimitStore for RedisStore {
         let hashes = &hashes[..checks.len()];
         let now = s.clock.now();
         if s.breaker.is_down() && !s.breaker.allow(now) {
-            let iter = checks.iter().map(|c| (&*c.limiter.inner, c.key, c.shadow));
-            return RedisCheck::ready(strict::fallback(s, iter));
+            let iter = (checks.iter().zip(hashes))
+                .map(|(c, &hash)| (&*c.limiter.inner, c.key, c.shadow, hash));
+            return RedisCheck::ready(fallback::fallback(s, iter, true));
         }
         let synced = checks
             .iter()

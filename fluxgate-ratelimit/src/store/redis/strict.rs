@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use std::pin::Pin;
 
-use fluxgate_core::policy::StoreFailure;
 use redis::RedisError;
 use tokio::time::Instant;
 
 use super::batch;
 use super::conn::Conn;
 use super::error::{Scrubbed, scrub};
+use super::fallback::fallback;
 use super::invoke::invocation;
 use super::synced::Deltas;
 use super::{LimiterInner, Shared, rtt};
-use crate::store::{Checks, KeyRef, LocalLimiter, Outcome, RateLimitStore, StoreError, Verdict};
+use crate::store::{KeyRef, Outcome, StoreError, Verdict};
 
 /// A check copied out of the request, so that the call may outlive it.
 #[derive(Debug)]
@@ -130,10 +130,9 @@ pub(crate) async fn decide(
         Err(error) => {
             let error = error.to_store_error(shared.secret.as_deref());
             shared.breaker.failure(shared.clock.now(), &error);
-            Ok(fallback(
-                &shared,
-                items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
-            ))
+            let checks = items.iter();
+            let checks = checks.map(|i| (&*i.limiter, i.key.get(), i.shadow, i.hash));
+            Ok(fallback(&shared, checks, true))
         }
     }
 }
@@ -162,10 +161,10 @@ fn late(shared: &Arc<Shared>, items: Arc<[Item]>, mut call: Call, started: Insta
         .counts
         .timeouts
         .fetch_add(1, Ordering::Relaxed);
-    let given = fallback(
-        shared,
-        items.iter().map(|i| (&*i.limiter, i.key.get(), i.shadow)),
-    );
+    // Reconciled below: the fallback's units are not counted in synced mode's state too.
+    let checks = items.iter();
+    let checks = checks.map(|i| (&*i.limiter, i.key.get(), i.shadow, i.hash));
+    let given = fallback(shared, checks, false);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime to finish the call on: it is dropped, its units taken back.
         if !matches!(shared.conn, Conn::Single(_)) {
@@ -314,63 +313,4 @@ pub(crate) fn decode_entry(r: &[i64]) -> (Outcome, [u64; 3]) {
         outcome,
         [at(3), at(4), at(5)].map(|v| u64::try_from(v).unwrap_or(0)),
     )
-}
-
-/// The decision while Redis is unreachable, per each limit's `onStoreFailure`: `open` admits,
-/// `closed` refuses (a refusing `closed` limit refuses the request without taking units from
-/// `local` limits), `local` decides on this replica's share of the quota.
-pub(crate) fn fallback<'a>(
-    shared: &Shared,
-    checks: impl Iterator<Item = (&'a LimiterInner, KeyRef<'a>, bool)>,
-) -> Verdict {
-    shared
-        .breaker
-        .counts
-        .fallback
-        .fetch_add(1, Ordering::Relaxed);
-    let checks: Vec<_> = checks.collect();
-    let replicas = shared.replicas();
-    let limiters: Vec<LocalLimiter> = checks
-        .iter()
-        .map(|(l, _, _)| l.fallback.limiter(&shared.fallback, replicas))
-        .collect();
-    let mut verdict = Verdict::default();
-    let retry_after = shared.options.probe_max;
-    let closed = checks
-        .iter()
-        .position(|(l, _, shadow)| l.on_failure == StoreFailure::Closed && !shadow);
-    let mut local = Checks::new();
-    if closed.is_none() {
-        for ((limiter, key, shadow), share) in checks.iter().zip(&limiters) {
-            if limiter.on_failure == StoreFailure::Local {
-                local.push(share, *key, *shadow);
-            }
-        }
-    }
-    let decided = shared
-        .fallback
-        .check(&local)
-        .into_inner()
-        .unwrap_or_default();
-    let mut next_local = 0;
-    for (i, ((limiter, _, shadow), share)) in checks.iter().zip(&limiters).enumerate() {
-        let outcome = match limiter.on_failure {
-            StoreFailure::Closed if *shadow => Outcome::ShadowRefused { retry_after },
-            StoreFailure::Closed => Outcome::Refused { retry_after },
-            StoreFailure::Open => Outcome::Admitted {
-                remaining: share.quota().burst_size(),
-                reset: Duration::ZERO,
-            },
-            _ if closed.is_some() => Outcome::Skipped,
-            _ => {
-                next_local += 1;
-                decided.outcome(next_local - 1)
-            }
-        };
-        verdict.set(i, outcome);
-        if matches!(outcome, Outcome::Refused { .. }) {
-            break;
-        }
-    }
-    verdict
 }

@@ -32,6 +32,8 @@ pub(crate) struct Entry {
     /// Units left under which decisions go to Redis (what other replicas took per sync, doubled).
     margin: u64,
     last: u64,
+    /// Whether the fallback has taken this state (until the next local decision or read).
+    handed: bool,
 }
 
 type Map = HashMap<u64, Entry, BuildHasherDefault<PassThrough>>;
@@ -75,17 +77,32 @@ impl Table {
         replicas: u32,
         name: impl FnOnce() -> String,
     ) -> Local {
+        let replicas = u64::from(replicas.max(1));
+        self.with_entry(hash, now, name, |entry| entry.decide(params, now, replicas))
+            .unwrap_or(Local::Strict)
+    }
+
+    /// Runs `f` on the entry of `hash` (made, named by `name`, while the table has room), used
+    /// at `now`; `None` when the table is full.
+    #[inline]
+    fn with_entry<R>(
+        &self,
+        hash: u64,
+        now: u64,
+        name: impl FnOnce() -> String,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
         let mut shard = self.shard(hash);
         let full = shard.len() >= self.per_shard;
         let entry = match shard.get_mut(&hash) {
             Some(entry) => entry,
-            None if full => return Local::Strict,
+            None if full => return None,
             None => shard
                 .entry(hash)
                 .or_insert_with(|| Entry::new(name().into())),
         };
         entry.last = now;
-        entry.decide(params, now, u64::from(replicas.max(1)))
+        Some(f(entry))
     }
 
     /// Gives back one unit of a local admission.
@@ -144,6 +161,37 @@ impl Table {
         }
     }
 
+    /// The part of its quota the key of `hash` had used at `now` as this replica knows it: the
+    /// counts last read from Redis plus its own units that Redis had not counted, as
+    /// `(used, capacity)` (sliding window: the weighted count and the limit; GCRA: how far the
+    /// theoretical arrival time is ahead, and the burst's span). Once per stay in the fallback:
+    /// `None` for an unknown key, and until the key is decided here or read from Redis again
+    /// (the fallback counts its own units meanwhile, on windows of its own).
+    pub(crate) fn used_once(&self, hash: u64, params: Params, now: u64) -> Option<(u64, u64)> {
+        let mut shard = self.shard(hash);
+        let entry = shard.get_mut(&hash).filter(|e| !e.handed)?;
+        entry.handed = true;
+        Some(entry.used(params, now))
+    }
+
+    /// Counts a unit admitted for `hash` by the fallback as this replica's, not yet seen by
+    /// Redis (the key is added, named by `name`, while the table has room).
+    pub(crate) fn admitted(
+        &self,
+        hash: u64,
+        params: Params,
+        now: u64,
+        name: impl FnOnce() -> String,
+    ) {
+        self.with_entry(hash, now, name, |entry| {
+            match params {
+                Params::Window { w, .. } => entry.roll(now / w),
+                Params::Gcra { t, .. } => entry.tat = entry.tat.max(now) + t,
+            }
+            entry.pending[1] += 1;
+        });
+    }
+
     /// How many keys are held.
     pub(crate) fn len(&self) -> usize {
         self.shards
@@ -164,6 +212,7 @@ impl Entry {
             tat: 0,
             margin: 0,
             last: 0,
+            handed: false,
         }
     }
 
@@ -207,6 +256,21 @@ impl Entry {
         (prev, cur)
     }
 
+    /// What the key had used at `now`, and of what: see [`Table::each_used`].
+    fn used(&mut self, params: Params, now: u64) -> (u64, u64) {
+        match params {
+            Params::Window { w, limit } => {
+                self.roll(now / w);
+                let (prev, cur) = self.counts();
+                let left = u128::from(w - now % w);
+                let weighted = (u128::from(prev) * left).div_ceil(u128::from(w));
+                let used = u64::try_from(weighted).unwrap_or(u64::MAX);
+                (used.saturating_add(cur), u64::from(limit))
+            }
+            Params::Gcra { tau, .. } => (self.tat.saturating_sub(now), tau),
+        }
+    }
+
     /// Units this replica admitted that Redis had not counted at the last read.
     fn unseen(&self) -> u64 {
         let flight = self.in_flight.map_or(0, |(_, dp, dc)| dp + dc);
@@ -223,6 +287,7 @@ impl Entry {
     }
 
     fn decide(&mut self, params: Params, now: u64, replicas: u64) -> Local {
+        self.handed = false;
         match params {
             Params::Window { w, limit } => {
                 self.roll(now / w);
@@ -281,6 +346,7 @@ impl Entry {
         if carried {
             self.in_flight = None;
         }
+        self.handed = false;
         let others = match params {
             Params::Window { .. } => {
                 let before = self.remote[0] + self.remote[1];
@@ -310,39 +376,4 @@ impl Entry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn admitted(local: &Local) -> bool {
-        matches!(local, Local::Decided(Outcome::Admitted { .. }))
-    }
-
-    #[test]
-    fn a_replica_admits_its_share_of_what_is_left_then_asks_redis() {
-        let params = Params::Window {
-            w: 1_000_000,
-            limit: 5,
-        };
-        let table = Table::new(64);
-        let name = || "k".to_owned();
-        // Two replicas, 5 left: this one admits 2 locally (2 × 3 > 5), then asks Redis.
-        assert!(admitted(&table.decide(1, params, 10, 2, name)));
-        assert!(admitted(&table.decide(1, params, 20, 2, name)));
-        assert!(matches!(
-            table.decide(1, params, 30, 2, name),
-            Local::Strict
-        ));
-        // Alone, it admits the whole quota locally.
-        for now in 0..5 {
-            assert!(admitted(&table.decide(2, params, now, 1, name)));
-        }
-        // Redis' answer (this replica's 2 carried, counted) leaves 3: one more is its share.
-        let _ = table.take(1);
-        table.absorb(1, params, [0, 0, 2], true);
-        assert!(admitted(&table.decide(1, params, 40, 2, name)));
-        assert!(matches!(
-            table.decide(1, params, 50, 2, name),
-            Local::Strict
-        ));
-    }
-}
+mod tests;
