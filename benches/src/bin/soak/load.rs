@@ -120,6 +120,8 @@ pub(crate) struct Tally {
     pub(crate) seconds: Vec<Second>,
     /// Every client error, in completion order.
     pub(crate) errors: Mutex<Vec<ClientError>>,
+    /// How many connect and I/O failures gave each message (the error and its sources).
+    pub(crate) messages: Mutex<BTreeMap<String, u64>>,
     in_flight: AtomicUsize,
 }
 
@@ -131,6 +133,7 @@ impl Tally {
             replica,
             seconds: (0..seconds).map(|_| Second::default()).collect(),
             errors: Mutex::new(Vec::new()),
+            messages: Mutex::new(BTreeMap::new()),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -208,7 +211,13 @@ pub(crate) async fn run(
             let began = Instant::now();
             let (outcome, served_by) = match timeout(limit, send(&client, request)).await {
                 Ok(Ok((status, served_by))) => (Outcome::Status(status), served_by),
-                Ok(Err(outcome)) => (outcome, None),
+                Ok(Err((outcome, message))) => {
+                    if let Some(tally) = &tally {
+                        let mut messages = tally.messages.lock().expect("not poisoned");
+                        *messages.entry(message).or_default() += 1;
+                    }
+                    (outcome, None)
+                }
                 Err(_) => (Outcome::TimedOut, None),
             };
             let Some(tally) = tally else { return };
@@ -218,18 +227,31 @@ pub(crate) async fn run(
     }
 }
 
+/// An error and its sources, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// One request: its status and `x-served-by`, once the whole body has arrived; or how it failed
-/// ([`Outcome::Connect`] or [`Outcome::Transport`]).
+/// ([`Outcome::Connect`] or [`Outcome::Transport`], and the error's message).
 async fn send(
     client: &HttpClient,
     request: Request<Empty<Bytes>>,
-) -> Result<(StatusCode, Option<String>), Outcome> {
+) -> Result<(StatusCode, Option<String>), (Outcome, String)> {
     let response = client.request(request).await.map_err(|e| {
-        if e.is_connect() {
+        let outcome = if e.is_connect() {
             Outcome::Connect
         } else {
             Outcome::Transport
-        }
+        };
+        (outcome, chain(&e))
     })?;
     let status = response.status();
     let served_by = response
@@ -237,11 +259,12 @@ async fn send(
         .get("x-served-by")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|_| Outcome::Transport)?;
+    response.into_body().collect().await.map_err(|e| {
+        (
+            Outcome::Transport,
+            format!("reading the body: {}", chain(&e)),
+        )
+    })?;
     Ok((status, served_by))
 }
 

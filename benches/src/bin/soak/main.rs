@@ -22,8 +22,10 @@
 mod chaos;
 mod load;
 mod report;
+mod store;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,14 +180,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .map(|&(pid, port)| watch::sample(pid, port, 0.0))
         .collect::<Option<Vec<_>>>()
         .ok_or("a gateway is not running")?;
-    let redis_start = match &args.redis {
-        Some(url) => {
-            let mut connection = redis::Client::open(url.as_str())?
-                .get_multiplexed_async_connection()
-                .await?;
-            watch::sample_redis(&mut connection, 0.0).await
-        }
+    let mut connection = match &args.redis {
+        Some(url) => Some(store::connect(url).await.ok_or("Redis does not answer")?),
         None => None,
+    };
+    let (redis_start, keys_start) = match &mut connection {
+        Some(c) => (store::sample(c, 0.0).await, store::by_pattern(c).await),
+        None => (None, BTreeMap::new()),
     };
     // Outcomes arrive up to a timeout after the last request leaves.
     let end = start + duration + config.timeout + Duration::from_secs(1);
@@ -201,7 +202,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let redis = args
         .redis
         .clone()
-        .map(|url| tokio::spawn(watch::redis_every_second(url, start, end)));
+        .map(|url| tokio::spawn(store::every_second(url, start, end)));
     let poll = Duration::from_millis(args.poll_ms);
     let status = tokio::spawn(watch::poll_status(
         client.clone(),
@@ -217,6 +218,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .zip(&tallies)
         .map(|(s, t)| load::run(&client, &config, s, start, duration, Some(t.as_slice())));
     futures::future::join_all(loads).await;
+    let keys_end = match &mut connection {
+        Some(c) => store::by_pattern(c).await,
+        None => BTreeMap::new(),
+    };
     let kills = kills.await?;
     let samples = samples.await?;
     let status = status.await?;
@@ -244,6 +249,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         status,
         redis,
         redis_start,
+        keys_start,
+        keys_end,
     };
     print!("{}", report::render(&run));
     Ok(())

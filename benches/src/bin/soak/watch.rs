@@ -1,6 +1,6 @@
 //! What the soak watches besides the clients' outcomes: each gateway process (RSS, open file
-//! descriptors and its TCP connections, threads, from `/proc`), each admin API's `/api/status`,
-//! and the shared Redis (`INFO memory`, `DBSIZE`).
+//! descriptors and its TCP connections, threads, from `/proc`) and each admin API's
+//! `/api/status`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -120,66 +120,6 @@ pub(crate) async fn sample_every_second(
         for (list, &(pid, port)) in samples.iter_mut().zip(&gateways) {
             list.extend(sample(pid, port, at));
         }
-    }
-}
-
-/// One reading of the shared Redis.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RedisSample {
-    /// Seconds since the start of the soak.
-    pub(crate) at: f64,
-    /// `used_memory` of `INFO memory`, in bytes.
-    pub(crate) used_memory: u64,
-    /// `DBSIZE`: keys in the database.
-    pub(crate) keys: u64,
-}
-
-/// Reads Redis through `connection` now; `None` when it does not answer.
-pub(crate) async fn sample_redis(
-    connection: &mut redis::aio::MultiplexedConnection,
-    at: f64,
-) -> Option<RedisSample> {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(connection)
-        .await
-        .ok()?;
-    let keys: u64 = redis::cmd("DBSIZE").query_async(connection).await.ok()?;
-    let used_memory = info
-        .lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    Some(RedisSample {
-        at,
-        used_memory,
-        keys,
-    })
-}
-
-/// Reads Redis at `url` every second from `start` until `end` (nothing if it cannot connect).
-pub(crate) async fn redis_every_second(
-    url: String,
-    start: Instant,
-    end: Instant,
-) -> Vec<RedisSample> {
-    let connection = match redis::Client::open(url.as_str()) {
-        Ok(client) => client.get_multiplexed_async_connection().await.ok(),
-        Err(_) => None,
-    };
-    let Some(mut connection) = connection else {
-        eprintln!("soak: cannot connect to Redis: no Redis readings");
-        return Vec::new();
-    };
-    let mut ticks = interval_at(start, Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut samples = Vec::new();
-    loop {
-        let now = ticks.tick().await;
-        if now > end {
-            return samples;
-        }
-        let at = (now - start).as_secs_f64();
-        samples.extend(sample_redis(&mut connection, at).await);
     }
 }
 

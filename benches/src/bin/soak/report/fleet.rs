@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{Run, Totals, kills::state_word};
-use crate::watch::{ProcSample, RedisSample, StatusPoint};
+use crate::store::RedisSample;
+use crate::watch::{ProcSample, StatusPoint};
 
 /// The reading in force at `at`: the last one taken at or before it.
 fn point_at(points: &[StatusPoint], at: f64) -> Option<&StatusPoint> {
@@ -251,4 +252,36 @@ pub(super) fn memory(out: &mut String, run: &Run<'_>) {
         peak(|r| r.keys),
         end.keys
     );
+    let third = redis.get(redis.len() / 3).copied().unwrap_or(&start);
+    let _ = writeln!(
+        out,
+        "   redis at the start / a third in ({:.0}s) / the end: dataset {} / {} / {} bytes, Lua VM {} \
+         / {} / {}, client buffers {} / {} / {}",
+        third.at,
+        start.dataset,
+        third.dataset,
+        end.dataset,
+        start.lua,
+        third.lua,
+        end.lua,
+        start.clients,
+        third.clients,
+        end.clients
+    );
+    let patterns: std::collections::BTreeSet<&String> =
+        run.keys_start.keys().chain(run.keys_end.keys()).collect();
+    let mut patterns: Vec<&String> = patterns.into_iter().collect();
+    patterns.sort_by_key(|p| std::cmp::Reverse(run.keys_end.get(*p).map_or(0, |e| e.1)));
+    let _ = writeln!(
+        out,
+        "   redis keys by pattern (MEMORY USAGE), start -> end of the load:"
+    );
+    for p in patterns.iter().take(12) {
+        let (k0, b0) = run.keys_start.get(*p).copied().unwrap_or_default();
+        let (k1, b1) = run.keys_end.get(*p).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "     {p:<48} {k0:>5} keys {b0:>8} B -> {k1:>5} keys {b1:>8} B"
+        );
+    }
 }

@@ -15,7 +15,8 @@ use fluxgate_core::policy::TrafficPolicySpec;
 
 use crate::chaos::Kill;
 use crate::load::{CONNECT, IO, OutcomeKey, TIMEOUT, Tally};
-use crate::watch::{ProcSample, RedisSample, StatusPoint};
+use crate::store::RedisSample;
+use crate::watch::{ProcSample, StatusPoint};
 
 /// The balancer's default failure streak that drains an endpoint at once (not in the policy).
 const FAILURE_STREAK: u32 = 5;
@@ -57,6 +58,10 @@ pub(crate) struct Run<'a> {
     pub(crate) redis: Vec<RedisSample>,
     /// Redis after the warm-up.
     pub(crate) redis_start: Option<RedisSample>,
+    /// Redis keys (count, bytes) per pattern after the warm-up.
+    pub(crate) keys_start: BTreeMap<String, (u64, u64)>,
+    /// Redis keys (count, bytes) per pattern when the last request has been sent.
+    pub(crate) keys_end: BTreeMap<String, (u64, u64)>,
 }
 
 impl Run<'_> {
@@ -273,6 +278,15 @@ fn outcomes(out: &mut String, run: &Run<'_>) {
         out.push_str(&greedy.row("all replicas, greedy"));
     }
     out.push_str(&Totals::of(&run.select(|_| true), 0..n).row("total"));
+    let mut messages: BTreeMap<String, u64> = BTreeMap::new();
+    for tally in run.tallies {
+        for (message, n) in tally.messages.lock().expect("not poisoned").iter() {
+            *messages.entry(message.clone()).or_default() += n;
+        }
+    }
+    for (message, n) in &messages {
+        let _ = writeln!(out, "   conn/io errors: {n} × {message}");
+    }
     let limited = ordinary.count(|k| k == 429);
     let _ = writeln!(
         out,
