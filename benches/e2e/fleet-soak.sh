@@ -69,19 +69,8 @@ sed -E "s/^( +interval: )[0-9.]+s( *# CANARY_INTERVAL)/\1${CANARY_INTERVAL}s\2/"
     benches/e2e/fleet-soak-policy.yaml >"$POLICY"
 
 # Three stable upstreams and a canary; stable-b is the one killed and restarted.
-declare -A UP_PID
-names=(stable-a stable-b stable-c canary)
+start_upstreams $((BASE_PORT + 20))
 up() { echo "http://127.0.0.1:$((BASE_PORT + 20 + $1))"; }
-for i in "${!names[@]}"; do
-    name=${names[$i]}
-    port=$((BASE_PORT + 20 + i))
-    "$TARGET/release/e2e_upstream" "127.0.0.1:$port" "$name" >"$WORK/$name.log" 2>&1 &
-    pids+=($!)
-    UP_PID[$name]=$!
-    wait_port "$port"
-done
-# Its death is expected: no job-control notice for it.
-disown "${UP_PID[stable-b]}"
 
 gateway_args=()
 for r in $(seq 0 $((REPLICAS - 1))); do
@@ -112,10 +101,8 @@ timeout --signal=KILL $((DURATION + WARMUP + 60)) "$TARGET/release/soak" \
 echo "== busiest processes at the end:"
 busiest
 for r in $(seq 0 $((REPLICAS - 1))); do
-    log="$WORK/gateway-$r.log"
-    echo "== gateway $r log (RUST_LOG=warn): $(wc -l <"$log") lines"
-    # Messages without their timestamps, most frequent first.
-    sed -E -e 's/\x1b\[[0-9;]*m//g' -e 's/^[^ ]+ +//' "$log" | sort | uniq -c | sort -rn | head -5
+    echo "== gateway $r log (RUST_LOG=warn):"
+    log_summary "$WORK/gateway-$r.log"
 done
 for pid in "${watched[@]}"; do
     kill -0 "$pid" 2>/dev/null || echo "!! process $pid (Redis or a gateway) exited during the soak"

@@ -38,9 +38,14 @@ pub(crate) struct Kill {
     pub(crate) back_at: Option<f64>,
 }
 
-/// Runs `chaos` from `start` for `duration` (no kill at or after its end) and returns the kills.
-/// A restarted upstream still running at the end is stopped.
-pub(crate) async fn run(chaos: Chaos, start: Instant, duration: Duration) -> Vec<Kill> {
+/// Runs `chaos` from `start` for `duration` (no kill at or after its end) and returns the kills
+/// at `end`, when the restarted upstream still running is stopped.
+pub(crate) async fn run(
+    chaos: Chaos,
+    start: Instant,
+    duration: Duration,
+    end: Instant,
+) -> Vec<Kill> {
     let mut kills = Vec::new();
     let mut pid = chaos.pid;
     let mut child: Option<Child> = None;
@@ -81,6 +86,7 @@ pub(crate) async fn run(chaos: Chaos, start: Instant, duration: Duration) -> Vec
         let Some(every) = chaos.every else { break };
         next += every;
     }
+    sleep_until(end).await;
     if let Some(mut last) = child {
         let _ = last.kill().await;
     }

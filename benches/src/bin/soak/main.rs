@@ -211,7 +211,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         start,
         end,
     ));
-    let kills = tokio::spawn(chaos::run(args.chaos.clone(), start, duration));
+    let kills = tokio::spawn(chaos::run(args.chaos.clone(), start, duration, end));
     eprintln!("soak: {}s of load", args.duration);
     let loads = streams
         .iter()
