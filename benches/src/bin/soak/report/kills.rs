@@ -29,6 +29,29 @@ pub(super) fn state_word(run: &Run<'_>, point: &StatusPoint) -> &'static str {
     })
 }
 
+/// The failed endpoint's states in a window of readings, each with when it was first seen
+/// (milliseconds after the kill): `in`, `unhealthy`, or `drained (REASON)`.
+fn sequence(run: &Run<'_>, points: &[StatusPoint], kill: f64, until: f64) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    let mut last = String::new();
+    for point in points.iter().filter(|p| p.at >= kill && p.at < until) {
+        let Some(state) = failed_state(run, point) else {
+            continue;
+        };
+        let word = match (&state.drained, state.healthy) {
+            (Some(why), true) => format!("drained ({why})"),
+            (Some(why), false) => format!("drained ({why}), unhealthy"),
+            (None, false) => "unhealthy".to_owned(),
+            (None, true) => "in".to_owned(),
+        };
+        if word != last {
+            seen.push(format!("{word} +{:.1}s", point.at - kill));
+            last = word;
+        }
+    }
+    seen.join(" -> ")
+}
+
 /// What one replica's readings show of one kill.
 fn drain_line(run: &Run<'_>, points: &[StatusPoint], kill: &Kill, until: f64) -> String {
     let window = points.iter().filter(|p| p.at >= kill.at && p.at < until);
@@ -153,8 +176,9 @@ pub(super) fn render(out: &mut String, run: &Run<'_>) {
             });
             let _ = writeln!(
                 out,
-                "   r{replica}: {}\n       errors {}{after_restart}",
+                "   r{replica}: {}\n       states: {}\n       errors {}{after_restart}",
                 drain_line(run, points, kill, until),
+                sequence(run, points, kill.at, until),
                 summary(&near, Some(kill.at))
             );
         }

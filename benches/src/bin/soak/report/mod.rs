@@ -309,8 +309,13 @@ fn outcomes(out: &mut String, run: &Run<'_>) {
             .unwrap_or(f64::INFINITY);
         let _ = writeln!(
             out,
-            "   the greedy key: {admitted:.1} req/s admitted by the fleet for a limit of {limit} \
-             req/s (shared by all replicas); the rest refused with 429 by design"
+            "   the greedy key: {admitted:.1} req/s admitted for a limit of {limit} req/s{}; the \
+             rest refused with 429 by design",
+            if run.replicas > 1 {
+                " (shared by all replicas)"
+            } else {
+                ""
+            }
         );
     }
 }
