@@ -34,18 +34,7 @@ cargo build --release -q -p fluxgate-benches --bin e2e_upstream --bin soak \
 . benches/e2e/common.sh
 
 # Three stable upstreams and a canary; stable-b is the one that fails.
-declare -A UP_PID
-names=(stable-a stable-b stable-c canary)
-for i in "${!names[@]}"; do
-    name=${names[$i]}
-    port=$((BASE_PORT + 10 + i))
-    "$TARGET/release/e2e_upstream" "127.0.0.1:$port" "$name" >"$WORK/$name.log" 2>&1 &
-    pids+=($!)
-    UP_PID[$name]=$!
-    wait_port "$port"
-done
-# Its death is expected: no job-control notice for it.
-disown "${UP_PID[stable-b]}"
+start_upstreams $((BASE_PORT + 10))
 up() { echo "http://127.0.0.1:$((BASE_PORT + 10 + $1))"; }
 
 RUST_LOG=warn "$TARGET/release/fluxgate" --listen "127.0.0.1:$GW_PORT" \
@@ -65,6 +54,5 @@ timeout --signal=KILL $((DURATION + WARMUP + 60)) "$TARGET/release/soak" \
     --duration "$DURATION" --fail-at "$FAIL_AT" --warmup "$WARMUP"
 
 kill -0 "$GW_PID" 2>/dev/null || echo "!! the gateway exited during the soak"
-echo "== gateway log (RUST_LOG=warn): $(wc -l <"$WORK/gateway.log") lines"
-# Messages without their timestamps, most frequent first.
-sed -E -e 's/\x1b\[[0-9;]*m//g' -e 's/^[^ ]+ +//' "$WORK/gateway.log" | sort | uniq -c | sort -rn | head -5
+echo "== gateway log (RUST_LOG=warn):"
+log_summary "$WORK/gateway.log"

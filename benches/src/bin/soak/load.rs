@@ -30,7 +30,9 @@ pub(crate) fn http_client() -> HttpClient {
 pub(crate) enum Outcome {
     /// A response with this status, body read to its end.
     Status(StatusCode),
-    /// Connecting, sending or reading failed (a reset, a truncated body).
+    /// No connection to the gateway (refused, unreachable).
+    Connect,
+    /// Sending or reading failed on an open connection (a reset, a truncated body).
     Transport,
     /// No complete response within the request timeout.
     TimedOut,
@@ -41,7 +43,17 @@ impl Outcome {
     pub(crate) fn is_error(self) -> bool {
         match self {
             Self::Status(status) => !status.is_success() && status != StatusCode::TOO_MANY_REQUESTS,
-            Self::Transport | Self::TimedOut => true,
+            Self::Connect | Self::Transport | Self::TimedOut => true,
+        }
+    }
+
+    /// A short name for the report: the status code, `connect`, `io` or `timeout`.
+    pub(crate) fn name(self) -> String {
+        match self {
+            Self::Status(status) => status.as_u16().to_string(),
+            Self::Connect => "connect".to_owned(),
+            Self::Transport => "io".to_owned(),
+            Self::TimedOut => "timeout".to_owned(),
         }
     }
 }
@@ -70,14 +82,21 @@ pub(crate) struct Detail {
     pub(crate) latencies_us: Vec<u32>,
 }
 
-/// An [`Outcome`] as an ordered map key: the status code, or 0 (transport) or 1 (timeout).
+/// An [`Outcome`] as an ordered map key: the status code, or [`IO`], [`TIMEOUT`], [`CONNECT`].
 pub(crate) type OutcomeKey = u16;
+/// The key of [`Outcome::Transport`].
+pub(crate) const IO: OutcomeKey = 0;
+/// The key of [`Outcome::TimedOut`].
+pub(crate) const TIMEOUT: OutcomeKey = 1;
+/// The key of [`Outcome::Connect`].
+pub(crate) const CONNECT: OutcomeKey = 2;
 
 fn key(outcome: Outcome) -> OutcomeKey {
     match outcome {
         Outcome::Status(status) => status.as_u16(),
-        Outcome::Transport => 0,
-        Outcome::TimedOut => 1,
+        Outcome::Transport => IO,
+        Outcome::TimedOut => TIMEOUT,
+        Outcome::Connect => CONNECT,
     }
 }
 
@@ -90,22 +109,31 @@ pub(crate) struct ClientError {
     pub(crate) outcome: Outcome,
 }
 
-/// The counters the request tasks write to.
+/// The counters the request tasks of one stream to one gateway replica write to.
 #[derive(Debug)]
 pub(crate) struct Tally {
+    /// The index of the stream (0: the ordinary keys, 1: the greedy key).
+    pub(crate) stream: usize,
+    /// The index of the gateway replica.
+    pub(crate) replica: usize,
     /// One entry per second of the soak.
     pub(crate) seconds: Vec<Second>,
     /// Every client error, in completion order.
     pub(crate) errors: Mutex<Vec<ClientError>>,
+    /// How many connect and I/O failures gave each message (the error and its sources).
+    pub(crate) messages: Mutex<BTreeMap<String, u64>>,
     in_flight: AtomicUsize,
 }
 
 impl Tally {
-    /// Counters for a soak of `seconds` seconds.
-    pub(crate) fn new(seconds: usize) -> Self {
+    /// Counters of `stream` to `replica` for a soak of `seconds` seconds.
+    pub(crate) fn new(seconds: usize, stream: usize, replica: usize) -> Self {
         Self {
+            stream,
+            replica,
             seconds: (0..seconds).map(|_| Second::default()).collect(),
             errors: Mutex::new(Vec::new()),
+            messages: Mutex::new(BTreeMap::new()),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -123,24 +151,27 @@ pub(crate) struct Stream {
 /// How the load runs.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadConfig {
-    /// Where requests go.
-    pub(crate) url: Uri,
+    /// Where requests go: the gateway replicas, in turn (keep-alive connections to each).
+    pub(crate) urls: Vec<Uri>,
     /// Time a request has to complete (headers and body).
     pub(crate) timeout: Duration,
     /// Requests waiting at once above which new ones are skipped (and counted as such).
     pub(crate) max_in_flight: usize,
 }
 
-/// Sends `stream` from `start` until `start + duration`, counting into `tally` when given (the
-/// warm-up counts nothing). Returns when the last request has been sent.
+/// Sends `stream` from `start` until `start + duration`, counting into `tallies` (one per
+/// replica) when given (the warm-up counts nothing). Request `n` goes to replica `n % replicas`
+/// with key `(n / replicas) % keys`, so that every key reaches every replica. Returns when the
+/// last request has been sent.
 pub(crate) async fn run(
     client: &HttpClient,
     config: &LoadConfig,
     stream: &Stream,
     start: Instant,
     duration: Duration,
-    tally: Option<&Arc<Tally>>,
+    tallies: Option<&[Arc<Tally>]>,
 ) {
+    let replicas = config.urls.len().max(1);
     let period = Duration::from_secs_f64(1.0 / stream.rate);
     let end = start + duration;
     for n in 0u64.. {
@@ -151,6 +182,8 @@ pub(crate) async fn run(
         }
         sleep_until(due).await;
         let second = (due - start).as_secs() as usize;
+        let replica = n as usize % replicas;
+        let tally = tallies.and_then(|t| t.get(replica));
         let cell = tally.and_then(|t| t.seconds.get(second).map(|s| (t, s)));
         if let Some((tally, counts)) = cell {
             if tally.in_flight.load(Ordering::Relaxed) >= config.max_in_flight {
@@ -159,8 +192,8 @@ pub(crate) async fn run(
             }
             counts.sent.fetch_add(1, Ordering::Relaxed);
         }
-        let key = &stream.keys[n as usize % stream.keys.len()];
-        let request = Request::get(config.url.clone())
+        let key = &stream.keys[(n as usize / replicas) % stream.keys.len()];
+        let request = Request::get(config.urls[replica].clone())
             .header("x-client-id", key.as_str())
             .body(Empty::new())
             .expect("a GET of a valid URI with a valid header");
@@ -178,7 +211,13 @@ pub(crate) async fn run(
             let began = Instant::now();
             let (outcome, served_by) = match timeout(limit, send(&client, request)).await {
                 Ok(Ok((status, served_by))) => (Outcome::Status(status), served_by),
-                Ok(Err(())) => (Outcome::Transport, None),
+                Ok(Err((outcome, message))) => {
+                    if let Some(tally) = &tally {
+                        let mut messages = tally.messages.lock().expect("not poisoned");
+                        *messages.entry(message).or_default() += 1;
+                    }
+                    (outcome, None)
+                }
                 Err(_) => (Outcome::TimedOut, None),
             };
             let Some(tally) = tally else { return };
@@ -188,19 +227,44 @@ pub(crate) async fn run(
     }
 }
 
-/// One request: its status and `x-served-by`, once the whole body has arrived.
+/// An error and its sources, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One request: its status and `x-served-by`, once the whole body has arrived; or how it failed
+/// ([`Outcome::Connect`] or [`Outcome::Transport`], and the error's message).
 async fn send(
     client: &HttpClient,
     request: Request<Empty<Bytes>>,
-) -> Result<(StatusCode, Option<String>), ()> {
-    let response = client.request(request).await.map_err(drop)?;
+) -> Result<(StatusCode, Option<String>), (Outcome, String)> {
+    let response = client.request(request).await.map_err(|e| {
+        let outcome = if e.is_connect() {
+            Outcome::Connect
+        } else {
+            Outcome::Transport
+        };
+        (outcome, chain(&e))
+    })?;
     let status = response.status();
     let served_by = response
         .headers()
         .get("x-served-by")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    response.into_body().collect().await.map_err(drop)?;
+    response.into_body().collect().await.map_err(|e| {
+        (
+            Outcome::Transport,
+            format!("reading the body: {}", chain(&e)),
+        )
+    })?;
     Ok((status, served_by))
 }
 

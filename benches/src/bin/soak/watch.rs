@@ -1,5 +1,6 @@
-//! What the soak watches besides the clients' outcomes: the gateway process (RSS, open file
-//! descriptors and its TCP connections, threads, from `/proc`) and its admin API's `/api/status`.
+//! What the soak watches besides the clients' outcomes: each gateway process (RSS, open file
+//! descriptors and its TCP connections, threads, from `/proc`) and each admin API's
+//! `/api/status`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -100,22 +101,25 @@ fn connections(pid: u32, proxy_port: u16, sockets: &HashSet<String>) -> (u64, u6
     (clients as u64, started as u64)
 }
 
-/// Samples `pid` every second from `start` until `end`.
+/// Samples every `(pid, proxy port)` of `gateways` every second from `start` until `end`: one
+/// list of samples per gateway.
 pub(crate) async fn sample_every_second(
-    pid: u32,
-    proxy_port: u16,
+    gateways: Vec<(u32, u16)>,
     start: Instant,
     end: Instant,
-) -> Vec<ProcSample> {
+) -> Vec<Vec<ProcSample>> {
     let mut ticks = interval_at(start, Duration::from_secs(1));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut samples = Vec::new();
+    let mut samples = vec![Vec::new(); gateways.len()];
     loop {
         let now = ticks.tick().await;
         if now > end {
             return samples;
         }
-        samples.extend(sample(pid, proxy_port, (now - start).as_secs_f64()));
+        let at = (now - start).as_secs_f64();
+        for (list, &(pid, port)) in samples.iter_mut().zip(&gateways) {
+            list.extend(sample(pid, port, at));
+        }
     }
 }
 
@@ -135,8 +139,14 @@ pub(crate) struct EndpointState {
 /// One reading of `/api/status`.
 #[derive(Debug, Clone)]
 pub(crate) struct StatusPoint {
+    /// The poll it was taken in (the replicas are read together, once per poll).
+    pub(crate) tick: u64,
     /// Seconds since the start of the soak.
     pub(crate) at: f64,
+    /// How the replica sees the canary: `fleet` (shared state), `localOnly`, `local`.
+    pub(crate) view: String,
+    /// Whether this replica holds the fleet's lease (judges the canary).
+    pub(crate) leader: bool,
     /// The canary's phase (`progressing`, `promoted`, `rolledBack`...).
     pub(crate) phase: String,
     /// The canary's weight in percent.
@@ -147,27 +157,30 @@ pub(crate) struct StatusPoint {
     pub(crate) endpoints: Vec<EndpointState>,
 }
 
-/// Reads `/api/status` every `every` from `start` until `end`; failed reads are skipped.
+/// Reads every `/api/status` of `urls` (together) every `every` from `start` until `end`: one
+/// list of readings per URL; failed reads are skipped.
 pub(crate) async fn poll_status(
     client: HttpClient,
-    url: Uri,
+    urls: Vec<Uri>,
     every: Duration,
     start: Instant,
     end: Instant,
-) -> Vec<StatusPoint> {
+) -> Vec<Vec<StatusPoint>> {
     let mut ticks = interval_at(start, every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut points = Vec::new();
-    loop {
+    let mut points = vec![Vec::new(); urls.len()];
+    for tick in 0u64.. {
         let now = ticks.tick().await;
         if now > end {
-            return points;
+            break;
         }
         let at = (now - start).as_secs_f64();
-        if let Some(status) = fetch(&client, &url).await {
-            points.extend(parse(&status, at));
+        let reads = futures::future::join_all(urls.iter().map(|url| fetch(&client, url))).await;
+        for (list, status) in points.iter_mut().zip(reads) {
+            list.extend(status.and_then(|s| parse(&s, tick, at)));
         }
     }
+    points
 }
 
 async fn fetch(client: &HttpClient, url: &Uri) -> Option<Value> {
@@ -177,7 +190,7 @@ async fn fetch(client: &HttpClient, url: &Uri) -> Option<Value> {
 }
 
 /// The canary (the first one) and the endpoints of a status document.
-fn parse(status: &Value, at: f64) -> Option<StatusPoint> {
+fn parse(status: &Value, tick: u64, at: f64) -> Option<StatusPoint> {
     let canary = status["canaries"].as_object()?.values().next()?;
     let mut endpoints = Vec::new();
     for (side, list) in status["balancers"].as_object()? {
@@ -191,7 +204,10 @@ fn parse(status: &Value, at: f64) -> Option<StatusPoint> {
         }
     }
     Some(StatusPoint {
+        tick,
         at,
+        view: canary["view"].as_str().unwrap_or("?").to_owned(),
+        leader: canary["fleet"]["leader"].as_bool().unwrap_or(false),
         phase: canary["phase"].as_str()?.to_owned(),
         weight: canary["weight"].as_u64()?,
         decision: canary["lastDecision"]["kind"]
