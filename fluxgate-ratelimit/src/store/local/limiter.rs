@@ -10,7 +10,7 @@ use governor::{Quota as GovernorQuota, RateLimiter};
 
 use super::Clock;
 use crate::Quota;
-use crate::quota::{MAX_WINDOW_COUNT, Window, WindowDecision, decide_window};
+use crate::quota::{Window, WindowDecision, decide_window};
 use crate::store::Outcome;
 use crate::store::table::{GcraState, Idle, Table};
 
@@ -120,6 +120,7 @@ impl Inner {
 
     /// Makes `key` hold at least `used / capacity` of this limiter's quota as taken (a sliding
     /// window counts it in its current window).
+    #[cfg(feature = "redis")]
     fn charge(&self, key: u64, used: u64, capacity: u64) {
         let part = |of: u128| (u128::from(used) * of).div_ceil(u128::from(capacity.max(1)));
         let now = self.table.now();
@@ -132,11 +133,12 @@ impl Inner {
                     .update(key, |held| Ok::<_, ()>(((), held.unwrap_or(0).max(tat))));
             }
             Kind::Window { window, limit } => {
-                let units = u32::try_from(part(u128::from(*limit))).unwrap_or(MAX_WINDOW_COUNT);
+                let units = u32::try_from(part(u128::from(*limit)))
+                    .unwrap_or(crate::quota::MAX_WINDOW_COUNT);
                 let epoch = now / (*window).max(1);
                 let _ = self.table.update(key, |bits| {
                     let mut w = Window::at(bits, epoch);
-                    w.current = w.current.max(units.min(MAX_WINDOW_COUNT));
+                    w.current = w.current.max(units.min(crate::quota::MAX_WINDOW_COUNT));
                     Ok::<_, ()>(((), w.pack()))
                 });
             }
@@ -178,6 +180,7 @@ impl LocalLimiter {
     /// [`LocalStore::check_hashed`](super::LocalStore::check_hashed)) hold at least `used /
     /// capacity` of the quota as taken: a Redis store's fallback catching up with what a key had
     /// used in Redis.
+    #[cfg(feature = "redis")]
     pub(crate) fn charge(&self, key: u64, used: u64, capacity: u64) {
         if used > 0 {
             self.inner.charge(key, used, capacity);

@@ -240,6 +240,7 @@ impl LocalStore {
     /// Decides `checks` whose keys another store hashed already (`hashes`, one per check, from
     /// one keyed hasher): the Redis store's fallback, so that it addresses its keys as synced
     /// mode does (to bring them up to what they had used in Redis).
+    #[cfg(feature = "redis")]
     pub(crate) fn check_hashed(
         &self,
         checks: &Checks<'_, LocalLimiter>,
