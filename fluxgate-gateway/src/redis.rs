@@ -46,6 +46,7 @@ pub enum RedisLinkError {
 
 /// Policies followed in Redis and rate limits shared through it; see the [module docs](self).
 /// Dropping it stops the following, the syncing and the logging.
+#[must_use = "dropping the link stops following policies and sharing limits through Redis"]
 #[derive(Debug)]
 pub struct RedisLink {
     url: String,

@@ -157,5 +157,40 @@ fn rate_limits(section: &[RateLimitStatus]) -> String {
     if rows.len() == 1 {
         return "RATE LIMITS: none\n".to_owned();
     }
-    format!("RATE LIMITS\n{}", table::render(&rows, "  "))
+    let mut out = format!("RATE LIMITS\n{}", table::render(&rows, "  "));
+    for (i, counts) in section.iter().enumerate() {
+        let policy = counts.policy.as_deref().unwrap_or("-");
+        out.push_str(&trouble(i, policy, counts));
+    }
+    out
+}
+
+/// The failures an operator must see under the table: a shared store down or failing, and
+/// requests that had no client address to key on.
+fn trouble(i: usize, policy: &str, counts: &RateLimitStatus) -> String {
+    let mut out = String::new();
+    if let Some(store) = &counts.store {
+        let state = if store.down {
+            "DOWN (falling back)"
+        } else {
+            "up"
+        };
+        out.push_str(&format!(
+            "  {policy} (#{n}) shared store {state}: {} replicas, {} outages, {} fallback decisions, {} timeouts, {} failed syncs\n",
+            store.replicas,
+            store.outages,
+            store.fallback_decisions,
+            store.timeouts,
+            store.sync_failures,
+            n = i + 1,
+        ));
+    }
+    if counts.no_client_address > 0 {
+        out.push_str(&format!(
+            "  {policy} (#{n}) {} requests had no client address and shared one bucket: serve with the peer address\n",
+            counts.no_client_address,
+            n = i + 1,
+        ));
+    }
+    out
 }

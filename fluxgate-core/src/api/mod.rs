@@ -144,8 +144,45 @@ pub struct RateLimitStatus {
     pub refused: u64,
     /// Requests refused because the policy could not be used.
     pub rejected: u64,
+    /// Requests keyed on the client address when the server gave none: they share one
+    /// bucket, so anything but 0 means a server to fix.
+    pub no_client_address: u64,
     /// Each limit of the policy.
     pub limits: Vec<LimitStatus>,
+    /// The shared store's failures; absent for the in-process store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<SharedStoreStatus>,
+    /// Fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// How a shared rate-limit store (Redis) fares, counted since the layer started.
+///
+/// ```
+/// use fluxgate_core::api::SharedStoreStatus;
+///
+/// let json = r#"{"down": true, "outages": 1, "fallbackDecisions": 40, "replicas": 3}"#;
+/// let store: SharedStoreStatus = serde_json::from_str(json)?;
+/// assert_eq!((store.down, store.fallback_decisions, store.timeouts), (true, 40, 0));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SharedStoreStatus {
+    /// Whether the store is unreachable now (decisions fall back to `onStoreFailure`).
+    pub down: bool,
+    /// Outages, each counted once.
+    pub outages: u64,
+    /// Decisions made by the fallback instead of the store.
+    pub fallback_decisions: u64,
+    /// Decisions that waited their whole timeout on the store.
+    pub timeouts: u64,
+    /// Sync rounds (pushes, heartbeats) that failed.
+    pub sync_failures: u64,
+    /// Replicas counted as sharing the limits.
+    pub replicas: u32,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Extra,

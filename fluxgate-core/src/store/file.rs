@@ -66,6 +66,7 @@ pub struct FileSource {
 }
 
 /// The task of a spawned [`FileSource`]; dropping it stops the watching.
+#[must_use = "dropping the handle stops watching the policy file"]
 #[derive(Debug)]
 pub struct FileSourceHandle {
     task: JoinHandle<()>,

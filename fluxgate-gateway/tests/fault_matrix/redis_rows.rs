@@ -159,6 +159,15 @@ async fn redis_killed_under_load_then_restarted() {
         store(&status)["fallbackDecisions"].as_u64().unwrap() >= 1,
         "{status}"
     );
+    // The same counts in `/metrics`, and the store is up again.
+    let metric = "fluxgate_ratelimit_store_fallback_decisions_total";
+    assert!(gateway.metric(metric, &[]).await >= 1.0);
+    let outages = gateway.metric("fluxgate_ratelimit_store_outages_total", &[]);
+    assert!(outages.await >= 1.0);
+    assert_eq!(
+        gateway.metric("fluxgate_ratelimit_store_up", &[]).await,
+        1.0
+    );
     assert_eq!(probe(gateway, "after").await, HELD);
 }
 
@@ -188,6 +197,8 @@ async fn redis_stalled_by_sigstop_under_load() {
         store(&status)["timeouts"].as_u64().unwrap() >= 1,
         "{status}"
     );
+    let timeouts = gateway.metric("fluxgate_ratelimit_store_timeouts_total", &[]);
+    assert!(timeouts.await >= 1.0);
 }
 
 /// The rate-limit store's lines of the gateway's log (its outages and recoveries).

@@ -8,8 +8,8 @@ use std::time::Duration;
 use fluxgate_balance::{DrainReason, EndpointSnapshot, Health, LatencyHistogram};
 use fluxgate_canary::Snapshot;
 use fluxgate_core::api::{
-    CanaryStatus, EndpointStatus, LastDecision, LimitStatus, RateLimitStatus, SideStatus, Status,
-    StoreStatus,
+    CanaryStatus, EndpointStatus, LastDecision, LimitStatus, RateLimitStatus, SharedStoreStatus,
+    SideStatus, Status, StoreStatus,
 };
 use fluxgate_ratelimit::MetricsSnapshot;
 use serde::Serialize;
@@ -184,18 +184,17 @@ fn limits(m: &MetricsSnapshot) -> RateLimitStatus {
     status.refused = m.refused;
     status.rejected = m.rejected;
     status.limits = m.limits.iter().map(limit).collect();
-    // Requests keyed by `ip` that carried no client address (they share one bucket).
-    status
-        .extra
-        .insert("noClientAddress".to_owned(), m.no_client_address.into());
-    // A shared store's failures, counted (absent for the in-process store).
-    if let Some(h) = &m.store {
-        let store = serde_json::json!({
-            "down": h.down, "outages": h.outages, "fallbackDecisions": h.fallback_decisions,
-            "timeouts": h.timeouts, "syncFailures": h.sync_failures, "replicas": h.replicas,
-        });
-        status.extra.insert("store".to_owned(), store);
-    }
+    status.no_client_address = m.no_client_address;
+    status.store = m.store.map(|h| {
+        let mut store = SharedStoreStatus::default();
+        store.down = h.down;
+        store.outages = h.outages;
+        store.fallback_decisions = h.fallback_decisions;
+        store.timeouts = h.timeouts;
+        store.sync_failures = h.sync_failures;
+        store.replicas = h.replicas;
+        store
+    });
     status
 }
 

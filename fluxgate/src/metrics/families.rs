@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use fluxgate_balance::{DrainReason, EndpointSnapshot, Health, LatencyHistogram};
 use fluxgate_canary::{Phase, SideStats, Snapshot};
+use fluxgate_ratelimit::MetricsSnapshot;
+use fluxgate_ratelimit::store::StoreHealth;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
@@ -377,6 +379,19 @@ fn rate_limits(metrics: &Metrics, out: &mut DescriptorEncoder<'_>) -> fmt::Resul
         ];
         counters(&mut m, ("policy", Value(policy)), "result", &results)?;
     }
+    let help =
+        "Requests keyed on the client address when the server gave none (they share a bucket).";
+    let mut m = out.encode_descriptor(
+        "fluxgate_ratelimit_no_client_address",
+        help,
+        None,
+        MetricType::Counter,
+    )?;
+    for s in &snapshots {
+        let policy = s.policy.as_deref().unwrap_or("");
+        counter(&mut m, &[("policy", Value(policy))], s.no_client_address)?;
+    }
+    store_health(&snapshots, out)?;
     let per_limit: [(&str, &str, LimitCount); 3] = [
         (
             "fluxgate_ratelimit_admitted",
@@ -406,6 +421,68 @@ fn rate_limits(metrics: &Metrics, out: &mut DescriptorEncoder<'_>) -> fmt::Resul
                 ];
                 counter(&mut m, &labels, read(l))?;
             }
+        }
+    }
+    Ok(())
+}
+
+type HealthCount = fn(&StoreHealth) -> u64;
+
+/// The shared store's failures (`fluxgate_ratelimit_store_*`), for the layers that have one.
+fn store_health(snapshots: &[MetricsSnapshot], out: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let shared: Vec<(&str, StoreHealth)> = snapshots
+        .iter()
+        .filter_map(|s| Some((s.policy.as_deref().unwrap_or(""), s.store?)))
+        .collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let help = "Whether the shared rate-limit store answers (0 while decisions fall back).";
+    let mut m =
+        out.encode_descriptor("fluxgate_ratelimit_store_up", help, None, MetricType::Gauge)?;
+    for (policy, health) in &shared {
+        gauge(&mut m, &[("policy", Value(policy))], bit(!health.down))?;
+    }
+    let help = "Replicas counted as sharing the rate limits.";
+    let mut m = out.encode_descriptor(
+        "fluxgate_ratelimit_store_replicas",
+        help,
+        None,
+        MetricType::Gauge,
+    )?;
+    for (policy, health) in &shared {
+        gauge(
+            &mut m,
+            &[("policy", Value(policy))],
+            f64::from(health.replicas),
+        )?;
+    }
+    let counts: [(&str, &str, HealthCount); 4] = [
+        (
+            "fluxgate_ratelimit_store_outages",
+            "Outages of the shared rate-limit store (each counted once).",
+            |h| h.outages,
+        ),
+        (
+            "fluxgate_ratelimit_store_fallback_decisions",
+            "Decisions made by the onStoreFailure fallback instead of the shared store.",
+            |h| h.fallback_decisions,
+        ),
+        (
+            "fluxgate_ratelimit_store_timeouts",
+            "Decisions that waited their whole timeout on the shared store.",
+            |h| h.timeouts,
+        ),
+        (
+            "fluxgate_ratelimit_store_sync_failures",
+            "Sync rounds (pushes, heartbeats) with the shared store that failed.",
+            |h| h.sync_failures,
+        ),
+    ];
+    for (family, help, read) in counts {
+        let mut m = out.encode_descriptor(family, help, None, MetricType::Counter)?;
+        for (policy, health) in &shared {
+            counter(&mut m, &[("policy", Value(policy))], read(health))?;
         }
     }
     Ok(())

@@ -39,6 +39,18 @@
 //! | `fluxgate_canary_transitions_total` | counter | `canary`, `kind` |
 //! | `fluxgate_ratelimit_requests_total` | counter | `policy`, `result` (`admitted`, `refused`, `rejected`) |
 //! | `fluxgate_ratelimit_admitted_total`, `fluxgate_ratelimit_refused_total`, `fluxgate_ratelimit_shadow_refused_total` | counter | `policy`, `limit`, `key` |
+//! | `fluxgate_ratelimit_no_client_address_total` | counter (keyed on `ip` with no client address: one shared bucket) | `policy` |
+//! | `fluxgate_ratelimit_store_up` | gauge (1/0; 0 while decisions fall back), shared store only | `policy` |
+//! | `fluxgate_ratelimit_store_replicas` | gauge (replicas sharing the limits), shared store only | `policy` |
+//! | `fluxgate_ratelimit_store_outages_total`, `fluxgate_ratelimit_store_fallback_decisions_total`, `fluxgate_ratelimit_store_timeouts_total`, `fluxgate_ratelimit_store_sync_failures_total` | counter, shared store only | `policy` |
+//!
+//! The failures a service must not miss are counters here and fields of `/api/status`, so that
+//! they are seen without a tracing subscriber: rejected policy saves
+//! (`fluxgate_policy_applies_total{result="rejected"}`, status `store.rejected` and
+//! `store.lastRejection`), a shared store down or slow (`fluxgate_ratelimit_store_*`, status
+//! `rateLimits.store`), and requests without a client address
+//! (`fluxgate_ratelimit_no_client_address_total`, status `rateLimits.noClientAddress`). Alert on
+//! `increase(…[5m]) > 0` of the counters and on `fluxgate_ratelimit_store_up == 0`.
 //!
 //! # Example
 //!

@@ -135,6 +135,7 @@ impl std::fmt::Debug for KubeSource {
 /// The task of a spawned [`KubeSource`]; dropping it stops the following.
 ///
 /// See [`KubeSource`] for an example.
+#[must_use = "dropping the handle stops following the TrafficPolicy objects"]
 #[derive(Debug)]
 pub struct KubeSourceHandle {
     task: JoinHandle<()>,

@@ -77,6 +77,7 @@ pub struct RedisSource {
 }
 
 /// The task of a spawned [`RedisSource`]; dropping it stops the following.
+#[must_use = "dropping the handle stops following the policies in Redis"]
 #[derive(Debug)]
 pub struct RedisSourceHandle {
     task: JoinHandle<()>,
