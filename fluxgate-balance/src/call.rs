@@ -11,10 +11,11 @@ use tower::BoxError;
 use tower::discover::Discover;
 use tower_service::Service;
 
+use crate::endpoint::Slot;
 use crate::endpoint::{self, PROBE_IN_FLIGHT, PROBE_READY, Weighted};
 use crate::error::BalanceError;
 use crate::future::{ResponseFuture, Tracker};
-use crate::service::{Balance, Reserved, Slot, Table};
+use crate::service::{Balance, Reserved, Table};
 
 impl<D, K, S, Req, RB> Service<Req> for Balance<D, Req>
 where

@@ -11,8 +11,9 @@ use tower::BoxError;
 use tower::discover::{Change, Discover};
 
 use crate::endpoint::{EndpointState, Weighted};
+use crate::endpoint::{Slot, Slots};
 use crate::error::BalanceError;
-use crate::service::{Control, Core, Slot, Slots, track_for};
+use crate::service::{Control, Core, track_for};
 use crate::shared::Shared;
 
 impl<D, K, S> Control<D>

@@ -71,6 +71,17 @@ pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
     u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// One endpoint as the balancer holds it: the service every clone clones its own from, and
+/// the shared state.
+#[derive(Debug)]
+pub(crate) struct Slot<K, S> {
+    pub(crate) service: S,
+    pub(crate) state: Arc<EndpointState<K>>,
+}
+
+/// The endpoint set, in the balancer's order.
+pub(crate) type Slots<K, S> = Vec<Arc<Slot<K, S>>>;
+
 /// The shared state of one endpoint.
 #[derive(Debug)]
 pub(crate) struct EndpointState<K> {

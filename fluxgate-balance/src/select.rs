@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fluxgate_core::policy::BalanceAlgorithm;
 
-use crate::service::Slot;
+use crate::endpoint::Slot;
 
 /// A small, fast pseudo-random generator (xorshift64*); selection needs speed, not quality.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
 
-use crate::endpoint::{self, EndpointState, Track, Weighted};
+use crate::endpoint::{self, EndpointState, Slots, Track, Weighted};
 use crate::error::BalanceError;
 use crate::handle::BalanceHandle;
 use crate::select::{Picker, Rng, Selection};
@@ -22,17 +22,6 @@ use crate::shared::Shared;
 
 /// The default failure streak that drains an endpoint at once (Envoy's `consecutive_5xx`).
 pub(crate) const FAILURE_STREAK: u32 = 5;
-
-/// One endpoint as the balancer holds it: the service every clone clones its own from, and
-/// the shared state.
-#[derive(Debug)]
-pub(crate) struct Slot<K, S> {
-    pub(crate) service: S,
-    pub(crate) state: Arc<EndpointState<K>>,
-}
-
-/// The endpoint set, in the balancer's order.
-pub(crate) type Slots<K, S> = Vec<Arc<Slot<K, S>>>;
 
 /// What the last evaluation published for every clone: the endpoint set, the selection
 /// tables, the tracking in force and the endpoint waiting for its trial request.

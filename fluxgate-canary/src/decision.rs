@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{de_millis, millis};
+use crate::millis::{de_millis, millis};
 
 /// Where a canary release stands.
 ///

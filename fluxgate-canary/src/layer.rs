@@ -101,3 +101,17 @@ impl<S, C: Clone> Layer<S> for CanaryLayer<C> {
         )
     }
 }
+
+impl<S, C> Canary<S, C> {
+    /// A layer that wraps a stable service into a router to `canary`, and its judge.
+    ///
+    /// # Errors
+    ///
+    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
+    pub fn layer(
+        canary: C,
+        source: impl Into<CanarySource>,
+    ) -> Result<(CanaryLayer<C>, Judge), CanaryError> {
+        CanaryLayer::new(canary, source, CanaryOptions::default())
+    }
+}

@@ -96,6 +96,7 @@ mod handle;
 mod judge;
 mod layer;
 mod machine;
+mod millis;
 mod route;
 mod service;
 mod settings;

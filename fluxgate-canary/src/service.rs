@@ -15,7 +15,6 @@ use crate::fleet::Fleet;
 use crate::future::{FutureOf, Observation, ResponseFuture};
 use crate::handle::CanaryHandle;
 use crate::judge::Judge;
-use crate::layer::CanaryLayer;
 use crate::route::{Route, Side, sequence_side, sticky_side};
 use crate::settings::{CanaryOptions, CanarySource, RouteRules};
 use crate::shared::{Shared, Windows};
@@ -130,18 +129,6 @@ impl<S, C> Canary<S, C> {
     /// A builder for a router with options or a [`Fleet`](crate::fleet::Fleet).
     pub fn builder(stable: S, canary: C, source: impl Into<CanarySource>) -> CanaryBuilder<S, C> {
         CanaryBuilder::new(stable, canary, source.into())
-    }
-
-    /// A layer that wraps a stable service into a router to `canary`, and its judge.
-    ///
-    /// # Errors
-    ///
-    /// [`CanaryError::Window`] if the analysis windows cannot be built for the interval.
-    pub fn layer(
-        canary: C,
-        source: impl Into<CanarySource>,
-    ) -> Result<(CanaryLayer<C>, Judge), CanaryError> {
-        CanaryLayer::new(canary, source, CanaryOptions::default())
     }
 
     pub(crate) fn from_parts(stable: S, canary: C, shared: Arc<Shared>, alive: Arc<()>) -> Self {

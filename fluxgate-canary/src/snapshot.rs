@@ -7,29 +7,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use crate::decision::{Decision, Phase};
-
-/// Serializes a duration as floating-point milliseconds.
-pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64() * 1e3)
-}
-
-/// Deserializes a duration from floating-point milliseconds (negative or non-finite: zero).
-pub(crate) fn de_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let ms = f64::deserialize(deserializer)?;
-    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or_default())
-}
-
-fn opt_millis<S: Serializer>(
-    duration: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    duration
-        .map(|d| d.as_secs_f64() * 1e3)
-        .serialize(serializer)
-}
+use crate::millis::{millis, opt_millis};
 
 /// The last decision in JSON: the decision's fields and `agoMs`.
 #[derive(Serialize)]

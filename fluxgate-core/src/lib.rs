@@ -13,7 +13,9 @@
 //! - [`outcome`]: how a response or an error is classified (success, failure, overload);
 //! - [`key`]: how a request is turned into a rate-limit or stickiness key;
 //! - [`api`]: the JSON documents of a gateway's admin API (`/api/status`), shared by the server
-//!   and `fluxctl`.
+//!   and `fluxctl`;
+//! - [`task`]: [`TaskHandle`](task::TaskHandle), the one lifecycle of every background task
+//!   (dropping the handle stops the task), and [`BoxError`], the one boxed error type.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
@@ -22,5 +24,16 @@ pub mod key;
 pub mod outcome;
 pub mod policy;
 pub mod quantile;
+mod ring;
 pub mod store;
+pub mod task;
 pub mod window;
+
+/// The boxed error every FluxGate crate uses where an error type is erased (the same type as
+/// `tower::BoxError`).
+///
+/// ```
+/// let error: fluxgate_core::BoxError = "no endpoint".into();
+/// assert_eq!(error.to_string(), "no endpoint");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

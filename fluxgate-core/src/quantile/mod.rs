@@ -46,8 +46,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::window::ring::{Divisor, TaggedCounter, Ticker};
-use crate::window::{WindowError, check_shape};
+use crate::ring::{Divisor, TaggedCounter, Ticker, WindowError, check_shape};
 
 /// The largest latency told apart from others; longer ones are counted as this.
 pub const MAX_TRACKED: Duration = Duration::from_micros(bins::MAX_MICROS);

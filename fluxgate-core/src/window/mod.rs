@@ -38,7 +38,6 @@
 //! assert_eq!(window.totals(start + Duration::from_secs(12)).requests, 0);
 //! ```
 
-pub(crate) mod ring;
 mod traffic;
 
 use std::time::Duration;
@@ -46,43 +45,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::outcome::Outcome;
-use ring::{Divisor, TaggedCounter, Ticker};
+pub(crate) use crate::ring::check_shape;
+use crate::ring::{Divisor, TaggedCounter, Ticker};
+pub use crate::ring::{MAX_BUCKETS, MIN_BUCKET_WIDTH, WindowError};
 pub use traffic::TrafficWindow;
-
-/// The most buckets a window may have.
-pub const MAX_BUCKETS: u32 = 3_600;
-
-/// The shortest bucket width.
-pub const MIN_BUCKET_WIDTH: Duration = Duration::from_millis(1);
-
-/// Why a window cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WindowError {
-    /// A window needs at least one bucket.
-    #[error("a window needs at least one bucket")]
-    NoBuckets,
-    /// More than [`MAX_BUCKETS`] buckets.
-    #[error("{0} buckets is more than the maximum of {MAX_BUCKETS}")]
-    TooManyBuckets(u32),
-    /// A bucket shorter than [`MIN_BUCKET_WIDTH`].
-    #[error("a bucket width of {0:?} is shorter than the minimum of 1ms")]
-    BucketTooShort(Duration),
-}
-
-/// Checks a window's shape; shared with [`LatencyQuantiles`](crate::quantile::LatencyQuantiles).
-pub(crate) fn check_shape(bucket_width: Duration, buckets: u32) -> Result<(), WindowError> {
-    if buckets == 0 {
-        return Err(WindowError::NoBuckets);
-    }
-    if buckets > MAX_BUCKETS {
-        return Err(WindowError::TooManyBuckets(buckets));
-    }
-    if bucket_width < MIN_BUCKET_WIDTH {
-        return Err(WindowError::BucketTooShort(bucket_width));
-    }
-    Ok(())
-}
 
 /// What a [`TimeWindow`] counted over a span of time.
 ///

@@ -1,4 +1,4 @@
-//! Time slots and epoch-tagged counters shared by [`TimeWindow`](super::TimeWindow) and
+//! Time slots and epoch-tagged counters shared by [`TimeWindow`](crate::window::TimeWindow) and
 //! [`LatencyQuantiles`](crate::quantile::LatencyQuantiles).
 //!
 //! Time is cut into epochs of one bucket width since an origin. A ring of `buckets + 1` slots holds
@@ -17,6 +17,42 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The most buckets a window may have.
+pub const MAX_BUCKETS: u32 = 3_600;
+
+/// The shortest bucket width.
+pub const MIN_BUCKET_WIDTH: Duration = Duration::from_millis(1);
+
+/// Why a window cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WindowError {
+    /// A window needs at least one bucket.
+    #[error("a window needs at least one bucket")]
+    NoBuckets,
+    /// More than [`MAX_BUCKETS`] buckets.
+    #[error("{0} buckets is more than the maximum of {MAX_BUCKETS}")]
+    TooManyBuckets(u32),
+    /// A bucket shorter than [`MIN_BUCKET_WIDTH`].
+    #[error("a bucket width of {0:?} is shorter than the minimum of 1ms")]
+    BucketTooShort(Duration),
+}
+
+/// Checks a window's shape; shared by [`TimeWindow`](crate::window::TimeWindow) and
+/// [`LatencyQuantiles`](crate::quantile::LatencyQuantiles).
+pub(crate) fn check_shape(bucket_width: Duration, buckets: u32) -> Result<(), WindowError> {
+    if buckets == 0 {
+        return Err(WindowError::NoBuckets);
+    }
+    if buckets > MAX_BUCKETS {
+        return Err(WindowError::TooManyBuckets(buckets));
+    }
+    if bucket_width < MIN_BUCKET_WIDTH {
+        return Err(WindowError::BucketTooShort(bucket_width));
+    }
+    Ok(())
+}
 
 /// How far ahead (in epochs) a tag may be before it counts as a stale, wrapped-around value.
 const AHEAD_LIMIT: u32 = 1 << 16;
