@@ -1,4 +1,4 @@
-//! The response future of [`Proxy`](super::Proxy).
+//! The response future of [`Proxy`](crate::Proxy).
 //!
 //! Upstream failures are logged at `debug`, once per request: at `warn`, an upstream outage
 //! would write a line per request (STYLE habit 22, `SECURITY.md` "Log hygiene"); the balancer's
@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy;
 use tokio::time::Timeout;
 
-use super::{ProxyBody, headers, text_response};
+use crate::{ProxyBody, headers, text_response};
 
 pin_project_lite::pin_project! {
     /// The future of a proxied response: the upstream's response, or a 400, 502 or 504 answer.

@@ -3,7 +3,7 @@
 //! [`Proxy`] forwards each request to its [`Upstream`] over a shared, pooled hyper-util
 //! [`Client`](hyper_util::client::legacy::Client) and streams both bodies (trailers included) through without buffering them. Use
 //! one `Proxy` per upstream endpoint and put a selector (FluxGate's
-//! [`Balance`](fluxgate_balance::Balance), as [`stack`](crate::stack) does) in front. The client
+//! [`Balance`](fluxgate_balance::Balance), as the gateway's `stack` does) in front. The client
 //! decides the protocol: [`ProxyClients::for_upstream`] gives the one an
 //! [`UpstreamSpec`](crate::upstream::UpstreamSpec) asks for (HTTP/1.1, h2c, or TLS with ALPN).
 //!
@@ -45,7 +45,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use fluxgate_gateway::proxy::{Proxy, ProxyConfig, proxy_client};
+//! use fluxgate_proxy::{Proxy, ProxyConfig, proxy_client};
 //! use std::time::Duration;
 //!
 //! let client = proxy_client();
@@ -54,11 +54,15 @@
 //! let proxy = Proxy::new(client, upstream, config);
 //! # let _ = proxy;
 //! ```
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod clients;
 mod future;
-pub(crate) mod grpc;
+pub mod grpc;
 mod headers;
+pub mod tls;
+pub mod upstream;
+pub mod worker;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -72,7 +76,7 @@ use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use tower::Service;
+use tower_service::Service;
 
 pub use self::clients::{ProxyClient, ProxyClients, proxy_client};
 pub use self::future::ResponseFuture;
@@ -146,7 +150,7 @@ impl Proxy {
     }
 
     /// A proxy to `upstream` that sends through `clients[i]` on serving worker `i`
-    /// ([`worker_index`](crate::server::worker_index); `clients[0]` elsewhere), so that each
+    /// ([`worker_index`](crate::worker::worker_index); `clients[0]` elsewhere), so that each
     /// worker of thread-per-core serving keeps its own upstream connections
     /// ([`ProxyClients::each_for_upstream`] gives such a list). An empty list is one default
     /// client.
@@ -180,7 +184,7 @@ impl Proxy {
     /// The client of the current thread's serving worker.
     fn client(&self) -> &ProxyClient {
         let clients = &self.inner.clients;
-        let worker = crate::server::worker_index();
+        let worker = crate::worker::worker_index();
         clients.get(worker).unwrap_or(&clients[0])
     }
 
@@ -276,8 +280,15 @@ where
     }
 }
 
-/// A small `text/plain` response, `<status>: <detail>`.
-pub(crate) fn text_response(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+/// A small `text/plain` response, `<status>: <detail>`, as the proxy answers its `400`, `502`
+/// and `504`.
+///
+/// ```
+/// let response = fluxgate_proxy::text_response(http::StatusCode::BAD_GATEWAY, "no upstream");
+/// assert_eq!(response.status(), 502);
+/// ```
+#[must_use]
+pub fn text_response(status: StatusCode, detail: &str) -> Response<ProxyBody> {
     let text = format!("{status}: {detail}\n");
     let body = http_body_util::Full::new(Bytes::from(text))
         .map_err(|never| match never {})
