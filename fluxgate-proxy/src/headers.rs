@@ -1,4 +1,4 @@
-//! Header rewriting: hop-by-hop removal and the `X-Forwarded-*` headers.
+//! Header rewriting: hop-by-hop removal, the `X-Forwarded-*` headers and `Forwarded`.
 
 use std::net::IpAddr;
 
@@ -48,41 +48,86 @@ pub(crate) fn wants_trailers(headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
 }
 
-/// Appends `peer` to `X-Forwarded-For`, keeping the addresses already there in front (several
-/// `X-Forwarded-For` lines are joined into one), and sets `X-Forwarded-Proto` and
+/// What a request's hop through this proxy was: who sent it, the `Host` it asked for, whether it
+/// came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hop<'a> {
+    pub(crate) peer: Option<IpAddr>,
+    pub(crate) host: Option<&'a HeaderValue>,
+    pub(crate) tls: bool,
+}
+
+impl Hop<'_> {
+    fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// Appends `item` to the comma-separated list `name`, keeping the items already there in front
+/// (several lines of it are joined into one).
+fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &[u8]) {
+    let mut list = Vec::new();
+    for value in headers.get_all(name) {
+        list.extend_from_slice(value.as_bytes());
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(item);
+    if let Ok(value) = HeaderValue::from_bytes(&list) {
+        headers.insert(name, value);
+    }
+}
+
+/// Appends the peer to `X-Forwarded-For` (when it is known), and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` when the client did not send them (the protocol is `https` when the
 /// client came over TLS).
-pub(crate) fn add_forwarded(
-    headers: &mut HeaderMap,
-    peer: Option<IpAddr>,
-    host: Option<&HeaderValue>,
-    tls: bool,
-) {
-    if let Some(peer) = peer {
-        let mut chain = Vec::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            if !chain.is_empty() {
-                chain.extend_from_slice(b", ");
-            }
-            chain.extend_from_slice(value.as_bytes());
-        }
-        if !chain.is_empty() {
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(peer.to_string().as_bytes());
-        if let Ok(value) = HeaderValue::from_bytes(&chain) {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
+pub(crate) fn add_x_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    if let Some(peer) = hop.peer {
+        append_to_list(headers, &X_FORWARDED_FOR, peer.to_string().as_bytes());
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        let proto = if tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto()));
     }
-    if let Some(host) = host
+    if let Some(host) = hop.host
         && !headers.contains_key(&X_FORWARDED_HOST)
     {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
+}
+
+/// Appends this hop's element, `for=…;proto=…;host=…`, to the `Forwarded` header (RFC 7239):
+/// an IPv6 address is bracketed and quoted (`for="[2001:db8::1]"`), an unknown peer is
+/// `for=unknown`, and a host that is not a token (a port's `:`) is quoted.
+pub(crate) fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let mut element = String::from("for=");
+    match hop.peer {
+        Some(IpAddr::V4(ip)) => element.push_str(&ip.to_string()),
+        Some(IpAddr::V6(ip)) => element.push_str(&format!("\"[{ip}]\"")),
+        None => element.push_str("unknown"),
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto());
+    if let Some(host) = hop.host.and_then(|host| host.to_str().ok()) {
+        element.push_str(";host=");
+        push_token_or_quoted(&mut element, host);
+    }
+    append_to_list(headers, &header::FORWARDED, element.as_bytes());
+}
+
+/// Pushes `value` as a token if it is one (RFC 9110 `tchar`s), otherwise as a quoted string.
+fn push_token_or_quoted(out: &mut String, value: &str) {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !value.is_empty() && value.chars().all(is_tchar) {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -112,13 +157,68 @@ mod tests {
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.2"));
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("shop.example");
-        add_forwarded(&mut headers, Some([10, 0, 0, 9].into()), Some(&host), false);
+        let hop = Hop {
+            peer: Some([10, 0, 0, 9].into()),
+            host: Some(&host),
+            tls: false,
+        };
+        add_x_forwarded(&mut headers, &hop);
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.1, 192.0.2.2, 10.0.0.9");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
         assert_eq!(headers[&X_FORWARDED_HOST], "shop.example");
         let mut tls = HeaderMap::new();
-        add_forwarded(&mut tls, None, None, true);
+        let hop = Hop {
+            peer: None,
+            host: None,
+            tls: true,
+        };
+        add_x_forwarded(&mut tls, &hop);
         assert_eq!(tls[&X_FORWARDED_PROTO], "https");
+        assert!(!tls.contains_key(&X_FORWARDED_FOR));
+    }
+
+    #[test]
+    fn appends_a_forwarded_element() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::FORWARDED, HeaderValue::from_static("for=192.0.2.1"));
+        let host = HeaderValue::from_static("shop.example:8080");
+        let v6 = Hop {
+            peer: Some("2001:db8:cafe::17".parse().unwrap()),
+            host: Some(&host),
+            tls: true,
+        };
+        append_forwarded(&mut headers, &v6);
+        assert_eq!(
+            headers[header::FORWARDED],
+            r#"for=192.0.2.1, for="[2001:db8:cafe::17]";proto=https;host="shop.example:8080""#
+        );
+        let mut fresh = HeaderMap::new();
+        let host = HeaderValue::from_static("shop.example");
+        let v4 = Hop {
+            peer: Some([10, 0, 0, 9].into()),
+            host: Some(&host),
+            tls: false,
+        };
+        append_forwarded(&mut fresh, &v4);
+        assert_eq!(
+            fresh[header::FORWARDED],
+            "for=10.0.0.9;proto=http;host=shop.example"
+        );
+        let mut unknown = HeaderMap::new();
+        let hop = Hop {
+            peer: None,
+            host: None,
+            tls: false,
+        };
+        append_forwarded(&mut unknown, &hop);
+        assert_eq!(unknown[header::FORWARDED], "for=unknown;proto=http");
+    }
+
+    #[test]
+    fn quotes_what_is_not_a_token() {
+        let mut out = String::new();
+        push_token_or_quoted(&mut out, r#"a"b\c"#);
+        assert_eq!(out, r#""a\"b\\c""#);
     }
 
     #[test]
