@@ -329,10 +329,8 @@ impl DnsDiscovery {
             let addresses = status.names.get(&name).map(|s| s.addresses.as_slice());
             for address in addresses.unwrap_or_default() {
                 if let Some(upstream) = at_address(&spec.upstream, *address) {
-                    let resolved = UpstreamSpec {
-                        upstream,
-                        ..spec.clone()
-                    };
+                    let mut resolved = spec.clone();
+                    resolved.upstream = upstream;
                     targets
                         .entry(resolved.upstream.to_string())
                         .or_insert(resolved);

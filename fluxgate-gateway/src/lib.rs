@@ -4,9 +4,10 @@
 //!
 //! The parts, each usable on its own:
 //!
-//! - [`proxy`]: a streaming reverse proxy to one upstream, as a tower service;
+//! - [`proxy`]: a streaming reverse proxy to one upstream, as a tower service (the
+//!   `fluxgate-proxy` crate, re-exported);
 //! - [`stack`]: the whole request path (rate limit, canary, balancers, proxies) from a policy;
-//! - [`upstream`]: upstream URLs and `URL,weight=N` arguments;
+//! - [`upstream`]: upstream URLs and `URL,weight=N` arguments (from `fluxgate-proxy`);
 //! - [`discovery`]: upstreams named by DNS, an endpoint per address, resolved again periodically;
 //! - [`server`]: an HTTP/1.1 + HTTP/2 (h2c, or TLS with ALPN) accept loop with graceful shutdown
 //!   for any tower service;
@@ -31,7 +32,7 @@ pub mod kube;
 pub mod lifecycle;
 pub mod policy;
 mod probe;
-pub mod proxy;
+pub use fluxgate_proxy as proxy;
 pub mod redis;
 pub mod request_id;
 mod respond;

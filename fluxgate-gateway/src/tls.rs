@@ -3,7 +3,8 @@
 //!
 //! - [`client_config`]: the roots an `https://` upstream is verified with, the system's
 //!   (`rustls-native-certs`: `/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`) or a private CA
-//!   given as PEM; [`ProxyClients`](crate::proxy::ProxyClients) sets the ALPN protocols.
+//!   given as PEM; [`ProxyClients`](crate::proxy::ProxyClients) sets the ALPN protocols. It lives
+//!   in `fluxgate-proxy` ([`fluxgate_proxy::tls`]) with [`ClientTls`] and [`TlsError`].
 //! - [`TlsAcceptor`]: a certificate chain and its key (PEM) offering ALPN `h2` and `http/1.1`;
 //!   put it in [`ServerConfig::tls`](crate::server::ServerConfig::tls) and the server does the
 //!   handshake on each accepted connection, then serves HTTP/2 or HTTP/1.1 as ALPN chose.
@@ -26,107 +27,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use fluxgate_proxy::tls::{ClientTls, TlsError, client_config, pem_certificates};
+use rustls::ServerConfig;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
-
-/// Why a TLS configuration could not be made.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("{0}")]
-    Io(std::io::Error),
-    /// The PEM text holds no certificate.
-    #[error("no PEM certificate found")]
-    NoCertificate,
-    /// The PEM text holds no private key (PKCS#8, PKCS#1 or SEC1).
-    #[error("no PEM private key found")]
-    NoKey,
-    /// A certificate or key could not be parsed.
-    #[error("bad PEM: {0}")]
-    Pem(String),
-    /// rustls refused the configuration (a key that does not match the certificate, ...).
-    #[error("{0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-/// The `ring` crypto provider, whatever the process-wide default is.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Every certificate of a PEM text.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TlsError::Pem(error.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    Ok(certs)
-}
-
-/// The system's trusted roots, loaded once per process (unreadable ones are skipped).
-fn system_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    Arc::clone(ROOTS.get_or_init(|| {
-        let loaded = rustls_native_certs::load_native_certs();
-        for error in &loaded.errors {
-            tracing::debug!(%error, "a system root certificate could not be loaded");
-        }
-        let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
-        tracing::debug!(added, ignored, "system root certificates");
-        Arc::new(roots)
-    }))
-}
-
-/// A client configuration verifying servers with `ca` (PEM, one or more certificates) or, when
-/// `None`, the system's roots; no ALPN protocols yet, no client certificate.
-///
-/// ```
-/// let config = fluxgate_gateway::tls::client_config(None).unwrap();
-/// assert!(config.alpn_protocols.is_empty());
-/// assert!(fluxgate_gateway::tls::client_config(Some(b"not pem")).is_err());
-/// ```
-///
-/// # Errors
-///
-/// [`TlsError`] when `ca` holds no certificate or one that cannot be parsed.
-pub fn client_config(ca: Option<&[u8]>) -> Result<ClientConfig, TlsError> {
-    let roots = match ca {
-        None => system_roots(),
-        Some(pem) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(pem)? {
-                roots
-                    .add(cert)
-                    .map_err(|error| TlsError::Pem(error.to_string()))?;
-            }
-            Arc::new(roots)
-        }
-    };
-    Ok(ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// Marks a request that came over TLS (inserted by the server with [`ServerConfig::tls`](crate::server::ServerConfig::tls)).
-///
-/// ```
-/// use fluxgate_gateway::tls::ClientTls;
-/// let mut request = http::Request::new(());
-/// request.extensions_mut().insert(ClientTls);
-/// assert!(request.extensions().get::<ClientTls>().is_some());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientTls;
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,12 +63,13 @@ impl TlsAcceptor {
     ///
     /// [`TlsError`] when either cannot be parsed or the key does not fit the certificate.
     pub fn new(cert: &[u8], key: &[u8]) -> Result<Self, TlsError> {
-        let chain = certificates(cert)?;
+        let chain = pem_certificates(cert)?;
         let key = PrivateKeyDer::from_pem_slice(key).map_err(|error| match error {
             rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey,
             other => TlsError::Pem(other.to_string()),
         })?;
-        let mut config = ServerConfig::builder_with_provider(provider())
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;

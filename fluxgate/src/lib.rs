@@ -11,6 +11,8 @@ pub use fluxgate_balance as balance;
 pub mod metrics;
 #[cfg(feature = "canary")]
 pub use fluxgate_canary as canary;
+#[cfg(feature = "proxy")]
+pub use fluxgate_proxy as proxy;
 #[cfg(feature = "ratelimit")]
 pub use fluxgate_ratelimit as ratelimit;
 #[cfg(feature = "stack")]

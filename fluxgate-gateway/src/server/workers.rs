@@ -13,24 +13,9 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 
+pub use fluxgate_proxy::worker::worker_index;
+
 use super::{HttpService, ResponseBody, ServerConfig, ServerError, ServerHandle, serve};
-
-std::thread_local! {
-    /// The index of the serving worker this thread is (1-based; 0 on other threads).
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The serving worker the current thread is: `1..=workers` on the threads of
-/// [`spawn_workers`], 0 elsewhere. Per-worker resources (the proxies' connection pools) are
-/// picked with it.
-///
-/// ```
-/// assert_eq!(fluxgate_gateway::server::worker_index(), 0);
-/// ```
-#[must_use]
-pub fn worker_index() -> usize {
-    WORKER.with(std::cell::Cell::get)
-}
 
 /// Binds `addr` once per worker (`SO_REUSEPORT`; a port 0 is chosen once and shared) and runs
 /// [`serve`] on each socket on its own thread, in a current-thread runtime. The handle stops
@@ -67,7 +52,7 @@ where
         std::thread::Builder::new()
             .name(format!("fluxgate-worker-{}", index + 1))
             .spawn(move || {
-                WORKER.with(|w| w.set(index + 1));
+                fluxgate_proxy::worker::set_worker_index(index + 1);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

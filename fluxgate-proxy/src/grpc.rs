@@ -1,5 +1,17 @@
-//! What the gateway needs of gRPC: telling gRPC requests, their `grpc-timeout`, and turning its
+//! What a proxy needs of gRPC: telling gRPC requests, their `grpc-timeout`, and turning its
 //! own HTTP refusals into trailers-only gRPC answers.
+//!
+//! # Example
+//!
+//! ```
+//! use fluxgate_proxy::{grpc, text_response};
+//! use http::StatusCode;
+//!
+//! let answer = grpc::refusal_as_grpc(text_response(StatusCode::BAD_GATEWAY, "down"));
+//! assert_eq!(answer.status(), StatusCode::OK);
+//! assert_eq!(answer.headers()["grpc-status"], "14");
+//! assert!(grpc::is_grpc(answer.headers()));
+//! ```
 
 use std::time::Duration;
 
@@ -7,17 +19,27 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
-use super::ProxyBody;
+use crate::ProxyBody;
 
 /// Whether a request or response is gRPC (`content-type: application/grpc` or `application/grpc+…`).
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+#[must_use]
+pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The `grpc-timeout` of a request: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
-pub(crate) fn timeout(headers: &HeaderMap) -> Option<Duration> {
+/// The `grpc-timeout` of a request: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`);
+/// `None` when absent or malformed.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("grpc-timeout", http::HeaderValue::from_static("250m"));
+/// let deadline = fluxgate_proxy::grpc::timeout(&headers);
+/// assert_eq!(deadline, Some(std::time::Duration::from_millis(250)));
+/// ```
+#[must_use]
+pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -54,7 +76,8 @@ fn code(status: StatusCode) -> &'static str {
 /// For a gRPC request: a non-2xx answer without `grpc-status` (the gateway's `502`, `503`,
 /// `504`, ...) becomes a trailers-only gRPC answer (HTTP 200, `grpc-status` and `grpc-message`
 /// in the headers, no body); gRPC answers pass unchanged.
-pub(crate) fn refusal_as_grpc(response: Response<ProxyBody>) -> Response<ProxyBody> {
+#[must_use]
+pub fn refusal_as_grpc(response: Response<ProxyBody>) -> Response<ProxyBody> {
     let status = response.status();
     if status.is_success() || response.headers().contains_key("grpc-status") {
         return response;
@@ -104,7 +127,7 @@ mod tests {
 
     #[test]
     fn refusals_become_trailers_only() {
-        let refusal = super::super::text_response(StatusCode::GATEWAY_TIMEOUT, "late");
+        let refusal = crate::text_response(StatusCode::GATEWAY_TIMEOUT, "late");
         let grpc = refusal_as_grpc(refusal);
         assert_eq!(grpc.status(), StatusCode::OK);
         assert_eq!(grpc.headers()["grpc-status"], "4");

@@ -1,4 +1,4 @@
-//! The response future of [`Proxy`](super::Proxy).
+//! The response future of [`Proxy`](crate::Proxy).
 //!
 //! Upstream failures are logged at `debug`, once per request: at `warn`, an upstream outage
 //! would write a line per request (STYLE habit 22, `SECURITY.md` "Log hygiene"); the balancer's
@@ -19,15 +19,31 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy;
 use tokio::time::Timeout;
 
-use super::{ProxyBody, headers, text_response};
+use crate::{ProxyBody, headers, text_response};
 
 pin_project_lite::pin_project! {
     /// The future of a proxied response: the upstream's response, or a 400, 502 or 504 answer.
+    ///
+    /// ```
+    /// use fluxgate_proxy::{Proxy, ProxyConfig, ResponseFuture, proxy_client};
+    /// use tower_service::Service;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let upstream = "http://127.0.0.1:9".parse().unwrap();
+    /// let mut proxy = Proxy::new(proxy_client(), upstream, ProxyConfig::default());
+    /// let request = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+    /// let _future: ResponseFuture = proxy.call(request);
+    /// # }
+    /// ```
     pub struct ResponseFuture {
         #[pin]
         kind: Kind,
     }
 }
+
+/// Makes the [`RetryableRequest`] of a request without a body: sent (`true`) or not.
+pub(crate) type GiveBack = Box<dyn FnOnce(bool) -> RetryableRequest + Send>;
 
 pin_project_lite::pin_project! {
     #[project = KindProj]
@@ -38,8 +54,8 @@ pin_project_lite::pin_project! {
             inner: Timeout<legacy::ResponseFuture>,
             upstream: Authority,
             timeout: Duration,
-            // The parts of a request without a body, given back on a connection failure.
-            retry: Option<http::request::Parts>,
+            // Gives a request without a body back on a connection failure.
+            retry: Option<GiveBack>,
         },
     }
 }
@@ -67,11 +83,11 @@ impl ResponseFuture {
         }
     }
 
-    /// Keeps `parts` (of a request without a body) to give back with a `502`, as a
+    /// Keeps `give_back` (of a request without a body) to give it back with a `502`, as a
     /// [`RetryableRequest`]: not sent when the connection could not be made, sent otherwise.
-    pub(crate) fn with_retry(mut self, parts: Option<http::request::Parts>) -> Self {
+    pub(crate) fn with_retry(mut self, give_back: Option<GiveBack>) -> Self {
         if let Kind::Forward { retry, .. } = &mut self.kind {
-            *retry = parts;
+            *retry = give_back;
         }
         self
     }
@@ -108,17 +124,9 @@ impl Future for ResponseFuture {
                         StatusCode::BAD_GATEWAY,
                         "the upstream refused or closed the connection",
                     );
-                    if let Some(parts) = retry.take() {
-                        let empty: ProxyBody = http_body_util::Empty::<bytes::Bytes>::new()
-                            .map_err(|never| match never {})
-                            .boxed_unsync();
-                        let request = http::Request::from_parts(parts, empty);
-                        let given_back = if error.is_connect() {
-                            RetryableRequest::not_sent(request)
-                        } else {
-                            RetryableRequest::sent(request)
-                        };
-                        response.extensions_mut().insert(given_back);
+                    if let Some(give_back) = retry.take() {
+                        let sent = !error.is_connect();
+                        response.extensions_mut().insert(give_back(sent));
                     }
                     response
                 }

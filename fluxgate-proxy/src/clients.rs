@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 
-use super::ProxyBody;
+use crate::ProxyBody;
 use crate::tls::{TlsError, client_config};
 use crate::upstream::{Protocol, UpstreamSpec};
 
@@ -18,7 +18,7 @@ use crate::upstream::{Protocol, UpstreamSpec};
 /// timeout or the call's deadline).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pooled client [`Proxy`](super::Proxy) services share; clone it freely. It speaks plain
+/// A pooled client [`Proxy`](crate::Proxy) services share; clone it freely. It speaks plain
 /// `http://` and, through rustls, `https://`; [`ProxyClients`] holds one per protocol.
 pub type ProxyClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
@@ -27,7 +27,7 @@ pub type ProxyClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 /// connections.
 ///
 /// ```
-/// let _client = fluxgate_gateway::proxy::proxy_client();
+/// let _client = fluxgate_proxy::proxy_client();
 /// ```
 #[must_use]
 pub fn proxy_client() -> ProxyClient {
@@ -39,8 +39,7 @@ pub fn proxy_client() -> ProxyClient {
 /// (each with its own connection pool), for thread-per-core serving.
 ///
 /// ```
-/// use fluxgate_gateway::proxy::ProxyClients;
-/// use fluxgate_gateway::upstream::UpstreamSpec;
+/// use fluxgate_proxy::{ProxyClients, UpstreamSpec};
 ///
 /// let clients = ProxyClients::system();
 /// let grpc: UpstreamSpec = "http://127.0.0.1:50051,protocol=grpc".parse().unwrap();
@@ -80,7 +79,8 @@ impl ProxyClients {
         let config = client_config(None).unwrap_or_else(|error| {
             // Only when rustls refuses its own defaults: use the process-wide provider instead.
             tracing::warn!(%error, "TLS client configuration refused, using rustls' defaults");
-            fluxgate_core::store::install_tls_provider();
+            // An error only means a provider is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
@@ -107,12 +107,12 @@ impl ProxyClients {
         }
     }
 
-    /// The same clients, plus one set (one connection pool) per serving worker of
-    /// [`spawn_workers`](crate::server::spawn_workers): a proxy picks its worker's, so that
+    /// The same clients, plus one set (one connection pool) per serving worker (threads `1..=workers`
+    /// of [`worker_index`](crate::worker::worker_index)): a proxy picks its worker's, so that
     /// an upstream connection is only ever used by the thread that made it.
     ///
     /// ```
-    /// let clients = fluxgate_gateway::proxy::ProxyClients::system().workers(2);
+    /// let clients = fluxgate_proxy::ProxyClients::system().workers(2);
     /// # let _ = clients;
     /// ```
     #[must_use]

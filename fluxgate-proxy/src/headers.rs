@@ -1,0 +1,231 @@
+//! Header rewriting: hop-by-hop removal, the `X-Forwarded-*` headers and `Forwarded`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection and never cross a proxy (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The `X-Forwarded-For` header.
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The `X-Forwarded-Proto` header.
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// The `X-Forwarded-Host` header.
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes the hop-by-hop headers and every header named in `Connection`.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Whether the request's `TE` header lists `trailers` (the one `TE` value forwarded).
+pub(crate) fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// What a request's hop through this proxy was: who sent it, the `Host` it asked for, whether it
+/// came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hop<'a> {
+    pub(crate) peer: Option<IpAddr>,
+    pub(crate) host: Option<&'a HeaderValue>,
+    pub(crate) tls: bool,
+}
+
+impl Hop<'_> {
+    fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// Appends `item` to the comma-separated list `name`, keeping the items already there in front
+/// (several lines of it are joined into one).
+fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &[u8]) {
+    let mut list = Vec::new();
+    for value in headers.get_all(name) {
+        list.extend_from_slice(value.as_bytes());
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(item);
+    if let Ok(value) = HeaderValue::from_bytes(&list) {
+        headers.insert(name, value);
+    }
+}
+
+/// Appends the peer to `X-Forwarded-For` (when it is known), and sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` when the client did not send them (the protocol is `https` when the
+/// client came over TLS).
+pub(crate) fn add_x_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    if let Some(peer) = hop.peer {
+        append_to_list(headers, &X_FORWARDED_FOR, peer.to_string().as_bytes());
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto()));
+    }
+    if let Some(host) = hop.host
+        && !headers.contains_key(&X_FORWARDED_HOST)
+    {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+}
+
+/// Appends this hop's element, `for=…;proto=…;host=…`, to the `Forwarded` header (RFC 7239):
+/// an IPv6 address is bracketed and quoted (`for="[2001:db8::1]"`), an unknown peer is
+/// `for=unknown`, and a host that is not a token (a port's `:`) is quoted.
+pub(crate) fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let mut element = String::from("for=");
+    match hop.peer {
+        Some(IpAddr::V4(ip)) => element.push_str(&ip.to_string()),
+        Some(IpAddr::V6(ip)) => element.push_str(&format!("\"[{ip}]\"")),
+        None => element.push_str("unknown"),
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto());
+    if let Some(host) = hop.host.and_then(|host| host.to_str().ok()) {
+        element.push_str(";host=");
+        push_token_or_quoted(&mut element, host);
+    }
+    append_to_list(headers, &header::FORWARDED, element.as_bytes());
+}
+
+/// Pushes `value` as a token if it is one (RFC 9110 `tchar`s), otherwise as a quoted string.
+fn push_token_or_quoted(out: &mut String, value: &str) {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !value.is_empty() && value.chars().all(is_tchar) {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_listed_and_named_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn appends_the_peer_to_forwarded_for() {
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.2"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let host = HeaderValue::from_static("shop.example");
+        let hop = Hop {
+            peer: Some([10, 0, 0, 9].into()),
+            host: Some(&host),
+            tls: false,
+        };
+        add_x_forwarded(&mut headers, &hop);
+        assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.1, 192.0.2.2, 10.0.0.9");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[&X_FORWARDED_HOST], "shop.example");
+        let mut tls = HeaderMap::new();
+        let hop = Hop {
+            peer: None,
+            host: None,
+            tls: true,
+        };
+        add_x_forwarded(&mut tls, &hop);
+        assert_eq!(tls[&X_FORWARDED_PROTO], "https");
+        assert!(!tls.contains_key(&X_FORWARDED_FOR));
+    }
+
+    #[test]
+    fn appends_a_forwarded_element() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::FORWARDED, HeaderValue::from_static("for=192.0.2.1"));
+        let host = HeaderValue::from_static("shop.example:8080");
+        let v6 = Hop {
+            peer: Some("2001:db8:cafe::17".parse().unwrap()),
+            host: Some(&host),
+            tls: true,
+        };
+        append_forwarded(&mut headers, &v6);
+        assert_eq!(
+            headers[header::FORWARDED],
+            r#"for=192.0.2.1, for="[2001:db8:cafe::17]";proto=https;host="shop.example:8080""#
+        );
+        let mut fresh = HeaderMap::new();
+        let host = HeaderValue::from_static("shop.example");
+        let v4 = Hop {
+            peer: Some([10, 0, 0, 9].into()),
+            host: Some(&host),
+            tls: false,
+        };
+        append_forwarded(&mut fresh, &v4);
+        assert_eq!(
+            fresh[header::FORWARDED],
+            "for=10.0.0.9;proto=http;host=shop.example"
+        );
+        let mut unknown = HeaderMap::new();
+        let hop = Hop {
+            peer: None,
+            host: None,
+            tls: false,
+        };
+        append_forwarded(&mut unknown, &hop);
+        assert_eq!(unknown[header::FORWARDED], "for=unknown;proto=http");
+    }
+
+    #[test]
+    fn quotes_what_is_not_a_token() {
+        let mut out = String::new();
+        push_token_or_quoted(&mut out, r#"a"b\c"#);
+        assert_eq!(out, r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn finds_te_trailers() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_trailers(&headers));
+        headers.insert(header::TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(wants_trailers(&headers));
+    }
+}

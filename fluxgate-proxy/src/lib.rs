@@ -1,0 +1,130 @@
+//! A streaming HTTP reverse proxy to one upstream, as a tower [`Service`](tower_service::Service):
+//! the forwarding service behind a balancer, in an axum app or any hyper server.
+//!
+//! [`Proxy`] forwards each request to its [`Upstream`] over a shared, pooled hyper-util
+//! [`Client`](hyper_util::client::legacy::Client) and streams both bodies (trailers included)
+//! through without buffering them. Use one `Proxy` per upstream endpoint and put a selector in
+//! front (FluxGate's [`Balance`](fluxgate_balance::Balance): a `Proxy` never fails its call, and
+//! its `502` gives a bodiless request back for the balancer's retry on another endpoint). The
+//! client decides the protocol: [`ProxyClients::for_upstream`] gives the one an
+//! [`UpstreamSpec`] asks for (HTTP/1.1, h2c, or TLS with ALPN).
+//!
+//! What it does to a request:
+//! - the URI becomes the upstream's scheme and authority, the upstream's path prefix, then the
+//!   request's own path and query;
+//! - the client's `Host` is kept ([`ProxyConfig::preserve_host`], on by default; when the request
+//!   has no `Host`, as in HTTP/2, the authority of its URI is used); with `preserve_host(false)`
+//!   the upstream's authority is sent instead;
+//! - hop-by-hop headers (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization` and every header
+//!   named in `Connection`) are removed, from the request and from the response;
+//! - `TE: trailers` is kept for gRPC requests (gRPC servers need it; the proxy passes
+//!   trailers through);
+//! - the client's IP is appended to `X-Forwarded-For`; `X-Forwarded-Proto` (`http`, or `https`
+//!   with the [`ClientTls`] extension) and `X-Forwarded-Host` are set when absent;
+//! - with [`ProxyConfig::forwarded`] (off by default), a `for=…;proto=…;host=…` element is
+//!   appended to the RFC 7239 `Forwarded` header as well (`X-Forwarded-For` is still written).
+//!
+//! The client's address comes from the request's extensions
+//! ([`fluxgate_core::key::peer_addr`]): the [`PeerAddr`](fluxgate_core::key::PeerAddr) a hyper
+//! accept loop inserts, else axum's `ConnectInfo<SocketAddr>` (feature `axum`: serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`), else a tonic server's
+//! `TcpConnectInfo` (feature `tonic`). Without any of them, `X-Forwarded-For` is left as the
+//! client sent it and a `Forwarded` element says `for=unknown`.
+//!
+//! gRPC requests (`content-type: application/grpc*`) are not bound by [`ProxyConfig::timeout`]:
+//! a call lasts as long as its client wants (a stream may wait long for its first message).
+//! A `grpc-timeout` header is their deadline for the response headers instead (and goes on
+//! upstream, so that the upstream enforces it on the rest of the call).
+//!
+//! What it answers itself, never failing the `Service` call (`Error = Infallible`, so it needs
+//! no `HandleErrorLayer` in axum):
+//! - `400 Bad Request` for a request it cannot forward: `CONNECT`, a target without a path, a
+//!   `Host` that is not a valid authority;
+//! - `502 Bad Gateway` when the upstream refuses the connection (nothing listening), or closes or
+//!   resets it before sending response headers; a request without a body is given back with it,
+//!   as it came (a `Request<B>` of the caller's body type), in a
+//!   [`RetryableRequest`](fluxgate_balance::RetryableRequest) in the response's extensions
+//!   (marked not sent when the connection was refused), for a
+//!   [`Retry`](fluxgate_balance::Retry) around the balancer to send it to another endpoint;
+//! - `504 Gateway Timeout` when no response headers arrived within [`ProxyConfig::timeout`]
+//!   (15 seconds by default, connecting and the TLS handshake included; the TCP connect alone is
+//!   also bounded by 10 seconds), or within the `grpc-timeout` of a gRPC request.
+//!
+//! Once the response headers have been passed on, an upstream error can no longer become a
+//! status: the response body ends with that error, which makes hyper's server abort the
+//! response (HTTP/1.1 closes the connection before the final chunk, HTTP/2 resets the stream), so
+//! the client sees a truncated response rather than a complete one. The body is not bound by the
+//! timeout: a long download or a slow stream goes on as long as the upstream sends.
+//!
+//! For thread-per-core serving, [`Proxy::per_worker`] keeps one client (one connection pool)
+//! per serving worker, picked with [`worker::worker_index`], which the server sets on each of
+//! its threads with [`worker::set_worker_index`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use fluxgate_proxy::{Proxy, ProxyConfig, proxy_client};
+//! use std::time::Duration;
+//!
+//! let client = proxy_client();
+//! let upstream = "http://127.0.0.1:3000".parse().unwrap();
+//! let config = ProxyConfig::default().timeout(Duration::from_secs(5)).forwarded(true);
+//! let proxy = Proxy::new(client, upstream, config);
+//! # let _ = proxy;
+//! ```
+//!
+//! Behind a balancer in an axum app: see the `fluxgate` README's "A gateway on axum".
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod clients;
+mod config;
+mod future;
+pub mod grpc;
+mod headers;
+mod service;
+pub mod tls;
+pub mod upstream;
+pub mod worker;
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub use self::clients::{ProxyClient, ProxyClients, proxy_client};
+pub use self::config::ProxyConfig;
+pub use self::future::ResponseFuture;
+pub use self::service::Proxy;
+pub use self::tls::ClientTls;
+pub use self::upstream::{Upstream, UpstreamSpec};
+
+/// The boxed error of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of proxied requests and of every response of the proxy.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A small `text/plain` response, `<status>: <detail>`, as the proxy answers its `400`, `502`
+/// and `504`.
+///
+/// ```
+/// let response = fluxgate_proxy::text_response(http::StatusCode::BAD_GATEWAY, "no upstream");
+/// assert_eq!(response.status(), 502);
+/// ```
+#[must_use]
+pub fn text_response(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let text = format!("{status}: {detail}\n");
+    let body = http_body_util::Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,216 @@
+//! [`Proxy`]: the forwarding service.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fluxgate_balance::RetryableRequest;
+use http::header::{HOST, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use crate::clients::{ProxyClient, proxy_client};
+use crate::future::{GiveBack, ResponseFuture};
+use crate::headers::{self, Hop};
+use crate::upstream::Upstream;
+use crate::{BoxError, ProxyBody, ProxyConfig, grpc, text_response};
+
+/// A reverse proxy to one [`Upstream`]; see the [crate docs](crate).
+///
+/// Always ready: the pooled client opens connections on demand, so this service gives no
+/// backpressure of its own. A clone costs one reference count.
+///
+/// ```
+/// use fluxgate_proxy::{Proxy, ProxyConfig, proxy_client};
+///
+/// let upstream = "http://127.0.0.1:3000/api".parse().unwrap();
+/// let proxy = Proxy::new(proxy_client(), upstream, ProxyConfig::default());
+/// assert_eq!(proxy.upstream().path_prefix(), "/api");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The client of threads outside the serving workers, then each worker's.
+    clients: Box<[ProxyClient]>,
+    upstream: Upstream,
+    host: HeaderValue,
+    config: ProxyConfig,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` over `client`.
+    #[must_use]
+    pub fn new(client: ProxyClient, upstream: Upstream, config: ProxyConfig) -> Self {
+        Self::per_worker(vec![client], upstream, config)
+    }
+
+    /// A proxy to `upstream` that sends through `clients[i]` on serving worker `i`
+    /// ([`worker_index`](crate::worker::worker_index); `clients[0]` elsewhere), so that each
+    /// worker of thread-per-core serving keeps its own upstream connections
+    /// ([`ProxyClients::each_for_upstream`](crate::ProxyClients::each_for_upstream) gives such a
+    /// list). An empty list is one default client.
+    ///
+    /// ```
+    /// use fluxgate_proxy::{Proxy, ProxyClients, ProxyConfig, UpstreamSpec};
+    ///
+    /// let spec: UpstreamSpec = "http://127.0.0.1:3000".parse().unwrap();
+    /// let clients = ProxyClients::system().workers(2).each_for_upstream(&spec);
+    /// let _proxy = Proxy::per_worker(clients, spec.upstream, ProxyConfig::default());
+    /// ```
+    #[must_use]
+    pub fn per_worker(
+        mut clients: Vec<ProxyClient>,
+        upstream: Upstream,
+        config: ProxyConfig,
+    ) -> Self {
+        if clients.is_empty() {
+            clients.push(proxy_client());
+        }
+        let host = HeaderValue::from_str(upstream.authority().as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Self {
+            inner: Arc::new(Inner {
+                clients: clients.into_boxed_slice(),
+                upstream,
+                host,
+                config,
+            }),
+        }
+    }
+
+    /// The upstream this proxy forwards to.
+    #[must_use]
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    /// How this proxy forwards.
+    #[must_use]
+    pub fn config(&self) -> &ProxyConfig {
+        &self.inner.config
+    }
+
+    /// The client of the current thread's serving worker.
+    fn client(&self) -> &ProxyClient {
+        let clients = &self.inner.clients;
+        let worker = crate::worker::worker_index();
+        clients.get(worker).unwrap_or(&clients[0])
+    }
+
+    /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
+    fn prepare(
+        &self,
+        mut parts: http::request::Parts,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, &'static str> {
+        if parts.method == Method::CONNECT {
+            return Err("CONNECT is not supported");
+        }
+        let Some(path_and_query) = parts.uri.path_and_query() else {
+            return Err("the request target has no path");
+        };
+        let host = match parts.headers.get(HOST) {
+            Some(host) => {
+                Authority::try_from(host.as_bytes()).map_err(|_| "invalid Host header")?;
+                Some(host.clone())
+            }
+            None => parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+        };
+        let uri = self
+            .inner
+            .upstream
+            .join(path_and_query.as_str())
+            .map_err(|_| "invalid request target")?;
+        let hop = Hop {
+            // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: write `a.b.c.d`.
+            peer: fluxgate_core::key::peer_addr(&parts.extensions)
+                .map(|peer| peer.ip().to_canonical()),
+            host: host.as_ref(),
+            tls: parts.extensions.get::<crate::tls::ClientTls>().is_some(),
+        };
+        // gRPC needs `TE: trailers` upstream; other requests lose `TE` with the hop-by-hop headers.
+        let trailers = grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers);
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if trailers {
+            parts
+                .headers
+                .insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
+        headers::add_x_forwarded(&mut parts.headers, &hop);
+        if self.inner.config.forwarded {
+            headers::append_forwarded(&mut parts.headers, &hop);
+        }
+        match host {
+            Some(host) if self.inner.config.preserve_host => parts.headers.insert(HOST, host),
+            _ => parts.headers.insert(HOST, self.inner.host.clone()),
+        };
+        parts.uri = uri;
+        // The client decides the upstream's version (HTTP/1.1, or HTTP/2 by prior knowledge or
+        // ALPN), whatever the client used; hyper takes HTTP/1.1 requests on both.
+        parts.version = Version::HTTP_11;
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+impl<B> Service<Request<B>> for Proxy
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let timeout = if grpc::is_grpc(request.headers()) {
+            // No deadline without grpc-timeout: tokio's timeout takes Duration::MAX as never.
+            grpc::timeout(request.headers()).unwrap_or(Duration::MAX)
+        } else {
+            self.inner.config.timeout
+        };
+        // A request without a body can be given back to the balancer if the upstream fails
+        // (fluxgate_balance::RetryableRequest): keep it as the client sent it, in its own type
+        // (what a `Retry` around the balancer takes back), and send an empty body upstream.
+        let (parts, body) = request.into_parts();
+        let (body, retry) = if http_body::Body::is_end_stream(&body) {
+            let request = Request::from_parts(parts.clone(), body);
+            let give_back: GiveBack = Box::new(move |sent| {
+                if sent {
+                    RetryableRequest::sent(request)
+                } else {
+                    RetryableRequest::not_sent(request)
+                }
+            });
+            (ProxyBody::default(), Some(give_back))
+        } else {
+            (body.map_err(Into::into).boxed_unsync(), None)
+        };
+        match self.prepare(parts, body) {
+            Ok(request) => ResponseFuture::forward(
+                tokio::time::timeout(timeout, self.client().request(request)),
+                self.inner.upstream.authority().clone(),
+                timeout,
+            )
+            .with_retry(retry),
+            Err(reason) => {
+                tracing::debug!(reason, "refusing a request it cannot forward");
+                ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
+            }
+        }
+    }
+}
