@@ -36,28 +36,39 @@ pub(super) type Routing<K, S, B, RB> =
     Either<Canary<SideService<K, S, B>, SideService<K, S, B>>, Direct<K, S, B, RB>>;
 
 /// The stack's service: rate limit, canary, balancers, over endpoints `S` keyed by `K`, taking
-/// `Request<B>` and answering `Response<StackBody<RB>>`; made by [`Stack::service`](super::Stack::service).
+/// `Request<B>` and answering `Response<StackBody<RB>>`; made by
+/// [`Stack::service`](super::Stack::service).
 ///
 /// Its layers are an implementation detail: this type stays the same whichever rate-limit
 /// store the stack uses and however the layers inside it change. Cheap to clone (one clone per
 /// connection or request); a clone starts with no readiness.
 ///
 /// ```
-/// use fluxgate::stack::{StackBody, StackBuilder, StackService};
+/// use std::future::{Ready, ready};
 /// use fluxgate::core::store::{PolicyId, PolicyStore};
-/// use tower::{ServiceExt, service_fn};
+/// use fluxgate::stack::{StackBody, StackBuilder, StackService};
+/// use http::{Request, Response};
+/// use tower::ServiceExt;
+/// use tower::util::{ServiceFn, service_fn};
 ///
-/// type Endpoint = tower::util::ServiceFn<fn(http::Request<String>) -> std::future::Ready<Result<http::Response<String>, std::io::Error>>>;
+/// type Answer = Ready<Result<Response<String>, std::io::Error>>;
+/// type Endpoint = ServiceFn<fn(Request<String>) -> Answer>;
+///
+/// /// What an application keeps: the service, named without the layers inside.
+/// struct App {
+///     service: StackService<&'static str, Endpoint, String, String>,
+/// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let store = PolicyStore::new();
-/// let hello: Endpoint = service_fn(|_| std::future::ready(Ok(http::Response::new("hello".into()))));
+/// let hello: Endpoint = service_fn(|_| ready(Ok(Response::new("hello".to_owned()))));
 /// let stack = StackBuilder::new(&store, &PolicyId::new("shop", "web"))
 ///     .endpoint("a", hello, 1)
 ///     .build()?;
-/// let service: StackService<&str, Endpoint, String, String> = stack.service();
-/// let response: http::Response<StackBody<String>> = service.oneshot(http::Request::new(String::new())).await?;
+/// let app = App { service: stack.service() };
+/// let response: Response<StackBody<String>> =
+///     app.service.oneshot(Request::new(String::new())).await?;
 /// assert_eq!(response.into_body().into_passthrough().ok().as_deref(), Some("hello"));
 /// # Ok(()) }
 /// ```
