@@ -1,7 +1,7 @@
 //! Per-request cost of rate limiting around a no-op service, keyed by a header:
-//! FluxGate's layer (GCRA and sliding window), the floor (a `service_fn` checking a governor
-//! keyed limiter directly) and tower_governor's layer, with 1 key and 100k keys, on one thread
-//! and on two threads sharing the limiter.
+//! FluxGate's layer (GCRA and sliding window; GCRA over `AnyStore` too), the floor (a
+//! `service_fn` checking a governor keyed limiter directly) and tower_governor's layer, with 1 key
+//! and 100k keys, on one thread and on two threads sharing the limiter.
 //!
 //! Run with: `cargo bench -p fluxgate-benches --bench ratelimit_local`
 
@@ -19,6 +19,7 @@ use axum::body::Body;
 use criterion::{BatchSize, Criterion, criterion_group};
 use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
 use fluxgate_ratelimit::RateLimitLayer;
+use fluxgate_ratelimit::store::{AnyStore, LocalStore, RateLimitStore};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service, service_fn};
@@ -85,11 +86,15 @@ impl KeyExtractor for HeaderKey {
     }
 }
 
-fn fluxgate(algorithm: LimitAlgorithm) -> impl Service<Req> + Clone + Send + 'static {
+fn fluxgate<St: RateLimitStore>(
+    algorithm: LimitAlgorithm,
+    store: St,
+) -> impl Service<Req> + Clone + Send + 'static {
     let mut limit = RateLimit::new(RPS as f64, BURST);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
     let layer = RateLimitLayer::builder()
+        .store(store)
         .limit(limit)
         .admit_headers(false)
         .build()
@@ -135,10 +140,18 @@ fn variants() -> Vec<(&'static str, MakeCall)> {
         })
     }
     vec![
-        ("fluxgate/gcra", boxed(fluxgate(LimitAlgorithm::Gcra))),
+        (
+            "fluxgate/gcra",
+            boxed(fluxgate(LimitAlgorithm::Gcra, LocalStore::new())),
+        ),
+        // The local store behind `AnyStore`, as a `fluxgate::stack` stack uses it.
+        (
+            "fluxgate/gcra/any_store",
+            boxed(fluxgate(LimitAlgorithm::Gcra, AnyStore::local())),
+        ),
         (
             "fluxgate/sliding_window",
-            boxed(fluxgate(LimitAlgorithm::SlidingWindow)),
+            boxed(fluxgate(LimitAlgorithm::SlidingWindow, LocalStore::new())),
         ),
         ("floor/governor_service_fn", boxed(floor())),
         ("tower_governor/gcra", boxed(tower_governor())),

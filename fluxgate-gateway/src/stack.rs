@@ -33,7 +33,7 @@
 //!   is a trailers-only gRPC answer instead (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...); the rate
 //!   limiter answers gRPC's `RESOURCE_EXHAUSTED` itself. The balancers and the canary see the
 //!   HTTP statuses (so a `502` counts as the upstream's failure), and a `grpc-status` in the
-//!   trailers when the body ends (the balancer's [`PendingOutcome`]).
+//!   trailers when the body ends (the balancer's [`PendingOutcome`](fluxgate_balance::future::PendingOutcome)).
 //!
 //! Keep the [`Gateway`] alive while its service is used: dropping it stops the health checks,
 //! the canary judge and the policy follower.
@@ -54,43 +54,35 @@
 //! # drop(server); Ok(()) }
 //! ```
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use fluxgate::admin::{Admin, AdminBuilder};
 pub use fluxgate::stack::StackError;
-use fluxgate::stack::{Route as StackRoute, Stack, StackBody, StackBuilder};
+use fluxgate::stack::{Stack, StackBuilder};
 use fluxgate_balance::BalanceHandle;
-use fluxgate_balance::future::PendingOutcome;
 use fluxgate_canary::fleet::FleetStore;
 use fluxgate_canary::{CanaryHandle, Side};
-use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::store::{PolicyId, PolicyStore};
-use fluxgate_ratelimit::store::{RateLimitStore, RedisStore};
-use fluxgate_ratelimit::{MetricsSnapshot, RateLimit, RateLimitLayer};
-use futures::FutureExt;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use tower::Service;
+use fluxgate_ratelimit::store::{AnyStore, RedisStore};
+use fluxgate_ratelimit::{MetricsSnapshot, RateLimitLayer};
+use http::Request;
 
 use crate::access_log::{AccessLog, Served};
 use crate::discovery::DnsDiscovery;
 use crate::front::Front;
 use crate::probe::GatewayProbe;
-use crate::proxy::{self, BoxError, Proxy, ProxyBody, ProxyClients, ProxyConfig, grpc};
+use crate::proxy::{Proxy, ProxyBody, ProxyClients, ProxyConfig};
 use crate::upstream::UpstreamSpec;
+
+mod service;
+
+pub use service::{GatewayFuture, GatewayService};
 
 /// The request type inside the stack.
 pub type ProxyRequest = Request<ProxyBody>;
 
-/// The routing part of the stack (canary, sides, balancers) over proxies.
-type Route = StackRoute<String, Served<Proxy>, ProxyBody, ProxyBody>;
-
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+/// The facade's stack: one type, whichever store keeps the rate-limit counters.
+type GatewayStack = Stack<String, Served<Proxy>, ProxyBody, ProxyBody>;
 
 /// What a [`Gateway`] is built from.
 #[derive(Debug, Clone)]
@@ -189,14 +181,7 @@ impl StackConfig {
 #[derive(Debug)]
 pub struct Gateway {
     service: Front<GatewayService>,
-    stack: Stacks,
-}
-
-/// The facade's stack, over the local store or over Redis.
-#[derive(Debug)]
-enum Stacks {
-    Local(Stack<Route, String>),
-    Redis(Stack<Route, String, RedisStore>),
+    stack: GatewayStack,
 }
 
 impl Gateway {
@@ -220,28 +205,16 @@ impl Gateway {
         if let Some(fleet) = &config.canary_fleet {
             builder = builder.canary_fleet(Arc::clone(fleet));
         }
-        let builder = endpoints(builder, config).health_checks(probe);
-        let (stack, inner) = match &config.rate_limit_store {
-            None => {
-                let stack = builder.build()?;
-                let inner = Limited::Local(stack.service());
-                (Stacks::Local(stack), inner)
-            }
-            Some(redis) => {
-                let layer = RateLimitLayer::builder()
-                    .store(redis.clone())
-                    .follow(store.slot(id));
-                let stack = builder.rate_limit(layer).build()?;
-                let inner = Limited::Redis(stack.service());
-                (Stacks::Redis(stack), inner)
-            }
-        };
+        if let Some(redis) = &config.rate_limit_store {
+            let layer = RateLimitLayer::builder()
+                .store(AnyStore::from(redis.clone()))
+                .follow(store.slot(id));
+            builder = builder.rate_limit(layer);
+        }
+        let stack = endpoints(builder, config).health_checks(probe).build()?;
         Ok(Self {
             service: Front::new(
-                GatewayService {
-                    inner,
-                    failed: None,
-                },
+                GatewayService::new(stack.service()),
                 config.access_log.clone(),
             ),
             stack,
@@ -257,26 +230,17 @@ impl Gateway {
     /// The rate limiter's counts so far.
     #[must_use]
     pub fn rate_limit_metrics(&self) -> MetricsSnapshot {
-        match &self.stack {
-            Stacks::Local(stack) => stack.rate_limit().metrics(),
-            Stacks::Redis(stack) => stack.rate_limit().metrics(),
-        }
+        self.stack.rate_limit().metrics()
     }
 
     /// The stable side's balancer.
     #[must_use]
     pub fn stable(&self) -> &BalanceHandle<String> {
-        match &self.stack {
-            Stacks::Local(stack) => stack.stable(),
-            Stacks::Redis(stack) => stack.stable(),
-        }
+        self.stack.stable()
     }
 
     fn canary_parts(&self) -> Option<(&CanaryHandle, &BalanceHandle<String>)> {
-        match &self.stack {
-            Stacks::Local(stack) => stack.canary(),
-            Stacks::Redis(stack) => stack.canary(),
-        }
+        self.stack.canary()
     }
 
     /// The canary, when there are canary upstreams.
@@ -294,11 +258,9 @@ impl Gateway {
     /// An admin API builder that already knows this gateway's parts (balancers `stable` and
     /// `canary`, the canary under the policy's name, the rate limits); add the store and token.
     pub fn admin(&self, id: &PolicyId) -> AdminBuilder {
-        let mut admin = Admin::builder().balancer("stable", self.stable().clone());
-        admin = match &self.stack {
-            Stacks::Local(stack) => admin.rate_limits(stack.rate_limit()),
-            Stacks::Redis(stack) => admin.rate_limits(stack.rate_limit()),
-        };
+        let mut admin = Admin::builder()
+            .balancer("stable", self.stable().clone())
+            .rate_limits(self.stack.rate_limit());
         if let Some((handle, endpoints)) = self.canary_parts() {
             admin = admin
                 .balancer("canary", endpoints.clone())
@@ -310,10 +272,10 @@ impl Gateway {
 
 /// Adds a proxy per upstream of `config` to `builder`, keyed by the upstream URL; an upstream
 /// named by DNS is a proxy per address, followed by [`DnsDiscovery`].
-fn endpoints<St: RateLimitStore>(
-    mut builder: StackBuilder<String, Served<Proxy>, St>,
+fn endpoints(
+    mut builder: StackBuilder<String, Served<Proxy>>,
     config: &StackConfig,
-) -> StackBuilder<String, Served<Proxy>, St> {
+) -> StackBuilder<String, Served<Proxy>> {
     let make = |side| {
         let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
         move |spec: &UpstreamSpec| {
@@ -341,114 +303,4 @@ fn endpoints<St: RateLimitStore>(
         builder = builder.canary_endpoint_changes(changes);
     }
     builder
-}
-
-/// The rate-limited request path, over the local store or over Redis.
-#[derive(Debug, Clone)]
-enum Limited {
-    Local(RateLimit<Route>),
-    Redis(RateLimit<Route, RedisStore>),
-}
-
-/// The whole request path as one service; see the [module docs](self).
-///
-/// Its readiness is the stack's (an endpoint that is not ready is skipped for another; all of
-/// them not ready give backpressure); a stack that fails to become ready (a failed endpoint
-/// discovery) makes the next call answer `502`. A clone starts with no readiness.
-#[derive(Debug)]
-pub struct GatewayService {
-    inner: Limited,
-    /// Why the last `poll_ready` of the stack failed, answered by the next call.
-    failed: Option<BoxError>,
-}
-
-impl Clone for GatewayService {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            failed: None,
-        }
-    }
-}
-
-impl<B> Service<Request<B>> for GatewayService
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<Response<ProxyBody>, Infallible>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        let ready = match &mut self.inner {
-            Limited::Local(inner) => inner.poll_ready(cx),
-            Limited::Redis(inner) => inner.poll_ready(cx),
-        };
-        match ready {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                self.failed = result.err();
-                Poll::Ready(Ok(()))
-            }
-        }
-    }
-
-    /// Calls the stack made ready by `poll_ready` (no clone of the stack per request).
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(error) = self.failed.take() {
-            return Box::pin(std::future::ready(answer(Err(error))));
-        }
-        let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let answer = if grpc::is_grpc(request.headers()) {
-            grpc_answer
-        } else {
-            answer
-        };
-        match &mut self.inner {
-            Limited::Local(inner) => Box::pin(inner.call(request).map(answer)),
-            Limited::Redis(inner) => Box::pin(inner.call(request).map(answer)),
-        }
-    }
-}
-
-/// The stack's answer as the gateway's: a failure a `502`; a body the canary or the balancer
-/// still observes (gRPC trailers) boxed, a pass-through body unwrapped (no second box per
-/// response).
-fn answer(
-    result: Result<Response<StackBody<ProxyBody>>, BoxError>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(match result {
-        Ok(mut response) => {
-            // A gRPC status in the trailers: the balancer learns it when the body ends.
-            let pending = response.extensions_mut().remove::<PendingOutcome>();
-            let response = response.map(|body| {
-                body.into_passthrough()
-                    .unwrap_or_else(BodyExt::boxed_unsync)
-            });
-            match pending {
-                Some(pending) => {
-                    response.map(|body| ObservedBody::new(body, pending).boxed_unsync())
-                }
-                None => response,
-            }
-        }
-        Err(error) => bad_gateway(&error),
-    })
-}
-
-/// [`answer`] to a gRPC request: a refusal becomes a trailers-only gRPC answer.
-fn grpc_answer(
-    result: Result<Response<StackBody<ProxyBody>>, BoxError>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    answer(result).map(grpc::refusal_as_grpc)
-}
-
-/// The answer when a request fails inside the gateway (a failed endpoint discovery).
-fn bad_gateway(error: &BoxError) -> Response<ProxyBody> {
-    tracing::warn!(%error, "request failed inside the gateway");
-    proxy::text_response(
-        StatusCode::BAD_GATEWAY,
-        "the gateway could not route the request",
-    )
 }

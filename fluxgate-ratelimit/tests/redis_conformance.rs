@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use fluxgate_core::policy::SyncMode;
 use fluxgate_ratelimit::conformance;
-use fluxgate_ratelimit::store::{RedisClock, RedisOptions, RedisStore};
+use fluxgate_ratelimit::store::{AnyStore, RedisClock, RedisOptions, RedisStore};
 use fluxgate_test_support::RedisServer;
 
-async fn run(mode: SyncMode) {
+async fn run(mode: SyncMode, erased: bool) {
     let server = RedisServer::start().unwrap();
     // The suite runs on a paused clock, which jumps to the next timer while a command is on the
     // wire: no decision timeout, and the store's own clock instead of Redis' TIME.
@@ -21,7 +21,11 @@ async fn run(mode: SyncMode) {
     tokio::time::pause();
     let n = AtomicUsize::new(0);
     let make = || base.scoped(&format!("conf{}", n.fetch_add(1, Ordering::Relaxed)));
-    conformance::run_all(make).await;
+    if erased {
+        conformance::run_all(|| AnyStore::from(make())).await;
+    } else {
+        conformance::run_all(make).await;
+    }
     if mode == SyncMode::Strict {
         assert!(base.stats().failed_calls == 0);
     }
@@ -48,10 +52,15 @@ fn bounded(secs: u64, future: impl Future<Output = ()> + Send + 'static) {
 
 #[test]
 fn strict_mode_conforms() {
-    bounded(60, run(SyncMode::Strict));
+    bounded(60, run(SyncMode::Strict, false));
 }
 
 #[test]
 fn synced_mode_conforms() {
-    bounded(60, run(SyncMode::Synced));
+    bounded(60, run(SyncMode::Synced, false));
+}
+
+#[test]
+fn any_store_over_redis_conforms() {
+    bounded(60, run(SyncMode::Strict, true));
 }

@@ -7,59 +7,75 @@
 //! ```
 //!
 //! See the [crate docs](crate) for why the layers come in this order.
+//!
+//! The layering is not part of the API: a [`Stack`] hands out a [`StackService`] (answering
+//! with a [`StackBody`] through a [`StackFuture`]), whose type names the endpoints, the bodies
+//! and the key, and neither the layers inside nor the rate-limit store (always an
+//! [`AnyStore`]: the local one or a Redis one).
 
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use fluxgate_balance::health::{Probe, ProbeFuture};
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Weighted};
+use fluxgate_balance::{BalanceHandle, Weighted};
 use fluxgate_canary::fleet::{Fleet, FleetStore};
-use fluxgate_canary::future::Observation;
 use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::policy::HealthCheck;
 use fluxgate_core::store::{PolicyId, PolicyStore};
-use fluxgate_ratelimit::store::{LocalStore, RateLimitStore};
-use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
+use fluxgate_ratelimit::RateLimitLayer;
+use fluxgate_ratelimit::store::AnyStore;
 use futures::{Stream, StreamExt as _};
 use http::{Request, Response};
 use tokio::task::JoinHandle;
 use tower::discover::Change;
-use tower::util::{Either, MapResponse};
+use tower::util::Either;
 use tower::{Layer, Service, ServiceExt};
 
 /// The error of the stack's inner services: a side's balancer or endpoint failed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+mod service;
 mod side;
 
+use service::Observed;
+pub use service::{StackBody, StackFuture, StackService};
 use side::SideStart;
 
-/// The discovery of a side's balancer: the endpoint changes the stack passes it (none when the
-/// side's endpoints are fixed).
-pub type SideChanges<K, S> =
-    futures::channel::mpsc::UnboundedReceiver<Result<Change<K, Weighted<S>>, BoxError>>;
+/// What the stack takes as an endpoint: a service answering `Request<B>` with `Response<RB>`,
+/// cheap to clone (each clone of the stack polls and calls its own copy), sendable; implemented
+/// for every such service.
+///
+/// ```
+/// use fluxgate::stack::Endpoint;
+///
+/// fn takes<S: Endpoint<String, String>>(_: &S) {}
+/// let echo = tower::service_fn(|request: http::Request<String>| async move {
+///     Ok::<_, std::io::Error>(http::Response::new(request.into_body()))
+/// });
+/// takes(&echo);
+/// ```
+pub trait Endpoint<B, RB>:
+    Service<Request<B>, Response = Response<RB>, Error: Into<BoxError>, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-/// One side: a 503-answering balancer over endpoints `S` keyed by `K`, shared by every clone
-/// of the stack without a buffer, retrying a request an endpoint gives back ([`Retry`]:
-/// refused connections, idempotent failures).
-pub type Side<K, S, B> = Retry<Http503<Balance<SideChanges<K, S>, Request<B>>>>;
+impl<T, B, RB> Endpoint<B, RB> for T
+where
+    T: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    T::Error: Into<BoxError>,
+    T::Future: Send + 'static,
+{
+}
 
 /// Changes to one side's endpoints (tower's `Discover`): inserts and removals by key.
 pub type EndpointChanges<K, S> =
     Pin<Box<dyn Stream<Item = Result<Change<K, Weighted<S>>, BoxError>> + Send>>;
-
-/// The response body of the stack: the endpoint's body, observed for the canary's analysis.
-pub type StackBody<RB> = ObservedBody<RB, Observation>;
-
-type Direct<K, S, B, RB> = MapResponse<Side<K, S, B>, fn(Response<RB>) -> Response<StackBody<RB>>>;
-
-/// The canary router between two sides, or the stable side alone.
-pub type Route<K, S, B, RB> = Either<Canary<Side<K, S, B>, Side<K, S, B>>, Direct<K, S, B, RB>>;
-
-/// What [`StackBuilder::build`] makes: a [`Stack`] over a [`Route`].
-pub type BuiltStack<K, S, B, RB, St = LocalStore> = Stack<Route<K, S, B, RB>, K, St>;
 
 /// Why a [`Stack`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -93,18 +109,18 @@ pub enum StackError {
 /// # Ok(()) }
 /// ```
 #[must_use]
-pub struct StackBuilder<K, S, St: RateLimitStore = LocalStore> {
+pub struct StackBuilder<K, S> {
     store: PolicyStore,
     id: PolicyId,
     stable: Vec<(K, Weighted<S>)>,
     canary: Vec<(K, Weighted<S>)>,
     changes: [Option<EndpointChanges<K, S>>; 2],
-    rate_limit: RateLimitLayer<St>,
+    rate_limit: RateLimitLayer<AnyStore>,
     probe: Option<SharedProbe<K>>,
     fleet: Option<Arc<dyn FleetStore>>,
 }
 
-impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St> {
+impl<K: fmt::Debug, S> fmt::Debug for StackBuilder<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn keys<K, S>(side: &[(K, Weighted<S>)]) -> Vec<&K> {
             side.iter().map(|(k, _)| k).collect()
@@ -121,7 +137,7 @@ impl<K: fmt::Debug, S, St: RateLimitStore> fmt::Debug for StackBuilder<K, S, St>
 
 impl<K, S> StackBuilder<K, S> {
     /// A stack following the policy `id` of `store`: no endpoints yet, rate limits in this
-    /// process ([`LocalStore`]), no active health checks.
+    /// process ([`LocalStore`](fluxgate_ratelimit::store::LocalStore)), no active health checks.
     pub fn new(store: &PolicyStore, id: &PolicyId) -> Self {
         Self {
             store: store.clone(),
@@ -129,14 +145,16 @@ impl<K, S> StackBuilder<K, S> {
             stable: Vec::new(),
             canary: Vec::new(),
             changes: [None, None],
-            rate_limit: RateLimitLayer::from_slot(store.slot(id)),
+            rate_limit: RateLimitLayer::builder()
+                .store(AnyStore::local())
+                .follow(store.slot(id)),
             probe: None,
             fleet: None,
         }
     }
 }
 
-impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
+impl<K, S> StackBuilder<K, S> {
     /// Adds a stable endpoint with its weight (at least 1).
     pub fn endpoint(mut self, key: K, service: S, weight: u32) -> Self {
         self.stable.push((key, Weighted::new(service, weight)));
@@ -172,22 +190,40 @@ impl<K, S, St: RateLimitStore> StackBuilder<K, S, St> {
         self
     }
 
-    /// Uses `layer` for rate limiting, for example one over a Redis store shared by replicas
-    /// (`RateLimitLayer::builder().store(redis).follow(store.slot(&id))`).
-    pub fn rate_limit<St2: RateLimitStore>(
-        self,
-        layer: RateLimitLayer<St2>,
-    ) -> StackBuilder<K, S, St2> {
-        StackBuilder {
-            store: self.store,
-            id: self.id,
-            stable: self.stable,
-            canary: self.canary,
-            changes: self.changes,
-            rate_limit: layer,
-            probe: self.probe,
-            fleet: self.fleet,
-        }
+    /// Uses `layer` for rate limiting instead of a layer following the policy's `rateLimit` in
+    /// this process. The layer is over [`AnyStore`], so the stack's type is the same whichever
+    /// store keeps the counters: give the builder the store as an `AnyStore`
+    /// (`RateLimitLayer::builder().store(AnyStore::from(redis)).follow(store.slot(&id))` for a
+    /// Redis store shared by replicas, feature `redis`).
+    ///
+    /// ```
+    /// use fluxgate::stack::StackBuilder;
+    /// use fluxgate::core::store::{PolicyId, PolicyStore};
+    /// use fluxgate::ratelimit::RateLimitLayer;
+    /// use fluxgate::ratelimit::store::{AnyStore, LocalStore};
+    /// use tower::service_fn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let (store, id) = (PolicyStore::new(), PolicyId::new("shop", "web"));
+    /// let counters = LocalStore::builder().max_keys(1_000).build();
+    /// let layer = RateLimitLayer::builder()
+    ///     .store(AnyStore::from(counters))
+    ///     .admit_headers(false)
+    ///     .follow(store.slot(&id));
+    /// let endpoint = service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    /// });
+    /// let stack = StackBuilder::new(&store, &id)
+    ///     .rate_limit(layer)
+    ///     .endpoint("a", endpoint, 1)
+    ///     .build()?;
+    /// assert_eq!(stack.rate_limit().metrics().admitted, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, layer: RateLimitLayer<AnyStore>) -> Self {
+        self.rate_limit = layer;
+        self
     }
 
     /// Shares the canary's state and judgement with the other replicas through `store` (a
@@ -227,17 +263,17 @@ impl<K: 'static> Probe<K> for SharedProbe<K> {
 /// Keep it alive while its service is used: dropping it stops the health checks, the canary's
 /// judge and the balancers' policy followers.
 ///
-/// `T` is the routing service under the rate limit: a [`Route`] when built by a
-/// [`StackBuilder`].
-pub struct Stack<T, K, St: RateLimitStore = LocalStore> {
-    service: RateLimit<T, St>,
-    rate_limit: RateLimitLayer<St>,
+/// Its type names only what a user chooses: the endpoints' key `K` and service `S`, the request
+/// body `B` and the endpoints' response body `RB`; not the rate-limit store, not the layers.
+pub struct Stack<K: Eq, S, B, RB> {
+    service: StackService<K, S, B, RB>,
+    rate_limit: RateLimitLayer<AnyStore>,
     stable: BalanceHandle<K>,
     canary: Option<(CanaryHandle, BalanceHandle<K>)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl<T, K, St: RateLimitStore> fmt::Debug for Stack<T, K, St> {
+impl<K: Eq, S, B, RB> fmt::Debug for Stack<K, S, B, RB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stack")
             .field("canary", &self.canary.is_some())
@@ -246,15 +282,17 @@ impl<T, K, St: RateLimitStore> fmt::Debug for Stack<T, K, St> {
     }
 }
 
-impl<T: Clone, K, St: RateLimitStore> Stack<T, K, St> {
+impl<K: Eq + Clone, S: Clone, B, RB> Stack<K, S, B, RB> {
     /// The service to serve; clone it per connection or request.
     #[must_use]
-    pub fn service(&self) -> RateLimit<T, St> {
+    pub fn service(&self) -> StackService<K, S, B, RB> {
         self.service.clone()
     }
+}
 
-    /// The rate-limit layer in force (its [`metrics`](RateLimitLayer::metrics)).
-    pub fn rate_limit(&self) -> &RateLimitLayer<St> {
+impl<K: Eq, S, B, RB> Stack<K, S, B, RB> {
+    /// The rate-limit layer in force (its [`metrics`](RateLimitLayer::metrics), its store).
+    pub fn rate_limit(&self) -> &RateLimitLayer<AnyStore> {
         &self.rate_limit
     }
 
@@ -271,7 +309,7 @@ impl<T: Clone, K, St: RateLimitStore> Stack<T, K, St> {
     }
 }
 
-impl<T, K, St: RateLimitStore> Drop for Stack<T, K, St> {
+impl<K: Eq, S, B, RB> Drop for Stack<K, S, B, RB> {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -279,10 +317,9 @@ impl<T, K, St: RateLimitStore> Drop for Stack<T, K, St> {
     }
 }
 
-impl<K, S, St> StackBuilder<K, S, St>
+impl<K, S> StackBuilder<K, S>
 where
     K: Eq + Clone + Send + Sync + 'static,
-    St: RateLimitStore,
 {
     /// Builds the stack and spawns its tasks: the balancers' policy followers, their health
     /// checks (with a probe), the canary's judge. Must run inside a tokio runtime.
@@ -290,11 +327,9 @@ where
     /// # Errors
     ///
     /// [`StackError`] without stable endpoints, or when the canary cannot be built.
-    pub fn build<B, RB>(self) -> Result<BuiltStack<K, S, B, RB, St>, StackError>
+    pub fn build<B, RB>(self) -> Result<Stack<K, S, B, RB>, StackError>
     where
-        S: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
+        S: Endpoint<B, RB>,
         B: Send + 'static,
         RB: Default + Send + 'static,
     {
@@ -329,8 +364,7 @@ where
         };
         let (stable_side, stable) = side(stable, stable_changes);
         let (route, canary) = if canary.is_empty() && canary_changes.is_none() {
-            let observed: fn(Response<RB>) -> Response<StackBody<RB>> =
-                |response| response.map(ObservedBody::observed);
+            let observed: Observed<RB> = |response| response.map(ObservedBody::observed);
             (Either::Right(stable_side.map_response(observed)), None)
         } else {
             let (canary_side, endpoints) = side(canary, canary_changes);
@@ -343,7 +377,7 @@ where
             (Either::Left(router), Some((handle, endpoints)))
         };
         Ok(Stack {
-            service: rate_limit.layer(route),
+            service: StackService::new(rate_limit.layer(route)),
             rate_limit,
             stable,
             canary,

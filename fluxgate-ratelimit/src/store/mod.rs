@@ -1,4 +1,5 @@
-//! Where rate-limit state lives: the [`RateLimitStore`] trait and the in-process [`LocalStore`].
+//! Where rate-limit state lives: the [`RateLimitStore`] trait, the in-process [`LocalStore`],
+//! and [`AnyStore`], one type for either store (what a stack built over any store uses).
 //!
 //! The layer asks a store to decide all the limits of one request at once
 //! ([`RateLimitStore::check`]), so that a remote store can do it in one round trip. A store's
@@ -51,6 +52,7 @@
 //! # }
 //! ```
 
+mod any;
 mod local;
 mod table;
 
@@ -61,6 +63,7 @@ use std::time::Duration;
 use fluxgate_core::policy::{LimitAlgorithm, StoreFailure, SyncMode};
 
 use crate::Quota;
+pub use any::{AnyCheck, AnyLimiter, AnyStore};
 pub use local::{DEFAULT_MAX_KEYS, LocalLimiter, LocalStore, LocalStoreBuilder};
 
 /// The most limits one request is checked against; limits past it in a policy are ignored

@@ -6,30 +6,16 @@ use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::{PolicyId, PolicyStore};
 use futures::StreamExt as _;
 use futures::channel::mpsc;
-use http::{Request, Response};
 use tokio::task::JoinHandle;
-use tower::Service;
+use tower::discover::Change;
 
-use super::{BoxError, EndpointChanges, SharedProbe, Side, SideChanges};
+use super::service::SideService;
+use super::{BoxError, Endpoint, EndpointChanges, SharedProbe};
 
-/// An endpoint's service as the stack takes it: `Request<B>` in, `Response<RB>` out, cheap to
-/// clone (each clone of the stack polls and calls its own copy).
-pub(super) trait Endpoint<B, RB>:
-    Service<Request<B>, Response = Response<RB>, Error: Into<BoxError>, Future: Send + 'static>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T, B, RB> Endpoint<B, RB> for T
-where
-    T: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Error: Into<BoxError>,
-    T::Future: Send + 'static,
-{
-}
+/// The discovery of a side's balancer: the endpoint changes the stack passes it (none when the
+/// side's endpoints are fixed).
+pub(super) type SideDiscovery<K, S> =
+    mpsc::UnboundedReceiver<Result<Change<K, Weighted<S>>, BoxError>>;
 
 /// What starting one side takes: its balancer's policy follower and health checks are spawned.
 pub(super) struct SideStart<'a, K> {
@@ -50,13 +36,13 @@ where
         policy: LoadBalancing,
         endpoints: Vec<(K, Weighted<S>)>,
         changes: Option<EndpointChanges<K, S>>,
-    ) -> (Side<K, S, B>, BalanceHandle<K>)
+    ) -> (SideService<K, S, B>, BalanceHandle<K>)
     where
         S: Endpoint<B, RB>,
         B: Send + 'static,
         RB: Default + Send + 'static,
     {
-        let (tx, rx): (_, SideChanges<K, S>) = mpsc::unbounded();
+        let (tx, rx): (_, SideDiscovery<K, S>) = mpsc::unbounded();
         let balance = Balance::from_discover(policy, rx).with_endpoints(endpoints);
         let handle = balance.handle();
         self.tasks.push(handle.follow(self.store, self.id).spawn());
