@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::task::{Context, Waker};
 use tokio::time::Instant;
 
-use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 use fluxgate_ratelimit::RateLimitLayer;
 use fluxgate_ratelimit::store::LocalStore;
 use http::{Request, Response};
@@ -30,7 +30,7 @@ fn peak_rss_kib() -> u64 {
 fn main() {
     for algorithm in [LimitAlgorithm::Gcra, LimitAlgorithm::SlidingWindow] {
         let store = LocalStore::new();
-        let mut limit = RateLimit::new(100.0, 10);
+        let mut limit = RateLimitSpec::new(100.0, 10);
         limit.key_extractor = "header.x-api-key".into();
         limit.algorithm = algorithm;
         let layer = RateLimitLayer::builder()

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use axum::body::Body;
 use criterion::{BatchSize, Criterion, criterion_group};
-use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 use fluxgate_ratelimit::RateLimitLayer;
 use fluxgate_ratelimit::store::{AnyStore, LocalStore, RateLimitStore};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -90,7 +90,7 @@ fn fluxgate<St: RateLimitStore>(
     algorithm: LimitAlgorithm,
     store: St,
 ) -> impl Service<Req> + Clone + Send + 'static {
-    let mut limit = RateLimit::new(RPS as f64, BURST);
+    let mut limit = RateLimitSpec::new(RPS as f64, BURST);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
     let layer = RateLimitLayer::builder()

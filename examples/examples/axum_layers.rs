@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! axum::serve ─ RateLimit ─ Router ─┬─ GET /whoami: a handler of the gateway itself
-//!               (Router::layer)     └─ fallback: HandleError ─ Canary ─┬─ stable: Http503 ─ Balance ─ Proxy × 2
-//!                                                                      └─ canary: Http503 ─ Balance ─ Proxy
+//!               (Router::layer)     └─ fallback: HandleError ─ Canary ─┬─ stable: RespondUnavailable ─ Balance ─ Proxy × 2
+//!                                                                      └─ canary: RespondUnavailable ─ Balance ─ Proxy
 //! ```
 //!
 //! Ordering:
@@ -18,7 +18,7 @@
 //! - The rate limit answers `429` itself and never fails, so it needs no `HandleErrorLayer`.
 //!   The canary router can fail (a side's failed discovery), and axum only takes services that cannot:
 //!   `HandleErrorLayer` above it turns a failure into a `502`.
-//! - Each canary side is a `Balance` wrapped in `Http503` (no healthy endpoint: `503`); axum
+//! - Each canary side is a `Balance` wrapped in `RespondUnavailable` (no healthy endpoint: `503`); axum
 //!   clones services, and a `Balance`'s clones are one balancer (no `Buffer` needed).
 
 use std::error::Error;
@@ -29,15 +29,15 @@ use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::routing::get;
 use fluxgate_balance::health::HttpProbe;
-use fluxgate_balance::{Balance, Http503, Static, Weighted};
+use fluxgate_balance::{Balance, FixedEndpoints, RespondUnavailable, Weighted};
 use fluxgate_canary::Canary;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::PolicyStore;
+use fluxgate_core::task::TaskHandle;
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::proxy::{BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
@@ -57,15 +57,15 @@ spec:
     metrics: {targetErrorRate: 0.01, targetP99Latency: 300ms}
 "#;
 
-type Balanced = Balance<Static<String, Weighted<Proxy>>, Request<Body>>;
-type Side = Http503<Balanced>;
+type Balanced = Balance<FixedEndpoints<String, Weighted<Proxy>>, Request<Body>>;
+type Side = RespondUnavailable<Balanced>;
 
 /// A 503-answering balancer over one proxy per upstream, and its health task.
 fn side(
     client: &ProxyClient,
     policy: &LoadBalancing,
     upstreams: &[(&DemoUpstream, u32)],
-) -> (Side, JoinHandle<()>) {
+) -> (Side, TaskHandle) {
     let endpoints = upstreams.iter().map(|(upstream, weight)| {
         let proxy = Proxy::new(
             client.clone(),
@@ -78,7 +78,7 @@ fn side(
     let health = balance
         .health_task(HttpProbe::<_, ProxyBody>::new(client.clone()))
         .spawn();
-    (Http503::new(balance), health)
+    (RespondUnavailable::new(balance), health)
 }
 
 #[tokio::main]

@@ -6,8 +6,8 @@
 //! after the demonstration requests instead of serving on 127.0.0.1:3001).
 //!
 //! ```text
-//! accept loop (PeerAddr, errors → 502) ─ RateLimit (ip) ─ Canary ─┬─ stable: Http503 ─ Balance ─ Proxy × 2
-//!                                                                  └─ canary: Http503 ─ Balance ─ Proxy
+//! accept loop (PeerAddr, errors → 502) ─ RateLimit (ip) ─ Canary ─┬─ stable: RespondUnavailable ─ Balance ─ Proxy × 2
+//!                                                                  └─ canary: RespondUnavailable ─ Balance ─ Proxy
 //! ```
 //!
 //! Ordering (`ServiceBuilder` lists the outermost layer first):
@@ -25,11 +25,12 @@ use std::error::Error;
 use std::time::Duration;
 
 use fluxgate_balance::health::HttpProbe;
-use fluxgate_balance::{Balance, Http503, Static, Weighted};
+use fluxgate_balance::{Balance, FixedEndpoints, RespondUnavailable, Weighted};
 use fluxgate_canary::Canary;
 use fluxgate_core::key::PeerAddr;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::PolicyStore;
+use fluxgate_core::task::TaskHandle;
 use fluxgate_gateway::demo::{self, DemoKind, DemoUpstream};
 use fluxgate_gateway::proxy::{BoxError, Proxy, ProxyBody, ProxyClient, ProxyConfig, proxy_client};
 use fluxgate_ratelimit::RateLimitLayer;
@@ -40,7 +41,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tower::{ServiceBuilder, ServiceExt};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
@@ -55,15 +55,15 @@ spec:
   canary: {weight: 10, metrics: {targetErrorRate: 0.01, targetP99Latency: 300ms}}
 "#;
 
-type Balanced = Balance<Static<String, Weighted<Proxy>>, Request<Incoming>>;
-type Side = Http503<Balanced>;
+type Balanced = Balance<FixedEndpoints<String, Weighted<Proxy>>, Request<Incoming>>;
+type Side = RespondUnavailable<Balanced>;
 
 /// A 503-answering balancer over one proxy per upstream, and its health task.
 fn side(
     client: &ProxyClient,
     policy: &LoadBalancing,
     upstreams: &[(&DemoUpstream, u32)],
-) -> Result<(Side, JoinHandle<()>)> {
+) -> Result<(Side, TaskHandle)> {
     let mut endpoints = Vec::new();
     for (upstream, weight) in upstreams {
         let proxy = Proxy::new(
@@ -77,7 +77,7 @@ fn side(
     let health = balance
         .health_task(HttpProbe::<_, ProxyBody>::new(client.clone()))
         .spawn();
-    Ok((Http503::new(balance), health))
+    Ok((RespondUnavailable::new(balance), health))
 }
 
 /// The response with its body boxed (as [`ProxyBody`], which has a default).

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fluxgate_balance::health::GrpcProbe;
-use fluxgate_balance::{Balance, BalanceHandle, Static, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, FixedEndpoints, Weighted};
 use fluxgate_canary::Canary;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::PolicyStore;
@@ -104,7 +104,7 @@ async fn start(name: &'static str) -> Result<GrpcServer> {
 fn side(
     policy: &LoadBalancing,
     servers: &[(&GrpcServer, u32)],
-) -> Result<(Side, BalanceHandle<String>, JoinHandle<()>)> {
+) -> Result<(Side, BalanceHandle<String>, fluxgate_core::task::TaskHandle)> {
     let mut endpoints = Vec::new();
     for (server, weight) in servers {
         let channel: Channel = Endpoint::from_shared(server.url.clone())?.connect_lazy();
@@ -119,7 +119,7 @@ fn side(
     Ok((balance, handle, health))
 }
 
-type Balanced = Balance<Static<String, Weighted<Channel>>, http::Request<Body>>;
+type Balanced = Balance<FixedEndpoints<String, Weighted<Channel>>, http::Request<Body>>;
 type Side = Balanced;
 
 #[tokio::main]

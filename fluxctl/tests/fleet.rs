@@ -5,14 +5,14 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use fluxgate::task::TaskHandle;
 use fluxgate_canary::fleet::{Fleet, RedisFleet};
 use fluxgate_canary::{Canary, Phase};
-use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 use fluxgate_core::store::PolicyId;
 use fluxgate_test_support::RedisServer;
 use http::{Request, Response};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
@@ -31,7 +31,7 @@ fn side(name: &'static str) -> Side {
 
 struct Replica {
     router: Canary<Side, Side>,
-    _judge: JoinHandle<()>,
+    _judge: TaskHandle,
 }
 
 impl Replica {

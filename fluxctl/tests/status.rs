@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use fluxgate::admin::Admin;
+use fluxgate::api::{CanaryStatus, Status};
 use fluxgate::balance::{Balance, Weighted};
 use fluxgate::canary::Canary;
-use fluxgate::core::api::{CanaryStatus, Status};
-use fluxgate::core::policy::LoadBalancing;
-use fluxgate::core::store::{PolicyId, PolicyStore};
+use fluxgate::policy::LoadBalancing;
 use fluxgate::ratelimit::RateLimitLayer;
+use fluxgate::store::{PolicyId, PolicyStore};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;

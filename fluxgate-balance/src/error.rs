@@ -6,7 +6,7 @@ use tower::BoxError;
 ///
 /// At the [`Service`](tower_service::Service) boundary it is boxed as a [`BoxError`]; downcast to
 /// tell it apart from the endpoint's own errors. [`is_no_healthy_endpoints`] does that for the
-/// common case, and [`Http503`](crate::Http503) turns it into a `503 Service Unavailable` response.
+/// common case, and [`RespondUnavailable`](crate::RespondUnavailable) turns it into a `503 Service Unavailable` response.
 ///
 /// ```
 /// use fluxgate_balance::BalanceError;

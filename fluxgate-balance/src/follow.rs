@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use fluxgate_core::store::{PolicyId, PolicySlot, PolicyStore};
+use fluxgate_core::task::TaskHandle;
 use tokio::sync::watch;
 
 use crate::handle::BalanceHandle;
@@ -40,13 +41,14 @@ impl Future for PolicyFollower {
 }
 
 impl PolicyFollower {
-    /// Spawns the follower on the current tokio runtime.
+    /// Spawns the follower on the current tokio runtime. Dropping the returned handle stops
+    /// it ([`TaskHandle`]); it also ends on its own when the balancer is gone.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime, as [`tokio::spawn`] does.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self)
+    pub fn spawn(self) -> TaskHandle {
+        TaskHandle::spawn(self)
     }
 }
 

@@ -10,7 +10,7 @@ use fluxgate_core::policy::LoadBalancing;
 use tower_layer::Layer;
 
 use crate::endpoint::Weighted;
-use crate::service::{Balance, Static};
+use crate::service::{Balance, FixedEndpoints};
 
 /// Makes the service of one endpoint from its key: a hyper client bound to an upstream URL, a
 /// tonic `Channel` from `Endpoint::connect_lazy`, or any closure `FnMut(&K) -> S`.
@@ -52,10 +52,10 @@ where
 /// snapshots. For a changing set of endpoints, use [`Balance::from_discover`].
 ///
 /// The resulting service is a [`Balance`]: cheap to clone (its clones are one balancer), its
-/// errors boxed: put it under [`Http503Layer`](crate::Http503Layer) in HTTP stacks.
+/// errors boxed: put it under [`RespondUnavailableLayer`](crate::RespondUnavailableLayer) in HTTP stacks.
 ///
 /// ```
-/// use fluxgate_balance::{BalanceLayer, Http503Layer};
+/// use fluxgate_balance::{BalanceLayer, RespondUnavailableLayer};
 /// use fluxgate_core::policy::LoadBalancing;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
@@ -67,7 +67,7 @@ where
 ///     })
 /// };
 /// let mut svc = ServiceBuilder::new()
-///     .layer(Http503Layer)
+///     .layer(RespondUnavailableLayer)
 ///     .layer(BalanceLayer::new(LoadBalancing::default(), [("http://a", 2), ("http://b", 1)]))
 ///     .service(connect);
 /// let handle = svc.get_ref().handle();
@@ -120,7 +120,7 @@ where
     K: Eq + Clone + Send + Sync + 'static,
     M: MakeEndpoint<K>,
 {
-    type Service = Balance<Static<K, Weighted<M::Service>>, Req>;
+    type Service = Balance<FixedEndpoints<K, Weighted<M::Service>>, Req>;
 
     fn layer(&self, mut make: M) -> Self::Service {
         let endpoints = self.endpoints.iter().map(|(key, weight)| {

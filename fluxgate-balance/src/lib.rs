@@ -69,7 +69,7 @@
 //!   sent, within a retry budget (`loadBalancing.retries`).
 //! - Drained and unhealthy endpoints only leave the rotation; only discovery removes endpoints.
 //!   With none eligible, calls fail at once with [`BalanceError::NoHealthyEndpoints`]
-//!   ([`Http503`] answers 503 instead).
+//!   ([`RespondUnavailable`] answers 503 instead).
 //! - Slow start (`slowStart.window`): an endpoint added to a running set, or back from a drain,
 //!   gets from 10% to 100% of its weight over the window.
 //! - [`BalanceHandle`]: per-endpoint [`EndpointSnapshot`]s (last-second gauges and cumulative
@@ -82,7 +82,7 @@
 //! # Example
 //!
 //! ```
-//! use fluxgate_balance::{Balance, Http503, Weighted};
+//! use fluxgate_balance::{Balance, RespondUnavailable, Weighted};
 //! use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
 //! use tower::{Service, ServiceExt};
 //!
@@ -98,7 +98,7 @@
 //!     ("http://10.0.0.2:8080", Weighted::new(upstream("two"), 1)),
 //! ]);
 //! let handle = balance.handle();
-//! let mut svc = Http503::new(balance);
+//! let mut svc = RespondUnavailable::new(balance);
 //! let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
 //! assert_eq!(response.status(), 200);
 //! assert_eq!(handle.snapshot().len(), 2);
@@ -116,7 +116,6 @@ mod follow;
 pub mod future;
 mod handle;
 pub mod health;
-mod http503;
 mod layer;
 mod orca;
 pub mod retry;
@@ -126,17 +125,18 @@ mod shared;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod unavailable;
 
 pub use endpoint::Weighted;
 pub use error::{BalanceError, is_no_healthy_endpoints};
 pub use follow::PolicyFollower;
 pub use handle::{BalanceHandle, DrainReason, EndpointSnapshot, Health};
 pub use health::HealthTask;
-pub use http503::{Http503, Http503Future, Http503Layer};
 pub use layer::{BalanceLayer, MakeEndpoint};
 pub use retry::{Retry, RetryFuture, RetryableRequest};
-pub use service::{Balance, Static};
+pub use service::{Balance, FixedEndpoints};
 pub use stats::{EndpointTotals, LatencyHistogram};
+pub use unavailable::{RespondUnavailable, RespondUnavailableFuture, RespondUnavailableLayer};
 
 /// The largest utilisation an ORCA `endpoint-load-metrics` header value reports, if any.
 ///

@@ -199,21 +199,21 @@ fn next_seed() -> u64 {
 /// The discovery of a static endpoint list: it never changes the set.
 ///
 /// ```
-/// use fluxgate_balance::Static;
-/// let _none: Static<&str, ()> = Static::default();
+/// use fluxgate_balance::FixedEndpoints;
+/// let _none: FixedEndpoints<&str, ()> = FixedEndpoints::default();
 /// ```
 #[derive(Debug)]
-pub struct Static<K, S>(PhantomData<fn() -> (K, S)>);
+pub struct FixedEndpoints<K, S>(PhantomData<fn() -> (K, S)>);
 
-impl<K, S> Default for Static<K, S> {
+impl<K, S> Default for FixedEndpoints<K, S> {
     fn default() -> Self {
         Self(PhantomData)
     }
 }
 
-impl<K, S> Unpin for Static<K, S> {}
+impl<K, S> Unpin for FixedEndpoints<K, S> {}
 
-impl<K, S> futures::Stream for Static<K, S> {
+impl<K, S> futures::Stream for FixedEndpoints<K, S> {
     type Item = Result<Change<K, S>, std::convert::Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -223,7 +223,7 @@ impl<K, S> futures::Stream for Static<K, S> {
 
 // ===== impl Balance =====
 
-impl<K, S, Req> Balance<Static<K, Weighted<S>>, Req>
+impl<K, S, Req> Balance<FixedEndpoints<K, Weighted<S>>, Req>
 where
     K: Eq + Clone + Send + Sync + 'static,
 {
@@ -235,7 +235,7 @@ where
         policy: LoadBalancing,
         endpoints: impl IntoIterator<Item = (K, Weighted<S>)>,
     ) -> Self {
-        Self::from_discover(policy, Static::default()).with_endpoints(endpoints)
+        Self::from_discover(policy, FixedEndpoints::default()).with_endpoints(endpoints)
     }
 }
 

@@ -68,7 +68,7 @@ async fn thresholds_take_endpoints_out_and_back() {
     assert_eq!(health_of(&handle, "b"), Health::Healthy);
     assert_eq!(health_of(&handle, "a"), Health::Healthy);
     drop(balance);
-    tokio::time::timeout(Duration::from_secs(1), task)
+    tokio::time::timeout(Duration::from_secs(1), task.join())
         .await
         .unwrap()
         .unwrap();
@@ -151,7 +151,7 @@ async fn http_checks_against_real_servers() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         drop(balance);
-        task.await.unwrap();
+        task.join().await.unwrap();
         s1.abort();
         s2.abort();
     })
@@ -202,7 +202,7 @@ async fn grpc_checks_against_a_real_tonic_health_server() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         drop(balance);
-        task.await.unwrap();
+        task.join().await.unwrap();
         server.abort();
     })
     .await

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{drive, endpoint, endpoints};
-use fluxgate_balance::{Balance, BalanceError, DrainReason, Http503, Weighted};
+use fluxgate_balance::{Balance, BalanceError, DrainReason, RespondUnavailable, Weighted};
 use fluxgate_core::policy::{
     BalanceAlgorithm, HealthCheck, LoadBalancing, OutlierDetection, SlowStart,
 };
@@ -240,7 +240,7 @@ async fn fails_fast_with_no_healthy_endpoint() {
         Some(BalanceError::NoHealthyEndpoints)
     ));
     assert_eq!(start.elapsed(), Duration::ZERO);
-    let mut http = Http503::new(svc);
+    let mut http = RespondUnavailable::new(svc);
     let resp = http
         .ready()
         .await
@@ -250,7 +250,7 @@ async fn fails_fast_with_no_healthy_endpoint() {
         .unwrap();
     assert_eq!(resp.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     drop(http);
-    tokio::time::timeout(Duration::from_secs(1), task)
+    tokio::time::timeout(Duration::from_secs(1), task.join())
         .await
         .unwrap()
         .unwrap();

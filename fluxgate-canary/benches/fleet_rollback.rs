@@ -54,7 +54,7 @@ async fn fleet(url: &str, run: usize) -> Vec<Router> {
         .fleet(fleet)
         .build()
         .unwrap();
-        judge.spawn();
+        judge.spawn().detach();
         routers.push(router);
     }
     while !routers

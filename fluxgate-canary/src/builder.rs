@@ -13,7 +13,7 @@ use crate::settings::{CanaryOptions, CanarySource};
 ///
 /// ```
 /// use fluxgate_canary::{Canary, CanaryOptions, InsufficientSamples};
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// use tower::service_fn;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -37,7 +37,7 @@ pin_project! {
     ///
     /// ```
     /// use fluxgate_canary::{Canary, future::ResponseFuture};
-    /// # use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+    /// # use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
     /// use tower::{service_fn, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")]

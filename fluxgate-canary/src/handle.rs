@@ -14,7 +14,7 @@ use crate::snapshot::Snapshot;
 ///
 /// ```
 /// use fluxgate_canary::{Action, Canary, CanaryError, Phase};
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// use tower::service_fn;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

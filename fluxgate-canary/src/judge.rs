@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use fluxgate_core::task::TaskHandle;
 use tokio::time::Instant;
 
 use crate::shared::{Shared, Windows};
@@ -20,7 +20,7 @@ use crate::shared::{Shared, Windows};
 ///
 /// ```
 /// use fluxgate_canary::Canary;
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// use tower::service_fn;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -81,13 +81,14 @@ impl Judge {
         }
     }
 
-    /// Spawns [`run`](Self::run) on the current tokio runtime.
+    /// Spawns [`run`](Self::run) on the current tokio runtime. Dropping the returned handle
+    /// stops the judge ([`TaskHandle`]); it also ends on its own when the router is gone.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime, as [`tokio::spawn`] does.
-    pub fn spawn(self) -> JoinHandle<()> {
-        tokio::spawn(self.run())
+    pub fn spawn(self) -> TaskHandle {
+        TaskHandle::spawn(self.run())
     }
 }
 

@@ -114,5 +114,5 @@ pub use service::Canary;
 pub use settings::{CanaryOptions, CanarySource, InsufficientSamples, MIN_INTERVAL};
 pub use snapshot::{SideStats, Snapshot, Transitions};
 
-/// The error type of the router: either side's error, boxed, or a [`CanaryError`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error type, [`fluxgate_core::BoxError`] (the same type as `tower::BoxError`).
+pub use fluxgate_core::BoxError;

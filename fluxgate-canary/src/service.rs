@@ -42,7 +42,7 @@ use crate::shared::{Shared, Windows};
 ///
 /// ```
 /// use fluxgate_canary::Canary;
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, MatchCondition, CanaryMatch, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, MatchCondition, CanaryMatch, TrafficPolicy};
 /// use tower::{service_fn, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -176,7 +176,7 @@ impl Settings {
             },
             None => {
                 // The policy's defaults, with the canary off.
-                let spec = fluxgate_core::policy::Canary::default();
+                let spec = fluxgate_core::policy::CanarySpec::default();
                 Self {
                     enabled: false,
                     weight: 0,

@@ -115,7 +115,7 @@ pub struct SideStats {
 ///
 /// ```
 /// use fluxgate_canary::{Canary, Phase};
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// use tower::service_fn;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -26,7 +26,7 @@ async fn fleet_traffic_reaches_min_requests() {
             .fleet(fleet)
             .build()
             .unwrap();
-        judge.spawn();
+        judge.spawn().detach();
         replicas.push(router);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -61,7 +61,7 @@ async fn p99_case(fast: usize, slow: usize) -> Vec<support::Router> {
             .fleet(fleet)
             .build()
             .unwrap();
-        judge.spawn();
+        judge.spawn().detach();
         replicas.push(router);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

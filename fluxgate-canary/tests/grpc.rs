@@ -66,7 +66,7 @@ fn grpc(code: &'static str, in_trailers: bool) -> Grpc {
 fn router(stable: Grpc, canary: Grpc) -> Canary<Grpc, Grpc> {
     let spec = "{weight: 50, interval: 1s, failureThreshold: 1, metrics: {targetErrorRate: 0.05}}";
     let (router, judge) = Canary::new(stable, canary, support::canary(spec)).unwrap();
-    judge.spawn();
+    judge.spawn().detach();
     router
 }
 

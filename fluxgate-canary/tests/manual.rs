@@ -165,7 +165,7 @@ async fn the_judge_stops_when_the_router_is_dropped() {
     sleep(Duration::from_secs(1)).await;
     assert!(!task.is_finished());
     drop(clone);
-    tokio::time::timeout(Duration::from_millis(250), task)
+    tokio::time::timeout(Duration::from_millis(250), task.join())
         .await
         .unwrap()
         .unwrap();

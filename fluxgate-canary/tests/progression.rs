@@ -91,7 +91,7 @@ async fn a_new_policy_version_keeps_progress() {
     let (r, judge) =
         fluxgate_canary::Canary::new(Backend::new("stable"), Backend::new("canary"), slot).unwrap();
     let r: Router = r;
-    judge.spawn();
+    judge.spawn().detach();
     let handle = r.handle();
     sleep(Duration::from_millis(1)).await;
     interval(&r, 1000).await;

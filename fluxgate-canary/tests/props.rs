@@ -14,7 +14,7 @@ async fn sides(clients: &[String], weights: &[u8]) -> Vec<Vec<&'static str>> {
     let slot = store.slot(&PolicyId::new("t", "web"));
     let (r, judge): (Router, Judge) =
         Canary::new(Backend::new("stable"), Backend::new("canary"), slot).unwrap();
-    judge.spawn();
+    judge.spawn().detach();
     let mut rounds = Vec::new();
     for weight in weights {
         let spec = format!("{{weight: {weight}, stickyKey: header.x-client-id}}");

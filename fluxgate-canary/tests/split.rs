@@ -70,7 +70,7 @@ async fn raising_the_weight_only_moves_clients_from_stable_to_canary() {
     let slot = store.slot(&PolicyId::new("t", "web"));
     let (stable, canary) = (Backend::new("stable"), Backend::new("canary"));
     let (r, judge): (Router, Judge) = Canary::new(stable, canary, slot).unwrap();
-    judge.spawn();
+    judge.spawn().detach();
     // No policy yet: everything to stable.
     assert_eq!(get(&r).await, "stable");
     let mut previous = vec!["stable"; 2000];

@@ -1,9 +1,9 @@
 //! Properties: nothing panics on any input, and serialize-then-parse is the identity.
 
 use fluxgate_core::policy::{
-    BalanceAlgorithm, Canary, CanaryMatch, CanaryMetrics, Duration, HealthCheck, LoadBalancing,
-    MatchCondition, MatchType, OutlierDetection, RateLimit, RateLimits, RateOverride, SlowStart,
-    TrafficPolicy, parse_documents, parse_policies,
+    BalanceAlgorithm, CanaryMatch, CanaryMetrics, CanarySpec, Duration, HealthCheck, LoadBalancing,
+    MatchCondition, MatchType, OutlierDetection, RateLimitSpec, RateLimits, RateOverride,
+    SlowStart, TrafficPolicy, parse_documents, parse_policies,
 };
 use proptest::prelude::*;
 
@@ -71,7 +71,7 @@ fn policy() -> impl Strategy<Value = TrafficPolicy> {
                     limits
                         .into_iter()
                         .map(|(rps, burst, shadow, key)| {
-                            let mut l = RateLimit::new(rps, burst);
+                            let mut l = RateLimitSpec::new(rps, burst);
                             l.shadow = shadow;
                             l.overrides.push(RateOverride {
                                 key,
@@ -84,7 +84,7 @@ fn policy() -> impl Strategy<Value = TrafficPolicy> {
                 ));
             }
             p.spec.canary = canary.map(|(weight, entries, interval, enabled)| {
-                let mut c = Canary::default();
+                let mut c = CanarySpec::default();
                 c.weight = weight;
                 c.enabled = enabled;
                 c.interval = interval;

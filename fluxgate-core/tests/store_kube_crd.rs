@@ -2,7 +2,7 @@
 //! structural check of the seed policy's spec against the published schema.
 #![cfg(feature = "kube")]
 
-use fluxgate_core::policy::{RateLimit, parse_policies};
+use fluxgate_core::policy::{RateLimitSpec, parse_policies};
 use fluxgate_core::store::traffic_policy_crd;
 use serde_json::{Value, json};
 
@@ -95,7 +95,7 @@ fn rate_limit_schema() -> Value {
         .with_transform(schemars::transform::AddNullable::default())
         .with_transform(kube::core::schema::StructuralSchemaRewriter)
         .into_generator();
-    generator.into_root_schema_for::<RateLimit>().to_value()
+    generator.into_root_schema_for::<RateLimitSpec>().to_value()
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The gateway's request path, assembled from FluxGate's layers and following one policy.
 //!
 //! ```text
-//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Retry ─ Http503 ─ Balance ─ Proxy… ─ upstreams
-//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Retry ─ Http503 ─ Balance ─ Proxy… ─ canary upstreams
+//! Front ─ GatewayService ─ RateLimit ─┬─ Canary ─┬─ stable: Retry ─ RespondUnavailable ─ Balance ─ Proxy… ─ upstreams
+//!          (body, 502)   (the slot)  │  (slot)  └─ canary: Retry ─ RespondUnavailable ─ Balance ─ Proxy… ─ canary upstreams
 //!                                    └─ (no canary upstreams: the stable side alone)
 //! ```
 //!
@@ -16,7 +16,7 @@
 //! - **The canary** chooses a side per request from the policy's `canary` section, judges the
 //!   canary side and rolls it back on its own. Without canary upstreams there is no canary layer.
 //! - **Each side is a [`Balance`](fluxgate_balance::Balance)** over one [`Proxy`] per upstream (keyed by the upstream URL),
-//!   wrapped in [`Http503`](fluxgate_balance::Http503) (no healthy endpoint: `503`); every
+//!   wrapped in [`RespondUnavailable`](fluxgate_balance::RespondUnavailable) (no healthy endpoint: `503`); every
 //!   connection's clone of the stack shares it without a buffer (no channel, no task hop per
 //!   request). Active health checks run through the proxies' hyper clients,
 //!   as the policy's `loadBalancing.healthCheck` says: `grpc.health.v1.Health/Check` for

@@ -101,8 +101,8 @@ pub use self::service::Proxy;
 pub use self::tls::ClientTls;
 pub use self::upstream::{Upstream, UpstreamSpec};
 
-/// The boxed error of a streamed body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error type, [`fluxgate_core::BoxError`] (the same type as `tower::BoxError`).
+pub use fluxgate_core::BoxError;
 
 /// The body type of proxied requests and of every response of the proxy.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use bytes::Bytes;
-use fluxgate_balance::{Balance, Http503, Retry, Static, Weighted};
+use fluxgate_balance::{Balance, FixedEndpoints, RespondUnavailable, Retry, Weighted};
 use fluxgate_proxy::{BoxError, Proxy, ProxyConfig, proxy_client};
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use support::{closed_port, echo_upstream, echoed, text, within};
 use tower::ServiceBuilder;
 
-type Balanced = Balance<Static<String, Weighted<Proxy>>, Request<Body>>;
+type Balanced = Balance<FixedEndpoints<String, Weighted<Proxy>>, Request<Body>>;
 
 /// An axum gateway balancing over one proxy per upstream (retrying a request an upstream
 /// refused on another); its address.
@@ -36,7 +36,7 @@ async fn gateway(upstreams: &[SocketAddr], config: &ProxyConfig) -> SocketAddr {
         .layer(HandleErrorLayer::new(|error: BoxError| async move {
             (StatusCode::BAD_GATEWAY, error.to_string())
         }))
-        .service(Retry::new(Http503::new(balance), &handle));
+        .service(Retry::new(RespondUnavailable::new(balance), &handle));
     let app = Router::new().fallback_service(upstreams);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

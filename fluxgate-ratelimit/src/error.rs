@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Why a request did not get through the typed ([`TypedRateLimit`](crate::TypedRateLimit))
+/// Why a request did not get through the typed ([`ErroringRateLimit`](crate::ErroringRateLimit))
 /// variant, or why a layer could not be built.
 ///
 /// At the service boundary it is boxed as `tower::BoxError`; downcast to read it.
@@ -77,3 +77,7 @@ impl From<RateLimitError> for tonic::Status {
         status
     }
 }
+
+/// How the erroring variant turns a [`RateLimitError`] into its error (boxed as it is, or as a
+/// `tonic::Status`).
+pub(crate) type IntoError = fn(RateLimitError) -> crate::BoxError;

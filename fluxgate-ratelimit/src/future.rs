@@ -1,5 +1,5 @@
 //! The response futures of [`RateLimit`](crate::RateLimit) and
-//! [`TypedRateLimit`](crate::TypedRateLimit).
+//! [`ErroringRateLimit`](crate::ErroringRateLimit).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +10,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::core::Shared;
-use crate::layer::IntoError;
+use crate::error::IntoError;
+use crate::gate::Shared;
 use crate::prepared::Prepared;
 use crate::response::Fields;
 use crate::store::RateLimitStore;
@@ -130,8 +130,8 @@ where
 }
 
 pin_project! {
-    /// The response future of [`TypedRateLimit`](crate::TypedRateLimit).
-    pub struct TypedFuture<S, St, B>
+    /// The response future of [`ErroringRateLimit`](crate::ErroringRateLimit).
+    pub struct ErroringFuture<S, St, B>
     where
         S: Service<Request<B>>,
         St: RateLimitStore,
@@ -154,7 +154,7 @@ pin_project! {
     }
 }
 
-impl<S, St, B> TypedFuture<S, St, B>
+impl<S, St, B> ErroringFuture<S, St, B>
 where
     S: Service<Request<B>>,
     St: RateLimitStore,
@@ -186,7 +186,7 @@ where
     }
 }
 
-impl<S, St, B> Future for TypedFuture<S, St, B>
+impl<S, St, B> Future for ErroringFuture<S, St, B>
 where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
@@ -235,8 +235,8 @@ impl<S: Service<Request<B>>, St: RateLimitStore, B> std::fmt::Debug for Response
     }
 }
 
-impl<S: Service<Request<B>>, St: RateLimitStore, B> std::fmt::Debug for TypedFuture<S, St, B> {
+impl<S: Service<Request<B>>, St: RateLimitStore, B> std::fmt::Debug for ErroringFuture<S, St, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TypedFuture").finish_non_exhaustive()
+        f.debug_struct("ErroringFuture").finish_non_exhaustive()
     }
 }

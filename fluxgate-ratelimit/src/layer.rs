@@ -1,18 +1,17 @@
-//! [`RateLimitLayer`], [`TypedRateLimitLayer`] and their builder.
+//! [`RateLimitLayer`], [`ErroringRateLimitLayer`] and their builder.
 
 use std::sync::Arc;
 
 use fluxgate_core::key::{ClientIpConfig, DEFAULT_MAX_KEY_LEN};
-use fluxgate_core::policy::{
-    CompiledPolicy, RateLimit as RateLimitSpec, RateLimits, TrafficPolicy,
-};
+use fluxgate_core::policy::{CompiledPolicy, RateLimitSpec, RateLimits, TrafficPolicy};
 use fluxgate_core::store::PolicySlot;
 use http::StatusCode;
 use tower_layer::Layer;
 
-use crate::core::{Config, Shared, Source};
+use crate::error::IntoError;
+use crate::gate::{Config, Shared, Source};
 use crate::metrics::MetricsSnapshot;
-use crate::service::{RateLimit, TypedRateLimit};
+use crate::service::{ErroringRateLimit, RateLimit};
 use crate::store::{LocalStore, RateLimitStore};
 use crate::{BoxError, RateLimitError};
 
@@ -38,20 +37,20 @@ pub struct RateLimitLayer<St: RateLimitStore = LocalStore> {
     shared: Arc<Shared<St>>,
 }
 
-/// Like [`RateLimitLayer`], but refused requests fail with an error ([`TypedRateLimit`]): a boxed
-/// [`RateLimitError`] when made by [`RateLimitLayer::typed`], a boxed `tonic::Status` when made by
+/// Like [`RateLimitLayer`], but refused requests fail with an error ([`ErroringRateLimit`]): a boxed
+/// [`RateLimitError`] when made by [`RateLimitLayer::erroring`], a boxed `tonic::Status` when made by
 /// `RateLimitLayer::grpc` (feature `tonic`).
 ///
 /// ```
-/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_core::policy::RateLimitSpec;
 /// use fluxgate_ratelimit::RateLimitLayer;
 ///
-/// let typed = RateLimitLayer::builder().limit(RateLimit::new(5.0, 5)).build().unwrap().typed();
+/// let typed = RateLimitLayer::builder().limit(RateLimitSpec::new(5.0, 5)).build().unwrap().erroring();
 /// assert_eq!(typed.metrics().refused, 0);
 /// ```
 #[derive(Debug)]
 #[must_use]
-pub struct TypedRateLimitLayer<St: RateLimitStore = LocalStore> {
+pub struct ErroringRateLimitLayer<St: RateLimitStore = LocalStore> {
     shared: Arc<Shared<St>>,
     into_error: IntoError,
 }
@@ -60,14 +59,14 @@ pub struct TypedRateLimitLayer<St: RateLimitStore = LocalStore> {
 ///
 /// ```
 /// use fluxgate_core::key::ClientIpConfig;
-/// use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+/// use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 /// use fluxgate_ratelimit::{RateLimitLayer, store::LocalStore};
 ///
-/// let mut per_key = RateLimit::new(100.0, 20);
+/// let mut per_key = RateLimitSpec::new(100.0, 20);
 /// per_key.key_extractor = "header.x-api-key".into();
 /// per_key.algorithm = LimitAlgorithm::Gcra;
 /// let layer = RateLimitLayer::builder()
-///     .limit(RateLimit::new(1000.0, 200))
+///     .limit(RateLimitSpec::new(1000.0, 200))
 ///     .limit(per_key)
 ///     .store(LocalStore::builder().max_keys(200_000).build())
 ///     .client_ip(ClientIpConfig::new().trust("10.0.0.0/8".parse().unwrap()))
@@ -92,7 +91,7 @@ impl<St: RateLimitStore> Clone for RateLimitLayer<St> {
     }
 }
 
-impl<St: RateLimitStore> Clone for TypedRateLimitLayer<St> {
+impl<St: RateLimitStore> Clone for ErroringRateLimitLayer<St> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -125,11 +124,11 @@ impl RateLimitLayer {
     /// Applies `policy`'s rate limits with the defaults (see [`builder`](Self::builder)).
     ///
     /// ```
-    /// use fluxgate_core::policy::{CompiledPolicy, RateLimit, RateLimits, TrafficPolicy};
+    /// use fluxgate_core::policy::{CompiledPolicy, RateLimitSpec, RateLimits, TrafficPolicy};
     /// use fluxgate_ratelimit::RateLimitLayer;
     ///
     /// let mut policy = TrafficPolicy::new(Some("shop"), "edge");
-    /// policy.spec.rate_limit = Some(RateLimits(vec![RateLimit::new(10.0, 5)]));
+    /// policy.spec.rate_limit = Some(RateLimits(vec![RateLimitSpec::new(10.0, 5)]));
     /// let layer = RateLimitLayer::from_policy(CompiledPolicy::compile(&policy).unwrap());
     /// assert_eq!(layer.metrics().policy.as_deref(), Some("shop/edge"));
     /// ```
@@ -149,8 +148,8 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     ///
     /// tonic cannot read this error: a tonic client makes it `Code::Unknown`. Around a tonic
     /// `Channel` or in a tonic `Server`, use `grpc` (feature `tonic`).
-    pub fn typed(self) -> TypedRateLimitLayer<St> {
-        TypedRateLimitLayer {
+    pub fn erroring(self) -> ErroringRateLimitLayer<St> {
+        ErroringRateLimitLayer {
             shared: self.shared,
             into_error: boxed,
         }
@@ -164,12 +163,12 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     /// status's `source()`.
     ///
     /// ```
-    /// use fluxgate_core::policy::RateLimit;
+    /// use fluxgate_core::policy::RateLimitSpec;
     /// use fluxgate_ratelimit::RateLimitLayer;
     /// use tower::{Layer, ServiceExt, service_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let mut per_client = RateLimit::new(1.0, 1);
+    /// let mut per_client = RateLimitSpec::new(1.0, 1);
     /// per_client.key_extractor = "header.x-client-id".into();
     /// let layer = RateLimitLayer::builder().limit(per_client).build().unwrap().grpc();
     /// let service = layer.layer(service_fn(|_req: http::Request<()>| async {
@@ -184,16 +183,13 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     /// # }
     /// ```
     #[cfg(feature = "tonic")]
-    pub fn grpc(self) -> TypedRateLimitLayer<St> {
-        TypedRateLimitLayer {
+    pub fn grpc(self) -> ErroringRateLimitLayer<St> {
+        ErroringRateLimitLayer {
             shared: self.shared,
             into_error: status,
         }
     }
 }
-
-/// How the typed variant turns a [`RateLimitError`] into its error.
-pub(crate) type IntoError = fn(RateLimitError) -> BoxError;
 
 fn boxed(error: RateLimitError) -> BoxError {
     Box::new(error)
@@ -204,7 +200,7 @@ fn status(error: RateLimitError) -> BoxError {
     Box::new(tonic::Status::from(error))
 }
 
-impl<St: RateLimitStore> TypedRateLimitLayer<St> {
+impl<St: RateLimitStore> ErroringRateLimitLayer<St> {
     /// The counts so far, for an admin endpoint.
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -220,11 +216,11 @@ impl<S, St: RateLimitStore> Layer<S> for RateLimitLayer<St> {
     }
 }
 
-impl<S, St: RateLimitStore> Layer<S> for TypedRateLimitLayer<St> {
-    type Service = TypedRateLimit<S, St>;
+impl<S, St: RateLimitStore> Layer<S> for ErroringRateLimitLayer<St> {
+    type Service = ErroringRateLimit<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TypedRateLimit::new(inner, Arc::clone(&self.shared), self.into_error)
+        ErroringRateLimit::new(inner, Arc::clone(&self.shared), self.into_error)
     }
 }
 

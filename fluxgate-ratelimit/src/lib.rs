@@ -3,9 +3,9 @@
 #![doc = include_str!("docs/overview.md")]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod core;
 mod error;
 pub mod future;
+mod gate;
 mod layer;
 mod metrics;
 mod prepared;
@@ -18,11 +18,11 @@ pub mod store;
 pub mod conformance;
 
 pub use error::RateLimitError;
-pub use layer::{RateLimitLayer, RateLimitLayerBuilder, TypedRateLimitLayer};
+pub use layer::{ErroringRateLimitLayer, RateLimitLayer, RateLimitLayerBuilder};
 pub use metrics::{LimitSnapshot, MetricsSnapshot};
 pub use quota::{MAX_WINDOW_COUNT, Quota};
 pub use response::{RATELIMIT, RATELIMIT_POLICY};
-pub use service::{RateLimit, TypedRateLimit};
+pub use service::{ErroringRateLimit, RateLimit};
 
-/// The boxed error of [`TypedRateLimit`] (tower's convention).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error type, [`fluxgate_core::BoxError`] (the same type as `tower::BoxError`).
+pub use fluxgate_core::BoxError;

@@ -67,10 +67,10 @@ pub(crate) struct LayerCounters {
 /// returns it.
 ///
 /// ```
-/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_core::policy::RateLimitSpec;
 /// use fluxgate_ratelimit::RateLimitLayer;
 ///
-/// let layer = RateLimitLayer::builder().limit(RateLimit::new(10.0, 5)).build().unwrap();
+/// let layer = RateLimitLayer::builder().limit(RateLimitSpec::new(10.0, 5)).build().unwrap();
 /// let snapshot = layer.metrics();
 /// assert_eq!(snapshot.admitted, 0);
 /// assert_eq!(snapshot.limits.len(), 1);

@@ -1,4 +1,4 @@
-//! The services: [`RateLimit`] (HTTP answers) and [`TypedRateLimit`] (typed errors).
+//! The services: [`RateLimit`] (HTTP answers) and [`ErroringRateLimit`] (typed errors).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::core::{Gate, Reject, Shared};
-use crate::future::{ResponseFuture, TypedFuture, Waiting};
-use crate::layer::IntoError;
+use crate::error::IntoError;
+use crate::future::{ErroringFuture, ResponseFuture, Waiting};
+use crate::gate::{Gate, Reject, Shared};
 use crate::prepared::Prepared;
 use crate::response::{self, Fields};
 use crate::store::{LocalStore, RateLimitStore};
@@ -25,12 +25,12 @@ use crate::{BoxError, RateLimitError};
 /// once (a remote store); the local store always answers at once.
 ///
 /// ```
-/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_core::policy::RateLimitSpec;
 /// use fluxgate_ratelimit::RateLimitLayer;
 /// use tower::{Layer, Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let layer = RateLimitLayer::builder().limit(RateLimit::new(1.0, 1)).build().unwrap();
+/// let layer = RateLimitLayer::builder().limit(RateLimitSpec::new(1.0, 1)).build().unwrap();
 /// let mut service = layer.layer(service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 /// }));
@@ -53,17 +53,17 @@ pub struct RateLimit<S, St: RateLimitStore = LocalStore> {
 
 /// Rate limits requests, failing refused ones instead of answering (for tonic clients and other
 /// non-HTTP-answering stacks): with a boxed [`RateLimitError`] (made by
-/// [`RateLimitLayer::typed`](crate::RateLimitLayer::typed)), or a boxed `tonic::Status` (made by
+/// [`RateLimitLayer::erroring`](crate::RateLimitLayer::erroring)), or a boxed `tonic::Status` (made by
 /// `RateLimitLayer::grpc`, feature `tonic`). Made by
-/// [`TypedRateLimitLayer`](crate::TypedRateLimitLayer).
+/// [`ErroringRateLimitLayer`](crate::ErroringRateLimitLayer).
 ///
 /// ```
-/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_core::policy::RateLimitSpec;
 /// use fluxgate_ratelimit::{RateLimitError, RateLimitLayer};
 /// use tower::{Layer, Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let layer = RateLimitLayer::builder().limit(RateLimit::new(1.0, 1)).build().unwrap().typed();
+/// let layer = RateLimitLayer::builder().limit(RateLimitSpec::new(1.0, 1)).build().unwrap().erroring();
 /// let service = layer.layer(service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, std::convert::Infallible>(())
 /// }));
@@ -73,7 +73,7 @@ pub struct RateLimit<S, St: RateLimitStore = LocalStore> {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct TypedRateLimit<S, St: RateLimitStore = LocalStore> {
+pub struct ErroringRateLimit<S, St: RateLimitStore = LocalStore> {
     inner: RateLimit<S, St>,
     into_error: IntoError,
 }
@@ -189,9 +189,9 @@ where
     }
 }
 
-// === impl TypedRateLimit ===
+// === impl ErroringRateLimit ===
 
-impl<S: Clone, St: RateLimitStore> Clone for TypedRateLimit<S, St> {
+impl<S: Clone, St: RateLimitStore> Clone for ErroringRateLimit<S, St> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -200,7 +200,7 @@ impl<S: Clone, St: RateLimitStore> Clone for TypedRateLimit<S, St> {
     }
 }
 
-impl<S, St: RateLimitStore> TypedRateLimit<S, St> {
+impl<S, St: RateLimitStore> ErroringRateLimit<S, St> {
     pub(crate) fn new(inner: S, shared: Arc<Shared<St>>, into_error: IntoError) -> Self {
         Self {
             inner: RateLimit::new(inner, shared),
@@ -247,7 +247,7 @@ pub(crate) fn typed_error<L, F>(prepared: &Prepared<L>, gate: &Gate<F>) -> Optio
     Some(error)
 }
 
-impl<S, St, B> Service<Request<B>> for TypedRateLimit<S, St>
+impl<S, St, B> Service<Request<B>> for ErroringRateLimit<S, St>
 where
     S: Service<Request<B>> + Clone,
     S::Error: Into<BoxError>,
@@ -255,7 +255,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = TypedFuture<S, St, B>;
+    type Future = ErroringFuture<S, St, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.inner.poll_ready(cx).map_err(Into::into)
@@ -265,7 +265,7 @@ where
         let this = &mut self.inner;
         this.shared.refresh(&mut this.cached);
         if this.cached.limits.is_empty() {
-            return TypedFuture::inner(this.inner.call(request));
+            return ErroringFuture::inner(this.inner.call(request));
         }
         match this.shared.gate(&this.cached, &request) {
             Gate::Wait(decide) => {
@@ -277,11 +277,11 @@ where
                     prepared: Arc::clone(&this.cached),
                     shared: Arc::clone(&this.shared),
                 };
-                TypedFuture::waiting(decide, rest, self.into_error)
+                ErroringFuture::waiting(decide, rest, self.into_error)
             }
             gate => match typed_error(&this.cached, &gate) {
-                Some(error) => TypedFuture::failed((self.into_error)(error)),
-                None => TypedFuture::inner(this.inner.call(request)),
+                Some(error) => ErroringFuture::failed((self.into_error)(error)),
+                None => ErroringFuture::inner(this.inner.call(request)),
             },
         }
     }

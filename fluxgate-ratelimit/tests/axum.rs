@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use fluxgate_core::policy::RateLimit;
+use fluxgate_core::policy::RateLimitSpec;
 use fluxgate_ratelimit::RateLimitLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 /// A limit on the default key (`ip`): one request, then one a minute.
 fn layer() -> RateLimitLayer {
     RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0 / 60.0, 1))
+        .limit(RateLimitSpec::new(1.0 / 60.0, 1))
         .build()
         .unwrap()
 }

@@ -5,12 +5,12 @@ mod support;
 use std::sync::atomic::Ordering;
 
 use fluxgate_core::key::ClientIpConfig;
-use fluxgate_core::policy::RateLimit;
+use fluxgate_core::policy::RateLimitSpec;
 use fluxgate_ratelimit::RateLimitLayer;
 use support::*;
 
 fn by_header() -> RateLimitLayer {
-    let mut limit = RateLimit::new(1.0, 1);
+    let mut limit = RateLimitSpec::new(1.0, 1);
     limit.key_extractor = "header.x-api-key".into();
     RateLimitLayer::builder()
         .limit(limit)
@@ -112,7 +112,7 @@ async fn repeated_headers_use_the_first() {
 #[tokio::test(start_paused = true)]
 async fn ipv4_mapped_peer_is_its_ipv4() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 1))
+        .limit(RateLimitSpec::new(1.0, 1))
         .build()
         .unwrap();
     let (mut svc, _) = service(&layer);
@@ -127,7 +127,7 @@ async fn ipv4_mapped_peer_is_its_ipv4() {
 #[tokio::test(start_paused = true)]
 async fn spoofed_forwarded_for_is_ignored_from_untrusted_peers() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 1))
+        .limit(RateLimitSpec::new(1.0, 1))
         .client_ip(ClientIpConfig::new().trust("10.0.0.0/8".parse().unwrap()))
         .build()
         .unwrap();
@@ -156,7 +156,7 @@ async fn spoofed_forwarded_for_is_ignored_from_untrusted_peers() {
 #[tokio::test(start_paused = true)]
 async fn no_peer_address_shares_one_bucket() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 1))
+        .limit(RateLimitSpec::new(1.0, 1))
         .build()
         .unwrap();
     let (mut svc, _) = service(&layer);

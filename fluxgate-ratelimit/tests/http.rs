@@ -5,13 +5,13 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fluxgate_core::policy::{LimitAlgorithm, MissingKey, RateLimit, RateOverride};
+use fluxgate_core::policy::{LimitAlgorithm, MissingKey, RateLimitSpec, RateOverride};
 use fluxgate_ratelimit::{RateLimitError, RateLimitLayer};
 use support::*;
 use tower::{Layer, ServiceExt};
 
-fn limit(rps: f64, burst: u32, key: &str, algorithm: LimitAlgorithm) -> RateLimit {
-    let mut limit = RateLimit::new(rps, burst);
+fn limit(rps: f64, burst: u32, key: &str, algorithm: LimitAlgorithm) -> RateLimitSpec {
+    let mut limit = RateLimitSpec::new(rps, burst);
     limit.key_extractor = key.to_owned();
     limit.algorithm = algorithm;
     limit
@@ -105,7 +105,7 @@ async fn refusal_headers() {
 #[tokio::test(start_paused = true)]
 async fn admit_headers_can_be_off() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 2))
+        .limit(RateLimitSpec::new(1.0, 2))
         .admit_headers(false)
         .build()
         .unwrap();
@@ -122,7 +122,7 @@ async fn admit_headers_can_be_off() {
 #[tokio::test(start_paused = true)]
 async fn grpc_refusal_is_resource_exhausted() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 1))
+        .limit(RateLimitSpec::new(1.0, 1))
         .build()
         .unwrap();
     let (mut svc, _) = service(&layer);
@@ -139,10 +139,10 @@ async fn grpc_refusal_is_resource_exhausted() {
 #[tokio::test(start_paused = true)]
 async fn typed_variant_errors() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(1.0, 1))
+        .limit(RateLimitSpec::new(1.0, 1))
         .build()
         .unwrap()
-        .typed();
+        .erroring();
     let svc = layer.layer(inner(Default::default()));
     assert!(svc.clone().oneshot(from("192.0.2.1:1")).await.is_ok());
     let error = svc.oneshot(from("192.0.2.1:1")).await.unwrap_err();
@@ -288,7 +288,7 @@ async fn overrides_give_keys_their_quota() {
 #[tokio::test(start_paused = true)]
 async fn refusal_clears_after_retry_after() {
     let layer = RateLimitLayer::builder()
-        .limit(RateLimit::new(2.0, 1))
+        .limit(RateLimitSpec::new(2.0, 1))
         .build()
         .unwrap();
     let (mut svc, _) = service(&layer);

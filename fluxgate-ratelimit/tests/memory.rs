@@ -4,13 +4,13 @@ mod support;
 
 use std::time::Duration;
 
-use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 use fluxgate_ratelimit::RateLimitLayer;
 use fluxgate_ratelimit::store::LocalStore;
 use support::*;
 
 fn layer(store: &LocalStore, algorithm: LimitAlgorithm) -> RateLimitLayer {
-    let mut limit = RateLimit::new(10.0, 2);
+    let mut limit = RateLimitSpec::new(10.0, 2);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
     RateLimitLayer::builder()

@@ -1,15 +1,15 @@
-//! `RateLimit-Policy` advertises the quota a client can rely on: `q` requests per `w` whole
+//! `RateLimitSpec-Policy` advertises the quota a client can rely on: `q` requests per `w` whole
 //! seconds at the sustained rate, and the burst when the two differ (1200/s with a burst of 150
 //! is `q=1200;w=1;burst=150`, never `q=150;w=1`, an eighth of the rate).
 
 mod support;
 
-use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 use fluxgate_ratelimit::RateLimitLayer;
 use support::*;
 
 async fn advertised(rps: f64, burst: u32, algorithm: LimitAlgorithm) -> String {
-    let mut limit = RateLimit::new(rps, burst);
+    let mut limit = RateLimitSpec::new(rps, burst);
     limit.algorithm = algorithm;
     let layer = RateLimitLayer::builder().limit(limit).build().unwrap();
     let (mut svc, _calls) = service(&layer);

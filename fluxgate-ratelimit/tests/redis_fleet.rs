@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fluxgate_core::policy::{LimitAlgorithm, RateLimit, SyncMode};
+use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec, SyncMode};
 use fluxgate_ratelimit::store::drill::{Admitted, Fleet, Jitter};
 use fluxgate_ratelimit::store::{LimiterSpec, RedisOptions};
 use fluxgate_ratelimit::{Quota, RateLimitLayer};
@@ -123,7 +123,7 @@ async fn an_outage_limits_at_the_fleet_share_and_ends_promptly() {
         let options = RedisOptions::new().prefix("outage");
         let fleet = Fleet::start(&server.url(), 2, options).await.unwrap();
         let layer = RateLimitLayer::builder()
-            .limit(RateLimit::new(50.0, 10))
+            .limit(RateLimitSpec::new(50.0, 10))
             .store(fleet.stores[0].clone())
             .build()
             .unwrap();

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use fluxgate_core::key::PeerAddr;
-use fluxgate_core::policy::{RateLimit as RateLimitSpec, StoreFailure, SyncMode};
+use fluxgate_core::policy::{RateLimitSpec, StoreFailure, SyncMode};
 use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 use fluxgate_ratelimit::{RateLimit, RateLimitLayer};
 use fluxgate_test_support::RedisServer;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fluxgate_core::policy::{MissingKey, RateLimit};
+use fluxgate_core::policy::{MissingKey, RateLimitSpec};
 use fluxgate_ratelimit::{RateLimitError, RateLimitLayer};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -14,8 +14,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tower::Layer;
 
 /// One request a minute at most, after a burst of one: the second call is always refused.
-fn one(key: &str) -> RateLimit {
-    let mut limit = RateLimit::new(1.0 / 60.0, 1);
+fn one(key: &str) -> RateLimitSpec {
+    let mut limit = RateLimitSpec::new(1.0 / 60.0, 1);
     key.clone_into(&mut limit.key_extractor);
     limit
 }
@@ -112,7 +112,7 @@ async fn around_a_channel_a_missing_key_is_invalid_argument() {
 async fn around_a_channel_typed_is_unknown_to_tonic() {
     // Why `grpc()` exists: tonic cannot read a `RateLimitError`.
     let url = serve!(Server::builder());
-    let mut client = HealthClient::new(per_client().typed().layer(channel(url)));
+    let mut client = HealthClient::new(per_client().erroring().layer(channel(url)));
     check(&mut client, Some("a")).await.unwrap();
     let status = check(&mut client, Some("a")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unknown);

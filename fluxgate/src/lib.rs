@@ -1,7 +1,9 @@
 #![doc = include_str!("docs/guide.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use fluxgate_core as core;
+/// What every layer shares, from `fluxgate-core`: the policy model and its store, keys, outcomes,
+/// windows, the task handle and the boxed error.
+pub use fluxgate_core::{BoxError, api, ewma, key, outcome, policy, quantile, store, task, window};
 
 #[cfg(feature = "admin")]
 pub mod admin;

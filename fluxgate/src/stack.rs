@@ -1,8 +1,8 @@
 //! [`Stack`]: the recommended request path, assembled from one policy and the endpoint sets.
 //!
 //! ```text
-//! RateLimit ─ Route ─┬─ Canary ─┬─ stable: Retry ─ Http503 ─ Balance ─ endpoints
-//!                    │          └─ canary: Retry ─ Http503 ─ Balance ─ canary endpoints
+//! RateLimit ─ Route ─┬─ Canary ─┬─ stable: Retry ─ RespondUnavailable ─ Balance ─ endpoints
+//!                    │          └─ canary: Retry ─ RespondUnavailable ─ Balance ─ canary endpoints
 //!                    └─ (no canary endpoints) stable side alone
 //! ```
 //!
@@ -24,17 +24,17 @@ use fluxgate_canary::{Canary, CanaryError, CanaryHandle};
 use fluxgate_core::outcome::ObservedBody;
 use fluxgate_core::policy::HealthCheck;
 use fluxgate_core::store::{PolicyId, PolicyStore};
+use fluxgate_core::task::TaskHandle;
 use fluxgate_ratelimit::RateLimitLayer;
 use fluxgate_ratelimit::store::AnyStore;
 use futures::{Stream, StreamExt as _};
 use http::{Request, Response};
-use tokio::task::JoinHandle;
 use tower::discover::Change;
 use tower::util::Either;
 use tower::{Layer, Service, ServiceExt};
 
-/// The error of the stack's inner services: a side's balancer or endpoint failed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error type, [`fluxgate_core::BoxError`] (the same type as `tower::BoxError`).
+pub use fluxgate_core::BoxError;
 
 mod service;
 mod side;
@@ -93,7 +93,7 @@ pub enum StackError {
 ///
 /// ```
 /// use fluxgate::stack::StackBuilder;
-/// use fluxgate::core::store::{PolicyId, PolicyStore};
+/// use fluxgate::store::{PolicyId, PolicyStore};
 /// use tower::service_fn;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -198,7 +198,7 @@ impl<K, S> StackBuilder<K, S> {
     ///
     /// ```
     /// use fluxgate::stack::StackBuilder;
-    /// use fluxgate::core::store::{PolicyId, PolicyStore};
+    /// use fluxgate::store::{PolicyId, PolicyStore};
     /// use fluxgate::ratelimit::RateLimitLayer;
     /// use fluxgate::ratelimit::store::{AnyStore, LocalStore};
     /// use tower::service_fn;
@@ -270,7 +270,7 @@ pub struct Stack<K: Eq, S, B, RB> {
     rate_limit: RateLimitLayer<AnyStore>,
     stable: BalanceHandle<K>,
     canary: Option<(CanaryHandle, BalanceHandle<K>)>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<TaskHandle>,
 }
 
 impl<K: Eq, S, B, RB> fmt::Debug for Stack<K, S, B, RB> {
@@ -306,14 +306,6 @@ impl<K: Eq, S, B, RB> Stack<K, S, B, RB> {
     #[must_use]
     pub fn canary(&self) -> Option<(&CanaryHandle, &BalanceHandle<K>)> {
         self.canary.as_ref().map(|(c, b)| (c, b))
-    }
-}
-
-impl<K: Eq, S, B, RB> Drop for Stack<K, S, B, RB> {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }
 

@@ -3,10 +3,10 @@
 use fluxgate::admin::Admin;
 use fluxgate::balance::{Balance, Weighted};
 use fluxgate::canary::Canary;
-use fluxgate::core::policy::LoadBalancing;
-use fluxgate::core::store::{PolicyId, PolicyStore};
 use fluxgate::metrics::Metrics;
+use fluxgate::policy::LoadBalancing;
 use fluxgate::ratelimit::RateLimitLayer;
+use fluxgate::store::{PolicyId, PolicyStore};
 use http_body_util::BodyExt;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

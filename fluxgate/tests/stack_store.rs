@@ -6,11 +6,11 @@ use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::time::Duration;
 
-use fluxgate::core::policy::SyncMode;
-use fluxgate::core::store::{PolicyId, PolicyStore};
+use fluxgate::policy::SyncMode;
 use fluxgate::ratelimit::RateLimitLayer;
 use fluxgate::ratelimit::store::{AnyStore, RedisOptions, RedisStore};
 use fluxgate::stack::{Stack, StackBuilder};
+use fluxgate::store::{PolicyId, PolicyStore};
 use fluxgate_test_support::RedisServer;
 use http::{Request, Response, StatusCode};
 use tower::util::ServiceFn;

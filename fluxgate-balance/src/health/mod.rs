@@ -52,6 +52,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fluxgate_core::policy::{HealthCheck, OutlierDetection};
+use fluxgate_core::task::TaskHandle;
 use tokio::time::Instant;
 use tower::discover::Discover;
 
@@ -149,13 +150,14 @@ impl Future for HealthTask {
 }
 
 impl HealthTask {
-    /// Spawns the task on the current tokio runtime.
+    /// Spawns the task on the current tokio runtime. Dropping the returned handle stops it
+    /// ([`TaskHandle`]); the task also ends on its own when the balancer is gone.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime, as [`tokio::spawn`] does.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self)
+    pub fn spawn(self) -> TaskHandle {
+        TaskHandle::spawn(self)
     }
 }
 

@@ -19,7 +19,7 @@ use super::store::{FleetFuture, FleetStore, MergedWindow, SyncReply, SyncRequest
 /// ```
 /// use fluxgate_canary::Canary;
 /// use fluxgate_canary::fleet::{Fleet, LocalFleet};
-/// use fluxgate_core::policy::{Canary as CanarySpec, CompiledPolicy, TrafficPolicy};
+/// use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// use fluxgate_core::store::PolicyId;
 /// use tower::service_fn;
 ///

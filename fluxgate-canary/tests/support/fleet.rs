@@ -22,7 +22,7 @@ pub struct Replica {
     pub router: Router,
     pub stable: Backend,
     pub canary: Backend,
-    pub judge: Option<JoinHandle<()>>,
+    pub judge: Option<fluxgate_core::task::TaskHandle>,
 }
 
 impl Replica {

@@ -110,7 +110,7 @@ pub fn router_with(spec: &str, options: CanaryOptions) -> (Router, Backend, Back
     let (stable, canary) = (Backend::new("stable"), Backend::new("canary"));
     let (router, judge): (Router, Judge) =
         Canary::with_options(stable.clone(), canary.clone(), canary_src(spec), options).unwrap();
-    judge.spawn();
+    judge.spawn().detach();
     (router, stable, canary)
 }
 

@@ -1,4 +1,4 @@
-//! The `spec.canary` section: [`Canary`] and its match rules.
+//! The `spec.canary` section: [`CanarySpec`] and its match rules.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,9 +9,9 @@ use super::Duration;
 /// Every field has a default, so `canary: {}` is valid (enabled, weight 0).
 ///
 /// ```
-/// use fluxgate_core::policy::Canary;
+/// use fluxgate_core::policy::CanarySpec;
 ///
-/// let canary = Canary::default();
+/// let canary = CanarySpec::default();
 /// assert!(canary.enabled);
 /// assert_eq!(canary.weight, 0);
 /// assert_eq!(canary.error_budget, 0.985);
@@ -20,7 +20,7 @@ use super::Duration;
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[non_exhaustive]
-pub struct Canary {
+pub struct CanarySpec {
     /// Whether the canary receives traffic; `true` by default.
     pub enabled: bool,
     /// Percent of unmatched traffic sent to the canary; 0 by default, 0..=100.
@@ -50,7 +50,7 @@ pub struct Canary {
     pub metrics: Option<CanaryMetrics>,
 }
 
-impl Default for Canary {
+impl Default for CanarySpec {
     fn default() -> Self {
         Self {
             enabled: true,

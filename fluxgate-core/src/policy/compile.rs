@@ -15,10 +15,10 @@ use crate::key::KeySource;
 /// Cloning is cheap (one `Arc`).
 ///
 /// ```
-/// use fluxgate_core::policy::{CompiledPolicy, RateLimit, RateLimits, TrafficPolicy};
+/// use fluxgate_core::policy::{CompiledPolicy, RateLimitSpec, RateLimits, TrafficPolicy};
 ///
 /// let mut policy = TrafficPolicy::new(None, "edge");
-/// policy.spec.rate_limit = Some(RateLimits(vec![RateLimit::new(10.0, 5)]));
+/// policy.spec.rate_limit = Some(RateLimits(vec![RateLimitSpec::new(10.0, 5)]));
 /// let compiled = CompiledPolicy::compile(&policy).unwrap();
 /// assert_eq!(compiled.rate_limits()[0].key, fluxgate_core::key::KeySource::Ip);
 /// assert_eq!(compiled.policy(), &policy);
@@ -39,9 +39,9 @@ struct Inner {
 /// One rate limit, ready to apply.
 ///
 /// ```
-/// # use fluxgate_core::policy::{CompiledPolicy, RateLimit, RateLimits, TrafficPolicy};
+/// # use fluxgate_core::policy::{CompiledPolicy, RateLimitSpec, RateLimits, TrafficPolicy};
 /// # let mut policy = TrafficPolicy::new(None, "edge");
-/// # policy.spec.rate_limit = Some(RateLimits(vec![RateLimit::new(10.0, 5)]));
+/// # policy.spec.rate_limit = Some(RateLimits(vec![RateLimitSpec::new(10.0, 5)]));
 /// let compiled = CompiledPolicy::compile(&policy).unwrap();
 /// assert_eq!(compiled.rate_limits()[0].sync_interval.as_millis(), 50);
 /// ```
@@ -77,9 +77,9 @@ pub struct CompiledRateLimit {
 /// A canary, ready to route.
 ///
 /// ```
-/// # use fluxgate_core::policy::{Canary, CompiledPolicy, TrafficPolicy};
+/// # use fluxgate_core::policy::{CanarySpec, CompiledPolicy, TrafficPolicy};
 /// let mut policy = TrafficPolicy::new(None, "edge");
-/// let mut canary = Canary::default();
+/// let mut canary = CanarySpec::default();
 /// canary.weight = 5;
 /// policy.spec.canary = Some(canary);
 /// let compiled = CompiledPolicy::compile(&policy).unwrap();

@@ -55,14 +55,14 @@ pub use balance::{
     BalanceAlgorithm, HealthCheck, HealthProtocol, LoadBalancing, OutlierDetection, Retries,
     SlowStart,
 };
-pub use canary::{Canary, CanaryMatch, CanaryMetrics, MatchCondition, MatchType};
+pub use canary::{CanaryMatch, CanaryMetrics, CanarySpec, MatchCondition, MatchType};
 pub use compile::{CompiledCanary, CompiledPolicy, CompiledRateLimit};
 pub use duration::{Duration, DurationError};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use matcher::{CanaryMatcher, ValueMatcher};
 pub use parse::{ParsedDocument, ParsedDocuments, parse_documents, parse_policies};
 pub use ratelimit::{
-    LimitAlgorithm, MissingKey, RateLimit, RateLimits, RateOverride, RateSync, StoreFailure,
+    LimitAlgorithm, MissingKey, RateLimitSpec, RateLimits, RateOverride, RateSync, StoreFailure,
     SyncMode,
 };
 pub use types::{ObjectMeta, TargetRef, TrafficPolicy, TrafficPolicySpec};
@@ -89,10 +89,10 @@ impl TrafficPolicy {
     /// Every problem found, as [`PolicyErrors`].
     ///
     /// ```
-    /// use fluxgate_core::policy::{Canary, TrafficPolicy};
+    /// use fluxgate_core::policy::{CanarySpec, TrafficPolicy};
     ///
     /// let mut policy = TrafficPolicy::new(Some("payments"), "checkout");
-    /// let mut canary = Canary::default();
+    /// let mut canary = CanarySpec::default();
     /// canary.weight = 150;
     /// policy.spec.canary = Some(canary);
     /// let errors = policy.validate().unwrap_err();

@@ -1,4 +1,4 @@
-//! The `spec.rateLimit` section: one [`RateLimit`] or a list of them, as [`RateLimits`].
+//! The `spec.rateLimit` section: one [`RateLimitSpec`] or a list of them, as [`RateLimits`].
 
 use std::fmt;
 
@@ -12,13 +12,13 @@ use super::Duration;
 /// One limit serializes back as a mapping, several as a list.
 ///
 /// ```
-/// use fluxgate_core::policy::{RateLimit, RateLimits};
+/// use fluxgate_core::policy::{RateLimitSpec, RateLimits};
 ///
-/// let limits = RateLimits(vec![RateLimit::new(100.0, 20)]);
+/// let limits = RateLimits(vec![RateLimitSpec::new(100.0, 20)]);
 /// assert_eq!(limits.0[0].key_extractor, "ip");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RateLimits(pub Vec<RateLimit>);
+pub struct RateLimits(pub Vec<RateLimitSpec>);
 
 impl Serialize for RateLimits {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -38,7 +38,7 @@ impl<'de> Deserialize<'de> for RateLimits {
                 f.write_str("a rate limit (a mapping) or a list of rate limits")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RateLimits, A::Error> {
-                let one = RateLimit::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let one = RateLimitSpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(RateLimits(vec![one]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RateLimits, A::Error> {
@@ -52,9 +52,9 @@ impl<'de> Deserialize<'de> for RateLimits {
 /// One rate limit: a rate and a burst per key.
 ///
 /// ```
-/// use fluxgate_core::policy::{LimitAlgorithm, RateLimit};
+/// use fluxgate_core::policy::{LimitAlgorithm, RateLimitSpec};
 ///
-/// let limit = RateLimit::new(1200.0, 150);
+/// let limit = RateLimitSpec::new(1200.0, 150);
 /// assert_eq!(limit.algorithm, LimitAlgorithm::SlidingWindow);
 /// assert!(!limit.shadow);
 /// ```
@@ -62,7 +62,7 @@ impl<'de> Deserialize<'de> for RateLimits {
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
-pub struct RateLimit {
+pub struct RateLimitSpec {
     /// A name for metrics and logs; none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -97,12 +97,12 @@ fn default_key() -> String {
     "ip".to_owned()
 }
 
-impl RateLimit {
+impl RateLimitSpec {
     /// A limit of `requests_per_second` with `burst_size`, everything else by default.
     ///
     /// ```
-    /// # use fluxgate_core::policy::RateLimit;
-    /// assert_eq!(RateLimit::new(5.0, 1).burst_size, 1);
+    /// # use fluxgate_core::policy::RateLimitSpec;
+    /// assert_eq!(RateLimitSpec::new(5.0, 1).burst_size, 1);
     /// ```
     #[must_use]
     pub fn new(requests_per_second: f64, burst_size: u32) -> Self {

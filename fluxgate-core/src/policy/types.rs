@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{API_VERSION, Canary, KIND, LoadBalancing, RateLimits};
+use super::{API_VERSION, CanarySpec, KIND, LoadBalancing, RateLimits};
 
 /// A `TrafficPolicy` document: how traffic to one workload is balanced, limited and split.
 ///
@@ -137,7 +137,7 @@ pub struct TrafficPolicySpec {
     pub rate_limit: Option<RateLimits>,
     /// Canary release; none by default (all traffic to stable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<Canary>,
+    pub canary: Option<CanarySpec>,
 }
 
 /// The workload a policy applies to, as a Kubernetes object reference.

@@ -4,9 +4,9 @@ use std::fmt::Display;
 
 use super::node::LineMap;
 use super::{
-    API_VERSION, Canary, CanaryMatch, Duration, HealthCheck, KIND, LoadBalancing, MatchCondition,
-    MatchType, OutlierDetection, PolicyError, PolicyErrorKind, RateLimit, RateLimits,
-    TrafficPolicy,
+    API_VERSION, CanaryMatch, CanarySpec, Duration, HealthCheck, KIND, LoadBalancing,
+    MatchCondition, MatchType, OutlierDetection, PolicyError, PolicyErrorKind, RateLimitSpec,
+    RateLimits, TrafficPolicy,
 };
 use crate::key::KeySource;
 
@@ -230,7 +230,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn rate_limit(&mut self, p: &str, limit: &RateLimit) {
+    fn rate_limit(&mut self, p: &str, limit: &RateLimitSpec) {
         self.positive(&format!("{p}.requestsPerSecond"), limit.requests_per_second);
         self.at_least_one(&format!("{p}.burstSize"), limit.burst_size);
         self.key_source(&format!("{p}.keyExtractor"), &limit.key_extractor);
@@ -252,7 +252,7 @@ impl<'a> Checker<'a> {
         self.positive_duration(&format!("{p}.sync.timeout"), limit.sync.timeout);
     }
 
-    fn canary(&mut self, canary: &Canary) {
+    fn canary(&mut self, canary: &CanarySpec) {
         let p = "spec.canary";
         self.int_range(&format!("{p}.weight"), canary.weight, 0, 100);
         for (i, entry) in canary.matches.iter().enumerate() {

@@ -35,7 +35,7 @@
 //!
 //! ```no_run
 //! use fluxgate::admin::Admin;
-//! use fluxgate::core::store::{PolicyId, PolicyStore};
+//! use fluxgate::store::{PolicyId, PolicyStore};
 //! use fluxgate::ratelimit::RateLimitLayer;
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -97,7 +97,7 @@ struct Inner {
 ///
 /// ```
 /// use fluxgate::admin::Admin;
-/// use fluxgate::core::store::PolicyStore;
+/// use fluxgate::store::PolicyStore;
 ///
 /// let admin = Admin::builder().store(PolicyStore::new()).token(Some("s3cret".into())).build();
 /// assert!(admin.is_protected());

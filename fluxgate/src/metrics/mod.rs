@@ -55,7 +55,7 @@
 //! # Example
 //!
 //! ```
-//! use fluxgate::core::store::PolicyStore;
+//! use fluxgate::store::PolicyStore;
 //! use fluxgate::metrics::{Format, Metrics};
 //! use prometheus_client::registry::Registry;
 //!
@@ -162,7 +162,7 @@ impl fmt::Debug for Metrics {
 ///
 /// ```
 /// use fluxgate::balance::{Balance, Weighted};
-/// use fluxgate::core::policy::LoadBalancing;
+/// use fluxgate::policy::LoadBalancing;
 /// use prometheus_client::registry::Registry;
 ///
 /// let ok = tower::service_fn(|_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
@@ -199,7 +199,7 @@ pub fn register_rate_limit<St: RateLimitStore>(
 /// Registers the policy store's metrics (`fluxgate_policy_*`).
 ///
 /// ```
-/// use fluxgate::core::store::PolicyStore;
+/// use fluxgate::store::PolicyStore;
 /// use prometheus_client::registry::Registry;
 ///
 /// let mut registry = Registry::default();

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use fluxgate_balance::{Balance, Http503, Retry};
+use fluxgate_balance::{Balance, RespondUnavailable, Retry};
 use fluxgate_canary::Canary;
 use fluxgate_canary::future::Observation;
 use fluxgate_core::outcome::ObservedBody;
@@ -23,7 +23,8 @@ use super::{BoxError, Endpoint};
 
 /// One side: a 503-answering balancer shared by every clone of the stack, retrying a request
 /// an endpoint gives back.
-pub(super) type SideService<K, S, B> = Retry<Http503<Balance<SideDiscovery<K, S>, Request<B>>>>;
+pub(super) type SideService<K, S, B> =
+    Retry<RespondUnavailable<Balance<SideDiscovery<K, S>, Request<B>>>>;
 
 /// The stable side alone, its body marked as observed.
 type Direct<K, S, B, RB> = MapResponse<SideService<K, S, B>, Observed<RB>>;
@@ -45,7 +46,7 @@ pub(super) type Routing<K, S, B, RB> =
 ///
 /// ```
 /// use std::future::{Ready, ready};
-/// use fluxgate::core::store::{PolicyId, PolicyStore};
+/// use fluxgate::store::{PolicyId, PolicyStore};
 /// use fluxgate::stack::{StackBody, StackBuilder, StackService};
 /// use http::{Request, Response};
 /// use tower::ServiceExt;

@@ -1,12 +1,12 @@
 //! One side of the stack: a balancer shared by every clone of the stack (no buffer), and the
 //! task that passes a changing endpoint set to it while no request comes.
 
-use fluxgate_balance::{Balance, BalanceHandle, Http503, Retry, Weighted};
+use fluxgate_balance::{Balance, BalanceHandle, RespondUnavailable, Retry, Weighted};
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::store::{PolicyId, PolicyStore};
+use fluxgate_core::task::TaskHandle;
 use futures::StreamExt as _;
 use futures::channel::mpsc;
-use tokio::task::JoinHandle;
 use tower::discover::Change;
 
 use super::service::SideService;
@@ -22,7 +22,7 @@ pub(super) struct SideStart<'a, K> {
     pub(super) store: &'a PolicyStore,
     pub(super) id: &'a PolicyId,
     pub(super) probe: Option<&'a SharedProbe<K>>,
-    pub(super) tasks: &'a mut Vec<JoinHandle<()>>,
+    pub(super) tasks: &'a mut Vec<TaskHandle>,
 }
 
 impl<K> SideStart<'_, K>
@@ -52,7 +52,7 @@ where
         // Without changes the sender is dropped here: the discovery ends at once.
         if let Some(mut changes) = changes {
             let follower = balance.clone();
-            self.tasks.push(tokio::spawn(async move {
+            self.tasks.push(TaskHandle::spawn(async move {
                 while let Some(change) = changes.next().await {
                     if tx.unbounded_send(change).is_err() {
                         return;
@@ -63,6 +63,9 @@ where
                 }
             }));
         }
-        (Retry::new(Http503::new(balance), &handle), handle)
+        (
+            Retry::new(RespondUnavailable::new(balance), &handle),
+            handle,
+        )
     }
 }

@@ -142,7 +142,7 @@ async fn case(algorithm: BalanceAlgorithm, by_health: bool) {
         window,
     );
     drop(balance);
-    let _ = task.await;
+    let _ = task.join().await;
 }
 
 /// Polls a stream once without waiting.

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The request path (see `fluxgate_gateway::stack`) is
-//! `server → Front → RateLimit → Canary(stable, canary) → Http503(Balance) → Proxy → upstream`;
+//! `server → Front → RateLimit → Canary(stable, canary) → RespondUnavailable(Balance) → Proxy → upstream`;
 //! the admin API is `fluxgate::admin`; SIGTERM/SIGINT drain it (`fluxgate_gateway::lifecycle`).
 
 mod cli;

@@ -147,7 +147,7 @@ static SCRIPT: LazyLock<redis::Script> =
 /// # Example
 ///
 /// ```no_run
-/// use fluxgate_core::policy::RateLimit;
+/// use fluxgate_core::policy::RateLimitSpec;
 /// use fluxgate_ratelimit::RateLimitLayer;
 /// use fluxgate_ratelimit::store::{RedisOptions, RedisStore};
 ///
@@ -155,7 +155,7 @@ static SCRIPT: LazyLock<redis::Script> =
 /// let store = RedisStore::connect("redis://127.0.0.1:6380", RedisOptions::new()).await?;
 /// let _sync = store.spawn_sync(); // stops when dropped
 /// let layer = RateLimitLayer::builder()
-///     .limit(RateLimit::new(100.0, 20))
+///     .limit(RateLimitSpec::new(100.0, 20))
 ///     .store(store.clone())
 ///     .build()?;
 /// # drop(layer); Ok(()) }

@@ -1,4 +1,4 @@
-//! [`Http503`]: answers `503 Service Unavailable` when no endpoint is healthy.
+//! [`RespondUnavailable`]: answers `503 Service Unavailable` when no endpoint is healthy.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,24 +18,24 @@ use crate::error::is_no_healthy_endpoints;
 /// through. Use it in axum and hyper stacks, where an error drops the connection.
 ///
 /// ```
-/// use fluxgate_balance::{Balance, Http503};
+/// use fluxgate_balance::{Balance, RespondUnavailable};
 /// use fluxgate_core::policy::LoadBalancing;
 /// use tower::{Service, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// type Svc = tower::util::BoxCloneSyncService<http::Request<()>, http::Response<String>, std::convert::Infallible>;
 /// let empty = Balance::<_, http::Request<()>>::new(LoadBalancing::default(), Vec::<(&str, fluxgate_balance::Weighted<Svc>)>::new());
-/// let mut svc = Http503::new(empty);
+/// let mut svc = RespondUnavailable::new(empty);
 /// let response = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
 /// assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Http503<S> {
+pub struct RespondUnavailable<S> {
     inner: S,
 }
 
-impl<S> Http503<S> {
+impl<S> RespondUnavailable<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
         Self { inner }
@@ -43,8 +43,8 @@ impl<S> Http503<S> {
 
     /// The layer form.
     #[must_use]
-    pub fn layer() -> Http503Layer {
-        Http503Layer
+    pub fn layer() -> RespondUnavailableLayer {
+        RespondUnavailableLayer
     }
 
     /// The wrapped service.
@@ -63,24 +63,24 @@ impl<S> Http503<S> {
     }
 }
 
-/// The [`Layer`] of [`Http503`].
+/// The [`Layer`] of [`RespondUnavailable`].
 ///
 /// ```
-/// use fluxgate_balance::Http503Layer;
-/// let _layer = tower::ServiceBuilder::new().layer(Http503Layer);
+/// use fluxgate_balance::RespondUnavailableLayer;
+/// let _layer = tower::ServiceBuilder::new().layer(RespondUnavailableLayer);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Http503Layer;
+pub struct RespondUnavailableLayer;
 
-impl<S> Layer<S> for Http503Layer {
-    type Service = Http503<S>;
+impl<S> Layer<S> for RespondUnavailableLayer {
+    type Service = RespondUnavailable<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Http503::new(inner)
+        RespondUnavailable::new(inner)
     }
 }
 
-impl<S, Req, B> Service<Req> for Http503<S>
+impl<S, Req, B> Service<Req> for RespondUnavailable<S>
 where
     S: Service<Req, Response = Response<B>>,
     S::Error: Into<BoxError>,
@@ -88,29 +88,29 @@ where
 {
     type Response = Response<B>;
     type Error = BoxError;
-    type Future = Http503Future<S::Future>;
+    type Future = RespondUnavailableFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        Http503Future {
+        RespondUnavailableFuture {
             inner: self.inner.call(req),
         }
     }
 }
 
 pin_project! {
-    /// The future of [`Http503`].
+    /// The future of [`RespondUnavailable`].
     #[derive(Debug)]
-    pub struct Http503Future<F> {
+    pub struct RespondUnavailableFuture<F> {
         #[pin]
         inner: F,
     }
 }
 
-impl<F, B, E> Future for Http503Future<F>
+impl<F, B, E> Future for RespondUnavailableFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
