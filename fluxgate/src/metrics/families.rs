@@ -428,15 +428,13 @@ fn rate_limits(metrics: &Metrics, out: &mut DescriptorEncoder<'_>) -> fmt::Resul
 
 type HealthCount = fn(&StoreHealth) -> u64;
 
-/// The shared store's failures (`fluxgate_ratelimit_store_*`), for the layers that have one.
+/// The shared store's failures (`fluxgate_ratelimit_store_*`): a sample per layer that has
+/// one; the families are declared either way, so that dashboards and alerts find them.
 fn store_health(snapshots: &[MetricsSnapshot], out: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let shared: Vec<(&str, StoreHealth)> = snapshots
         .iter()
         .filter_map(|s| Some((s.policy.as_deref().unwrap_or(""), s.store?)))
         .collect();
-    if shared.is_empty() {
-        return Ok(());
-    }
     let help = "Whether the shared rate-limit store answers (0 while decisions fall back).";
     let mut m =
         out.encode_descriptor("fluxgate_ratelimit_store_up", help, None, MetricType::Gauge)?;

@@ -40,7 +40,7 @@
 //! | `fluxgate_ratelimit_requests_total` | counter | `policy`, `result` (`admitted`, `refused`, `rejected`) |
 //! | `fluxgate_ratelimit_admitted_total`, `fluxgate_ratelimit_refused_total`, `fluxgate_ratelimit_shadow_refused_total` | counter | `policy`, `limit`, `key` |
 //! | `fluxgate_ratelimit_no_client_address_total` | counter (keyed on `ip` with no client address: one shared bucket) | `policy` |
-//! | `fluxgate_ratelimit_store_up` | gauge (1/0; 0 while decisions fall back), shared store only | `policy` |
+//! | `fluxgate_ratelimit_store_up` | gauge (1/0; 0 while decisions fall back); samples for a shared store only | `policy` |
 //! | `fluxgate_ratelimit_store_replicas` | gauge (replicas sharing the limits), shared store only | `policy` |
 //! | `fluxgate_ratelimit_store_outages_total`, `fluxgate_ratelimit_store_fallback_decisions_total`, `fluxgate_ratelimit_store_timeouts_total`, `fluxgate_ratelimit_store_sync_failures_total` | counter, shared store only | `policy` |
 //!
