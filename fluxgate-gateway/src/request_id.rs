@@ -47,9 +47,11 @@ impl RequestId {
     #[must_use]
     pub fn generate() -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{:016x}{n:016x}", *PREFIX);
+        let mut text = [0u8; 32];
+        hex(&mut text[..16], *PREFIX);
+        hex(&mut text[16..], n);
         // Hex digits are always a valid header value.
-        Self(HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
+        Self(HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
     }
 
     /// The id of a request with `headers`: the client's when valid, otherwise a new one, which
@@ -81,6 +83,17 @@ impl RequestId {
 }
 
 /// Whether a client's id is kept: 1 to [`MAX_LEN`] visible ASCII characters.
+/// Writes `value` as lowercase hex digits, most significant first, over the whole of `out` (16
+/// bytes for a full `u64`).
+fn hex(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut rest = value;
+    for digit in out.iter_mut().rev() {
+        *digit = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+    }
+}
+
 fn is_valid(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(u8::is_ascii_graphic)
@@ -101,6 +114,21 @@ impl fmt::Debug for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_the_prefix_then_the_counter_in_hex() {
+        let id = RequestId::generate();
+        let expected = format!("{:016x}", *PREFIX);
+        assert_eq!(id.as_str()[..16], expected);
+        assert!(
+            id.as_str()[16..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let mut out = [0u8; 16];
+        hex(&mut out, 0x0123_4567_89ab_cdef);
+        assert_eq!(&out, b"0123456789abcdef");
+    }
 
     #[test]
     fn generated_ids_differ() {

@@ -1,5 +1,6 @@
 //! [`Proxy`]: the forwarding service.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use fluxgate_balance::RetryableRequest;
 use http::header::{HOST, HeaderValue};
 use http::uri::Authority;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tower_service::Service;
 
@@ -106,9 +107,11 @@ impl Proxy {
     }
 
     /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
+    /// `extensions` are the client request's (they say who the client is); `parts` has none.
     fn prepare(
         &self,
         mut parts: http::request::Parts,
+        extensions: &Extensions,
         body: ProxyBody,
     ) -> Result<Request<ProxyBody>, &'static str> {
         if parts.method == Method::CONNECT {
@@ -130,14 +133,13 @@ impl Proxy {
         let uri = self
             .inner
             .upstream
-            .join(path_and_query.as_str())
+            .join_path(path_and_query)
             .map_err(|_| "invalid request target")?;
         let hop = Hop {
             // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: write `a.b.c.d`.
-            peer: fluxgate_core::key::peer_addr(&parts.extensions)
-                .map(|peer| peer.ip().to_canonical()),
+            peer: fluxgate_core::key::peer_addr(extensions).map(|peer| peer.ip().to_canonical()),
             host: host.as_ref(),
-            tls: parts.extensions.get::<crate::tls::ClientTls>().is_some(),
+            tls: extensions.get::<crate::tls::ClientTls>().is_some(),
         };
         // gRPC needs `TE: trailers` upstream; other requests lose `TE` with the hop-by-hop headers.
         let trailers = grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers);
@@ -185,23 +187,34 @@ where
         };
         // A request without a body can be given back to the balancer if the upstream fails
         // (fluxgate_balance::RetryableRequest): keep it as the client sent it, in its own type
-        // (what a `Retry` around the balancer takes back), and send an empty body upstream.
-        let (parts, body) = request.into_parts();
-        let (body, retry) = if http_body::Body::is_end_stream(&body) {
-            let request = Request::from_parts(parts.clone(), body);
-            let give_back: GiveBack = Box::new(move |sent| {
-                if sent {
-                    RetryableRequest::sent(request)
-                } else {
-                    RetryableRequest::not_sent(request)
-                }
-            });
-            (ProxyBody::default(), Some(give_back))
+        // (what a `Retry` around the balancer takes back), and send a copy of its head with an
+        // empty body upstream. The copy has no extensions: they stay with the request given back
+        // (hyper's client reads none that a proxied request carries), rather than being cloned.
+        let (mut parts, body) = request.into_parts();
+        let prepared = if http_body::Body::is_end_stream(&body) {
+            let head = head_without_extensions(&parts);
+            self.prepare(head, &parts.extensions, ProxyBody::default())
+                .map(|upstream| {
+                    let request = Request::from_parts(parts, body);
+                    let give_back: GiveBack = Box::new(move |sent| {
+                        if sent {
+                            RetryableRequest::sent(request)
+                        } else {
+                            RetryableRequest::not_sent(request)
+                        }
+                    });
+                    (upstream, Some(give_back))
+                })
         } else {
-            (body.map_err(Into::into).boxed_unsync(), None)
+            let extensions = std::mem::take(&mut parts.extensions);
+            self.prepare(parts, &extensions, into_proxy_body(body))
+                .map(|mut upstream| {
+                    *upstream.extensions_mut() = extensions;
+                    (upstream, None)
+                })
         };
-        match self.prepare(parts, body) {
-            Ok(request) => ResponseFuture::forward(
+        match prepared {
+            Ok((request, retry)) => ResponseFuture::forward(
                 tokio::time::timeout(timeout, self.client().request(request)),
                 self.inner.upstream.authority().clone(),
                 timeout,
@@ -212,5 +225,33 @@ where
                 ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
             }
         }
+    }
+}
+
+/// A copy of the request head `parts` without its extensions.
+fn head_without_extensions(parts: &http::request::Parts) -> http::request::Parts {
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.version_mut() = parts.version;
+    *head.headers_mut() = parts.headers.clone();
+    head.into_parts().0
+}
+
+/// The body as a [`ProxyBody`]: as it is when it already is one (a gateway that boxed it), else
+/// boxed once.
+fn into_proxy_body<B>(body: B) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut slot = Some(body);
+    let already = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<ProxyBody>>()
+        .and_then(Option::take);
+    match (already, slot) {
+        (Some(body), _) => body,
+        (None, Some(body)) => body.map_err(Into::into).boxed_unsync(),
+        (None, None) => ProxyBody::default(),
     }
 }

@@ -31,7 +31,7 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use http::Uri;
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 
 /// Why an upstream URL or `URL,weight=N` argument was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +155,19 @@ impl Upstream {
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(joined)
+            .build()
+    }
+
+    /// [`join`](Self::join) for a request's parsed path and query: without a path prefix, the
+    /// URI shares them (no copy, no parse).
+    pub(crate) fn join_path(&self, path_and_query: &PathAndQuery) -> Result<Uri, http::Error> {
+        if !self.prefix.is_empty() {
+            return self.join(path_and_query.as_str());
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query.clone())
             .build()
     }
 }
