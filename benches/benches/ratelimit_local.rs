@@ -1,5 +1,6 @@
 //! Per-request cost of rate limiting around a no-op service, keyed by a header:
-//! FluxGate's layer (GCRA and sliding window; GCRA over `AnyStore` too), the floor (a
+//! FluxGate's layer (GCRA and sliding window; GCRA with the admitted responses' `RateLimit`
+//! header fields, and over `AnyStore`, too), the floor (a
 //! `service_fn` checking a governor keyed limiter directly) and tower_governor's layer, with 1 key
 //! and 100k keys, on one thread and on two threads sharing the limiter.
 //!
@@ -90,13 +91,22 @@ fn fluxgate<St: RateLimitStore>(
     algorithm: LimitAlgorithm,
     store: St,
 ) -> impl Service<Req> + Clone + Send + 'static {
+    limited(algorithm, store, false)
+}
+
+/// FluxGate's layer; `headers`: admitted responses carry the `RateLimit` fields.
+fn limited<St: RateLimitStore>(
+    algorithm: LimitAlgorithm,
+    store: St,
+    headers: bool,
+) -> impl Service<Req> + Clone + Send + 'static {
     let mut limit = RateLimitSpec::new(RPS as f64, BURST);
     limit.key_extractor = "header.x-api-key".into();
     limit.algorithm = algorithm;
     let layer = RateLimitLayer::builder()
         .store(store)
         .limit(limit)
-        .admit_headers(false)
+        .admit_headers(headers)
         .build()
         .unwrap();
     layer.layer(noop())
@@ -132,6 +142,18 @@ fn tower_governor() -> impl Service<Req> + Clone + Send + 'static {
     tower_governor::GovernorLayer::new(config).layer(noop())
 }
 
+/// tower_governor with its `x-ratelimit-*` headers on every response (`use_headers`).
+fn tower_governor_headers() -> impl Service<Req> + Clone + Send + 'static {
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(BURST)
+        .key_extractor(HeaderKey)
+        .use_headers()
+        .finish()
+        .unwrap();
+    tower_governor::GovernorLayer::new(config).layer(noop())
+}
+
 fn variants() -> Vec<(&'static str, MakeCall)> {
     fn boxed<S: Service<Req> + Clone + Send + 'static>(s: S) -> MakeCall {
         Box::new(move || {
@@ -144,6 +166,11 @@ fn variants() -> Vec<(&'static str, MakeCall)> {
             "fluxgate/gcra",
             boxed(fluxgate(LimitAlgorithm::Gcra, LocalStore::new())),
         ),
+        // Admitted responses with their `RateLimit` and `RateLimit-Policy` fields.
+        (
+            "fluxgate/gcra/headers",
+            boxed(limited(LimitAlgorithm::Gcra, LocalStore::new(), true)),
+        ),
         // The local store behind `AnyStore`, as a `fluxgate::stack` stack uses it.
         (
             "fluxgate/gcra/any_store",
@@ -155,6 +182,10 @@ fn variants() -> Vec<(&'static str, MakeCall)> {
         ),
         ("floor/governor_service_fn", boxed(floor())),
         ("tower_governor/gcra", boxed(tower_governor())),
+        (
+            "tower_governor/gcra/headers",
+            boxed(tower_governor_headers()),
+        ),
     ]
 }
 

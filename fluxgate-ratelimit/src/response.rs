@@ -1,7 +1,6 @@
 //! The answers the HTTP variant gives: 429, gRPC `RESOURCE_EXHAUSTED`, 400, and the
 //! RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-10.
 
-use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -54,15 +53,17 @@ const CACHED_RESETS: u64 = 2;
 /// allocation.
 #[derive(Debug)]
 pub(crate) struct StateCache {
-    /// The limit's quoted name (a structured-field string).
-    sf_name: String,
+    /// `"name";r=`: the limit's quoted name (a structured-field string) and the first key.
+    prefix: Box<[u8]>,
     table: OnceLock<Box<[OnceLock<HeaderValue>]>>,
 }
 
 impl StateCache {
     pub(crate) fn new(sf_name: String) -> Self {
+        let mut prefix = sf_name.into_bytes();
+        prefix.extend_from_slice(b";r=");
         Self {
-            sf_name,
+            prefix: prefix.into_boxed_slice(),
             table: OnceLock::new(),
         }
     }
@@ -85,18 +86,44 @@ impl StateCache {
         }
     }
 
+    /// Writes the value without `fmt` (this runs per admitted response when `remaining` is
+    /// large): the prefix, then the two numbers' digits.
     fn format(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
         let mut buf = [0u8; 320];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        match write!(cursor, "{};r={remaining};t={reset_secs}", self.sf_name) {
-            Ok(()) => {
-                let len = usize::try_from(cursor.position()).unwrap_or(0);
-                HeaderValue::from_bytes(&buf[..len]).ok()
-            }
-            Err(_) => None,
-        }
-        .unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1"))
+        let value = write_state(&mut buf, &self.prefix, remaining, reset_secs)
+            .and_then(|end| HeaderValue::from_bytes(buf.get(..end)?).ok());
+        value.unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1"))
     }
+}
+
+/// `PREFIX REMAINING;t=RESET` into `buf`; the length, or `None` when it does not fit.
+fn write_state(buf: &mut [u8], prefix: &[u8], remaining: u32, reset_secs: u64) -> Option<usize> {
+    let at = push_bytes(buf, 0, prefix)?;
+    let at = push_decimal(buf, at, u64::from(remaining))?;
+    let at = push_bytes(buf, at, b";t=")?;
+    push_decimal(buf, at, reset_secs)
+}
+
+/// Copies `bytes` into `buf` at `at`; the end, or `None` when it does not fit.
+fn push_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) -> Option<usize> {
+    let end = at.checked_add(bytes.len())?;
+    buf.get_mut(at..end)?.copy_from_slice(bytes);
+    Some(end)
+}
+
+/// Writes `n` in decimal into `buf` at `at`; the end, or `None` when it does not fit.
+fn push_decimal(buf: &mut [u8], at: usize, mut n: u64) -> Option<usize> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + u8::try_from(n % 10).unwrap_or_default();
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_bytes(buf, at, &digits[i..])
 }
 
 /// Whether a request is gRPC (`content-type: application/grpc` or `application/grpc+…`).
@@ -177,7 +204,17 @@ mod tests {
     #[test]
     fn cached_and_formatted_values_read_the_same() {
         let states = StateCache::new("\"per-client\"".to_owned());
-        for (remaining, reset) in [(0, 1), (7, 1), (511, 2), (512, 1), (3, 3), (100_000, 60)] {
+        let cases = [
+            (0, 1),
+            (7, 1),
+            (511, 2),
+            (512, 1),
+            (3, 3),
+            (100_000, 60),
+            (u32::MAX, u64::MAX),
+            (10, 0),
+        ];
+        for (remaining, reset) in cases {
             let first = states.get(remaining, reset);
             assert_eq!(
                 first.to_str().unwrap(),
