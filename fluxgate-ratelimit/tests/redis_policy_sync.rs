@@ -60,11 +60,12 @@ async fn statuses(service: &Svc, n: usize) -> Vec<u16> {
 async fn strict_and_synced_limits_share_one_store() {
     let mut server = RedisServer::start().unwrap();
     let url = server.url();
-    // Two replicas, each one store with default (synced) options.
-    let a = RedisStore::connect(&url, RedisOptions::new().timeout(Duration::from_secs(1)))
+    // Two replicas, each one store with default (synced) options; a timeout long enough for
+    // a loaded machine (a strict decision that times out fails closed: a 429).
+    let a = RedisStore::connect(&url, RedisOptions::new().timeout(Duration::from_secs(5)))
         .await
         .unwrap();
-    let b = RedisStore::connect(&url, RedisOptions::new().timeout(Duration::from_secs(1)))
+    let b = RedisStore::connect(&url, RedisOptions::new().timeout(Duration::from_secs(5)))
         .await
         .unwrap();
     let strict = limit("strict", SyncMode::Strict, StoreFailure::Closed);
