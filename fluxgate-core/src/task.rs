@@ -12,6 +12,8 @@
 //! was dropped, a judge whose router was dropped), so a detached task does not leak.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::task::{JoinError, JoinHandle};
 
@@ -98,10 +100,28 @@ impl TaskHandle {
     /// assert!(task.join().await.is_ok());
     /// # }
     /// ```
-    pub async fn join(mut self) -> Result<(), JoinError> {
-        match self.task.take() {
-            Some(task) => task.await,
-            None => Ok(()),
+    pub async fn join(self) -> Result<(), JoinError> {
+        self.await
+    }
+}
+
+/// Awaiting the handle waits for the task to end, as [`join`](TaskHandle::join) does (and as
+/// awaiting a tokio `JoinHandle` does).
+///
+/// ```
+/// use fluxgate_core::task::TaskHandle;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert!(TaskHandle::spawn(async {}).await.is_ok());
+/// # }
+/// ```
+impl Future for TaskHandle {
+    type Output = Result<(), JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.task.as_mut() {
+            Some(task) => Pin::new(task).poll(cx),
+            None => Poll::Ready(Ok(())),
         }
     }
 }
