@@ -72,14 +72,18 @@ fn status_kib(field: &str) -> Option<u64> {
     line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
-/// Established IPv4 TCP sockets of this network namespace with one of `ports` at either end.
+/// Established IPv4 TCP sockets with one of `ports` at either end that this process holds a
+/// descriptor of.
 ///
 /// Every test upstream listens on its own ephemeral loopback port, so these are the gateway's
-/// connections to it and the upstream's ends of them, all in this process.
+/// connections to it and the upstream's ends of them, all in this process. Connections still in
+/// the upstream's accept queue are established but have no descriptor yet: they are not
+/// counted (matching by socket inode), so that `fds - pooled` counts descriptors only.
 fn established(ports: &[u16]) -> usize {
     let Ok(table) = std::fs::read_to_string("/proc/self/net/tcp") else {
         return 0;
     };
+    let held = socket_inodes();
     let port_of = |addr: &str| {
         addr.split_once(':')
             .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
@@ -89,14 +93,36 @@ fn established(ports: &[u16]) -> usize {
         .skip(1)
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            // Fields: sl, local address, remote address, state ("01" is ESTABLISHED), ...
-            fields.len() > 3
+            // Fields: sl, local address, remote address, state ("01" is ESTABLISHED), tx:rx,
+            // tr:when, retrnsmt, uid, timeout, inode, ...
+            fields.len() > 9
                 && fields[3] == "01"
                 && [fields[1], fields[2]]
                     .iter()
                     .any(|addr| port_of(addr).is_some_and(|port| ports.contains(&port)))
+                && fields[9]
+                    .parse::<u64>()
+                    .is_ok_and(|inode| held.contains(&inode))
         })
         .count()
+}
+
+/// The inodes of the sockets this process has descriptors of (`/proc/self/fd/N` links read
+/// `socket:[INODE]`).
+fn socket_inodes() -> std::collections::HashSet<u64> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return std::collections::HashSet::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let link = std::fs::read_link(entry.ok()?.path()).ok()?;
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Watches one fault: the baseline, the peaks while it lasts, and the level once it has passed.
