@@ -19,7 +19,7 @@ pub(crate) struct Measurement {
     pub(crate) p99: Option<Duration>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Machine {
     pub(crate) settings: Settings,
     pub(crate) phase: Phase,

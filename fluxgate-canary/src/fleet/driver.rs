@@ -13,7 +13,7 @@ use super::counts::{SideCounts, Tally};
 use super::state::{FleetState, FleetStatus};
 use super::store::{Fleet, FleetError, SyncReply, SyncRequest, WriteResult, unix_ms};
 use crate::decision::{Action, Phase};
-use crate::machine::Measurement;
+use crate::machine::{Machine, Measurement};
 use crate::shared::Shared;
 
 /// The longest window kept in the store, in buckets.
@@ -120,6 +120,10 @@ struct Driver {
     local_rollback: bool,
     /// The sliding window judged at the last tick as the lease holder, published with the next.
     judged: Option<SideCounts>,
+    /// The machine as it was before this replica, as the lease holder, decided on the fleet's
+    /// window, while that decision is being written: if the write fails or times out, the
+    /// decision is undone, so that no replica acts on a step the fleet never recorded.
+    undo: Option<Machine>,
 }
 
 impl Driver {
@@ -179,6 +183,11 @@ impl Driver {
     /// The store is away: the state stays as last known; the error budget is judged on this
     /// replica's own traffic, and a rollback is published once the store answers.
     fn offline(&mut self, shared: &Shared, link: &FleetLink, error: &FleetError) {
+        if let Some(undo) = self.undo.take() {
+            let mut machine = shared.lock();
+            *machine = undo;
+            shared.publish(&machine);
+        }
         let was = shared.lock().phase;
         shared.check_budget(Instant::now());
         if was != Phase::RolledBack && shared.lock().phase == Phase::RolledBack {
@@ -261,6 +270,7 @@ impl Driver {
         // The lease holder judges the fleet's traffic.
         let next = {
             let mut machine = shared.lock();
+            self.undo = Some(machine.clone());
             let before = machine.transitions;
             let now = Instant::now();
             if policy_changed {
@@ -296,6 +306,7 @@ impl Driver {
                 WriteResult::Conflict(_) => link.wake.notify_one(),
             }
         }
+        self.undo = None;
         Ok(())
     }
 
