@@ -23,6 +23,9 @@ fn limit(name: &str, mode: SyncMode, on_failure: StoreFailure) -> RateLimitSpec 
     limit.key_extractor = "header.x-client".into();
     limit.sync.mode = mode;
     limit.on_store_failure = on_failure;
+    // A limit's own `sync.timeout` (5ms by default) bounds its store calls: long enough here
+    // for a loaded machine, where a strict call that times out fails closed (a 429).
+    limit.sync.timeout = fluxgate_core::policy::Duration::from_secs(5);
     limit
 }
 
@@ -60,8 +63,7 @@ async fn statuses(service: &Svc, n: usize) -> Vec<u16> {
 async fn strict_and_synced_limits_share_one_store() {
     let mut server = RedisServer::start().unwrap();
     let url = server.url();
-    // Two replicas, each one store with default (synced) options; a timeout long enough for
-    // a loaded machine (a strict decision that times out fails closed: a 429).
+    // Two replicas, each one store with default (synced) options.
     let a = RedisStore::connect(&url, RedisOptions::new().timeout(Duration::from_secs(5)))
         .await
         .unwrap();
