@@ -11,8 +11,9 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use fluxgate_balance::{Balance, Weighted};
+use fluxgate_benches::CALLGRIND_OPS;
 use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
 use tower::Service;
 use tower::discover::ServiceList;
@@ -57,22 +58,14 @@ where
     }
 }
 
-fn bench(c: &mut Criterion) {
-    // Tokio's clock (used by PeakEwma and FluxGate) needs no runtime unless paused; a runtime
-    // context is entered anyway to match how both run in a gateway.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let _guard = rt.enter();
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut group = c.benchmark_group("balance/overhead");
+/// One variant: a request through it per call.
+type Op = Box<dyn FnMut(&mut Context<'_>)>;
 
-    group.bench_function("direct", |b| {
-        let mut svc = Trivial;
-        b.iter(|| one(&mut svc, &mut cx));
-    });
-
+/// Every variant, by bench id.
+fn variants() -> Vec<(String, Op)> {
+    let mut out: Vec<(String, Op)> = Vec::new();
+    let mut direct = Trivial;
+    out.push(("direct".into(), Box::new(move |cx| one(&mut direct, cx))));
     for (name, algorithm) in [
         ("round-robin", BalanceAlgorithm::RoundRobin),
         ("weighted-round-robin", BalanceAlgorithm::WeightedRoundRobin),
@@ -88,42 +81,79 @@ fn bench(c: &mut Criterion) {
             }
             let endpoints = (0..8).map(|i| (i, Weighted::new(Trivial, 1 + i % 3)));
             let mut balance = Balance::<_, Req>::new(policy, endpoints);
-            let id = if outliers {
-                format!("fluxgate/{name}+outliers")
+            if outliers {
+                let id = format!("fluxgate/{name}+outliers");
+                out.push((id, Box::new(move |cx| one(&mut balance, cx))));
             } else {
-                format!("fluxgate/{name}")
-            };
-            group.bench_function(id, |b| b.iter(|| one(&mut balance, &mut cx)));
-            if !outliers {
                 let id = format!("fluxgate/clone/{name}");
-                group.bench_function(id, |b| b.iter(|| one(&mut balance.clone(), &mut cx)));
+                let shared = balance.clone();
+                out.push((id, Box::new(move |cx| one(&mut shared.clone(), cx))));
+                let id = format!("fluxgate/{name}");
+                out.push((id, Box::new(move |cx| one(&mut balance, cx))));
             }
         }
     }
+    let services: Vec<_> = (0..8)
+        .map(|_| {
+            PeakEwma::new(
+                Trivial,
+                Duration::from_millis(1),
+                10e9,
+                CompleteOnResponse::default(),
+            )
+        })
+        .collect();
+    let mut ewma = tower::balance::p2c::Balance::new(ServiceList::new::<Req>(services));
+    out.push((
+        "tower/p2c+PeakEwma".into(),
+        Box::new(move |cx| one(&mut ewma, cx)),
+    ));
+    let services: Vec<_> = (0..8)
+        .map(|_| PendingRequests::new(Trivial, CompleteOnResponse::default()))
+        .collect();
+    let mut pending = tower::balance::p2c::Balance::new(ServiceList::new::<Req>(services));
+    out.push((
+        "tower/p2c+PendingRequests".into(),
+        Box::new(move |cx| one(&mut pending, cx)),
+    ));
+    out
+}
 
-    group.bench_function("tower/p2c+PeakEwma", |b| {
-        let services: Vec<_> = (0..8)
-            .map(|_| {
-                PeakEwma::new(
-                    Trivial,
-                    Duration::from_millis(1),
-                    10e9,
-                    CompleteOnResponse::default(),
-                )
-            })
-            .collect();
-        let mut balance = tower::balance::p2c::Balance::new(ServiceList::new::<Req>(services));
-        b.iter(|| one(&mut balance, &mut cx));
-    });
+/// Tokio's clock (used by PeakEwma and FluxGate) needs no runtime unless paused; a runtime
+/// context is entered anyway to match how both run in a gateway.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
 
-    group.bench_function("tower/p2c+PendingRequests", |b| {
-        let services: Vec<_> = (0..8)
-            .map(|_| PendingRequests::new(Trivial, CompleteOnResponse::default()))
-            .collect();
-        let mut balance = tower::balance::p2c::Balance::new(ServiceList::new::<Req>(services));
-        b.iter(|| one(&mut balance, &mut cx));
-    });
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut group = c.benchmark_group("balance/overhead");
+    for (id, mut op) in variants() {
+        group.bench_function(id, |b| b.iter(|| op(&mut cx)));
+    }
     group.finish();
+}
+
+/// Instructions per request of one variant (see `fluxgate_benches`): `BENCH_CALLGRIND=<id>
+/// valgrind --tool=callgrind --toggle-collect='fluxgate_benches::measure*' <bench binary>`.
+fn callgrind(variant: &str) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let Some((_, mut op)) = variants().into_iter().find(|(id, _)| id == variant) else {
+        panic!("no variant {variant}");
+    };
+    // Warm up (first allocations, lazily made state), then measure.
+    for _ in 0..1000 {
+        op(&mut cx);
+    }
+    fluxgate_benches::measure(vec![(); CALLGRIND_OPS], |()| op(&mut cx));
+    println!("{variant}: {CALLGRIND_OPS} requests");
 }
 
 criterion_group! {
@@ -131,4 +161,12 @@ criterion_group! {
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(variant) = fluxgate_benches::callgrind_variant() {
+        callgrind(&variant);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -18,7 +18,8 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
+use fluxgate_benches::CALLGRIND_OPS;
 use fluxgate_canary::Canary;
 use fluxgate_core::key::fnv1a;
 use fluxgate_core::policy::{CompiledCanary, CompiledPolicy, parse_policies};
@@ -60,43 +61,56 @@ fn route<S: Service<Request<()>>>(svc: &mut S, request: Request<()>) -> bool {
     ready && matches!(future.poll(&mut cx), Poll::Ready(Ok(_)))
 }
 
-fn request(header: Option<(&'static str, &'static str)>) -> impl Fn() -> Request<()> {
-    move || {
-        let mut builder = Request::get("/checkout?item=7");
-        if let Some((name, value)) = header {
-            builder = builder.header(name, value);
-        }
-        builder.header("accept", "*/*").body(()).unwrap()
+fn request(header: Option<(&'static str, &'static str)>) -> Request<()> {
+    let mut builder = Request::get("/checkout?item=7");
+    if let Some((name, value)) = header {
+        builder = builder.header(name, value);
     }
+    builder.header("accept", "*/*").body(()).unwrap()
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("canary/route");
-    let matched = request(Some(("x-canary", "true")));
-    let plain = request(None);
-    let client = request(Some(("x-client-id", "client-4711")));
+/// One variant: routes a request, and the requests it gets.
+struct Variant {
+    id: &'static str,
+    route: Box<dyn FnMut(Request<()>) -> bool>,
+    request: MakeRequest,
+}
 
+/// Builds a fresh request for one routing.
+type MakeRequest = fn() -> Request<()>;
+
+fn matched() -> Request<()> {
+    request(Some(("x-canary", "true")))
+}
+
+fn plain() -> Request<()> {
+    request(None)
+}
+
+fn client() -> Request<()> {
+    request(Some(("x-client-id", "client-4711")))
+}
+
+/// Every variant: tower's `Steer` for each case, then the canary router.
+fn variants() -> Vec<Variant> {
+    let mut out = Vec::new();
     let mut steer = Steer::new([Trivial, Trivial], |r: &Request<()>, _: &[Trivial]| {
         usize::from(r.headers().get("x-canary").is_some_and(|v| v == "true"))
     });
-    group.bench_function("steer_header", |b| {
-        b.iter_batched(
-            &matched,
-            |r| black_box(route(&mut steer, r)),
-            BatchSize::SmallInput,
-        );
+    out.push(Variant {
+        id: "steer_header",
+        route: Box::new(move |r| route(&mut steer, r)),
+        request: matched,
     });
     let counter = Cell::new(0u64);
     let mut steer = Steer::new([Trivial, Trivial], move |_: &Request<()>, _: &[Trivial]| {
         counter.set(counter.get() + 1);
         usize::from(counter.get().is_multiple_of(10))
     });
-    group.bench_function("steer_weighted", |b| {
-        b.iter_batched(
-            &plain,
-            |r| black_box(route(&mut steer, r)),
-            BatchSize::SmallInput,
-        );
+    out.push(Variant {
+        id: "steer_weighted",
+        route: Box::new(move |r| route(&mut steer, r)),
+        request: plain,
     });
     let mut steer = Steer::new([Trivial, Trivial], |r: &Request<()>, _: &[Trivial]| {
         let key = r
@@ -105,33 +119,45 @@ fn bench(c: &mut Criterion) {
             .map_or(&b""[..], |v| v.as_bytes());
         usize::from(fnv1a(key) % 100 < 10)
     });
-    group.bench_function("steer_sticky", |b| {
-        b.iter_batched(
-            &client,
-            |r| black_box(route(&mut steer, r)),
-            BatchSize::SmallInput,
-        );
+    out.push(Variant {
+        id: "steer_sticky",
+        route: Box::new(move |r| route(&mut steer, r)),
+        request: client,
     });
-
-    let cases = [
+    let cases: [(&str, &str, MakeRequest); 3] = [
         (
             "header_match",
             r#"{weight: 0, match: [{header: {name: x-canary, value: "true"}}]}"#,
-            &matched as &dyn Fn() -> Request<()>,
+            matched,
         ),
-        ("weighted", "{weight: 10}", &plain),
+        ("weighted", "{weight: 10}", plain),
         (
             "sticky",
             "{weight: 10, stickyKey: header.x-client-id}",
-            &client,
+            client,
         ),
     ];
-    for (name, spec, make) in cases {
-        let (mut canary, _judge) = Canary::new(Trivial, Trivial, compiled(spec)).unwrap();
-        group.bench_function(name, |b| {
+    for (id, spec, request) in cases {
+        let (mut canary, judge) = Canary::new(Trivial, Trivial, compiled(spec)).unwrap();
+        out.push(Variant {
+            id,
+            route: Box::new(move |r| {
+                let _judge = &judge;
+                route(&mut canary, r)
+            }),
+            request,
+        });
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("canary/route");
+    for mut variant in variants() {
+        group.bench_function(variant.id, |b| {
             b.iter_batched(
-                make,
-                |r| black_box(route(&mut canary, r)),
+                variant.request,
+                |r| black_box((variant.route)(r)),
                 BatchSize::SmallInput,
             );
         });
@@ -139,5 +165,29 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Instructions per request of one variant (see `fluxgate_benches`): `BENCH_CALLGRIND=<id>
+/// valgrind --tool=callgrind --toggle-collect='fluxgate_benches::measure*' <bench binary>`.
+fn callgrind(id: &str) {
+    let Some(mut variant) = variants().into_iter().find(|v| v.id == id) else {
+        panic!("no variant {id}");
+    };
+    for _ in 0..1000 {
+        assert!((variant.route)((variant.request)()));
+    }
+    let requests: Vec<_> = (0..CALLGRIND_OPS).map(|_| (variant.request)()).collect();
+    fluxgate_benches::measure(requests, |r| {
+        black_box((variant.route)(r));
+    });
+    println!("{id}: {CALLGRIND_OPS} requests");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(variant) = fluxgate_benches::callgrind_variant() {
+        callgrind(&variant);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
-use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::Discover;
 use tower_service::Service;
@@ -84,7 +84,7 @@ where
                 track,
                 probe,
             }) => {
-                let now = self.now.take().unwrap_or_else(Instant::now);
+                let now = self.now.take().unwrap_or_else(Stamp::now);
                 let tracker = Tracker::new(state, now, track, probe);
                 ResponseFuture::new(service.service.call(req), tracker)
             }
@@ -107,7 +107,7 @@ where
         let core = &self.core;
         // One clock read per request: the evaluation's schedule here, the latency's start in
         // `call`.
-        let now = Instant::now();
+        let now = Stamp::now();
         self.now = Some(now);
         let elapsed = endpoint::nanos_since(core.shared.origin, now);
         let woken = core.discover_woken.take();
@@ -176,7 +176,7 @@ where
                 // by the failure streak; never evicted.
                 if slot
                     .state
-                    .record(Instant::now(), None, Outcome::Failure, table.track)
+                    .record(Stamp::now(), None, Outcome::Failure, table.track)
                 {
                     self.core.shared.mark_dirty();
                 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use tokio::time::Instant;
+use fluxgate_core::clock::Stamp;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
 
@@ -58,7 +58,7 @@ where
         core.shared.endpoints.store(Arc::new(list));
         self.slots = Arc::new(slots);
         self.probe = None;
-        self.evaluate(core, Instant::now());
+        self.evaluate(core, Stamp::now());
     }
 
     /// Takes in the discovery's changes; `true` when the set changed (and was published).

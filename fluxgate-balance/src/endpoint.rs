@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::ewma::Ewma;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::quantile::LatencyQuantiles;
 use fluxgate_core::window::TimeWindow;
-use tokio::time::Instant;
 
 use crate::evidence::Evidence;
 use crate::stats::Stats;
@@ -67,8 +67,8 @@ pub(crate) const REASON_CONNECT: u8 = 4;
 pub(crate) const NO_UTIL: u32 = u32::MAX;
 
 /// Time from `origin`, in nanoseconds.
-pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
-    u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+pub(crate) fn nanos_since(origin: Stamp, now: Stamp) -> u64 {
+    now.nanos_since(origin)
 }
 
 /// One endpoint as the balancer holds it: the service every clone clones its own from, and
@@ -87,7 +87,7 @@ pub(crate) type Slots<K, S> = Vec<Arc<Slot<K, S>>>;
 pub(crate) struct EndpointState<K> {
     pub(crate) key: K,
     pub(crate) weight: u32,
-    pub(crate) origin: Instant,
+    pub(crate) origin: Stamp,
     /// The balancer's "re-evaluate" flag, raised on a failure streak or a probe's answer.
     pub(crate) dirty: Arc<AtomicBool>,
     pub(crate) in_flight: AtomicU32,
@@ -128,12 +128,12 @@ impl<K> EndpointState<K> {
     pub(crate) fn new(
         key: K,
         weight: u32,
-        origin: Instant,
+        origin: Stamp,
         dirty: Arc<AtomicBool>,
         half_life: Duration,
         ramp: bool,
     ) -> Option<Self> {
-        let now = Instant::now();
+        let now = Stamp::now();
         Some(Self {
             key,
             weight: weight.max(1),
@@ -176,7 +176,7 @@ impl<K> EndpointState<K> {
     /// returns whether it made the failure streak reach `streak`.
     pub(crate) fn record(
         &self,
-        now: Instant,
+        now: Stamp,
         latency: Option<Duration>,
         outcome: Outcome,
         track: Track,
@@ -215,14 +215,14 @@ impl<K> EndpointState<K> {
     }
 
     /// Back in the rotation after a drain: a slow-start ramp, and evidence from `now` on.
-    pub(crate) fn returned(&self, now: Instant) {
+    pub(crate) fn returned(&self, now: Stamp) {
         self.restart_ramp(now);
         self.evidence.reset(now);
         self.connect_failed.store(false, Ordering::Relaxed);
     }
 
     /// Starts a slow-start ramp at `now`.
-    pub(crate) fn restart_ramp(&self, now: Instant) {
+    pub(crate) fn restart_ramp(&self, now: Stamp) {
         self.ramp_start
             .store(nanos_since(self.origin, now), Ordering::Relaxed);
     }

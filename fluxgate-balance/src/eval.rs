@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::{BalanceAlgorithm, OutlierDetection};
-use tokio::time::Instant;
 use tower::discover::Discover;
 
 use crate::endpoint::{
@@ -33,7 +33,7 @@ const WEIGHT_FLOOR: f64 = 0.01;
 
 impl<D: Discover> Control<D> {
     /// Judges the endpoints and publishes new selection tables for every clone.
-    pub(crate) fn evaluate(&mut self, core: &Core<D>, now: Instant) {
+    pub(crate) fn evaluate(&mut self, core: &Core<D>, now: Stamp) {
         let od = self.od.clone();
         self.expire_ejections(&core.shared, now, od.as_ref());
         if let Some(od) = od.as_ref() {
@@ -59,7 +59,7 @@ impl<D: Discover> Control<D> {
     fn expire_ejections(
         &mut self,
         shared: &Shared<D::Key>,
-        now: Instant,
+        now: Stamp,
         od: Option<&OutlierDetection>,
     ) {
         let elapsed = endpoint::nanos_since(shared.origin, now);
@@ -102,7 +102,7 @@ impl<D: Discover> Control<D> {
         }
     }
 
-    fn rebuild_tables(&self, shared: &Shared<D::Key>, now: Instant) -> Selection {
+    fn rebuild_tables(&self, shared: &Shared<D::Key>, now: Stamp) -> Selection {
         let window = self
             .policy
             .slow_start
@@ -155,7 +155,7 @@ impl<D: Discover> Control<D> {
 pub(crate) fn detect<K>(
     shared: &Shared<K>,
     states: &[&EndpointState<K>],
-    now: Instant,
+    now: Stamp,
     od: &OutlierDetection,
     rng: &mut Rng,
 ) {
@@ -259,7 +259,7 @@ fn ramp_factor<K>(state: &EndpointState<K>, window: Option<Duration>, elapsed: u
 }
 
 /// Errors take weight away: 1 at no errors, down to [`WEIGHT_FLOOR`] at 10% and more.
-fn error_factor<K>(state: &EndpointState<K>, now: Instant) -> f64 {
+fn error_factor<K>(state: &EndpointState<K>, now: Stamp) -> f64 {
     let totals = state.outcomes.totals(now);
     if totals.requests < 10 {
         return 1.0;
@@ -298,7 +298,7 @@ struct Judged {
 }
 
 impl Judged {
-    fn of<K>(state: &EndpointState<K>, now: Instant, od: &OutlierDetection, min: u64) -> Self {
+    fn of<K>(state: &EndpointState<K>, now: Stamp, od: &OutlierDetection, min: u64) -> Self {
         let eligible = state.is_eligible();
         if !eligible {
             return Self {
@@ -347,7 +347,7 @@ impl Judged {
         others: &[Duration],
         limit: Duration,
         state: &EndpointState<K>,
-        now: Instant,
+        now: Stamp,
     ) -> bool {
         let Some(&median) = others.get(others.len() / 2) else {
             return true;

@@ -18,9 +18,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::window::{TimeWindow, WindowTotals};
-use tokio::time::Instant;
 
 /// The false-positive rate of one test (one endpoint, one horizon, one evaluation).
 pub(crate) const ALPHA: f64 = 1e-4;
@@ -60,7 +60,7 @@ pub(crate) fn hanging_age(limit: Duration) -> Duration {
 /// requests in flight.
 #[derive(Debug)]
 pub(crate) struct Evidence {
-    origin: Instant,
+    origin: Stamp,
     /// Samples over the limit (`Failure`) or not (`Success`), last second.
     slow_short: TimeWindow,
     /// The same over the last 5 seconds.
@@ -90,7 +90,7 @@ pub(crate) struct Verdict {
 
 impl Evidence {
     /// `None` only if the core primitives refuse the (constant) window shapes.
-    pub(crate) fn new(origin: Instant) -> Option<Self> {
+    pub(crate) fn new(origin: Stamp) -> Option<Self> {
         Some(Self {
             origin,
             slow_short: TimeWindow::new(SHORT.0, SHORT.1).ok()?,
@@ -102,13 +102,14 @@ impl Evidence {
         })
     }
 
-    fn bucket(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos / AGE_BUCKET.as_nanos()).unwrap_or(u64::MAX)
+    fn bucket(&self, now: Stamp) -> u64 {
+        // AGE_BUCKET is a few milliseconds: never zero, and its nanoseconds fit a u64.
+        const WIDTH: u64 = AGE_BUCKET.as_nanos() as u64;
+        now.nanos_since(self.origin) / WIDTH
     }
 
     /// A request starts; returns its start bucket, to give back with [`finish`](Self::finish).
-    pub(crate) fn start(&self, now: Instant) -> u64 {
+    pub(crate) fn start(&self, now: Stamp) -> u64 {
         let bucket = self.bucket(now);
         let at = (bucket % AGE_BUCKETS as u64) as usize;
         self.started[at].fetch_add(1, Ordering::Relaxed);
@@ -137,7 +138,7 @@ impl Evidence {
     /// flight (all slower than the limit) and how many there were. Unlike the windows of
     /// finished requests, this is not diluted by the fast answers an endpoint gave before it
     /// turned slow.
-    pub(crate) fn cohort(&self, now: Instant, limit: Duration) -> (u64, u64) {
+    pub(crate) fn cohort(&self, now: Stamp, limit: Duration) -> (u64, u64) {
         let now_bucket = self.bucket(now);
         let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
             .unwrap_or(u64::MAX);
@@ -166,13 +167,7 @@ impl Evidence {
     }
 
     /// Records a finished request: slow when over `limit`.
-    pub(crate) fn record(
-        &self,
-        now: Instant,
-        latency: Duration,
-        outcome: Outcome,
-        limit: Duration,
-    ) {
+    pub(crate) fn record(&self, now: Stamp, latency: Duration, outcome: Outcome, limit: Duration) {
         let slow = if latency > limit {
             Outcome::Failure
         } else {
@@ -184,15 +179,14 @@ impl Evidence {
     }
 
     /// Samples count from `now` on (an endpoint back from a drain starts with a clean slate).
-    pub(crate) fn reset(&self, now: Instant) {
-        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+    pub(crate) fn reset(&self, now: Stamp) {
         self.since
-            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .store(now.nanos_since(self.origin), Ordering::Relaxed);
     }
 
     /// Requests in flight that started more than `limit` ago (a lower bound: requests older than
     /// the 6.4s the buckets cover may be counted as younger).
-    pub(crate) fn hanging(&self, now: Instant, limit: Duration) -> u64 {
+    pub(crate) fn hanging(&self, now: Stamp, limit: Duration) -> u64 {
         let now_bucket = self.bucket(now);
         let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
             .unwrap_or(u64::MAX);
@@ -211,13 +205,13 @@ impl Evidence {
     /// from the endpoint's own window.
     pub(crate) fn verdict(
         &self,
-        now: Instant,
+        now: Stamp,
         errors_short: WindowTotals,
         limit: Duration,
         max_error_rate: f64,
     ) -> Verdict {
         let clean_for = now
-            .saturating_duration_since(self.origin)
+            .saturating_since(self.origin)
             .saturating_sub(Duration::from_nanos(self.since.load(Ordering::Relaxed)));
         let hanging = self.hanging(now, limit);
         let short = self.slow_short.totals(now);
@@ -390,19 +384,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_in_flight_past_the_limit_are_evidence() {
-        let evidence = Evidence::new(Instant::now()).unwrap();
+        let evidence = Evidence::new(Stamp::now()).unwrap();
         let limit = Duration::from_millis(450);
-        let started: Vec<_> = (0..6).map(|_| evidence.start(Instant::now())).collect();
+        let started: Vec<_> = (0..6).map(|_| evidence.start(Stamp::now())).collect();
         tokio::time::advance(Duration::from_millis(400)).await;
-        assert_eq!(evidence.hanging(Instant::now(), limit), 0);
+        assert_eq!(evidence.hanging(Stamp::now(), limit), 0);
         tokio::time::advance(Duration::from_millis(200)).await;
-        assert_eq!(evidence.hanging(Instant::now(), limit), 6);
-        assert_eq!(evidence.cohort(Instant::now(), limit), (6, 6));
-        let v = evidence.verdict(Instant::now(), WindowTotals::default(), limit, 0.025);
+        assert_eq!(evidence.hanging(Stamp::now(), limit), 6);
+        assert_eq!(evidence.cohort(Stamp::now(), limit), (6, 6));
+        let v = evidence.verdict(Stamp::now(), WindowTotals::default(), limit, 0.025);
         assert_eq!(v.slow, Some((6, 6)));
         for b in started {
             evidence.finish(b);
         }
-        assert_eq!(evidence.hanging(Instant::now(), limit), 0);
+        assert_eq!(evidence.hanging(Stamp::now(), limit), 0);
     }
 }

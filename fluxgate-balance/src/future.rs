@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::{Outcome, classify_error, classify_response};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tower::BoxError;
 
 use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
@@ -25,7 +25,7 @@ pub use self::pending::PendingOutcome;
 #[derive(Debug)]
 pub(crate) struct Tracker<K> {
     state: Arc<EndpointState<K>>,
-    start: Instant,
+    start: Stamp,
     /// The start-time bucket of this request in the endpoint's in-flight ages.
     bucket: u64,
     track: Track,
@@ -35,7 +35,7 @@ pub(crate) struct Tracker<K> {
 impl<K> Tracker<K> {
     pub(crate) fn new(
         state: Arc<EndpointState<K>>,
-        start: Instant,
+        start: Stamp,
         track: Track,
         probe: bool,
     ) -> Self {
@@ -50,9 +50,9 @@ impl<K> Tracker<K> {
         }
     }
 
-    fn finish(mut self, outcome: Outcome, now: Instant) {
+    fn finish(mut self, outcome: Outcome, now: Stamp) {
         let state = &self.state;
-        let latency = now.saturating_duration_since(self.start);
+        let latency = now.saturating_since(self.start);
         let streak_reached = state.record(now, Some(latency), outcome, self.track);
         if self.probe {
             self.probe = false;
@@ -146,7 +146,7 @@ where
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(result) => result,
                 };
-                let now = Instant::now();
+                let now = Stamp::now();
                 match result {
                     Ok(mut response) => {
                         if let Some(tracker) = tracker.take() {

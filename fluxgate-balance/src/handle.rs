@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::LoadBalancing;
-use tokio::time::Instant;
 
 use crate::endpoint::{
     self, ACTIVE, EJECTED, EndpointState, NO_UTIL, PROBE_IN_FLIGHT, PROBE_READY,
@@ -54,7 +54,7 @@ impl<K: Clone> BalanceHandle<K> {
     /// admin endpoint or a metrics scrape, not per request.
     #[must_use]
     pub fn snapshot(&self) -> Vec<EndpointSnapshot<K>> {
-        let now = Instant::now();
+        let now = Stamp::now();
         self.shared
             .endpoints
             .load()
@@ -144,7 +144,7 @@ pub struct EndpointSnapshot<K> {
     pub totals: EndpointTotals,
 }
 
-fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Instant) -> EndpointSnapshot<K> {
+fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Stamp) -> EndpointSnapshot<K> {
     let healthy = e.healthy.load(Ordering::Relaxed);
     let passive = e.passive.load(Ordering::Relaxed);
     let totals = e.outcomes.totals(now);

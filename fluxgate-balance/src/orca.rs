@@ -7,16 +7,17 @@
 
 use std::sync::atomic::Ordering;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::endpoint::EndpointState;
 
 /// The ORCA per-request load report header.
-pub(crate) const HEADER: &str = "endpoint-load-metrics";
+/// (A `HeaderName` made once: looking a map up by `&str` parses the name on every response.)
+pub(crate) const HEADER: HeaderName = HeaderName::from_static("endpoint-load-metrics");
 
 /// Records the utilisation the response reports, if it reports one.
 pub(crate) fn record<K>(state: &EndpointState<K>, headers: &HeaderMap) {
-    let Some(value) = headers.get(HEADER).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers.get(&HEADER).and_then(|v| v.to_str().ok()) else {
         return;
     };
     if let Some(util) = parse(value) {

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::policy::LoadBalancing;
 use fluxgate_core::window::TimeWindow;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
 
@@ -115,7 +115,7 @@ impl Budget {
 
     fn deposit(&self) {
         if let Some(window) = &self.window {
-            window.record(Instant::now(), Outcome::Success);
+            window.record(Stamp::now(), Outcome::Success);
         }
     }
 
@@ -124,7 +124,7 @@ impl Budget {
             return false;
         };
         let retries = policy.retries_in_force();
-        let now = Instant::now();
+        let now = Stamp::now();
         let totals = window.totals(now);
         let requests = totals.requests.saturating_sub(totals.failures);
         let allowed = requests as f64 * f64::from(retries.budget_percent) / 100.0

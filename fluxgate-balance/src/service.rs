@@ -9,8 +9,8 @@ use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
-use tokio::time::Instant;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
 
@@ -162,7 +162,7 @@ where
     pub(crate) waiting: Vec<(usize, D::Service)>,
     pub(crate) picker: Picker,
     /// When the last `poll_ready` ran: the start of the reserved request.
-    pub(crate) now: Option<Instant>,
+    pub(crate) now: Option<Stamp>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -251,7 +251,7 @@ where
         let shared = Arc::new(Shared::new(policy));
         let policy = shared.policy.load_full();
         let seed =
-            endpoint::nanos_since(shared.origin, Instant::now()) ^ (Arc::as_ptr(&shared) as u64);
+            endpoint::nanos_since(shared.origin, Stamp::now()) ^ (Arc::as_ptr(&shared) as u64);
         let slots = Arc::new(Vec::new());
         let table = Table {
             slots: Arc::clone(&slots),
@@ -341,7 +341,7 @@ where
             let mut control = self.control();
             control.failure_streak = threshold;
             control.track = track_for(&control.policy, threshold);
-            control.evaluate(&self.core, Instant::now());
+            control.evaluate(&self.core, Stamp::now());
         }
         self
     }

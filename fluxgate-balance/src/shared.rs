@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::LoadBalancing;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::endpoint::EndpointState;
 
@@ -25,7 +25,7 @@ pub(crate) struct Shared<K> {
     pub(crate) closed: AtomicBool,
     /// Wakes the health task when the balancer is dropped or the policy changes.
     pub(crate) notify: Notify,
-    pub(crate) origin: Instant,
+    pub(crate) origin: Stamp,
     /// Held while an evaluation judges the endpoints (the balancer's or the health task's).
     pub(crate) detecting: AtomicBool,
     /// When the endpoints were last judged (nanoseconds from `origin`).
@@ -43,7 +43,7 @@ impl<K> Shared<K> {
             dirty: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             notify: Notify::new(),
-            origin: Instant::now(),
+            origin: Stamp::now(),
             detecting: AtomicBool::new(false),
             last_detect: AtomicU64::new(0),
             failure_streak: AtomicU32::new(crate::service::FAILURE_STREAK),

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::{
     Classification, ObservedBody, OutcomeObserver, classify_error, classify_response,
 };
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::BoxError;
@@ -74,7 +74,7 @@ pin_project! {
 struct Record {
     windows: Arc<Windows>,
     side: Side,
-    start: Instant,
+    start: Stamp,
 }
 
 /// Records the outcome of a gRPC response whose status comes in the trailers, when its
@@ -98,13 +98,13 @@ impl OutcomeObserver for Observation {
     fn observe(self, class: Classification) {
         // The end of a stream may be long after its head: it goes in the bucket of its end.
         let side = self.windows.side(self.side);
-        side.record(Instant::now(), class.outcome, self.latency);
+        side.record(Stamp::now(), class.outcome, self.latency);
     }
 }
 
 impl<SF, CF> ResponseFuture<SF, CF> {
     fn new(kind: Kind<SF, CF>, windows: Arc<Windows>, side: Side) -> Self {
-        let start = Instant::now();
+        let start = Stamp::now();
         Self {
             kind,
             record: Some(Record {
@@ -150,8 +150,8 @@ where
         let Some(record) = this.record.take() else {
             return Poll::Ready(result.map(|r| r.map(ObservedBody::observed)));
         };
-        let now = Instant::now();
-        let latency = now.saturating_duration_since(record.start);
+        let now = Stamp::now();
+        let latency = now.saturating_since(record.start);
         let side = record.windows.side(record.side);
         Poll::Ready(match result {
             Ok(response) => match classify_response(&response) {

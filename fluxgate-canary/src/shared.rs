@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::store::{AppliedPolicy, PolicySlot};
 use fluxgate_core::window::{MAX_BUCKETS, TrafficWindow};
@@ -43,7 +44,7 @@ impl SideWindows {
         ))
     }
 
-    pub(crate) fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
+    pub(crate) fn record(&self, now: Stamp, outcome: Outcome, latency: Duration) {
         self.0.record(now, outcome, latency);
         if let Some((tallies, side)) = &self.1 {
             tallies[*side as usize].record(outcome, latency);

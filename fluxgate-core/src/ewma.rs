@@ -43,7 +43,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::Stamp;
 
 /// The bit pattern of "no sample yet": a NaN that no arithmetic here produces.
 const EMPTY: u64 = f64::NAN.to_bits();
@@ -74,7 +74,7 @@ pub struct Ewma {
     value: AtomicU64,
     /// Nanoseconds from `origin` to the newest update.
     last: AtomicU64,
-    origin: Instant,
+    origin: Stamp,
     half_life: Duration,
     tau_nanos: f64,
 }
@@ -93,14 +93,14 @@ impl Ewma {
         Ok(Self {
             value: AtomicU64::new(EMPTY),
             last: AtomicU64::new(0),
-            origin: Instant::now(),
+            origin: Stamp::now(),
             half_life,
             tau_nanos: half_life.as_nanos() as f64 / std::f64::consts::LN_2,
         })
     }
 
     /// Folds a sample taken at `now` into the average.
-    pub fn update(&self, now: Instant, sample: f64) {
+    pub fn update(&self, now: impl Into<Stamp>, sample: f64) {
         self.fold(now, sample, false);
     }
 
@@ -118,7 +118,7 @@ impl Ewma {
     /// ewma.update_peak(now + Duration::from_millis(1), 80.0);
     /// assert_eq!(ewma.get(), Some(80.0));
     /// ```
-    pub fn update_peak(&self, now: Instant, sample: f64) {
+    pub fn update_peak(&self, now: impl Into<Stamp>, sample: f64) {
         self.fold(now, sample, true);
     }
 
@@ -135,12 +135,11 @@ impl Ewma {
         self.half_life
     }
 
-    fn fold(&self, now: Instant, sample: f64, peak: bool) {
+    fn fold(&self, now: impl Into<Stamp>, sample: f64, peak: bool) {
         if !sample.is_finite() {
             return;
         }
-        let since = now.saturating_duration_since(self.origin);
-        let at = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        let at = now.into().nanos_since(self.origin);
         let previous = self.last.fetch_max(at, Ordering::AcqRel);
         let elapsed = at.saturating_sub(previous);
         let keep = (-(elapsed as f64) / self.tau_nanos).exp();
@@ -170,6 +169,7 @@ mod tests {
     use std::sync::Arc;
 
     use proptest::prelude::*;
+    use tokio::time::Instant;
 
     use super::*;
 

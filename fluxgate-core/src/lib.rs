@@ -19,6 +19,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+pub mod clock;
 pub mod ewma;
 pub mod key;
 pub mod outcome;

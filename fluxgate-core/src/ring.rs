@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::Stamp;
 
 /// The most buckets a window may have.
 pub const MAX_BUCKETS: u32 = 3_600;
@@ -91,32 +91,28 @@ impl Divisor {
 /// Turns instants into epoch numbers: whole bucket widths since an origin.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticker {
-    origin: Instant,
+    origin: Stamp,
     width: Divisor,
 }
 
 impl Ticker {
     /// A ticker whose epoch 0 starts at `origin`; `width` must be at least one nanosecond.
-    pub(crate) fn new(origin: Instant, width: Duration) -> Self {
+    pub(crate) fn new(origin: impl Into<Stamp>, width: Duration) -> Self {
         let width_nanos = u64::try_from(width.as_nanos()).unwrap_or(u64::MAX);
         Self {
-            origin,
+            origin: origin.into(),
             width: Divisor::new(width_nanos),
         }
     }
 
     /// The epoch that `now` falls in; instants before the origin fall in epoch 0.
-    pub(crate) fn epoch(&self, now: Instant) -> u64 {
+    pub(crate) fn epoch(&self, now: impl Into<Stamp>) -> u64 {
         self.epoch_at(self.since(now))
     }
 
     /// Nanoseconds from the origin to `now` (0 before it), saturating.
-    pub(crate) fn since(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin);
-        since
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(since.subsec_nanos()))
+    pub(crate) fn since(&self, now: impl Into<Stamp>) -> u64 {
+        now.into().nanos_since(self.origin)
     }
 
     /// The epoch of the instant `nanos` after the origin.
@@ -126,7 +122,7 @@ impl Ticker {
 
     /// The instant epoch 0 starts at.
     #[cfg(test)]
-    pub(crate) fn origin_for_tests(&self) -> Instant {
+    pub(crate) fn origin_for_tests(&self) -> Stamp {
         self.origin
     }
 }

@@ -3,7 +3,9 @@
 
 /// What every layer shares, from `fluxgate-core`: the policy model and its store, keys, outcomes,
 /// windows, the task handle and the boxed error.
-pub use fluxgate_core::{BoxError, api, ewma, key, outcome, policy, quantile, store, task, window};
+pub use fluxgate_core::{
+    BoxError, api, clock, ewma, key, outcome, policy, quantile, store, task, window,
+};
 
 #[cfg(feature = "admin")]
 pub mod admin;

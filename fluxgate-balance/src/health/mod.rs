@@ -51,9 +51,9 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::{HealthCheck, OutlierDetection};
 use fluxgate_core::task::TaskHandle;
-use tokio::time::Instant;
 use tower::discover::Discover;
 
 use crate::endpoint::{
@@ -180,7 +180,7 @@ where
     K: Send + Sync + 'static,
     P: Probe<K>,
 {
-    let mut rng = Rng::new(endpoint::nanos_since(shared.origin, Instant::now()) ^ 0x9E37_79B9);
+    let mut rng = Rng::new(endpoint::nanos_since(shared.origin, Stamp::now()) ^ 0x9E37_79B9);
     loop {
         let notified = shared.notify.notified();
         tokio::pin!(notified);
@@ -204,7 +204,7 @@ where
                 .iter()
                 .map(|e| tokio::time::timeout(timeout, probe.probe(&e.key, check)));
             let results = futures::future::join_all(rounds).await;
-            let now = Instant::now();
+            let now = Stamp::now();
             for (state, result) in endpoints.iter().zip(results) {
                 apply(state, matches!(result, Ok(true)), check, now);
             }
@@ -225,7 +225,7 @@ where
 /// on a hanging endpoint no request comes to run the balancer's own evaluation, yet the
 /// requests in flight are the evidence that drains it.
 fn sweep<K>(shared: &Shared<K>, od: &OutlierDetection, rng: &mut Rng) {
-    let now = Instant::now();
+    let now = Stamp::now();
     let last = shared.last_detect.load(Ordering::Relaxed);
     let idle = endpoint::nanos_since(shared.origin, now).saturating_sub(last);
     if Duration::from_nanos(idle) < od.interval.as_std() * 2 {
@@ -237,7 +237,7 @@ fn sweep<K>(shared: &Shared<K>, od: &OutlierDetection, rng: &mut Rng) {
 }
 
 /// Applies one probe result with the thresholds' hysteresis.
-fn apply<K>(state: &EndpointState<K>, ok: bool, check: &HealthCheck, now: Instant) {
+fn apply<K>(state: &EndpointState<K>, ok: bool, check: &HealthCheck, now: Stamp) {
     if ok {
         state.check_failures.store(0, Ordering::Relaxed);
         let passes = state.check_passes.fetch_add(1, Ordering::Relaxed) + 1;

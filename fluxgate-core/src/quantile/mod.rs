@@ -46,6 +46,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::Stamp;
+
 use crate::ring::{Divisor, TaggedCounter, Ticker, WindowError, check_shape};
 
 /// The largest latency told apart from others; longer ones are counted as this.
@@ -110,7 +112,7 @@ impl LatencyQuantiles {
     /// Records one latency at `now`.
     ///
     /// A record whose `now` is a whole window older than one already made is dropped.
-    pub fn record(&self, now: Instant, latency: Duration) {
+    pub fn record(&self, now: impl Into<Stamp>, latency: Duration) {
         self.record_at(self.ticker.since(now), latency);
     }
 
@@ -124,7 +126,7 @@ impl LatencyQuantiles {
 
     /// The number of latencies in the last full window.
     #[must_use]
-    pub fn count(&self, now: Instant) -> u64 {
+    pub fn count(&self, now: impl Into<Stamp>) -> u64 {
         self.epochs(now)
             .map(|epoch| {
                 let bins = self.bucket(epoch).iter();
@@ -149,7 +151,7 @@ impl LatencyQuantiles {
     /// assert_eq!(latencies.quantile(later, f64::NAN), None);
     /// ```
     #[must_use]
-    pub fn quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+    pub fn quantile(&self, now: impl Into<Stamp>, q: f64) -> Option<Duration> {
         let [value] = self.quantiles(now, [q]);
         value
     }
@@ -168,7 +170,11 @@ impl LatencyQuantiles {
     /// assert_eq!(p50, p99);
     /// ```
     #[must_use]
-    pub fn quantiles<const N: usize>(&self, now: Instant, qs: [f64; N]) -> [Option<Duration>; N] {
+    pub fn quantiles<const N: usize>(
+        &self,
+        now: impl Into<Stamp>,
+        qs: [f64; N],
+    ) -> [Option<Duration>; N] {
         let mut merged = [0u64; bins::BINS];
         for epoch in self.epochs(now) {
             for (sum, counter) in merged.iter_mut().zip(self.bucket(epoch)) {
@@ -204,7 +210,7 @@ impl LatencyQuantiles {
         self.bins.len() * size_of::<TaggedCounter>()
     }
 
-    fn epochs(&self, now: Instant) -> std::ops::Range<u64> {
+    fn epochs(&self, now: impl Into<Stamp>) -> std::ops::Range<u64> {
         let current = self.ticker.epoch(now);
         current.saturating_sub(u64::from(self.buckets))..current
     }

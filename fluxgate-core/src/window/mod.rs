@@ -44,6 +44,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::Stamp;
+
 use crate::outcome::Outcome;
 pub(crate) use crate::ring::check_shape;
 use crate::ring::{Divisor, TaggedCounter, Ticker};
@@ -160,7 +162,7 @@ impl TimeWindow {
     }
 
     /// Counts one request with its outcome at `now`.
-    pub fn record(&self, now: Instant, outcome: Outcome) {
+    pub fn record(&self, now: impl Into<Stamp>, outcome: Outcome) {
         self.record_at(self.ticker.since(now), outcome);
     }
 
@@ -184,7 +186,7 @@ impl TimeWindow {
 
     /// The totals of the last full window: the `buckets` completed buckets before `now`'s.
     #[must_use]
-    pub fn totals(&self, now: Instant) -> WindowTotals {
+    pub fn totals(&self, now: impl Into<Stamp>) -> WindowTotals {
         let current = self.ticker.epoch(now);
         let first = current.saturating_sub(u64::from(self.buckets));
         (first..current).fold(WindowTotals::default(), |sum, epoch| {
@@ -199,7 +201,7 @@ impl TimeWindow {
 
     /// The counts of the bucket in progress at `now` (not yet part of [`totals`](Self::totals)).
     #[must_use]
-    pub fn current(&self, now: Instant) -> WindowTotals {
+    pub fn current(&self, now: impl Into<Stamp>) -> WindowTotals {
         self.at(self.ticker.epoch(now))
     }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::Stamp;
+
 use super::{TimeWindow, WindowError, WindowTotals};
 use crate::outcome::Outcome;
 use crate::quantile::LatencyQuantiles;
@@ -61,7 +63,7 @@ impl TrafficWindow {
     }
 
     /// Records one response: its outcome and its latency, at `now`.
-    pub fn record(&self, now: Instant, outcome: Outcome, latency: Duration) {
+    pub fn record(&self, now: impl Into<Stamp>, outcome: Outcome, latency: Duration) {
         let nanos = self.counts.ticker.since(now);
         self.counts.record_at(nanos, outcome);
         self.latencies.record_at(nanos, latency);
@@ -81,7 +83,7 @@ impl TrafficWindow {
 
     /// The counts of the last full window ([`TimeWindow::totals`]).
     #[must_use]
-    pub fn totals(&self, now: Instant) -> WindowTotals {
+    pub fn totals(&self, now: impl Into<Stamp>) -> WindowTotals {
         self.counts.totals(now)
     }
 }
