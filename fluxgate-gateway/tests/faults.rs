@@ -70,7 +70,7 @@ async fn an_upstream_that_never_answers_gives_504_after_the_timeout() {
     let hang = RawUpstream::start(Behaviour::Hang).await;
     let proxy = ProxyConfig::default().timeout(Duration::from_millis(300));
     let (_gateway, server) = gateway("{}", vec![hang.spec()], proxy).await;
-    let watch = Watch::start("upstream never answers", &[hang.addr.port()]);
+    let watch = Watch::start("upstream never answers", &[hang.addr.port()]).await;
     for _ in 0..5 {
         let started = Instant::now();
         let answer = get(&url(&server), &[]).await;
@@ -97,7 +97,7 @@ async fn an_upstream_reset_mid_body_aborts_that_body_only() {
     let _serial = SERIAL.lock().await;
     let upstream = RawUpstream::start(Behaviour::ResetMidBody { first: 1 }).await;
     let (_gateway, server) = gateway("{}", vec![upstream.spec()], ProxyConfig::default()).await;
-    let watch = Watch::start("upstream resets mid-body", &[upstream.addr.port()]);
+    let watch = Watch::start("upstream resets mid-body", &[upstream.addr.port()]).await;
     // The first response starts (200, headers sent) and its body breaks off.
     let request = Request::get(url(&server)).body(support::full("")).unwrap();
     let response = within(support::client().request(request)).await.unwrap();
@@ -125,7 +125,7 @@ async fn a_byte_by_byte_upstream_streams_through() {
     let gap = Duration::from_millis(40);
     let upstream = RawUpstream::start(Behaviour::Trickle { len: 20, gap }).await;
     let (_gateway, server) = gateway("{}", vec![upstream.spec()], ProxyConfig::default()).await;
-    let watch = Watch::start("upstream trickles byte by byte", &[upstream.addr.port()]);
+    let watch = Watch::start("upstream trickles byte by byte", &[upstream.addr.port()]).await;
     let started = Instant::now();
     let request = Request::get(url(&server)).body(support::full("")).unwrap();
     let response = within(support::client().request(request)).await.unwrap();
@@ -184,7 +184,7 @@ async fn redis_killed_restarted_and_stalled_falls_back_to_local_limits() {
     let config = StackConfig::new(vec![upstream.spec(1)]).rate_limit_store(limits);
     let gateway = Gateway::build(&store, &PolicyId::new(ID.0, ID.1), &config).unwrap();
     assert_eq!(limited(&gateway, "a").await.0, StatusCode::OK);
-    let watch = Watch::start("Redis killed, restarted, stalled", &[upstream.port()]);
+    let watch = Watch::start("Redis killed, restarted, stalled", &[upstream.port()]).await;
 
     // Killed: answers go on under the local fallback (onStoreFailure: local), promptly.
     redis.stop();
@@ -247,7 +247,7 @@ async fn a_garbage_policy_file_keeps_the_old_policy_until_fixed() {
         }
     };
     assert!(burst(5).await.iter().all(|s| *s == StatusCode::OK));
-    let watch = Watch::start("policy file garbage, then fixed", &[upstream.port()]);
+    let watch = Watch::start("policy file garbage, then fixed", &[upstream.port()]).await;
 
     std::fs::write(&path, b"apiVersion: [\x00\xff garbage: {{{\n").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -307,7 +307,8 @@ async fn ten_thousand_new_connections_in_batches() {
     // The allocator keeps the pages of the peak (1000 sockets of this batch size with their
     // buffers, both ends in this process); more batches add almost nothing (40k connections:
     // +2 MiB over the level after 10k), so the bound is the peak's size, not a count of leaks.
-    let watch = Watch::start("10k new connections", &[upstream.port()]).rss_slack(32 * 1024);
+    let watch = Watch::start("10k new connections", &[upstream.port()]).await;
+    let watch = watch.rss_slack(32 * 1024);
     let started = Instant::now();
     let mut ok = 0usize;
     for _ in 0..20 {

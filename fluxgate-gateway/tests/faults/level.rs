@@ -45,12 +45,30 @@ pub struct Level {
 }
 
 impl Level {
-    /// The level now, counting pooled connections to `ports`.
+    /// The level now, counting pooled connections to `ports`. The descriptors and the pooled
+    /// ones come from one listing of `/proc/self/fd`, so that `pooled <= fds` always holds.
     pub fn now(ports: &[u16]) -> Self {
+        let held = socket_inodes();
         Self {
-            fds: open_fds(),
-            pooled: established(ports),
+            fds: held.fds,
+            pooled: established(ports, &held.sockets),
             rss_kib: status_kib("VmRSS:").unwrap_or(0),
+        }
+    }
+
+    /// The level once the process has settled: two readings 100ms apart that agree on the
+    /// descriptors (at most 2s), so that connections still closing after the traffic that came
+    /// before do not skew a baseline.
+    pub async fn settled(ports: &[u16]) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = Self::now(ports);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let next = Self::now(ports);
+            if (next.fds, next.pooled) == (last.fds, last.pooled) || Instant::now() > deadline {
+                return next;
+            }
+            last = next;
         }
     }
 
@@ -79,11 +97,10 @@ fn status_kib(field: &str) -> Option<u64> {
 /// connections to it and the upstream's ends of them, all in this process. Connections still in
 /// the upstream's accept queue are established but have no descriptor yet: they are not
 /// counted (matching by socket inode), so that `fds - pooled` counts descriptors only.
-fn established(ports: &[u16]) -> usize {
+fn established(ports: &[u16], held: &std::collections::HashSet<u64>) -> usize {
     let Ok(table) = std::fs::read_to_string("/proc/self/net/tcp") else {
         return 0;
     };
-    let held = socket_inodes();
     let port_of = |addr: &str| {
         addr.split_once(':')
             .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
@@ -107,22 +124,35 @@ fn established(ports: &[u16]) -> usize {
         .count()
 }
 
-/// The inodes of the sockets this process has descriptors of (`/proc/self/fd/N` links read
-/// `socket:[INODE]`).
-fn socket_inodes() -> std::collections::HashSet<u64> {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return std::collections::HashSet::new();
+/// One listing of `/proc/self/fd`: how many descriptors, and the inodes of the sockets among
+/// them (their links read `socket:[INODE]`).
+struct Held {
+    fds: usize,
+    sockets: std::collections::HashSet<u64>,
+}
+
+fn socket_inodes() -> Held {
+    let mut held = Held {
+        fds: 0,
+        sockets: std::collections::HashSet::new(),
     };
-    entries
-        .filter_map(|entry| {
-            let link = std::fs::read_link(entry.ok()?.path()).ok()?;
-            let link = link.to_str()?;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return held;
+    };
+    for entry in entries.flatten() {
+        held.fds += 1;
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let inode: Option<u64> = link.to_str().and_then(|link| {
             link.strip_prefix("socket:[")?
                 .strip_suffix(']')?
                 .parse()
                 .ok()
-        })
-        .collect()
+        });
+        held.sockets.extend(inode);
+    }
+    held
 }
 
 /// Watches one fault: the baseline, the peaks while it lasts, and the level once it has passed.
@@ -139,8 +169,8 @@ pub struct Watch {
 impl Watch {
     /// Takes the baseline (call it with the gateway up and idle) and starts sampling the peaks.
     /// `ports` are the upstreams' ports, whose pooled connections are not counted as leaks.
-    pub fn start(fault: &'static str, ports: &[u16]) -> Self {
-        let before = Level::now(ports);
+    pub async fn start(fault: &'static str, ports: &[u16]) -> Self {
+        let before = Level::settled(ports).await;
         // "5" resets VmHWM to the current RSS (Linux 4.0+); without it the peak is the sampled one.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let peak_fds = Arc::new(AtomicUsize::new(before.fds));
