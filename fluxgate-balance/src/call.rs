@@ -58,14 +58,39 @@ where
             self.ready = Some(Reserved::NoEndpoint);
             return Poll::Ready(Ok(()));
         };
-        if self.try_slot(cx, &table, first, false, &mut pending) {
+        // An endpoint whose connection just broke is tried last (see `BROKEN_FOR`).
+        let now = self.now.map_or_else(|| Stamp::now().nanos(), Stamp::nanos);
+        let broken = |index: usize| {
+            table
+                .slots
+                .get(index)
+                .is_some_and(|slot| slot.state.broken_until.load(Ordering::Relaxed) > now)
+        };
+        let first_broken = broken(first);
+        if !first_broken && self.try_slot(cx, &table, first, false, &mut pending) {
             return Poll::Ready(Ok(()));
         }
         let n = sel.eligible.len();
         let offset = self.picker.rng.below(n);
         for k in 0..n {
             let index = sel.eligible[(offset + k) % n];
-            if index != first && self.try_slot(cx, &table, index, false, &mut pending) {
+            if index != first
+                && !broken(index)
+                && self.try_slot(cx, &table, index, false, &mut pending)
+            {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        // Only broken ones are left: they are tried after all.
+        if first_broken && self.try_slot(cx, &table, first, false, &mut pending) {
+            return Poll::Ready(Ok(()));
+        }
+        for k in 0..n {
+            let index = sel.eligible[(offset + k) % n];
+            if index != first
+                && broken(index)
+                && self.try_slot(cx, &table, index, false, &mut pending)
+            {
                 return Poll::Ready(Ok(()));
             }
         }

@@ -66,6 +66,9 @@ pub(crate) const REASON_CONNECT: u8 = 4;
 /// No utilisation reported.
 pub(crate) const NO_UTIL: u32 = u32::MAX;
 
+/// How long an endpoint whose connection broke is passed over while another is eligible.
+pub(crate) const BROKEN_FOR: Duration = Duration::from_secs(1);
+
 /// Time from `origin`, in nanoseconds.
 pub(crate) fn nanos_since(origin: Stamp, now: Stamp) -> u64 {
     now.nanos_since(origin)
@@ -100,6 +103,11 @@ pub(crate) struct EndpointState<K> {
     pub(crate) consecutive_failures: AtomicU32,
     /// Set when a request could not even connect (the balancer ejects the endpoint at once).
     pub(crate) connect_failed: AtomicBool,
+    /// Until when (a [`Stamp`]'s nanoseconds) the picker passes this endpoint over while
+    /// another is eligible: a connection to it broke before a response head came back (the
+    /// proxy gave the request back), so a retry goes elsewhere rather than to a connection
+    /// that may be just as broken.
+    pub(crate) broken_until: AtomicU64,
     /// Slow and bad samples over two horizons, and the ages of requests in flight.
     pub(crate) evidence: Evidence,
     pub(crate) healthy: AtomicBool,
@@ -147,6 +155,7 @@ impl<K> EndpointState<K> {
             utilization: AtomicU32::new(NO_UTIL),
             consecutive_failures: AtomicU32::new(0),
             connect_failed: AtomicBool::new(false),
+            broken_until: AtomicU64::new(0),
             evidence: Evidence::new(origin)?,
             healthy: AtomicBool::new(true),
             check_failures: AtomicU32::new(0),

@@ -14,7 +14,7 @@ use fluxgate_core::outcome::{Outcome, classify_error, classify_response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::endpoint::{ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
+use crate::endpoint::{self, ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
 use crate::error::BalanceError;
 use crate::orca;
 use crate::retry::RetryableRequest;
@@ -153,14 +153,20 @@ where
                             if tracker.track.orca {
                                 orca::record(&tracker.state, response.headers());
                             }
-                            if response
-                                .extensions()
-                                .get::<RetryableRequest>()
-                                .is_some_and(|r| !r.was_sent())
+                            if let Some(given_back) =
+                                response.extensions().get::<RetryableRequest>()
                             {
-                                // The connection was refused: eject at once (next evaluation).
-                                tracker.state.connect_failed.store(true, Ordering::Relaxed);
-                                tracker.state.dirty.store(true, Ordering::Release);
+                                // The connection broke before a response head: a retry (and
+                                // the next requests, for a moment) go to another endpoint.
+                                let until = now + endpoint::BROKEN_FOR;
+                                let state = &tracker.state;
+                                state.broken_until.store(until.nanos(), Ordering::Relaxed);
+                                if !given_back.was_sent() {
+                                    // The connection was refused: eject at once (next
+                                    // evaluation).
+                                    state.connect_failed.store(true, Ordering::Relaxed);
+                                    state.dirty.store(true, Ordering::Release);
+                                }
                             }
                             match classify_response(&response) {
                                 Some(class) => tracker.finish(class.outcome, now),

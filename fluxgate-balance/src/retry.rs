@@ -15,6 +15,12 @@
 //!   `minRetriesPerSecond`, as linkerd's and Envoy's retry budgets).
 //!
 //! Otherwise the failed answer goes to the client as it is.
+//!
+//! Either way the endpoint whose connection failed is passed over by the balancer for a second
+//! while another endpoint is eligible (it is still picked when it is the only one): the retry,
+//! and the requests right after it, go to another endpoint instead of to a connection that is
+//! likely as broken as the one that just failed (an upstream that died takes all its
+//! connections with it, and the balancer may not have read their closes yet).
 
 use std::any::Any;
 use std::fmt;
@@ -364,5 +370,49 @@ mod tests {
     async fn a_sent_request_is_retried_once_only_when_idempotent() {
         assert_eq!(failing(true, http::Method::GET).await, (502, 2));
         assert_eq!(failing(true, http::Method::POST).await, (502, 1));
+    }
+
+    /// Endpoint `b` breaks every connection (a `502` with the request given back as sent);
+    /// `a` answers 200. Each GET's retry goes to `a`, never to `b` again: 100 requests, 100
+    /// answered, and `b` called at most once (before its first failure marked it).
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_goes_to_another_endpoint_than_the_broken_one() {
+        let broken_calls = Arc::new(AtomicUsize::new(0));
+        // One constructor, one closure type: `broken` endpoints count their calls and fail.
+        let endpoint = |broken: Option<Arc<AtomicUsize>>| {
+            Weighted::new(
+                tower::service_fn(move |req: http::Request<()>| {
+                    let broken = broken.clone();
+                    async move {
+                        let Some(calls) = broken else {
+                            return Ok(http::Response::new(()));
+                        };
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        let mut response = http::Response::builder().status(502).body(()).unwrap();
+                        response
+                            .extensions_mut()
+                            .insert(RetryableRequest::sent(req));
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                }),
+                1,
+            )
+        };
+        let healthy = endpoint(None);
+        let broken = endpoint(Some(Arc::clone(&broken_calls)));
+        let balance = Balance::new(LoadBalancing::default(), [("a", healthy), ("b", broken)]);
+        let handle = balance.handle();
+        let mut svc = Retry::new(balance, &handle);
+        for _ in 0..100 {
+            let response = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(http::Request::new(()))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        assert!(broken_calls.load(Ordering::Relaxed) <= 1);
     }
 }

@@ -92,7 +92,8 @@ pub struct StackConfig {
     pub upstreams: Vec<UpstreamSpec>,
     /// The canary side's upstreams; none means no canary layer.
     pub canary_upstreams: Vec<UpstreamSpec>,
-    /// How each proxy forwards (timeout, `Host`).
+    /// How each proxy forwards (timeout, `Host`, the own HTTP/1.1 pool: on, and used for the
+    /// upstreams that speak HTTP/1.1).
     pub proxy: ProxyConfig,
     /// The clients the proxies and health checks use (the TLS roots of `https://` upstreams);
     /// default: verified with the system's roots.
@@ -117,7 +118,7 @@ impl StackConfig {
         Self {
             upstreams,
             canary_upstreams: Vec::new(),
-            proxy: ProxyConfig::default(),
+            proxy: ProxyConfig::default().http1_pool(true),
             clients: ProxyClients::system(),
             rate_limit_store: None,
             discovery: DnsDiscovery::new(),
@@ -280,7 +281,10 @@ fn endpoints(
         let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
         move |spec: &UpstreamSpec| {
             let clients = clients.each_for_upstream(spec);
-            let upstream = Proxy::per_worker(clients, spec.upstream.clone(), proxy.clone());
+            // The own HTTP/1.1 pool only for upstreams that speak HTTP/1.1.
+            let own = proxy.http1_pool && !spec.protocol.is_http2();
+            let proxy = proxy.clone().http1_pool(own);
+            let upstream = Proxy::per_worker(clients, spec.upstream.clone(), proxy);
             Served::new(upstream, spec.upstream.to_string(), side)
         }
     };

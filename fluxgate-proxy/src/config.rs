@@ -34,6 +34,17 @@ pub struct ProxyConfig {
     /// the hops in front of it only wrote `X-Forwarded-For`, losing the clients they named.
     /// Turn it on when every proxy in front writes `Forwarded` too, or none is in front.
     pub forwarded: bool,
+    /// Whether a plain `http://` upstream is reached over the proxy's own HTTP/1.1 connections
+    /// instead of the [`ProxyClient`](crate::ProxyClient): one pool per serving worker holding
+    /// only this upstream's idle connections (the most recently used first, closed after 90s
+    /// idle), with no per-request hashing of a pool key and no connect-or-checkout race. A
+    /// request that a reused connection could not take is sent again on another, as the
+    /// client does.
+    ///
+    /// Off by default, because only the caller knows that the upstream speaks HTTP/1.1: a
+    /// cleartext HTTP/2 or gRPC upstream (whose client speaks HTTP/2 by prior knowledge) must
+    /// keep it off. `https://` upstreams always use the client.
+    pub http1_pool: bool,
 }
 
 impl Default for ProxyConfig {
@@ -42,6 +53,7 @@ impl Default for ProxyConfig {
             timeout: Duration::from_secs(15),
             preserve_host: true,
             forwarded: false,
+            http1_pool: false,
         }
     }
 }
@@ -65,6 +77,18 @@ impl ProxyConfig {
     #[must_use]
     pub fn forwarded(mut self, forwarded: bool) -> Self {
         self.forwarded = forwarded;
+        self
+    }
+
+    /// Sets [`ProxyConfig::http1_pool`].
+    ///
+    /// ```
+    /// let config = fluxgate_proxy::ProxyConfig::default().http1_pool(true);
+    /// assert!(config.http1_pool);
+    /// ```
+    #[must_use]
+    pub fn http1_pool(mut self, on: bool) -> Self {
+        self.http1_pool = on;
         self
     }
 }

@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy;
 use tokio::time::Timeout;
 
+use crate::pool::SendError;
 use crate::{ProxyBody, headers, text_response};
 
 pin_project_lite::pin_project! {
@@ -42,6 +43,10 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// A request on the proxy's own HTTP/1.1 connections, until its response head.
+pub(crate) type PooledSend =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, SendError>> + Send>>;
+
 /// Makes the [`RetryableRequest`] of a request without a body: sent (`true`) or not.
 pub(crate) type GiveBack = Box<dyn FnOnce(bool) -> RetryableRequest + Send>;
 
@@ -55,6 +60,13 @@ pin_project_lite::pin_project! {
             upstream: Authority,
             timeout: Duration,
             // Gives a request without a body back on a connection failure.
+            retry: Option<GiveBack>,
+        },
+        Pooled {
+            #[pin]
+            inner: Timeout<PooledSend>,
+            upstream: Authority,
+            timeout: Duration,
             retry: Option<GiveBack>,
         },
     }
@@ -83,10 +95,25 @@ impl ResponseFuture {
         }
     }
 
+    pub(crate) fn pooled(
+        inner: Timeout<PooledSend>,
+        upstream: Authority,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Pooled {
+                inner,
+                upstream,
+                timeout,
+                retry: None,
+            },
+        }
+    }
+
     /// Keeps `give_back` (of a request without a body) to give it back with a `502`, as a
     /// [`RetryableRequest`]: not sent when the connection could not be made, sent otherwise.
     pub(crate) fn with_retry(mut self, give_back: Option<GiveBack>) -> Self {
-        if let Kind::Forward { retry, .. } = &mut self.kind {
+        if let Kind::Forward { retry, .. } | Kind::Pooled { retry, .. } = &mut self.kind {
             *retry = give_back;
         }
         self
@@ -130,17 +157,43 @@ impl Future for ResponseFuture {
                     }
                     response
                 }
-                Err(_elapsed) => {
-                    tracing::debug!(%upstream, ?timeout, "upstream did not answer, answering 504");
-                    text_response(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "the upstream did not answer in time",
-                    )
+                Err(_elapsed) => timed_out(upstream, *timeout),
+            },
+            KindProj::Pooled {
+                inner,
+                upstream,
+                timeout,
+                retry,
+            } => match ready!(inner.poll(cx)) {
+                Ok(Ok(mut response)) => {
+                    headers::remove_hop_by_hop(response.headers_mut());
+                    response
                 }
+                Ok(Err(error)) => {
+                    tracing::debug!(%upstream, %error, "upstream failed, answering 502");
+                    let mut response = text_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the upstream refused or closed the connection",
+                    );
+                    if let Some(give_back) = retry.take() {
+                        response.extensions_mut().insert(give_back(error.sent()));
+                    }
+                    response
+                }
+                Err(_elapsed) => timed_out(upstream, *timeout),
             },
         };
         Poll::Ready(Ok(response))
     }
+}
+
+/// The `504` of an upstream that sent no response head within `timeout`.
+fn timed_out(upstream: &Authority, timeout: Duration) -> Response<ProxyBody> {
+    tracing::debug!(%upstream, ?timeout, "upstream did not answer, answering 504");
+    text_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the upstream did not answer in time",
+    )
 }
 
 /// Displays an error and its sources, `outer: inner: innermost`.

@@ -92,17 +92,20 @@ fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &[u8]) {
 /// `X-Forwarded-Host` when the client did not send them (the protocol is `https` when the
 /// client came over TLS).
 pub(crate) fn add_x_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    // A parsed request's map is sized for its own headers: grow it once, not per insert.
+    headers.reserve(3);
     if let Some(peer) = hop.peer {
         let text = IpText::new(peer);
         append_to_list(headers, &X_FORWARDED_FOR, text.as_bytes());
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto()));
-    }
-    if let Some(host) = hop.host
-        && !headers.contains_key(&X_FORWARDED_HOST)
-    {
-        headers.insert(X_FORWARDED_HOST, host.clone());
+    // One lookup each: set when absent.
+    headers
+        .entry(X_FORWARDED_PROTO)
+        .or_insert_with(|| HeaderValue::from_static(hop.proto()));
+    if let Some(host) = hop.host {
+        headers
+            .entry(X_FORWARDED_HOST)
+            .or_insert_with(|| host.clone());
     }
 }
 

@@ -15,8 +15,9 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::clients::{ProxyClient, proxy_client};
-use crate::future::{GiveBack, ResponseFuture};
+use crate::future::{GiveBack, PooledSend, ResponseFuture};
 use crate::headers::{self, Hop};
+use crate::pool::Http1Pool;
 use crate::upstream::Upstream;
 use crate::{BoxError, ProxyBody, ProxyConfig, grpc, text_response};
 
@@ -41,6 +42,9 @@ pub struct Proxy {
 struct Inner {
     /// The client of threads outside the serving workers, then each worker's.
     clients: Box<[ProxyClient]>,
+    /// With [`ProxyConfig::http1_pool`] and a plain `http://` upstream: the proxy's own
+    /// connections, one pool per entry of `clients`.
+    pools: Box<[Arc<Http1Pool>]>,
     upstream: Upstream,
     host: HeaderValue,
     config: ProxyConfig,
@@ -77,9 +81,19 @@ impl Proxy {
         }
         let host = HeaderValue::from_str(upstream.authority().as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        let pools = if config.http1_pool && !upstream.is_tls() {
+            let authority = upstream.authority();
+            clients
+                .iter()
+                .map(|_| Http1Pool::new(authority.clone()))
+                .collect()
+        } else {
+            Box::default()
+        };
         Self {
             inner: Arc::new(Inner {
                 clients: clients.into_boxed_slice(),
+                pools,
                 upstream,
                 host,
                 config,
@@ -97,6 +111,13 @@ impl Proxy {
     #[must_use]
     pub fn config(&self) -> &ProxyConfig {
         &self.inner.config
+    }
+
+    /// The own connection pool of the current thread's serving worker, if the proxy uses them.
+    fn pool(&self) -> Option<&Arc<Http1Pool>> {
+        let pools = &self.inner.pools;
+        let worker = crate::worker::worker_index();
+        pools.get(worker).or_else(|| pools.first())
     }
 
     /// The client of the current thread's serving worker.
@@ -130,11 +151,14 @@ impl Proxy {
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
         };
-        let uri = self
-            .inner
-            .upstream
-            .join_path(path_and_query)
-            .map_err(|_| "invalid request target")?;
+        let upstream = &self.inner.upstream;
+        let uri = if self.inner.pools.is_empty() {
+            upstream.join_path(path_and_query)
+        } else {
+            // The proxy's own HTTP/1.1 connections take the request target in origin form.
+            upstream.origin_form(path_and_query)
+        };
+        let uri = uri.map_err(|_| "invalid request target")?;
         let hop = Hop {
             // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: write `a.b.c.d`.
             peer: fluxgate_core::key::peer_addr(extensions).map(|peer| peer.ip().to_canonical()),
@@ -213,13 +237,21 @@ where
                     (upstream, None)
                 })
         };
+        let authority = self.inner.upstream.authority().clone();
         match prepared {
-            Ok((request, retry)) => ResponseFuture::forward(
-                tokio::time::timeout(timeout, self.client().request(request)),
-                self.inner.upstream.authority().clone(),
-                timeout,
-            )
-            .with_retry(retry),
+            Ok((request, retry)) => match self.pool() {
+                Some(pool) => {
+                    let send: PooledSend = Box::pin(Arc::clone(pool).send(request));
+                    ResponseFuture::pooled(tokio::time::timeout(timeout, send), authority, timeout)
+                        .with_retry(retry)
+                }
+                None => ResponseFuture::forward(
+                    tokio::time::timeout(timeout, self.client().request(request)),
+                    authority,
+                    timeout,
+                )
+                .with_retry(retry),
+            },
             Err(reason) => {
                 tracing::debug!(reason, "refusing a request it cannot forward");
                 ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))

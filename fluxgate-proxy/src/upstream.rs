@@ -172,6 +172,20 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The request target in origin form (the path prefix, then the request's path and query)
+    /// for a connection to this upstream: without a prefix, the request's own (no copy).
+    pub(crate) fn origin_form(&self, path_and_query: &PathAndQuery) -> Result<Uri, http::Error> {
+        if self.prefix.is_empty() {
+            return Ok(Uri::from(path_and_query.clone()));
+        }
+        let mut joined = String::with_capacity(self.prefix.len() + path_and_query.as_str().len());
+        joined.push_str(&self.prefix);
+        joined.push_str(path_and_query.as_str());
+        Uri::builder().path_and_query(joined).build()
+    }
+}
+
 impl FromStr for Upstream {
     type Err = UpstreamError;
 

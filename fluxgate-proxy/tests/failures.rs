@@ -1,6 +1,7 @@
 //! What the proxy answers itself when the upstream fails: `504` when it does not answer within
 //! the timeout, `502` when it closes or resets the connection before answering or when nothing
-//! listens (with the request given back for a balancer's retry).
+//! listens (with the request given back for a balancer's retry); over hyper-util's pooled
+//! client and over the proxy's own HTTP/1.1 connections alike.
 
 mod support;
 
@@ -15,40 +16,54 @@ use http_body_util::Empty;
 use support::{closed_port, dropping_upstream, hanging_upstream, text, within};
 use tower::ServiceExt;
 
-/// Sends a bodiless `GET /` through a proxy to `upstream` with a short timeout.
-async fn get(upstream: SocketAddr) -> Response<ProxyBody> {
-    let config = ProxyConfig::default().timeout(Duration::from_millis(200));
+/// Sends a bodiless `GET /` through a proxy to `upstream` with a short timeout, over the
+/// proxy's own HTTP/1.1 connections when `own`.
+async fn get_over(upstream: SocketAddr, own: bool) -> Response<ProxyBody> {
+    let config = ProxyConfig::default()
+        .timeout(Duration::from_millis(200))
+        .http1_pool(own);
     let url = format!("http://{upstream}").parse().unwrap();
     let proxy = Proxy::new(proxy_client(), url, config);
     let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
     within(proxy.oneshot(request)).await.unwrap()
 }
 
+/// [`get_over`] both ways: the pooled client's response, then the own connections'.
+async fn get(upstream: SocketAddr) -> [Response<ProxyBody>; 2] {
+    [
+        get_over(upstream, false).await,
+        get_over(upstream, true).await,
+    ]
+}
+
 #[tokio::test]
 async fn answers_504_when_the_upstream_hangs() {
-    let response = get(hanging_upstream().await).await;
-    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert!(response.extensions().get::<RetryableRequest>().is_none());
-    let body = text(response).await;
-    assert!(body.starts_with("504 Gateway Timeout"), "{body}");
+    for response in get(hanging_upstream().await).await {
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(response.extensions().get::<RetryableRequest>().is_none());
+        let body = text(response).await;
+        assert!(body.starts_with("504 Gateway Timeout"), "{body}");
+    }
 }
 
 #[tokio::test]
 async fn answers_502_when_the_upstream_closes_before_answering() {
     for reset in [false, true] {
-        let response = get(dropping_upstream(reset).await).await;
-        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "reset: {reset}");
-        let given_back = response.extensions().get::<RetryableRequest>().unwrap();
-        assert!(given_back.was_sent(), "reset: {reset}");
+        for response in get(dropping_upstream(reset).await).await {
+            assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "reset: {reset}");
+            let given_back = response.extensions().get::<RetryableRequest>().unwrap();
+            assert!(given_back.was_sent(), "reset: {reset}");
+        }
     }
 }
 
 #[tokio::test]
 async fn answers_502_when_nothing_listens() {
-    let response = get(closed_port().await).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let given_back = response.extensions().get::<RetryableRequest>().unwrap();
-    assert!(!given_back.was_sent());
-    let body = text(response).await;
-    assert!(body.starts_with("502 Bad Gateway"), "{body}");
+    for response in get(closed_port().await).await {
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let given_back = response.extensions().get::<RetryableRequest>().unwrap();
+        assert!(!given_back.was_sent());
+        let body = text(response).await;
+        assert!(body.starts_with("502 Bad Gateway"), "{body}");
+    }
 }

@@ -209,6 +209,18 @@ pub(crate) struct Args {
         env = "FLUXGATE_PRESERVE_HOST"
     )]
     pub(crate) preserve_host: bool,
+
+    /// Reach plain http:// HTTP/1.1 upstreams over the gateway's own connections, one pool
+    /// per upstream and serving worker (false: hyper-util's pooled client, as for https://,
+    /// h2c and gRPC upstreams).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = ArgAction::Set,
+        env = "FLUXGATE_HTTP1_POOL"
+    )]
+    pub(crate) http1_pool: bool,
 }
 
 /// The formats of `--access-log`.

@@ -104,7 +104,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
 
     let proxy = ProxyConfig::default()
         .timeout(args.upstream_timeout)
-        .preserve_host(args.preserve_host);
+        .preserve_host(args.preserve_host)
+        .http1_pool(args.http1_pool);
     let upstream_ca = match &args.upstream_ca {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
