@@ -17,7 +17,8 @@ pub use fluxgate_proxy::worker::worker_index;
 
 use super::{HttpService, ResponseBody, ServerConfig, ServerError, ServerHandle, serve};
 
-/// Binds `addr` once per worker (`SO_REUSEPORT`; a port 0 is chosen once and shared) and runs
+/// Binds `addr` once per worker (`SO_REUSEPORT`; a port 0 is chosen once and shared; a port
+/// that another socket listens on is refused, as a plain bind would be) and runs
 /// [`serve`] on each socket on its own thread, in a current-thread runtime. The handle stops
 /// them all: each drains its connections as [`serve`] does.
 ///
@@ -36,6 +37,12 @@ where
     B: ResponseBody,
 {
     let bind_error = |source| ServerError::Bind { addr, source };
+    // SO_REUSEPORT would let these sockets join another process's on the same port (a second
+    // gateway started by mistake would share its traffic): a plain bind first says whether
+    // anyone listens there.
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr).map_err(bind_error)?);
+    }
     let mut local_addr = addr;
     let mut sockets = Vec::new();
     for _ in 0..workers.max(1) {

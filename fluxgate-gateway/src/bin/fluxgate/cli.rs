@@ -128,12 +128,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE", env = "FLUXGATE_REDIS_CA")]
     pub(crate) redis_ca: Option<PathBuf>,
 
-    /// Serving threads. 0: tokio's multi-threaded runtime (work-stealing) serves every
-    /// connection. N > 0: N worker threads, each a current-thread runtime with its own listening
-    /// socket on --listen (SO_REUSEPORT) and its own upstream connection pools (thread-per-core);
-    /// the policy, limits, canary and balancers stay shared.
-    #[arg(long, value_name = "N", default_value_t = 0, env = "FLUXGATE_WORKERS")]
-    pub(crate) workers: usize,
+    /// Serving threads; by default one per core. N > 0: N worker threads, each a
+    /// current-thread runtime with its own listening socket on --listen (SO_REUSEPORT; a port
+    /// another process listens on is still refused) and its own upstream connection pools
+    /// (thread-per-core); the policy, limits, canary and balancers stay shared. 0: tokio's
+    /// multi-threaded runtime (work-stealing) serves every connection.
+    #[arg(long, value_name = "N", env = "FLUXGATE_WORKERS")]
+    pub(crate) workers: Option<usize>,
 
     /// The fewest gateway replicas assumed to share the Redis rate limits. Replicas count each
     /// other through heartbeats in Redis; while Redis is unreachable, each limits locally at

@@ -110,9 +110,18 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
     };
+    // One serving thread per core unless told otherwise (0: the multi-threaded runtime);
+    // SO_REUSEPORT, which the workers need, is a Unix socket option.
+    let workers = args.workers.unwrap_or_else(|| {
+        if cfg!(unix) {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            0
+        }
+    });
     let clients = ProxyClients::with_ca(upstream_ca.as_deref())
         .map_err(|e| format!("--upstream-ca: {e}"))?
-        .workers(args.workers);
+        .workers(workers);
     // Upstreams named by DNS: resolved now (to start with their endpoints), then every interval.
     let discovery =
         DnsDiscovery::new().interval(Duration::try_from_secs_f64(args.resolve_interval)?);
@@ -199,8 +208,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         );
     }
     let service = lifecycle.track(stack.service());
-    let gateway = if args.workers > 0 {
-        server::spawn_workers(args.listen, service, server_config, args.workers).await?
+    let gateway = if workers > 0 {
+        server::spawn_workers(args.listen, service, server_config, workers).await?
     } else {
         server::spawn(args.listen, service, server_config).await?
     };
