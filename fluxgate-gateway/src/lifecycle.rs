@@ -71,6 +71,9 @@ struct State {
     listening: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
+    /// Requests dropped before their end during a drain (a serving worker's runtime drops the
+    /// connections still open when its drain times out).
+    cut: AtomicUsize,
 }
 
 /// How a drain ended.
@@ -162,7 +165,9 @@ impl Lifecycle {
         {
             tracing::debug!("the server did not stop within the grace period");
         }
-        let cut = self.in_flight();
+        // Still running (the multi-threaded runtime's connection tasks live on until the process
+        // exits), or dropped by the server at its drain timeout (a worker's runtime ends).
+        let cut = self.in_flight() + self.state.cut.swap(0, Ordering::Relaxed);
         if cut > 0 {
             tracing::warn!(
                 cut,
@@ -211,25 +216,38 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> +
     }
 }
 
-/// One request in flight, counted down when dropped (with its response body).
-pub struct InFlight(Arc<State>);
+/// One request in flight, counted down when dropped (with its response body); dropped before
+/// its end during a drain, it is counted as cut.
+pub struct InFlight {
+    state: Arc<State>,
+    ended: bool,
+}
 
 impl InFlight {
     fn new(state: &Arc<State>) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(state))
+        Self {
+            state: Arc::clone(state),
+            ended: false,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.ended && self.state.draining.load(Ordering::Relaxed) {
+            self.state.cut.fetch_add(1, Ordering::Relaxed);
+        }
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Watcher for InFlight {
-    /// However the body ended, the request is no longer in flight.
-    fn ended(self, _end: End) {}
+    /// However the body ended, the request is no longer in flight; a body dropped before its
+    /// end is a cut one (during a drain).
+    fn ended(mut self, end: End) {
+        self.ended = end != End::Dropped;
+    }
 }
 
 impl fmt::Debug for InFlight {

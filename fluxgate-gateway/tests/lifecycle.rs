@@ -126,11 +126,20 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_bounds_the_drain_and_counts_the_requests_cut() {
+    // A worker per core (the default), whose runtimes drop what is left at the drain timeout,
+    // and the multi-threaded runtime, whose connection tasks live on until the process exits.
+    for workers in ["2", "0"] {
+        grace_cut(workers).await;
+    }
+}
+
+async fn grace_cut(workers: &str) {
     // The upstream never answers within the test; the upstream timeout is longer still.
     let (upstream, arrived) = upstream(Duration::from_secs(3600)).await;
     let target = format!("http://{}", upstream.local_addr());
     let mut args = LOOPBACK.to_vec();
     args.extend(["--upstream", &target, "--upstream-timeout", "3600"]);
+    args.extend(["--workers", workers]);
     let env = [("FLUXGATE_GRACE_PERIOD", "1")];
     let mut gateway = Fluxgate::start(command(&args, &env)).await;
     let conns = in_flight(&gateway, &arrived, 2).await;

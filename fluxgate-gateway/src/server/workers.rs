@@ -84,6 +84,9 @@ where
                     })
                     .await;
                 });
+                // The connections still open are dropped with the runtime, before the handle
+                // hears that this worker is done (a drain counts what it cut after that).
+                drop(runtime);
                 drop(finished);
             })
             .map_err(bind_error)?;
