@@ -110,15 +110,8 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
     };
-    // One serving thread per core unless told otherwise (0: the multi-threaded runtime);
-    // SO_REUSEPORT, which the workers need, is a Unix socket option.
-    let workers = args.workers.unwrap_or_else(|| {
-        if cfg!(unix) {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        } else {
-            0
-        }
-    });
+    // The multi-threaded runtime unless workers are asked for (0 says so too).
+    let workers = args.workers.unwrap_or(0);
     let clients = ProxyClients::with_ca(upstream_ca.as_deref())
         .map_err(|e| format!("--upstream-ca: {e}"))?
         .workers(workers);
