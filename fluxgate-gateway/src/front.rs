@@ -79,7 +79,6 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let start = Instant::now();
         let refusal = strict::check_head(&request);
         let request_id = RequestId::from_headers(request.headers_mut());
         let span = tracing::debug_span!(
@@ -95,7 +94,7 @@ where
         let started = self
             .log
             .is_on()
-            .then(|| Started::new(&request, request_id.clone(), start));
+            .then(|| Started::new(&request, request_id.clone(), Instant::now()));
         let (inner, failed) = match refusal {
             Err(reason) => {
                 span.in_scope(|| tracing::debug!(reason, "refusing a malformed request"));

@@ -126,8 +126,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_bounds_the_drain_and_counts_the_requests_cut() {
-    // Two workers, whose runtimes drop what is left at the drain timeout, and the
-    // multi-threaded runtime (the default), whose connection tasks live on until the process exits.
+    // Two workers (a worker per core is the default), whose runtimes drop what is left at the
+    // drain timeout, and the multi-threaded runtime, whose connection tasks live on until the
+    // process exits.
     for workers in ["2", "0"] {
         grace_cut(workers).await;
     }

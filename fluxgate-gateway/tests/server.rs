@@ -79,7 +79,7 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
 }
 
 /// Thread-per-core serving: two workers on one port, each connection served by one of them
-/// (the worker index the service sees), keep-alive connections spread by the kernel, and a
+/// (the worker index the service sees), keep-alive connections staying on their worker, and a
 /// shutdown that lets the in-flight request finish on its worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_one_port_and_drain_on_shutdown() {
@@ -102,7 +102,7 @@ async fn workers_share_one_port_and_drain_on_shutdown() {
         .await
         .unwrap();
     let url = format!("http://{}", server.local_addr());
-    // Fresh connections until both workers answered (the kernel hashes each one to a socket).
+    // Fresh connections until both workers answered.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..200 {
         let fresh = client();
@@ -145,4 +145,54 @@ async fn workers_share_one_port_and_drain_on_shutdown() {
     let response = within(in_flight).await.unwrap().unwrap();
     assert!(matches!(text(response).await.as_str(), "1" | "2"));
     within(shutdown).await.unwrap();
+}
+
+/// A connection on `addr`, kept open, and the worker that serves it.
+async fn connection_on(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<fluxgate_gateway::proxy::ProxyBody>,
+    String,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    within(sender.ready()).await.unwrap();
+    let request = Request::get("/").body(full("")).unwrap();
+    let response = within(sender.send_request(request)).await.unwrap();
+    let worker = text(response).await;
+    (sender, worker)
+}
+
+/// Keep-alive connections are spread evenly over the workers whatever the clients' addresses:
+/// each new one goes to the worker with the fewest open (8 connections held open on 2 workers
+/// are 4 and 4, then 10 are 5 and 5, where a hash of the addresses gives an even split of 8
+/// about one time in four).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_take_new_connections_by_fewest_open() {
+    use fluxgate_gateway::server::{ServerConfig, spawn_workers, worker_index};
+
+    let service = tower::service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(full(worker_index().to_string())))
+    });
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let server = spawn_workers(addr, service, ServerConfig::default(), 2)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connection_on(server.local_addr()).await);
+    }
+    let on = |held: &[(_, String)], worker: &str| held.iter().filter(|(_, w)| w == worker).count();
+    assert_eq!((on(&held, "1"), on(&held, "2")), (4, 4));
+
+    // Another 2: one each, whatever their ports.
+    for _ in 0..2 {
+        held.push(connection_on(server.local_addr()).await);
+    }
+    assert_eq!((on(&held, "1"), on(&held, "2")), (5, 5));
+    within(server.shutdown()).await;
 }

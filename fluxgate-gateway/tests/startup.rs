@@ -1,6 +1,6 @@
 //! A gateway refusing to start on a missing policy file says so without claiming that
 //! "the policies in force stay": there are none. A second gateway on a port the first listens
-//! on is refused, whether it serves with workers (`SO_REUSEPORT` sockets) or not.
+//! on is refused, whether it serves with workers (the default) or not.
 
 mod binary;
 
@@ -34,8 +34,7 @@ fn a_missing_policy_file_is_refused_without_claiming_policies_stay() {
 
 #[tokio::test]
 async fn a_second_gateway_on_the_same_port_is_refused() {
-    // The first serves with two workers: SO_REUSEPORT sockets, which a second gateway's
-    // would join if nothing checked.
+    // The first serves with two workers.
     let mut args = binary::LOOPBACK.to_vec();
     args.extend(["--workers", "2"]);
     let first = Fluxgate::start(command(&args, &[])).await;

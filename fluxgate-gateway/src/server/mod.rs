@@ -4,8 +4,9 @@
 //! stops accepting, asks every connection to finish its in-flight requests and waits for them (at
 //! most [`ServerConfig::drain_timeout`]). [`spawn`] binds, spawns that loop and hands back a
 //! [`ServerHandle`] with the bound address (bind to port 0 to get an ephemeral one).
-//! [`spawn_workers`] does the same on one thread per worker, each a current-thread runtime with
-//! its own listening socket (`SO_REUSEPORT`): thread-per-core serving.
+//! [`spawn_workers`] does the same on one thread per worker, each a current-thread runtime that
+//! serves the connections one acceptor hands it (the worker with the fewest open connections
+//! gets the next): thread-per-core serving.
 //!
 //! Each request gets the connection's peer as a [`PeerAddr`] extension before the service sees it.
 //! hyper-util's auto builder detects HTTP/1.1 or HTTP/2 prior knowledge (h2c) per connection.
@@ -48,7 +49,10 @@ use tower::util::{Oneshot, ServiceExt};
 
 use crate::proxy::BoxError;
 
+mod incoming;
 mod workers;
+
+use incoming::{Connections, Open};
 
 pub use workers::{spawn_workers, worker_index};
 
@@ -198,28 +202,44 @@ pub async fn serve<S, B>(
     S: HttpService<B>,
     B: ResponseBody,
 {
+    serve_incoming(Connections::Listener(listener), service, config, shutdown).await;
+}
+
+/// [`serve`] over any source of connections: until `shutdown` completes or no more connections
+/// can come, then drains them.
+async fn serve_incoming<S, B>(
+    mut incoming: Connections,
+    service: S,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: HttpService<B>,
+    B: ResponseBody,
+{
     let builder = connection_builder(&config);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+            accepted = incoming.next() => match accepted {
+                Some(Ok((stream, peer, open))) => {
                     let _ = stream.set_nodelay(true);
                     let service = WithPeer { inner: service.clone(), peer };
                     if let Some(tls) = &config.tls {
-                        serve_tls(tls.clone(), stream, peer, builder.clone(), service, graceful.watcher());
+                        serve_tls(tls.clone(), stream, peer, builder.clone(), service, graceful.watcher(), open);
                         continue;
                     }
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection.into_owned());
                     tokio::spawn(async move {
+                        let _open = open;
                         if let Err(error) = connection.await {
                             tracing::debug!(%peer, %error, "connection ended with an error");
                         }
                     });
                 }
-                Err(error) => {
+                None => break,
+                Some(Err(error)) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -228,7 +248,7 @@ pub async fn serve<S, B>(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(incoming);
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("all connections closed"),
         () = tokio::time::sleep(config.drain_timeout) => {
@@ -236,6 +256,9 @@ pub async fn serve<S, B>(
         }
     }
 }
+
+/// The number of headers hyper takes in a request head when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// The hyper connection builder with the limits of `config`.
 fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
@@ -248,8 +271,12 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
             usize::try_from(config.max_header_bytes)
                 .unwrap_or(usize::MAX)
                 .max(8192),
-        )
-        .max_headers(config.max_headers);
+        );
+    // hyper's own limit is 100 headers, kept in a stack array; a limit set explicitly, even to
+    // 100, makes it fill a vector of that many slots for every request head it parses.
+    if config.max_headers != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(config.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -286,11 +313,13 @@ fn serve_tls<S, B>(
     builder: auto::Builder<TokioExecutor>,
     service: WithPeer<S>,
     watcher: hyper_util::server::graceful::Watcher,
+    open: Open,
 ) where
     S: HttpService<B>,
     B: ResponseBody,
 {
     tokio::spawn(async move {
+        let _open = open;
         let Some(stream) = tls.accept(stream, peer).await else {
             return;
         };

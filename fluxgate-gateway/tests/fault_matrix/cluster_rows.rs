@@ -62,9 +62,10 @@ fn keep_alive_client(
                 .header("x-client-id", id)
                 .body(full(""))
                 .unwrap();
-            let response = within(client.request(request))
-                .await
-                .expect("a request lost");
+            let response = match within(client.request(request)).await {
+                Ok(response) => response,
+                Err(error) => panic!("a request lost after {} answers: {error:?}", seen.len()),
+            };
             seen.push(response.status());
             let _ = within(http_body_util::BodyExt::collect(response.into_body())).await;
         }
@@ -124,8 +125,9 @@ async fn redis_cluster_master_failover_under_load() {
     let during = gateway.status().await;
     let after_kill = probe_n(&gateway, &pre, 4).await;
     let admitted = after_kill.iter().filter(|s| **s == StatusCode::OK).count();
-    assert!(admitted <= 1, "{after_kill:?}");
-    assert_eq!(probe(&gateway, "fresh-during").await, HELD);
+    assert!(admitted <= 1, "{after_kill:?}\n{}", gateway.log());
+    let fresh = probe(&gateway, "fresh-during").await;
+    assert_eq!(fresh, HELD, "{}\n{}", gateway.status().await, gateway.log());
 
     // The dead master is marked failed, then a replica serves its slots.
     eventually("a replica took over", Duration::from_secs(20), || {
@@ -148,12 +150,16 @@ async fn redis_cluster_master_failover_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(probe(&gateway, "fresh-after").await, HELD);
+    let fresh = probe(&gateway, "fresh-after").await;
+    assert_eq!(fresh, HELD, "{}\n{}", gateway.status().await, gateway.log());
     key_of(&cluster, "fresh-after").await;
     stop.store(true, Ordering::Relaxed);
     let mut statuses = Vec::new();
     for client in load {
-        statuses.extend(client.await.expect("a client lost its request"));
+        match client.await {
+            Ok(seen) => statuses.extend(seen),
+            Err(error) => panic!("a client lost its request: {error}\n{}", gateway.log()),
+        }
     }
 
     let other: Vec<_> = statuses

@@ -128,11 +128,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE", env = "FLUXGATE_REDIS_CA")]
     pub(crate) redis_ca: Option<PathBuf>,
 
-    /// Serving threads. 0 (the default): tokio's multi-threaded runtime (work-stealing) serves
-    /// every connection. N > 0: N worker threads, each a current-thread runtime with its own
-    /// listening socket on --listen (SO_REUSEPORT; a port another process listens on is still
-    /// refused) and its own upstream connection pools (thread-per-core; one per core is the
-    /// faster setting); the policy, limits, canary and balancers stay shared.
+    /// Serving threads; by default one per core. N > 0: N worker threads, each a
+    /// current-thread runtime with its own upstream connection pools (thread-per-core), taking
+    /// the connections that one acceptor on --listen hands to the worker with the fewest open;
+    /// the policy, limits, canary and balancers stay shared. 0: tokio's multi-threaded runtime
+    /// (work-stealing) serves every connection.
     #[arg(long, value_name = "N", env = "FLUXGATE_WORKERS")]
     pub(crate) workers: Option<usize>,
 

@@ -18,6 +18,7 @@ mod cli;
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,8 +111,10 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
         None => None,
     };
-    // The multi-threaded runtime unless workers are asked for (0 says so too).
-    let workers = args.workers.unwrap_or(0);
+    // One serving thread per core unless told otherwise (0: the multi-threaded runtime).
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
     let clients = ProxyClients::with_ca(upstream_ca.as_deref())
         .map_err(|e| format!("--upstream-ca: {e}"))?
         .workers(workers);
