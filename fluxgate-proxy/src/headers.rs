@@ -25,6 +25,10 @@ pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forw
 /// The `X-Forwarded-Host` header.
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// The most headers the proxy adds to a request: `X-Forwarded-For`, `-Proto`, `-Host`,
+/// `Forwarded`, and `Host` or `TE` when the client sent none.
+pub(crate) const ADDED: usize = 5;
+
 /// Removes the hop-by-hop headers and every header named in `Connection`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names spares nine lookups.

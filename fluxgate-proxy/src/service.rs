@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fluxgate_balance::RetryableRequest;
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderMap, HeaderValue};
 use http::uri::Authority;
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -260,13 +260,19 @@ where
     }
 }
 
-/// A copy of the request head `parts` without its extensions.
+/// A copy of the request head `parts` without its extensions, its header map made with room
+/// for the headers the proxy adds (a clone would be as full as the client's, and grow again).
 fn head_without_extensions(parts: &http::request::Parts) -> http::request::Parts {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + headers::ADDED);
+    // Every value of a name, in order.
+    for (name, value) in &parts.headers {
+        headers.append(name.clone(), value.clone());
+    }
     let mut head = Request::new(());
     *head.method_mut() = parts.method.clone();
     *head.uri_mut() = parts.uri.clone();
     *head.version_mut() = parts.version;
-    *head.headers_mut() = parts.headers.clone();
+    *head.headers_mut() = headers;
     head.into_parts().0
 }
 
