@@ -205,9 +205,16 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     }
     let service = lifecycle.track(stack.service());
     let gateway = if workers > 0 {
-        server::spawn_workers(args.listen, service, server_config, workers).await?
+        let gateway = server::spawn_workers(args.listen, service, server_config, workers).await?;
+        tracing::info!(
+            workers,
+            "serving: a thread per worker, each new connection to the worker with the fewest open"
+        );
+        gateway
     } else {
-        server::spawn(args.listen, service, server_config).await?
+        let gateway = server::spawn(args.listen, service, server_config).await?;
+        tracing::info!("serving on the multi-threaded runtime (--workers 0)");
+        gateway
     };
 
     if args.admin_token.as_deref().is_none_or(str::is_empty) && !args.admin.ip().is_loopback() {
