@@ -439,7 +439,7 @@ mod redis;
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis::decode_script_reply;
-#[cfg(all(feature = "redis", feature = "test-support"))]
+#[cfg(all(feature = "redis", feature = "drill"))]
 pub use redis::drill;
 #[cfg(feature = "redis")]
 pub use redis::{

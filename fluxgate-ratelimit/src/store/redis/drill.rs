@@ -1,6 +1,7 @@
-//! Traffic drills for shared limits, for tests and benches (features `redis` and
-//! `test-support`): a fleet of stores on one Redis that count each other, one client's traffic
-//! spread over them next to one gateway alone, and equal loads on every replica.
+//! Traffic drills for shared limits, for tests and benches (features `redis` and `drill`,
+//! which `test-support` includes): a fleet of stores on one Redis that count each other, one
+//! client's traffic spread over them next to one gateway alone, and equal loads on every
+//! replica.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -2,7 +2,7 @@
 
 mod batch;
 mod conn;
-#[cfg(feature = "test-support")]
+#[cfg(feature = "drill")]
 pub mod drill;
 mod error;
 mod fallback;
