@@ -9,9 +9,9 @@ use fluxgate_core::clock::Stamp;
 use fluxgate_core::ewma::Ewma;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::quantile::LatencyQuantiles;
-use fluxgate_core::window::TimeWindow;
+use fluxgate_core::window::{TimeWindow, WindowTotals};
 
-use crate::evidence::Evidence;
+use crate::evidence::{self, Evidence, Verdict};
 use crate::stats::Stats;
 
 /// An endpoint's service with its configured weight, as a static list or a discovery stream
@@ -96,7 +96,9 @@ pub(crate) struct EndpointState<K> {
     pub(crate) in_flight: AtomicU32,
     /// Peak EWMA of latency, in microseconds (failures count as slower than they were).
     pub(crate) latency: Ewma,
-    pub(crate) outcomes: TimeWindow,
+    /// Outcomes over the evidence's long horizon (5s of 100ms buckets); the rules of the last
+    /// second read its last buckets ([`outcomes`](Self::outcomes)).
+    outcomes_long: TimeWindow,
     pub(crate) latencies: LatencyQuantiles,
     /// Backend-reported utilisation in thousandths ([`NO_UTIL`] when never reported).
     pub(crate) utilization: AtomicU32,
@@ -127,9 +129,10 @@ pub(crate) struct EndpointState<K> {
     pub(crate) stats: Stats,
 }
 
-/// Bucket width and count of the outcome and latency windows: a 1s window of 100ms buckets.
-const WINDOW_BUCKET: Duration = Duration::from_millis(100);
-const WINDOW_BUCKETS: u32 = 10;
+/// Bucket width and count of the latency window and of the last second's outcomes: a 1s window
+/// of 100ms buckets.
+const WINDOW_BUCKET: Duration = evidence::BUCKET;
+const WINDOW_BUCKETS: u32 = evidence::SHORT_BUCKETS;
 
 impl<K> EndpointState<K> {
     /// `None` only if the core primitives refuse the (constant) window shapes.
@@ -150,7 +153,7 @@ impl<K> EndpointState<K> {
             in_flight: AtomicU32::new(0),
             // The constants are valid shapes; `new` only fails on invalid ones.
             latency: Ewma::new(half_life.max(Duration::from_millis(1))).ok()?,
-            outcomes: TimeWindow::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
+            outcomes_long: TimeWindow::new(WINDOW_BUCKET, evidence::LONG_BUCKETS).ok()?,
             latencies: LatencyQuantiles::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
             utilization: AtomicU32::new(NO_UTIL),
             consecutive_failures: AtomicU32::new(0),
@@ -175,6 +178,17 @@ impl<K> EndpointState<K> {
         })
     }
 
+    /// The outcomes of the last second (failed `poll_ready`s included).
+    pub(crate) fn outcomes(&self, now: Stamp) -> WindowTotals {
+        self.outcomes_long.recent(now, WINDOW_BUCKETS)
+    }
+
+    /// The evidence's verdict now (see [`Evidence::verdict`]).
+    pub(crate) fn verdict(&self, now: Stamp, limit: Duration, max_error_rate: f64) -> Verdict {
+        self.evidence
+            .verdict(now, &self.outcomes_long, limit, max_error_rate)
+    }
+
     /// Whether new requests may be sent here (healthy and not drained).
     pub(crate) fn is_eligible(&self) -> bool {
         self.healthy.load(Ordering::Relaxed) && self.passive.load(Ordering::Relaxed) == ACTIVE
@@ -190,13 +204,12 @@ impl<K> EndpointState<K> {
         outcome: Outcome,
         track: Track,
     ) -> bool {
-        self.outcomes.record(now, outcome);
+        self.outcomes_long.record(now, outcome);
         if let Some(latency) = latency {
             self.stats.record(latency, outcome);
             if track.quantiles {
                 self.latencies.record(now, latency);
-                self.evidence
-                    .record(now, latency, outcome, track.slow_limit);
+                self.evidence.record(now, latency, track.slow_limit);
             }
         }
         let latency = latency.unwrap_or_default();

@@ -260,7 +260,7 @@ fn ramp_factor<K>(state: &EndpointState<K>, window: Option<Duration>, elapsed: u
 
 /// Errors take weight away: 1 at no errors, down to [`WEIGHT_FLOOR`] at 10% and more.
 fn error_factor<K>(state: &EndpointState<K>, now: Stamp) -> f64 {
-    let totals = state.outcomes.totals(now);
+    let totals = state.outcomes(now);
     if totals.requests < 10 {
         return 1.0;
     }
@@ -314,10 +314,8 @@ impl Judged {
         let p95 = (count > 0)
             .then(|| state.latencies.quantile(now, 0.95))
             .flatten();
-        let totals = state.outcomes.totals(now);
-        let verdict = state
-            .evidence
-            .verdict(now, totals, limit, od.max_error_rate);
+        let totals = state.outcomes(now);
+        let verdict = state.verdict(now, limit, od.max_error_rate);
         let (k, n) = verdict.short;
         let by_volume = count >= min
             && p95.is_some_and(|p| p > limit)

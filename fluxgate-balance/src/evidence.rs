@@ -46,9 +46,12 @@ const TAG_MASK: u64 = u64::MAX >> COUNT_BITS;
 /// Start-time buckets of the cohort of requests judged by their age (500ms).
 const COHORT_BUCKETS: u64 = 5;
 
-/// Short (1s) and long (5s) horizons.
-const SHORT: (Duration, u32) = (Duration::from_millis(100), 10);
-const LONG: (Duration, u32) = (Duration::from_millis(500), 10);
+/// The width of the windows' buckets, and the horizons in buckets: the short (1s) and the long
+/// (5s). One ring of `LONG_BUCKETS` serves both horizons (the short is its last buckets), so a
+/// request is one write per window, not one per horizon.
+pub(crate) const BUCKET: Duration = Duration::from_millis(100);
+pub(crate) const SHORT_BUCKETS: u32 = 10;
+pub(crate) const LONG_BUCKETS: u32 = 50;
 
 /// The least age of a request [`Evidence::hanging`] counts as older than `limit`.
 pub(crate) fn hanging_age(limit: Duration) -> Duration {
@@ -61,12 +64,8 @@ pub(crate) fn hanging_age(limit: Duration) -> Duration {
 #[derive(Debug)]
 pub(crate) struct Evidence {
     origin: Stamp,
-    /// Samples over the limit (`Failure`) or not (`Success`), last second.
-    slow_short: TimeWindow,
-    /// The same over the last 5 seconds.
-    slow_long: TimeWindow,
-    /// Outcomes over the last 5 seconds.
-    outcomes_long: TimeWindow,
+    /// Samples over the limit (`Failure`) or not (`Success`), over the long horizon.
+    slow: TimeWindow,
     /// Requests in flight by start-time bucket (absolute bucket modulo [`AGE_BUCKETS`]).
     started: [AtomicU32; AGE_BUCKETS],
     /// Requests started per bucket, tagged with their bucket: `bucket << COUNT_BITS | count`.
@@ -93,9 +92,7 @@ impl Evidence {
     pub(crate) fn new(origin: Stamp) -> Option<Self> {
         Some(Self {
             origin,
-            slow_short: TimeWindow::new(SHORT.0, SHORT.1).ok()?,
-            slow_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
-            outcomes_long: TimeWindow::new(LONG.0, LONG.1).ok()?,
+            slow: TimeWindow::new(BUCKET, LONG_BUCKETS).ok()?,
             started: std::array::from_fn(|_| AtomicU32::new(0)),
             sent: std::array::from_fn(|_| AtomicU64::new(0)),
             since: AtomicU64::new(0),
@@ -167,15 +164,15 @@ impl Evidence {
     }
 
     /// Records a finished request: slow when over `limit`.
-    pub(crate) fn record(&self, now: Stamp, latency: Duration, outcome: Outcome, limit: Duration) {
+    /// (The outcome itself is in the endpoint's own window, which [`verdict`](Self::verdict)
+    /// reads.)
+    pub(crate) fn record(&self, now: Stamp, latency: Duration, limit: Duration) {
         let slow = if latency > limit {
             Outcome::Failure
         } else {
             Outcome::Success
         };
-        self.slow_short.record(now, slow);
-        self.slow_long.record(now, slow);
-        self.outcomes_long.record(now, outcome);
+        self.slow.record(now, slow);
     }
 
     /// Samples count from `now` on (an endpoint back from a drain starts with a clean slate).
@@ -201,12 +198,12 @@ impl Evidence {
             .sum()
     }
 
-    /// The verdict of both tests over both horizons; `errors` (the last second's outcomes) comes
-    /// from the endpoint's own window.
+    /// The verdict of both tests over both horizons; the outcomes come from the endpoint's own
+    /// window, `outcomes` ([`BUCKET`] wide, at least [`LONG_BUCKETS`] long).
     pub(crate) fn verdict(
         &self,
         now: Stamp,
-        errors_short: WindowTotals,
+        outcomes: &TimeWindow,
         limit: Duration,
         max_error_rate: f64,
     ) -> Verdict {
@@ -214,23 +211,23 @@ impl Evidence {
             .saturating_since(self.origin)
             .saturating_sub(Duration::from_nanos(self.since.load(Ordering::Relaxed)));
         let hanging = self.hanging(now, limit);
-        let short = self.slow_short.totals(now);
+        let short = self.slow.recent(now, SHORT_BUCKETS);
         let mut verdict = Verdict {
             hanging,
             short: (short.failures, short.requests),
             ..Verdict::default()
         };
-        let horizons = [
-            (SHORT, short, errors_short),
+        let horizons: [(u32, WindowTotals, WindowTotals); 2] = [
+            (SHORT_BUCKETS, short, outcomes.recent(now, SHORT_BUCKETS)),
             (
-                LONG,
-                self.slow_long.totals(now),
-                self.outcomes_long.totals(now),
+                LONG_BUCKETS,
+                self.slow.recent(now, LONG_BUCKETS),
+                outcomes.recent(now, LONG_BUCKETS),
             ),
         ];
         let mut tested = false;
-        for ((width, buckets), slow, outcomes) in horizons {
-            if clean_for < width * buckets {
+        for (buckets, slow, outcomes) in horizons {
+            if clean_for < BUCKET * buckets {
                 continue;
             }
             tested = true;
@@ -392,7 +389,8 @@ mod tests {
         tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(evidence.hanging(Stamp::now(), limit), 6);
         assert_eq!(evidence.cohort(Stamp::now(), limit), (6, 6));
-        let v = evidence.verdict(Stamp::now(), WindowTotals::default(), limit, 0.025);
+        let outcomes = TimeWindow::new(BUCKET, LONG_BUCKETS).unwrap();
+        let v = evidence.verdict(Stamp::now(), &outcomes, limit, 0.025);
         assert_eq!(v.slow, Some((6, 6)));
         for b in started {
             evidence.finish(b);

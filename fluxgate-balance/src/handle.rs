@@ -147,7 +147,7 @@ pub struct EndpointSnapshot<K> {
 fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Stamp) -> EndpointSnapshot<K> {
     let healthy = e.healthy.load(Ordering::Relaxed);
     let passive = e.passive.load(Ordering::Relaxed);
-    let totals = e.outcomes.totals(now);
+    let totals = e.outcomes(now);
     let until = e.ejected_until.load(Ordering::Relaxed);
     let elapsed = endpoint::nanos_since(e.origin, now);
     let drained = if passive == ACTIVE {

@@ -5,8 +5,21 @@
 //! a carry (about 50 instructions); a request that is counted in five windows and two averages
 //! paid it seven times. A `Stamp` pays it once: after that, offsets and latencies are integer
 //! subtractions. Every function of this crate that takes a time accepts either (`impl
-//! Into<Stamp>`), so tests keep passing `Instant`s, and tokio's paused clock is honoured (a
-//! stamp is read from tokio's clock).
+//! Into<Stamp>`), so tests keep passing `Instant`s.
+//!
+//! # Which clock
+//!
+//! Stamps are on the timeline of [`tokio::time::Instant`] (`CLOCK_MONOTONIC` on Linux), so they
+//! mix with the `Instant`s of timers and windows. [`Stamp::now`] reads it in one of two ways:
+//!
+//! - on Linux, without this crate's `test-util` feature: `CLOCK_MONOTONIC` directly, through the
+//!   vDSO, as integer nanoseconds. Reading an `Instant` and turning it into an offset costs about
+//!   130 more instructions (a `timespec` subtraction with its checks, a `Duration`, a 128-bit
+//!   product), and the request path reads the clock several times per request;
+//! - with the `test-util` feature, or off Linux: [`tokio::time::Instant::now`], which follows
+//!   tokio's paused clock. **Tests that pause time around FluxGate's layers need this feature**
+//!   (it turns on `tokio/test-util` too); without it the layers would keep reading the real
+//!   clock while the test's timers run on the paused one.
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,18 +49,66 @@ const LEAD: Duration = Duration::from_secs(400 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Stamp(u64);
 
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(|| {
-        let now = Instant::now();
-        now.checked_sub(LEAD)
+/// The process-wide origin, as an `Instant` and (on Linux) as what to add to a
+/// `CLOCK_MONOTONIC` reading in nanoseconds to make it a stamp: the origin lies before the
+/// machine booted, so that is `lead − reading at the origin's read`, modulo 2⁶⁴. The clock and
+/// the `Instant` are read one after the other, so they may disagree by the time between the
+/// reads (well under a microsecond): a stamp read directly and one converted from an `Instant`
+/// of the same moment differ by that much at most.
+#[derive(Debug)]
+struct Origin {
+    instant: Instant,
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(feature = "test-util", allow(dead_code))]
+    offset: u64,
+}
+
+fn origin() -> &'static Origin {
+    static ORIGIN: OnceLock<Origin> = OnceLock::new();
+    ORIGIN.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        let raw = monotonic_nanos();
+        // The real clock even when tokio's is paused (a paused clock starts from the real one):
+        // the origin pairs it with `raw`, whichever test takes the first stamp.
+        #[allow(clippy::disallowed_types)]
+        let now = Instant::from_std(std::time::Instant::now());
+        let instant = now
+            .checked_sub(LEAD)
             .or_else(|| now.checked_sub(Duration::from_secs(24 * 3600)))
-            .unwrap_or(now)
+            .unwrap_or(now);
+        Origin {
+            instant,
+            #[cfg(target_os = "linux")]
+            offset: nanos_of(now.saturating_duration_since(instant)).wrapping_sub(raw),
+        }
     })
 }
 
+fn nanos_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A stamp read from `CLOCK_MONOTONIC` directly (the clock is read after the origin, so the
+/// wrapping sum is the true, positive offset from the origin).
+#[cfg(target_os = "linux")]
+#[cfg_attr(feature = "test-util", allow(dead_code))]
+fn direct() -> u64 {
+    let origin = origin();
+    monotonic_nanos().wrapping_add(origin.offset)
+}
+
+/// `CLOCK_MONOTONIC` (the clock of std's and tokio's `Instant` on Linux) in nanoseconds.
+#[cfg(target_os = "linux")]
+fn monotonic_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 impl Stamp {
-    /// Now, on tokio's clock (paused in tests that pause it).
+    /// Now, on tokio's clock: read directly on Linux, or from tokio's (paused) clock with the
+    /// `test-util` feature (see [the module docs](self)).
     ///
     /// ```
     /// use fluxgate_core::clock::Stamp;
@@ -57,7 +118,11 @@ impl Stamp {
     /// ```
     #[must_use]
     pub fn now() -> Self {
-        Self::from(Instant::now())
+        #[cfg(all(target_os = "linux", not(feature = "test-util")))]
+        let now = Self(direct());
+        #[cfg(not(all(target_os = "linux", not(feature = "test-util"))))]
+        let now = Self::from(Instant::now());
+        now
     }
 
     /// Nanoseconds since the process-wide origin.
@@ -103,8 +168,9 @@ impl Stamp {
 
 impl From<Instant> for Stamp {
     fn from(instant: Instant) -> Self {
-        let since = instant.saturating_duration_since(origin());
-        Self(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+        Self(nanos_of(
+            instant.saturating_duration_since(origin().instant),
+        ))
     }
 }
 
@@ -112,8 +178,7 @@ impl Add<Duration> for Stamp {
     type Output = Stamp;
 
     fn add(self, rhs: Duration) -> Stamp {
-        let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
-        Stamp(self.0.saturating_add(nanos))
+        Stamp(self.0.saturating_add(nanos_of(rhs)))
     }
 }
 
@@ -126,6 +191,23 @@ mod tests {
         let a = Stamp::now();
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(Stamp::now().saturating_since(a), Duration::from_secs(5));
+    }
+
+    /// The direct read is on the timeline of `Instant`: between the stamps of two instants read
+    /// around it (give or take the origin's two reads, well under a millisecond).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_direct_read_is_on_the_instants_timeline() {
+        const SLACK: u64 = 1_000_000;
+        for _ in 0..1_000 {
+            let before = Stamp::from(Instant::now());
+            let direct = direct();
+            let after = Stamp::from(Instant::now());
+            assert!(before.nanos() <= direct + SLACK, "{before:?} {direct}");
+            assert!(direct <= after.nanos() + SLACK, "{direct} {after:?}");
+        }
+        let a = monotonic_nanos();
+        assert!(monotonic_nanos() >= a, "monotonic");
     }
 
     #[test]

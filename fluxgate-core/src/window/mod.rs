@@ -187,8 +187,34 @@ impl TimeWindow {
     /// The totals of the last full window: the `buckets` completed buckets before `now`'s.
     #[must_use]
     pub fn totals(&self, now: impl Into<Stamp>) -> WindowTotals {
+        self.recent(now, self.buckets)
+    }
+
+    /// The totals of the last `buckets` completed buckets before `now`'s (all of them when
+    /// `buckets` is more): a shorter window ending where [`totals`](Self::totals)' ends, so
+    /// that one ring serves a short and a long horizon with one write per request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::outcome::Outcome;
+    /// use fluxgate_core::window::TimeWindow;
+    /// use tokio::time::Instant;
+    ///
+    /// // 5 seconds in 100ms buckets: the last second is its last 10 buckets.
+    /// let window = TimeWindow::new(Duration::from_millis(100), 50).unwrap();
+    /// let start = Instant::now();
+    /// window.record(start, Outcome::Failure);
+    /// window.record(start + Duration::from_secs(3), Outcome::Success);
+    /// let now = start + Duration::from_millis(3_100);
+    /// assert_eq!(window.recent(now, 10).requests, 1);
+    /// assert_eq!(window.recent(now, 10).failures, 0);
+    /// assert_eq!(window.totals(now).requests, 2);
+    /// assert_eq!(window.recent(now, 1_000), window.totals(now));
+    /// ```
+    #[must_use]
+    pub fn recent(&self, now: impl Into<Stamp>, buckets: u32) -> WindowTotals {
         let current = self.ticker.epoch(now);
-        let first = current.saturating_sub(u64::from(self.buckets));
+        let first = current.saturating_sub(u64::from(buckets.min(self.buckets)));
         (first..current).fold(WindowTotals::default(), |sum, epoch| {
             let part = self.at(epoch);
             WindowTotals {

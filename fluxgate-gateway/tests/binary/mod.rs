@@ -52,7 +52,7 @@ fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
 }
 
 impl Fluxgate {
-    /// Starts `command` and waits for its banner.
+    /// Starts `command` and waits for its whole banner.
     pub async fn start(mut command: Command) -> Self {
         let mut child = command.spawn().expect("the fluxgate binary starts");
         let stdout = collect(child.stdout.take().unwrap());
@@ -69,7 +69,10 @@ impl Fluxgate {
                         url.strip_prefix("http://")?.parse::<SocketAddr>().ok()
                     })
                 };
-                if let (Some(proxy), Some(admin)) = (find("proxy"), find("admin")) {
+                // The whole banner: its upstream lines come after the addresses, and a test may
+                // read them as soon as this returns ("Try:" follows them).
+                let whole = lines.iter().any(|line| line.trim() == "Try:");
+                if let (Some(proxy), Some(admin), true) = (find("proxy"), find("admin"), whole) {
                     return Self {
                         child,
                         stdout,

@@ -1,32 +1,25 @@
-//! The store's clock: tokio's, so that tests on a paused clock are exact.
+//! The store's clock: tokio's timeline as a [`Stamp`], so that tests on a paused clock are exact
+//! (with `fluxgate-core`'s `test-util` feature) and the request path reads `CLOCK_MONOTONIC`
+//! directly otherwise.
 
+use fluxgate_core::clock::Stamp;
 use governor::clock::Clock as GovernorClock;
 use governor::nanos::Nanos;
 
 /// Tokio's clock as nanoseconds since a base.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
-    base: tokio::time::Instant,
+    base: Stamp,
 }
 
 impl Clock {
     pub(super) fn new() -> Self {
-        Self {
-            base: tokio::time::Instant::now(),
-        }
+        Self { base: Stamp::now() }
     }
 
     /// Nanoseconds since the base (0 before it); one clock read.
     pub(crate) fn nanos(&self) -> Nanos {
-        let since = tokio::time::Instant::now().saturating_duration_since(self.base);
-        // Whole seconds times 10⁹ plus the fraction: cheaper than `as_nanos` (a u128 product),
-        // and exact until 584 years after the base.
-        Nanos::from(
-            since
-                .as_secs()
-                .wrapping_mul(1_000_000_000)
-                .wrapping_add(u64::from(since.subsec_nanos())),
-        )
+        Nanos::from(Stamp::now().nanos_since(self.base))
     }
 }
 
