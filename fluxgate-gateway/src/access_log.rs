@@ -112,21 +112,55 @@ pub struct ServedBy {
 }
 
 /// An upstream's service that marks its responses with [`ServedBy`].
+///
+/// ```
+/// use fluxgate_canary::Side;
+/// use fluxgate_gateway::access_log::{Served, ServedBy};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let upstream = service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// });
+/// let served = Served::new(upstream, "http://10.0.0.7:8080", Side::Stable);
+/// let response = served.clone().oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(&*response.extensions().get::<ServedBy>().unwrap().upstream, "http://10.0.0.7:8080");
+///
+/// // Read only by an access log or DEBUG spans: with neither, no mark (and no allocation).
+/// let quiet = served.read_by(false);
+/// let response = quiet.oneshot(http::Request::new(())).await.unwrap();
+/// assert!(response.extensions().get::<ServedBy>().is_none());
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Served<S> {
     inner: S,
     by: ServedBy,
+    /// Whether every response is marked, or only when DEBUG-level tracing is on.
+    always: bool,
 }
 
 impl<S> Served<S> {
-    /// Marks the responses of `inner` as served by `upstream` on `side`.
+    /// Marks every response of `inner` as served by `upstream` on `side`.
     #[must_use]
     pub fn new(inner: S, upstream: impl Into<Arc<str>>, side: Side) -> Self {
         let upstream = upstream.into();
         Self {
             inner,
             by: ServedBy { upstream, side },
+            always: true,
         }
+    }
+
+    /// Marks responses only when something reads the mark: an access log (`access_log`), or
+    /// the front's request span, a DEBUG span, when tracing may record DEBUG (the global
+    /// maximum level, one atomic load per request). Inserting the mark is the response's only
+    /// extension in the gateway: three allocations a response saves when nothing reads it.
+    #[must_use]
+    pub fn read_by(mut self, access_log: bool) -> Self {
+        self.always = access_log;
+        self
     }
 }
 
@@ -143,9 +177,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let read = self.always || tracing::level_enabled!(tracing::Level::DEBUG);
         ServedFuture {
             inner: self.inner.call(request),
-            by: Some(self.by.clone()),
+            by: read.then(|| self.by.clone()),
         }
     }
 }

@@ -277,6 +277,7 @@ fn endpoints(
     mut builder: StackBuilder<String, Served<Proxy>>,
     config: &StackConfig,
 ) -> StackBuilder<String, Served<Proxy>> {
+    let logged = config.access_log.is_on();
     let make = |side| {
         let (clients, proxy) = (config.clients.clone(), config.proxy.clone());
         move |spec: &UpstreamSpec| {
@@ -285,7 +286,7 @@ fn endpoints(
             let own = proxy.http1_pool && !spec.protocol.is_http2();
             let proxy = proxy.clone().http1_pool(own);
             let upstream = Proxy::per_worker(clients, spec.upstream.clone(), proxy);
-            Served::new(upstream, spec.upstream.to_string(), side)
+            Served::new(upstream, spec.upstream.to_string(), side).read_by(logged)
         }
     };
     let stable = config
