@@ -69,9 +69,12 @@ impl Fluxgate {
                         url.strip_prefix("http://")?.parse::<SocketAddr>().ok()
                     })
                 };
-                // The whole banner: its upstream lines come after the addresses, and a test may
-                // read them as soon as this returns ("Try:" follows them).
-                let whole = lines.iter().any(|line| line.trim() == "Try:");
+                // The whole banner: its upstream lines and its grace period come after the
+                // addresses, and a test may read them as soon as this returns (the banner's
+                // last line says how the gateway stops).
+                let whole = lines
+                    .iter()
+                    .any(|line| line.starts_with("Ctrl-C or SIGTERM stops it gracefully"));
                 if let (Some(proxy), Some(admin), true) = (find("proxy"), find("admin"), whole) {
                     return Self {
                         child,
