@@ -2,8 +2,8 @@
 //! window, average and latency the request is counted in.
 //!
 //! Turning a [`tokio::time::Instant`] into an offset is a subtraction of two `timespec`s with
-//! a carry (about 50 instructions); a request that is counted in five windows and two averages
-//! paid it seven times. A `Stamp` pays it once: after that, offsets and latencies are integer
+//! a carry and the checks around it (about 130 instructions with the read); a request that is
+//! counted in five windows and two averages paid it seven times. A `Stamp` pays it once: after that, offsets and latencies are integer
 //! subtractions. Every function of this crate that takes a time accepts either (`impl
 //! Into<Stamp>`), so tests keep passing `Instant`s.
 //!
@@ -12,10 +12,9 @@
 //! Stamps are on the timeline of [`tokio::time::Instant`] (`CLOCK_MONOTONIC` on Linux), so they
 //! mix with the `Instant`s of timers and windows. [`Stamp::now`] reads it in one of two ways:
 //!
-//! - on Linux, without this crate's `test-util` feature: `CLOCK_MONOTONIC` directly, through the
-//!   vDSO, as integer nanoseconds. Reading an `Instant` and turning it into an offset costs about
-//!   130 more instructions (a `timespec` subtraction with its checks, a `Duration`, a 128-bit
-//!   product), and the request path reads the clock several times per request;
+//! - on Linux, without this crate's `test-util` feature: `CLOCK_MONOTONIC` directly (glibc's
+//!   `clock_gettime`, through the vDSO), as integer nanoseconds, without that conversion: the
+//!   request path reads the clock several times per request;
 //! - with the `test-util` feature, or off Linux: [`tokio::time::Instant::now`], which follows
 //!   tokio's paused clock. **Tests that pause time around FluxGate's layers need this feature**
 //!   (it turns on `tokio/test-util` too); without it the layers would keep reading the real
