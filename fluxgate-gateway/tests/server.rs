@@ -196,3 +196,72 @@ async fn workers_take_new_connections_by_fewest_open() {
     assert_eq!((on(&held, "1"), on(&held, "2")), (5, 5));
     within(server.shutdown()).await;
 }
+
+/// Reads from `stream` until the server closes it (or an error), everything it sent.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    let _ = within(stream.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Reads one response of a `Content-Length` body from `stream` (the test's answer is `ok`).
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !reply.ends_with(b"\r\n\r\nok") {
+        let n = within(stream.read(&mut chunk)).await.unwrap();
+        assert_ne!(n, 0, "closed after {:?}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A client that does not finish its request head within `header_read_timeout` has its
+/// connection closed, without an answer (hyper's behaviour: a slow-loris client holds no
+/// connection for long); one whose heads each arrive in time is served on the same keep-alive
+/// connection for as long as it likes.
+#[tokio::test]
+async fn a_late_request_head_closes_the_connection_and_heads_in_time_keep_it() {
+    use std::time::Duration;
+
+    use fluxgate_gateway::server::{ServerConfig, spawn};
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
+    let timeout = Duration::from_millis(500);
+    let mut config = ServerConfig::default();
+    config.header_read_timeout = timeout;
+    let service = tower::service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(full("ok")))
+    });
+    let server = spawn(support::loopback(), service, config).await.unwrap();
+    let addr = server.local_addr();
+
+    // Half a head, and nothing more.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: gw\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut slow).await;
+    assert!(reply.is_empty(), "{reply:?}");
+    assert!(started.elapsed() >= timeout, "closed before its timeout");
+
+    // Five heads 300ms apart on one connection: 1.2s in all, each within the timeout.
+    let mut steady = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for _ in 0..5 {
+        steady
+            .write_all(b"GET / HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut steady).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Then silence: the idle connection is closed once the next head is late.
+    let closed = read_to_close(&mut steady).await;
+    assert!(closed.is_empty(), "{closed:?}");
+    server.shutdown().await;
+}

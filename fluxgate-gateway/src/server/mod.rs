@@ -14,7 +14,10 @@
 //! Limits set on the connection builder (hyper enforces them, before the service is called):
 //! - HTTP/1.1: the request head may use at most [`ServerConfig::max_header_bytes`] of read buffer
 //!   and carry at most [`ServerConfig::max_headers`] headers (hyper answers `431` or closes the
-//!   connection), and must arrive within [`ServerConfig::header_read_timeout`];
+//!   connection), and must arrive within [`ServerConfig::header_read_timeout`] (a connection
+//!   whose head is late is closed without an answer, within a tenth of the timeout, at most 1s,
+//!   after it: one coarse timer per connection, swept by one task per server loop, not a tokio
+//!   timer per request);
 //! - HTTP/2: the header list is limited to [`ServerConfig::max_header_bytes`].
 //!
 //! # Example
@@ -49,9 +52,11 @@ use tower::util::{Oneshot, ServiceExt};
 
 use crate::proxy::BoxError;
 
+mod head_timer;
 mod incoming;
 mod workers;
 
+use head_timer::HeadTimers;
 use incoming::{Connections, Open};
 
 pub use workers::{spawn_workers, worker_index};
@@ -100,7 +105,9 @@ pub struct ServerConfig {
     pub max_header_bytes: u32,
     /// Most headers in an HTTP/1.1 request; default 100.
     pub max_headers: usize,
-    /// How long a client has to send an HTTP/1.1 request head; default 30s.
+    /// How long a client has to send an HTTP/1.1 request head, from the connection's start or the
+    /// end of the previous response (so it also closes an idle keep-alive connection); default
+    /// 30s.
     pub header_read_timeout: Duration,
     /// How long shutdown waits for open connections to finish; default 10s.
     pub drain_timeout: Duration,
@@ -217,6 +224,7 @@ async fn serve_incoming<S, B>(
     B: ResponseBody,
 {
     let builder = connection_builder(&config);
+    let head_timers = HeadTimers::start(config.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -225,8 +233,10 @@ async fn serve_incoming<S, B>(
                 Some(Ok((stream, peer, open))) => {
                     let _ = stream.set_nodelay(true);
                     let service = WithPeer { inner: service.clone(), peer };
+                    let mut builder = builder.clone();
+                    builder.http1().timer(head_timers.connection());
                     if let Some(tls) = &config.tls {
-                        serve_tls(tls.clone(), stream, peer, builder.clone(), service, graceful.watcher(), open);
+                        serve_tls(tls.clone(), stream, peer, builder, service, graceful.watcher(), open);
                         continue;
                     }
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -260,12 +270,12 @@ async fn serve_incoming<S, B>(
 /// The number of headers hyper takes in a request head when no limit is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
-/// The hyper connection builder with the limits of `config`.
+/// The hyper connection builder with the limits of `config`. Each connection sets its own
+/// HTTP/1.1 timer ([`HeadTimers::connection`]), which the header-read timeout runs on.
 fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(
             usize::try_from(config.max_header_bytes)
