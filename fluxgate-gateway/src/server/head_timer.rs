@@ -11,7 +11,8 @@
 //! connection of a late head (without an answer) between `timeout` and `timeout + tick` after it
 //! armed the timer.
 //!
-//! The clock is tokio's (`tokio::time::Instant`), so the timer follows a paused clock in tests.
+//! Deadlines are [`Stamp`]s of tokio's `Instant`s (hyper's are turned back into tokio's), so
+//! the timer follows a paused clock in tests.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fluxgate_core::clock::Stamp;
 use futures::task::AtomicWaker;
 use hyper::rt::{Sleep, Timer};
 use tokio::time::Instant;
@@ -27,7 +29,8 @@ use tokio::time::Instant;
 /// A slot's deadline when nothing is armed.
 const DISARMED: u64 = u64::MAX;
 
-/// A slot's deadline once the sweeper found it passed (armed deadlines are never 0).
+/// A slot's deadline once the sweeper found it passed (a stamp is never 0: its origin lies more
+/// than a year before the first).
 const FIRED: u64 = 0;
 
 /// The connections' slots of one server loop, and the sweeper that wakes them.
@@ -38,13 +41,11 @@ pub(super) struct HeadTimers {
 
 #[derive(Debug)]
 struct Registry {
-    /// What deadlines are measured from.
-    origin: Instant,
     slots: Mutex<Vec<Weak<Slot>>>,
 }
 
-/// One connection's armed deadline (nanoseconds after the registry's origin) and the waker of
-/// the task reading its head.
+/// One connection's armed deadline (a [`Stamp`]'s nanoseconds) and the waker of the task
+/// reading its head.
 #[derive(Debug)]
 struct Slot {
     deadline: AtomicU64,
@@ -58,7 +59,6 @@ impl HeadTimers {
     /// timeout).
     pub(super) fn start(timeout: Duration) -> Self {
         let registry = Arc::new(Registry {
-            origin: Instant::now(),
             slots: Mutex::new(Vec::new()),
         });
         let tick = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -73,10 +73,7 @@ impl HeadTimers {
             waker: AtomicWaker::new(),
         });
         lock(&self.registry.slots).push(Arc::downgrade(&slot));
-        HeadTimer {
-            origin: self.registry.origin,
-            slot,
-        }
+        HeadTimer { slot }
     }
 }
 
@@ -87,7 +84,7 @@ async fn sweep(registry: Arc<Registry>, tick: Duration) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let now = nanos_since(registry.origin, Instant::now());
+        let now = stamp(Instant::now());
         let mut slots = lock(&registry.slots);
         slots.retain(|slot| match slot.upgrade() {
             Some(slot) => {
@@ -114,7 +111,6 @@ async fn sweep(registry: Arc<Registry>, tick: Duration) {
 /// A connection's timer: every sleep it makes arms the connection's one slot.
 #[derive(Debug)]
 pub(super) struct HeadTimer {
-    origin: Instant,
     slot: Arc<Slot>,
 }
 
@@ -127,7 +123,7 @@ impl Timer for HeadTimer {
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
-        let nanos = nanos_since(self.origin, Instant::from_std(deadline));
+        let nanos = stamp(Instant::from_std(deadline));
         self.slot.deadline.store(nanos, Ordering::Release);
         Box::pin(HeadSleep {
             nanos,
@@ -138,7 +134,7 @@ impl Timer for HeadTimer {
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: std::time::Instant) {
         match sleep.as_mut().downcast_mut_pin::<HeadSleep>() {
             Some(mut sleep) => {
-                let nanos = nanos_since(self.origin, Instant::from_std(new_deadline));
+                let nanos = stamp(Instant::from_std(new_deadline));
                 sleep.nanos = nanos;
                 sleep.slot.deadline.store(nanos, Ordering::Release);
             }
@@ -187,10 +183,9 @@ impl Drop for HeadSleep {
     }
 }
 
-/// `at` as nanoseconds after `origin`: at least 1 (0 is [`FIRED`]), saturated far ahead.
-fn nanos_since(origin: Instant, at: Instant) -> u64 {
-    let nanos = at.saturating_duration_since(origin).as_nanos();
-    u64::try_from(nanos).unwrap_or(DISARMED - 1).max(1)
+/// `at` as a slot holds it: its stamp, never [`FIRED`] nor [`DISARMED`].
+fn stamp(at: Instant) -> u64 {
+    Stamp::from(at).nanos().clamp(FIRED + 1, DISARMED - 1)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
