@@ -37,7 +37,9 @@ pub struct ProxyConfig {
     /// Whether a plain `http://` upstream is reached over the proxy's own HTTP/1.1 connections
     /// instead of the [`ProxyClient`](crate::ProxyClient): one pool per serving worker holding
     /// only this upstream's idle connections (the most recently used first, closed after 90s
-    /// idle), with no per-request hashing of a pool key and no connect-or-checkout race. A
+    /// idle), with no per-request hashing of a pool key and no connect-or-checkout race.
+    /// Requests without a body are exchanged by the proxy itself on the caller's task (see the
+    /// [crate docs](crate)); requests with one go over hyper's HTTP/1 client connections. A
     /// request that a reused connection could not take is sent again on another, as the
     /// client does.
     ///

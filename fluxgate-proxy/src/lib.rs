@@ -10,14 +10,23 @@
 //! [`UpstreamSpec`] asks for (HTTP/1.1, h2c, or TLS with ALPN).
 //!
 //! With [`ProxyConfig::http1_pool`], a plain `http://` upstream that speaks HTTP/1.1 is reached
-//! over the proxy's own connections instead: hyper's HTTP/1 client connections kept in one
-//! small pool per upstream (and per serving worker), with none of the pooled client's
-//! per-request work for serving any host (hashing and comparing the pool key, a boxed
-//! connect-or-checkout race): about 8,000 fewer instructions per proxied request in the
-//! `fluxgate` gateway (`benches/e2e/PROFILE.md`). The gateway turns it on for its HTTP/1.1
-//! upstreams. Connections are reused most recently used first, closed after 90 seconds idle or
-//! when a response body is dropped before its end, and a request that a reused connection could
-//! not take (the upstream had closed it) is sent again on another.
+//! over the proxy's own connections instead, in one small pool per upstream (and per serving
+//! worker), with none of the pooled client's per-request work for serving any host (hashing and
+//! comparing the pool key, a boxed connect-or-checkout race). A request without a body (`GET`,
+//! `HEAD`, `DELETE`, ...) is exchanged by the proxy itself on the caller's task: its head is
+//! written with one `write`, the response head is parsed with `httparse` (at most 64 KiB and 100
+//! header lines; interim `1xx` heads skipped), and the response body is read from the same socket
+//! as it is framed (`Content-Length`, chunked with its trailers, or until the upstream closes; RFC
+//! 9112 section 6.3), with no task and no channel between the caller and the connection. A
+//! request with a body goes over hyper's HTTP/1 client connections. In the `fluxgate` gateway the
+//! pool takes about 8,000 instructions off each proxied request, and the own exchange about 7,800
+//! more (`benches/e2e/PROFILE.md`); the gateway turns it on for its HTTP/1.1 upstreams.
+//! Connections are reused most recently used first, closed after 90 seconds idle, when a response
+//! body is dropped before its end, when the upstream says `Connection: close` (or answers in
+//! HTTP/1.0 without keep-alive, or without a length), and when bytes follow a response's end; a
+//! request that a reused connection could not take (the upstream had closed it) is sent again on
+//! another. A malformed response is an [`Http1Error`]: a `502` before the response head, the
+//! body's error after it.
 //!
 //! What it does to a request:
 //! - the URI becomes the upstream's scheme and authority, the upstream's path prefix, then the
@@ -92,6 +101,7 @@ mod clients;
 mod config;
 mod future;
 pub mod grpc;
+mod h1;
 mod headers;
 mod pool;
 mod service;
@@ -108,6 +118,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 pub use self::clients::{ProxyClient, ProxyClients, proxy_client};
 pub use self::config::ProxyConfig;
 pub use self::future::ResponseFuture;
+pub use self::h1::Http1Error;
 pub use self::service::Proxy;
 pub use self::tls::ClientTls;
 pub use self::upstream::{Upstream, UpstreamSpec};

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::h1::{self, Conn, Failed, Http1Error, Outgoing};
 use crate::{BoxError, ProxyBody};
 
 /// How long an idle connection is kept.
@@ -45,12 +46,17 @@ pub(crate) enum SendError {
     Connect(std::io::Error),
     /// The connection failed; `sent` when the request may have reached the upstream.
     Request { error: hyper::Error, sent: bool },
+    /// The proxy's own exchange failed; `sent` when the request may have reached the upstream.
+    Exchange { error: Http1Error, sent: bool },
 }
 
 impl SendError {
     /// Whether the request may have reached the upstream.
     pub(crate) fn sent(&self) -> bool {
-        matches!(self, Self::Request { sent: true, .. })
+        matches!(
+            self,
+            Self::Request { sent: true, .. } | Self::Exchange { sent: true, .. }
+        )
     }
 }
 
@@ -58,6 +64,7 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Connect(error) => write!(f, "connecting: {error}"),
+            Self::Exchange { error, .. } => write!(f, "{error}"),
             Self::Request { error, .. } => {
                 write!(f, "{error}")?;
                 let mut source = std::error::Error::source(error);
@@ -71,67 +78,84 @@ impl std::fmt::Display for SendError {
     }
 }
 
-struct Idle {
-    sender: SendRequest<ProxyBody>,
+/// An idle connection and since when it is idle.
+struct Idle<T> {
+    conn: T,
     since: Stamp,
 }
 
-/// Idle HTTP/1.1 connections to one upstream, of one serving worker.
+/// Idle connections of one kind, the most recently used last.
+type Stack<T> = Mutex<VecDeque<Idle<T>>>;
+
+/// Idle HTTP/1.1 connections to one upstream, of one serving worker: the proxy's own exchange's
+/// (requests without a body) and hyper's client connections (requests with one).
 pub(crate) struct Http1Pool {
     authority: Authority,
-    idle: Mutex<VecDeque<Idle>>,
+    conns: Stack<Conn>,
+    senders: Stack<SendRequest<ProxyBody>>,
 }
 
 impl std::fmt::Debug for Http1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http1Pool")
             .field("authority", &self.authority)
-            .field("idle", &self.idle_len())
+            .field(
+                "idle",
+                &(lock(&self.conns).len() + lock(&self.senders).len()),
+            )
             .finish()
     }
+}
+
+fn lock<T>(stack: &Stack<T>) -> MutexGuard<'_, VecDeque<Idle<T>>> {
+    stack.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The most recently used idle connection of `stack` that is `usable` and not expired.
+fn checkout<T>(stack: &Stack<T>, usable: impl Fn(&T) -> bool) -> Option<T> {
+    let now = Stamp::now();
+    let mut idle = lock(stack);
+    while let Some(Idle { conn, since }) = idle.pop_back() {
+        if now.saturating_since(since) < IDLE_TIMEOUT && usable(&conn) {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+/// Gives a connection whose exchange ended back to `stack` (closing the oldest beyond the
+/// bounds).
+fn put<T>(stack: &Stack<T>, conn: T) {
+    let now = Stamp::now();
+    let mut idle = lock(stack);
+    while idle
+        .front()
+        .is_some_and(|i| idle.len() >= MAX_IDLE || now.saturating_since(i.since) >= IDLE_TIMEOUT)
+    {
+        idle.pop_front();
+    }
+    idle.push_back(Idle { conn, since: now });
 }
 
 impl Http1Pool {
     pub(crate) fn new(authority: Authority) -> Arc<Self> {
         Arc::new(Self {
             authority,
-            idle: Mutex::new(VecDeque::new()),
+            conns: Mutex::default(),
+            senders: Mutex::default(),
         })
     }
 
-    fn idle_len(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The most recently used idle connection that is still open and not expired.
-    fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
-        let now = Stamp::now();
-        let mut idle = self.lock();
-        while let Some(Idle { sender, since }) = idle.pop_back() {
-            if !sender.is_closed() && now.saturating_since(since) < IDLE_TIMEOUT {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    /// Gives a connection whose exchange ended back (closing the oldest beyond the bounds).
+    /// Gives a hyper connection whose exchange ended back.
     fn put(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
+        if !sender.is_closed() {
+            put(&self.senders, sender);
         }
-        let now = Stamp::now();
-        let mut idle = self.lock();
-        while idle.front().is_some_and(|i| {
-            idle.len() >= MAX_IDLE || now.saturating_since(i.since) >= IDLE_TIMEOUT
-        }) {
-            idle.pop_front();
-        }
-        idle.push_back(Idle { sender, since: now });
+    }
+
+    /// Gives a connection of the own exchange whose response has ended back.
+    pub(crate) fn put_conn(&self, conn: Conn) {
+        put(&self.conns, conn);
     }
 
     /// A kept connection failed: the upstream closed it, restarted or died, and the other idle
@@ -139,10 +163,11 @@ impl Http1Pool {
     /// are closed, so that the next requests (a retry first) connect afresh, where a refused
     /// connection is known not to have sent anything.
     fn suspect(&self) {
-        self.lock().clear();
+        lock(&self.conns).clear();
+        lock(&self.senders).clear();
     }
 
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, SendError> {
+    async fn connect_tcp(&self) -> Result<TcpStream, SendError> {
         let host = self.authority.host();
         // An IPv6 literal comes bracketed in the authority.
         let host = host
@@ -160,6 +185,11 @@ impl Http1Pool {
             }
         };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<ProxyBody>, SendError> {
+        let stream = self.connect_tcp().await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|error| SendError::Request { error, sent: false })?;
@@ -171,13 +201,56 @@ impl Http1Pool {
         Ok(sender)
     }
 
-    /// Sends `request` (in origin form) over an idle connection or a new one.
+    /// Sends `request` (in origin form) over an idle connection or a new one: by the proxy's own
+    /// exchange when it has no body, by hyper's client connection otherwise.
     pub(crate) async fn send(
+        self: Arc<Self>,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        if h1::head::carries(&request) {
+            let outgoing = Outgoing::of(&request);
+            drop(request);
+            return self.exchange(outgoing).await;
+        }
+        self.send_hyper(request).await
+    }
+
+    /// The own exchange of a request without a body, whose head is `outgoing`.
+    async fn exchange(
+        self: Arc<Self>,
+        outgoing: Outgoing,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        loop {
+            let (mut conn, reused) = match checkout(&self.conns, Conn::is_idle) {
+                Some(conn) => (conn, true),
+                None => (Conn::new(self.connect_tcp().await?), false),
+            };
+            match conn.exchange(&outgoing.head, outgoing.head_request).await {
+                Ok(head) => {
+                    let response = h1::response(head, conn, Arc::downgrade(&self));
+                    return Ok(response.map(http_body_util::BodyExt::boxed_unsync));
+                }
+                Err(Failed { error, sent }) => {
+                    if reused {
+                        self.suspect();
+                        // Closed before it took the request: another connection gets it.
+                        if !sent {
+                            continue;
+                        }
+                    }
+                    return Err(SendError::Exchange { error, sent });
+                }
+            }
+        }
+    }
+
+    /// Sends `request` over a hyper client connection.
+    async fn send_hyper(
         self: Arc<Self>,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, SendError> {
         loop {
-            let (mut sender, reused) = match self.checkout() {
+            let (mut sender, reused) = match checkout(&self.senders, |s| !s.is_closed()) {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
