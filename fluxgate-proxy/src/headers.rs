@@ -29,20 +29,42 @@ pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwa
 /// `Forwarded`, and `Host` or `TE` when the client sent none.
 pub(crate) const ADDED: usize = 5;
 
+/// The hop-by-hop headers of a message: the fixed ones and every header named in its
+/// `Connection`.
+#[derive(Debug)]
+pub(crate) struct HopByHop {
+    named: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    /// The hop-by-hop headers of `headers`; `None` when it carries none (most messages: one pass
+    /// over the names spares a lookup per header).
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Self> {
+        if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+            return None;
+        }
+        let named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        Some(Self { named })
+    }
+
+    /// Whether `name` is one of them.
+    pub(crate) fn contains(&self, name: &HeaderName) -> bool {
+        HOP_BY_HOP.contains(name) || self.named.contains(name)
+    }
+}
+
 /// Removes the hop-by-hop headers and every header named in `Connection`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names spares nine lookups.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    let Some(hop_by_hop) = HopByHop::of(headers) else {
         return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    };
+    for name in hop_by_hop.named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
 }
@@ -67,7 +89,7 @@ pub(crate) struct Hop<'a> {
 }
 
 impl Hop<'_> {
-    fn proto(&self) -> &'static str {
+    pub(crate) fn proto(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
 }
@@ -115,14 +137,14 @@ pub(crate) fn add_x_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
 
 /// An IP address as text, written on the stack: an IPv4 address digit by digit (the formatting
 /// machinery costs more than the rest of the header rewrite), an IPv6 one with `Display`.
-struct IpText {
+pub(crate) struct IpText {
     /// The longest text, an IPv6 address with an embedded IPv4 one, is 45 bytes.
     bytes: [u8; 48],
     len: usize,
 }
 
 impl IpText {
-    fn new(ip: IpAddr) -> Self {
+    pub(crate) fn new(ip: IpAddr) -> Self {
         let mut text = Self {
             bytes: [0; 48],
             len: 0,
@@ -157,7 +179,7 @@ impl IpText {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 }
@@ -173,6 +195,15 @@ impl std::fmt::Write for IpText {
 /// an IPv6 address is bracketed and quoted (`for="[2001:db8::1]"`), an unknown peer is
 /// `for=unknown`, and a host that is not a token (a port's `:`) is quoted.
 pub(crate) fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    append_to_list(
+        headers,
+        &header::FORWARDED,
+        forwarded_element(hop).as_bytes(),
+    );
+}
+
+/// This hop's `Forwarded` element (see [`append_forwarded`]).
+pub(crate) fn forwarded_element(hop: &Hop<'_>) -> String {
     let mut element = String::from("for=");
     match hop.peer {
         Some(IpAddr::V4(ip)) => element.push_str(&ip.to_string()),
@@ -185,7 +216,7 @@ pub(crate) fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         element.push_str(";host=");
         push_token_or_quoted(&mut element, host);
     }
-    append_to_list(headers, &header::FORWARDED, element.as_bytes());
+    element
 }
 
 /// Pushes `value` as a token if it is one (RFC 9110 `tchar`s), otherwise as a quoted string.

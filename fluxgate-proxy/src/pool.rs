@@ -201,22 +201,9 @@ impl Http1Pool {
         Ok(sender)
     }
 
-    /// Sends `request` (in origin form) over an idle connection or a new one: by the proxy's own
-    /// exchange when it has no body, by hyper's client connection otherwise.
-    pub(crate) async fn send(
-        self: Arc<Self>,
-        request: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, SendError> {
-        if h1::head::carries(&request) {
-            let outgoing = Outgoing::of(&request);
-            drop(request);
-            return self.exchange(outgoing).await;
-        }
-        self.send_hyper(request).await
-    }
-
-    /// The own exchange of a request without a body, whose head is `outgoing`.
-    async fn exchange(
+    /// The own exchange of a request without a body, whose upstream head is `outgoing`, over an
+    /// idle connection or a new one.
+    pub(crate) async fn exchange(
         self: Arc<Self>,
         outgoing: Outgoing,
     ) -> Result<Response<ProxyBody>, SendError> {
@@ -244,8 +231,8 @@ impl Http1Pool {
         }
     }
 
-    /// Sends `request` over a hyper client connection.
-    async fn send_hyper(
+    /// Sends `request` (in origin form) over an idle hyper client connection or a new one.
+    pub(crate) async fn send(
         self: Arc<Self>,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, SendError> {

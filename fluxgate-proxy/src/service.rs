@@ -9,13 +9,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use fluxgate_balance::RetryableRequest;
 use http::header::{HOST, HeaderMap, HeaderValue};
-use http::uri::Authority;
+use http::uri::{Authority, PathAndQuery};
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::clients::{ProxyClient, proxy_client};
 use crate::future::{GiveBack, PooledSend, ResponseFuture};
+use crate::h1::{self, Outgoing, request::Target};
 use crate::headers::{self, Hop};
 use crate::pool::Http1Pool;
 use crate::upstream::Upstream;
@@ -127,14 +128,11 @@ impl Proxy {
         clients.get(worker).unwrap_or(&clients[0])
     }
 
-    /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
-    /// `extensions` are the client request's (they say who the client is); `parts` has none.
-    fn prepare(
-        &self,
-        mut parts: http::request::Parts,
-        extensions: &Extensions,
-        body: ProxyBody,
-    ) -> Result<Request<ProxyBody>, &'static str> {
+    /// Checks that a request with this head can be forwarded, or says why not; gives its path
+    /// and query and the `Host` it asked for (its `Host` header, else its URI's authority).
+    fn check(
+        parts: &http::request::Parts,
+    ) -> Result<(&PathAndQuery, Option<HeaderValue>), &'static str> {
         if parts.method == Method::CONNECT {
             return Err("CONNECT is not supported");
         }
@@ -151,6 +149,36 @@ impl Proxy {
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
         };
+        Ok((path_and_query, host))
+    }
+
+    /// This hop, for a client request with `extensions` that asked for `host`.
+    fn hop<'a>(extensions: &Extensions, host: Option<&'a HeaderValue>) -> Hop<'a> {
+        Hop {
+            // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: write `a.b.c.d`.
+            peer: fluxgate_core::key::peer_addr(extensions).map(|peer| peer.ip().to_canonical()),
+            host,
+            tls: extensions.get::<crate::tls::ClientTls>().is_some(),
+        }
+    }
+
+    /// The `Host` sent upstream for a client that asked for `host`.
+    fn upstream_host<'a>(&'a self, host: Option<&'a HeaderValue>) -> &'a HeaderValue {
+        match host {
+            Some(host) if self.inner.config.preserve_host => host,
+            _ => &self.inner.host,
+        }
+    }
+
+    /// Rewrites a client request into the upstream request, or says why it cannot be forwarded.
+    /// `extensions` are the client request's (they say who the client is); `parts` has none.
+    fn prepare(
+        &self,
+        mut parts: http::request::Parts,
+        extensions: &Extensions,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, &'static str> {
+        let (path_and_query, host) = Self::check(&parts)?;
         let upstream = &self.inner.upstream;
         let uri = if self.inner.pools.is_empty() {
             upstream.join_path(path_and_query)
@@ -159,12 +187,7 @@ impl Proxy {
             upstream.origin_form(path_and_query)
         };
         let uri = uri.map_err(|_| "invalid request target")?;
-        let hop = Hop {
-            // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: write `a.b.c.d`.
-            peer: fluxgate_core::key::peer_addr(extensions).map(|peer| peer.ip().to_canonical()),
-            host: host.as_ref(),
-            tls: extensions.get::<crate::tls::ClientTls>().is_some(),
-        };
+        let hop = Self::hop(extensions, host.as_ref());
         // gRPC needs `TE: trailers` upstream; other requests lose `TE` with the hop-by-hop headers.
         let trailers = grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers);
         headers::remove_hop_by_hop(&mut parts.headers);
@@ -177,15 +200,29 @@ impl Proxy {
         if self.inner.config.forwarded {
             headers::append_forwarded(&mut parts.headers, &hop);
         }
-        match host {
-            Some(host) if self.inner.config.preserve_host => parts.headers.insert(HOST, host),
-            _ => parts.headers.insert(HOST, self.inner.host.clone()),
-        };
+        let host = self.upstream_host(host.as_ref()).clone();
+        parts.headers.insert(HOST, host);
         parts.uri = uri;
         // The client decides the upstream's version (HTTP/1.1, or HTTP/2 by prior knowledge or
         // ALPN), whatever the client used; hyper takes HTTP/1.1 requests on both.
         parts.version = Version::HTTP_11;
         Ok(Request::from_parts(parts, body))
+    }
+
+    /// The upstream head of a request without a body for the own exchange: the rewrite of
+    /// [`prepare`](Self::prepare), written from the client's head without changing it.
+    fn outgoing(&self, parts: &http::request::Parts) -> Result<Outgoing, &'static str> {
+        let (path_and_query, host) = Self::check(parts)?;
+        let target = Target {
+            method: &parts.method,
+            prefix: self.inner.upstream.path_prefix(),
+            path_and_query,
+            host: self.upstream_host(host.as_ref()),
+            hop: Self::hop(&parts.extensions, host.as_ref()),
+            forwarded: self.inner.config.forwarded,
+            trailers: grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers),
+        };
+        Ok(Outgoing::new(&target, &parts.headers))
     }
 }
 
@@ -211,24 +248,32 @@ where
         };
         // A request without a body can be given back to the balancer if the upstream fails
         // (fluxgate_balance::RetryableRequest): keep it as the client sent it, in its own type
-        // (what a `Retry` around the balancer takes back), and send a copy of its head with an
-        // empty body upstream. The copy has no extensions: they stay with the request given back
-        // (hyper's client reads none that a proxied request carries), rather than being cloned.
+        // (what a `Retry` around the balancer takes back). The own exchange writes the upstream
+        // head from it; hyper's clients get a copy of its head with an empty body. The copy has
+        // no extensions: they stay with the request given back (hyper's client reads none that a
+        // proxied request carries), rather than being cloned.
         let (mut parts, body) = request.into_parts();
-        let prepared = if http_body::Body::is_end_stream(&body) {
+        let bodiless = http_body::Body::is_end_stream(&body);
+        if bodiless
+            && let Some(pool) = self.pool()
+            && h1::head::carries(&parts.method, &parts.headers)
+        {
+            let pool = Arc::clone(pool);
+            let authority = self.inner.upstream.authority().clone();
+            return match self.outgoing(&parts) {
+                Ok(outgoing) => {
+                    let send: PooledSend = Box::pin(pool.exchange(outgoing));
+                    let request = Request::from_parts(parts, body);
+                    ResponseFuture::pooled(tokio::time::timeout(timeout, send), authority, timeout)
+                        .with_retry(Some(give_back(request)))
+                }
+                Err(reason) => refuse(reason),
+            };
+        }
+        let prepared = if bodiless {
             let head = head_without_extensions(&parts);
             self.prepare(head, &parts.extensions, ProxyBody::default())
-                .map(|upstream| {
-                    let request = Request::from_parts(parts, body);
-                    let give_back: GiveBack = Box::new(move |sent| {
-                        if sent {
-                            RetryableRequest::sent(request)
-                        } else {
-                            RetryableRequest::not_sent(request)
-                        }
-                    });
-                    (upstream, Some(give_back))
-                })
+                .map(|upstream| (upstream, Some(give_back(Request::from_parts(parts, body)))))
         } else {
             let extensions = std::mem::take(&mut parts.extensions);
             self.prepare(parts, &extensions, into_proxy_body(body))
@@ -252,12 +297,27 @@ where
                 )
                 .with_retry(retry),
             },
-            Err(reason) => {
-                tracing::debug!(reason, "refusing a request it cannot forward");
-                ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
-            }
+            Err(reason) => refuse(reason),
         }
     }
+}
+
+/// The `400` of a request the proxy cannot forward.
+fn refuse(reason: &'static str) -> ResponseFuture {
+    tracing::debug!(reason, "refusing a request it cannot forward");
+    ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
+}
+
+/// Gives `request` (without a body) back to the balancer when the upstream fails: sent
+/// (`true`) or not.
+fn give_back<B: Send + 'static>(request: Request<B>) -> GiveBack {
+    Box::new(move |sent| {
+        if sent {
+            RetryableRequest::sent(request)
+        } else {
+            RetryableRequest::not_sent(request)
+        }
+    })
 }
 
 /// A copy of the request head `parts` without its extensions, its header map made with room

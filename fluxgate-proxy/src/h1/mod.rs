@@ -8,7 +8,9 @@
 //! response head with `httparse`, and the response body reads the rest from the same socket; at
 //! the body's end the connection goes back to its pool.
 //!
-//! Only requests without a body take it (`GET`, `HEAD`, `DELETE`, ...: [`head::carries`]):
+//! The upstream head is written from the client's request head ([`request::write_head`]), which
+//! stays as it came for a retry elsewhere. Only requests without a body take it (`GET`, `HEAD`,
+//! `DELETE`, ...: [`head::carries`]):
 //! a request body must be streamed up while the response may already come down, which hyper's
 //! client does and this exchange leaves to it. What is checked, against RFC 9112:
 //! - the response head: at most [`head::MAX_HEAD`] bytes and [`head::MAX_HEADERS`] lines,
@@ -27,6 +29,7 @@
 mod body;
 mod chunked;
 pub(crate) mod head;
+pub(crate) mod request;
 
 use std::future::Future as _;
 use std::task::{Context, Poll, Waker};
@@ -34,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use std::sync::Weak;
 
 use bytes::BytesMut;
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -160,7 +163,8 @@ impl Conn {
     }
 }
 
-/// What a request needs of the exchange: its head, written once, and whether it is a `HEAD`.
+/// What a request needs of the exchange: its upstream head, written once, and whether it is a
+/// `HEAD`.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) head: Vec<u8>,
@@ -168,12 +172,14 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+    /// The upstream head of a request without a body, written from the client's `headers` as
+    /// `target` says ([`request::write_head`]).
+    pub(crate) fn new(target: &request::Target<'_>, headers: &http::HeaderMap) -> Self {
         let mut head = Vec::with_capacity(512);
-        head::encode_request(request, &mut head);
+        request::write_head(target, headers, &mut head);
         Self {
             head,
-            head_request: request.method() == Method::HEAD,
+            head_request: target.method == Method::HEAD,
         }
     }
 }
