@@ -119,6 +119,8 @@ pub use self::clients::{ProxyClient, ProxyClients, proxy_client};
 pub use self::config::ProxyConfig;
 pub use self::future::ResponseFuture;
 pub use self::h1::Http1Error;
+#[doc(hidden)]
+pub use self::h1::read_response as __read_upstream_response;
 pub use self::service::Proxy;
 pub use self::tls::ClientTls;
 pub use self::upstream::{Upstream, UpstreamSpec};

@@ -28,6 +28,7 @@
 
 mod body;
 mod chunked;
+mod drive;
 pub(crate) mod head;
 pub(crate) mod request;
 
@@ -42,6 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub(crate) use body::Http1Body;
+pub use drive::read_response;
 use head::Head;
 
 use crate::pool::Http1Pool;
