@@ -19,7 +19,7 @@
 //! as it is framed (`Content-Length`, chunked with its trailers, or until the upstream closes; RFC
 //! 9112 section 6.3), with no task and no channel between the caller and the connection. A
 //! request with a body goes over hyper's HTTP/1 client connections. In the `fluxgate` gateway the
-//! pool takes about 8,000 instructions off each proxied request, and the own exchange about 7,800
+//! pool takes about 8,000 instructions off each proxied request, and the own exchange about 12,000
 //! more (`benches/e2e/PROFILE.md`); the gateway turns it on for its HTTP/1.1 upstreams.
 //! Connections are reused most recently used first, closed after 90 seconds idle, when a response
 //! body is dropped before its end, when the upstream says `Connection: close` (or answers in
