@@ -4,14 +4,16 @@
 //! hyper-util's pooled client serves any host: every checkout and every return hashes and
 //! compares the (scheme, authority) key, and each request's future is boxed and moved through
 //! a connect-or-checkout race. A [`Proxy`](crate::Proxy) speaks to one upstream, so its pool is
-//! a stack of idle connections and nothing more: hyper's own HTTP/1 client connections
-//! (`hyper::client::conn::http1`), one pool per serving worker, the most recently used
-//! connection first (its buffers are warm), idle connections closed after 90s.
+//! two stacks of idle connections and nothing more, one pool per serving worker, the most
+//! recently used connection first (its buffers are warm), idle connections closed after 90s:
+//! the connections of the proxy's own exchange ([`crate::h1`]) for requests without a body, and
+//! hyper's HTTP/1 client connections (`hyper::client::conn::http1`) for requests with one.
 //!
 //! A connection goes back to the pool when its response body has been read to the end; a body
 //! dropped before that closes it (the rest of the response would be read into the next one).
 //! A request that a reused connection could not take (the upstream closed it while idle) is
-//! sent again on another connection, as hyper gives it back unsent.
+//! sent again on another connection: hyper gives it back unsent, and the own exchange knows
+//! that nothing was written.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
