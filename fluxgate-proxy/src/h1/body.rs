@@ -7,26 +7,11 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::chunked::{Chunked, Step};
+use super::decode::{Decoded, Decoder};
 use super::head::Framing;
 use super::{Conn, Http1Error};
 use crate::BoxError;
 use crate::pool::Http1Pool;
-
-/// Where the body is.
-#[derive(Debug)]
-enum State {
-    /// `Content-Length` bytes, this many left to read.
-    Length(u64),
-    /// The whole rest, already read with the head (the connection has gone back).
-    Read(Bytes),
-    /// Chunks.
-    Chunked(Chunked),
-    /// Until the upstream closes.
-    UntilClose,
-    /// Ended (or failed).
-    Done,
-}
 
 /// A response body read from an upstream connection; the connection goes back to its pool once
 /// the body has been read to its end and the connection can carry another request, and is
@@ -34,7 +19,9 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Http1Body {
     conn: Option<Conn>,
-    state: State,
+    decoder: Decoder,
+    /// The whole body, when it came with the head (the connection has gone back at once).
+    read: Option<Bytes>,
     keep_alive: bool,
     pool: Weak<Http1Pool>,
 }
@@ -48,37 +35,28 @@ impl Http1Body {
     ) -> Self {
         let mut body = Self {
             conn: Some(conn),
-            state: State::Done,
+            decoder: Decoder::of(framing),
+            read: None,
             keep_alive,
             pool,
         };
-        body.state = match framing {
-            Framing::Empty | Framing::Length(0) => {
-                body.finish();
-                State::Done
-            }
-            Framing::Length(length) => match body.conn.as_mut() {
-                // The whole body came with the head (a small response): the connection can go
-                // back at once.
-                Some(conn)
-                    if let Ok(length) = usize::try_from(length)
-                        && conn.buf.len() >= length =>
-                {
-                    let data = conn.buf.split_to(length).freeze();
-                    body.finish();
-                    State::Read(data)
-                }
-                _ => State::Length(length),
-            },
-            Framing::Chunked => State::Chunked(Chunked::Size),
-            Framing::UntilClose => State::UntilClose,
-        };
+        if let (Framing::Length(length), Some(conn)) = (framing, body.conn.as_mut())
+            && let Ok(length) = usize::try_from(length)
+            && conn.buf.len() >= length
+        {
+            // The whole body came with the head (a small response): the connection can go
+            // back at once.
+            body.read = Some(conn.buf.split_to(length).freeze());
+            body.finish();
+        } else if body.decoder.is_done() {
+            body.finish();
+        }
         body
     }
 
     /// The body has ended: its connection goes back to the pool if it can be reused.
     fn finish(&mut self) {
-        self.state = State::Done;
+        self.decoder = Decoder::Done;
         if let Some(conn) = self.conn.take()
             && self.keep_alive
             && conn.buf.is_empty()
@@ -90,7 +68,7 @@ impl Http1Body {
 
     /// The body failed: its connection is closed.
     fn fail(&mut self, error: Http1Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.state = State::Done;
+        self.decoder = Decoder::Done;
         self.conn = None;
         Poll::Ready(Some(Err(Box::new(error))))
     }
@@ -105,54 +83,36 @@ impl Body for Http1Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(data) = this.read.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         loop {
-            let conn = match (&mut this.state, this.conn.as_mut()) {
-                (State::Done, _) => return Poll::Ready(None),
-                (State::Read(data), _) => {
-                    let data = std::mem::take(data);
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                (_, None) => return Poll::Ready(None),
-                (_, Some(conn)) => conn,
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
             };
-            match &mut this.state {
-                State::Length(left) if !conn.buf.is_empty() => {
-                    let take =
-                        usize::try_from(*left).map_or(conn.buf.len(), |l| l.min(conn.buf.len()));
-                    let data = conn.buf.split_to(take).freeze();
-                    *left -= take as u64;
-                    if *left == 0 {
+            match this.decoder.decode(&mut conn.buf) {
+                Ok(Decoded::Frame(frame)) => {
+                    if this.decoder.is_done() {
                         this.finish();
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                State::Chunked(chunked) => match chunked.step(&mut conn.buf) {
-                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Ok(Step::Trailers(trailers)) => {
-                        this.finish();
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                    }
-                    Ok(Step::End) => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Step::More) => {}
-                    Err(error) => return this.fail(error),
-                },
-                State::UntilClose if !conn.buf.is_empty() => {
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                _ => {}
-            }
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) if matches!(this.state, State::UntilClose) => {
-                    this.state = State::Done;
-                    this.conn = None;
+                Ok(Decoded::End) => {
+                    this.finish();
                     return Poll::Ready(None);
                 }
-                Ok(0) => return this.fail(Http1Error::ClosedInBody),
+                Ok(Decoded::More) => {}
+                Err(error) => return this.fail(error),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    // Closed: the end of a body read until close (its connection is not kept).
+                    this.conn = None;
+                    return match this.decoder.at_eof() {
+                        Ok(()) => Poll::Ready(None),
+                        Err(error) => this.fail(error),
+                    };
+                }
                 Ok(_) => {}
                 Err(error) => return this.fail(error.into()),
             }
@@ -160,15 +120,15 @@ impl Body for Http1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done | State::Length(0))
+        self.read.is_none() && self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.state {
-            State::Length(left) => SizeHint::with_exact(*left),
-            State::Read(data) => SizeHint::with_exact(data.len() as u64),
-            State::Done => SizeHint::with_exact(0),
-            State::Chunked(_) | State::UntilClose => SizeHint::default(),
+        match (&self.read, &self.decoder) {
+            (Some(data), _) => SizeHint::with_exact(data.len() as u64),
+            (None, Decoder::Length(left)) => SizeHint::with_exact(*left),
+            (None, Decoder::Done) => SizeHint::with_exact(0),
+            (None, Decoder::Chunked(_) | Decoder::UntilClose) => SizeHint::default(),
         }
     }
 }

@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 
 use super::Http1Error;
-use super::chunked::{Chunked, Step};
-use super::head::{Framing, parse_response};
+use super::decode::{Decoded, Decoder};
+use super::head::parse_response;
 
 /// Reads one response from `input`, arriving in reads of `read` bytes (at least 1), as the
 /// proxy's own exchange does: the head, then the body as its framing says. Gives the status and
@@ -39,34 +39,19 @@ pub fn read_response(
         }
     };
     let status = head.response.status().as_u16();
+    let mut decoder = Decoder::of(head.framing);
     let mut body = 0u64;
-    match head.framing {
-        Framing::Empty => {}
-        Framing::Length(mut left) => {
-            while left > 0 {
-                if buf.is_empty() && !fill(&mut buf) {
-                    return Err(Http1Error::ClosedInBody);
-                }
-                let take = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
-                let _ = buf.split_to(take);
-                left -= take as u64;
-                body += take as u64;
+    loop {
+        match decoder.decode(&mut buf)? {
+            Decoded::Frame(frame) => {
+                body += frame.data_ref().map_or(0, |data| data.len() as u64);
             }
-        }
-        Framing::Chunked => {
-            let mut chunked = Chunked::Size;
-            loop {
-                match chunked.step(&mut buf)? {
-                    Step::Data(data) => body += data.len() as u64,
-                    Step::Trailers(_) | Step::End => break,
-                    Step::More if fill(&mut buf) => {}
-                    Step::More => return Err(Http1Error::ClosedInBody),
-                }
+            Decoded::End => break,
+            Decoded::More if fill(&mut buf) => {}
+            Decoded::More => {
+                decoder.at_eof()?;
+                break;
             }
-        }
-        Framing::UntilClose => {
-            while fill(&mut buf) {}
-            body = buf.len() as u64;
         }
     }
     Ok((status, body))

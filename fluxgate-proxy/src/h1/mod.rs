@@ -28,6 +28,7 @@
 
 mod body;
 mod chunked;
+mod decode;
 mod drive;
 pub(crate) mod head;
 pub(crate) mod request;
