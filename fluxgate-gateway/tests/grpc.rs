@@ -4,6 +4,7 @@
 
 mod support;
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use fluxgate_gateway::stack::{Gateway, StackConfig};
 use fluxgate_gateway::upstream::{Protocol, UpstreamSpec};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use support::{channel_body, serve, within};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -247,49 +248,51 @@ fn streamed() -> (Frames, Response<ProxyBody>) {
 /// after `x-delay-ms`; `/test.Fail/Call` sends a message then `grpc-status: 13` in the trailers;
 /// `grpc.health.v1.Health/Check` says `SERVING`.
 async fn raw_upstream() -> ServerHandle {
-    serve(tower::service_fn(|request: Request<Incoming>| async move {
-        let (frames, response) = streamed();
-        let path = request.uri().path().to_owned();
-        let delay = request
-            .headers()
-            .get("x-delay-ms")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .map_or(Duration::ZERO, Duration::from_millis);
-        let mut body = request.into_body();
-        match path.as_str() {
-            "/test.Echo/Bidi" => {
-                tokio::spawn(async move {
-                    while let Some(Ok(frame)) = body.frame().await {
-                        if let Ok(data) = frame.into_data() {
-                            let _ = frames.send(Ok(Frame::data(data))).await;
+    serve(tower::service_fn(
+        |request: Request<RequestBody>| async move {
+            let (frames, response) = streamed();
+            let path = request.uri().path().to_owned();
+            let delay = request
+                .headers()
+                .get("x-delay-ms")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map_or(Duration::ZERO, Duration::from_millis);
+            let mut body = request.into_body();
+            match path.as_str() {
+                "/test.Echo/Bidi" => {
+                    tokio::spawn(async move {
+                        while let Some(Ok(frame)) = body.frame().await {
+                            if let Ok(data) = frame.into_data() {
+                                let _ = frames.send(Ok(Frame::data(data))).await;
+                            }
                         }
-                    }
-                    let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
-                });
+                        let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
+                    });
+                }
+                "/grpc.health.v1.Health/Check" => {
+                    tokio::spawn(async move {
+                        // HealthCheckResponse { status: SERVING }
+                        let _ = frames.send(Ok(Frame::data(message(&[0x08, 1])))).await;
+                        let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
+                    });
+                }
+                "/test.Fail/Call" => {
+                    tokio::spawn(async move {
+                        let _ = frames.send(Ok(Frame::data(message(b"partial")))).await;
+                        let _ = frames.send(Ok(Frame::trailers(trailers("13")))).await;
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(delay).await;
+                    tokio::spawn(async move {
+                        let _ = frames.send(Ok(Frame::data(message(b"late")))).await;
+                        let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
+                    });
+                }
             }
-            "/grpc.health.v1.Health/Check" => {
-                tokio::spawn(async move {
-                    // HealthCheckResponse { status: SERVING }
-                    let _ = frames.send(Ok(Frame::data(message(&[0x08, 1])))).await;
-                    let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
-                });
-            }
-            "/test.Fail/Call" => {
-                tokio::spawn(async move {
-                    let _ = frames.send(Ok(Frame::data(message(b"partial")))).await;
-                    let _ = frames.send(Ok(Frame::trailers(trailers("13")))).await;
-                });
-            }
-            _ => {
-                tokio::time::sleep(delay).await;
-                tokio::spawn(async move {
-                    let _ = frames.send(Ok(Frame::data(message(b"late")))).await;
-                    let _ = frames.send(Ok(Frame::trailers(trailers("0")))).await;
-                });
-            }
-        }
-        Ok::<_, Infallible>(response)
-    }))
+            Ok::<_, Infallible>(response)
+        },
+    ))
     .await
 }
 

@@ -7,6 +7,7 @@ mod binary;
 mod http1;
 mod support;
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,6 @@ use binary::{Fluxgate, LOOPBACK, command, plain};
 use fluxgate_gateway::server::ServerHandle;
 use http::{Request, Response, StatusCode};
 use http1::Conn;
-use hyper::body::Incoming;
 use support::gateway::get;
 use support::{full, serve, within};
 
@@ -25,7 +25,7 @@ use support::{full, serve, within};
 async fn upstream(delay: Duration) -> (ServerHandle, Arc<AtomicUsize>) {
     let arrived = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&arrived);
-    let server = serve(tower::service_fn(move |request: Request<Incoming>| {
+    let server = serve(tower::service_fn(move |request: Request<RequestBody>| {
         let slow = !matches!(request.uri().path(), "/healthz" | "/fast");
         if slow {
             count.fetch_add(1, Ordering::SeqCst);

@@ -105,7 +105,7 @@ async fn appends_the_peer_to_x_forwarded_for() {
 #[tokio::test]
 async fn removes_hop_by_hop_headers_both_ways() {
     let upstream = support::serve(tower::service_fn(
-        |request: http::Request<hyper::body::Incoming>| async move {
+        |request: http::Request<fluxgate_gateway::server::RequestBody>| async move {
             let mut seen: Vec<String> = request.headers().keys().map(ToString::to_string).collect();
             seen.sort();
             let mut response = http::Response::new(full(seen.join(",")));

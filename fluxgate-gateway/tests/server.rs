@@ -2,11 +2,11 @@
 
 mod support;
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 
 use fluxgate_core::key::PeerAddr;
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::{client, full, serve, text, within};
@@ -14,14 +14,16 @@ use tokio::sync::{mpsc, oneshot};
 
 #[tokio::test]
 async fn inserts_the_peer_address_and_speaks_h2c() {
-    let server = serve(tower::service_fn(|request: Request<Incoming>| async move {
-        let peer = request
-            .extensions()
-            .get::<PeerAddr>()
-            .map(|peer| peer.0.ip().to_string());
-        let answer = format!("{:?} {}", request.version(), peer.unwrap_or_default());
-        Ok::<_, Infallible>(Response::new(full(answer)))
-    }))
+    let server = serve(tower::service_fn(
+        |request: Request<RequestBody>| async move {
+            let peer = request
+                .extensions()
+                .get::<PeerAddr>()
+                .map(|peer| peer.0.ip().to_string());
+            let answer = format!("{:?} {}", request.version(), peer.unwrap_or_default());
+            Ok::<_, Infallible>(Response::new(full(answer)))
+        },
+    ))
     .await;
     let url = format!("http://{}/", server.local_addr());
     let http1 = within(client().request(Request::get(&url).body(full("")).unwrap())).await;
@@ -43,7 +45,7 @@ async fn inserts_the_peer_address_and_speaks_h2c() {
 async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     // The handler tells the test it started, then waits for the test's go.
     let (started_tx, mut started_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
-    let server = serve(tower::service_fn(move |_request: Request<Incoming>| {
+    let server = serve(tower::service_fn(move |_request: Request<RequestBody>| {
         let started_tx = started_tx.clone();
         async move {
             let (go_tx, go_rx) = oneshot::channel();
@@ -86,7 +88,7 @@ async fn workers_share_one_port_and_drain_on_shutdown() {
     use fluxgate_gateway::server::{ServerConfig, spawn_workers, worker_index};
 
     let (started_tx, mut started_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
-    let service = tower::service_fn(move |request: Request<Incoming>| {
+    let service = tower::service_fn(move |request: Request<RequestBody>| {
         let started_tx = started_tx.clone();
         async move {
             if request.uri().path() == "/hold" {
@@ -175,7 +177,7 @@ async fn connection_on(
 async fn workers_take_new_connections_by_fewest_open() {
     use fluxgate_gateway::server::{ServerConfig, spawn_workers, worker_index};
 
-    let service = tower::service_fn(|_: Request<Incoming>| async {
+    let service = tower::service_fn(|_: Request<RequestBody>| async {
         Ok::<_, Infallible>(Response::new(full(worker_index().to_string())))
     });
     let addr = "127.0.0.1:0".parse().unwrap();
@@ -233,7 +235,7 @@ async fn a_late_request_head_closes_the_connection_and_heads_in_time_keep_it() {
     let timeout = Duration::from_millis(500);
     let mut config = ServerConfig::default();
     config.header_read_timeout = timeout;
-    let service = tower::service_fn(|_: Request<Incoming>| async {
+    let service = tower::service_fn(|_: Request<RequestBody>| async {
         Ok::<_, Infallible>(Response::new(full("ok")))
     });
     let server = spawn(support::loopback(), service, config).await.unwrap();

@@ -4,9 +4,9 @@ mod support;
 
 use bytes::Bytes;
 use fluxgate_gateway::proxy::ProxyConfig;
+use fluxgate_gateway::server::RequestBody;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use support::{channel_body, client, full, proxy_to, serve, within};
 use tokio::sync::mpsc;
 
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 async fn response_chunks_reach_the_client_before_the_upstream_sends_the_next() {
     // The upstream sends "first", then hands the rest of its body to the test.
     let (senders_tx, mut senders_rx) = mpsc::unbounded_channel();
-    let upstream = serve(tower::service_fn(move |_request: Request<Incoming>| {
+    let upstream = serve(tower::service_fn(move |_request: Request<RequestBody>| {
         let senders_tx = senders_tx.clone();
         async move {
             let (sender, body) = channel_body();
@@ -63,7 +63,7 @@ async fn a_large_upload_streams_to_the_upstream() {
     const CHUNKS: usize = 32;
     // The upstream reports every chunk it reads, then answers with the total.
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<usize>();
-    let upstream = serve(tower::service_fn(move |request: Request<Incoming>| {
+    let upstream = serve(tower::service_fn(move |request: Request<RequestBody>| {
         let seen_tx = seen_tx.clone();
         async move {
             let mut body = request.into_body();

@@ -5,6 +5,7 @@
 mod http1;
 mod support;
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,6 @@ use fluxgate_gateway::stack::{Gateway, StackConfig};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use http1::{Conn, RawResponse};
-use hyper::body::Incoming;
 use support::{full, serve, within};
 
 const POLICY: &str = "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\n\
@@ -27,7 +27,7 @@ const POLICY: &str = "apiVersion: fluxgate.io/v1beta1\nkind: TrafficPolicy\n\
 async fn counting() -> (ServerHandle, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&seen);
-    let server = serve(tower::service_fn(move |request: Request<Incoming>| {
+    let server = serve(tower::service_fn(move |request: Request<RequestBody>| {
         if request.uri().path() != "/healthz" {
             count.fetch_add(1, Ordering::SeqCst);
         }

@@ -4,6 +4,7 @@
 
 mod support;
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::process::Command;
 
@@ -15,7 +16,6 @@ use fluxgate_gateway::tls::TlsAcceptor;
 use fluxgate_gateway::upstream::{Protocol, UpstreamSpec};
 use fluxgate_test_support::TestCa;
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use support::{echoed, full, loopback, text, within};
 
 const POLICY: &str = r"
@@ -39,7 +39,7 @@ fn tls_config(ca: &TestCa) -> ServerConfig {
 /// An HTTPS upstream that answers the HTTP version it was spoken to in and the request's
 /// headers (`name: value` lines).
 async fn https_echo(ca: &TestCa) -> ServerHandle {
-    let service = tower::service_fn(|request: Request<Incoming>| async move {
+    let service = tower::service_fn(|request: Request<RequestBody>| async move {
         let mut text = format!("{:?}\n", request.version());
         for (name, value) in request.headers() {
             text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));

@@ -1,5 +1,7 @@
-//! A coarse timer for hyper's HTTP/1.1 header-read timeout: one slot per connection, swept by
-//! one task per server loop, instead of a tokio timer entry registered and removed per request.
+//! A coarse timer for the HTTP/1.1 header-read timeout, hyper's and the own path's: one slot per
+//! connection, swept by one task per server loop, instead of a tokio timer entry registered and
+//! removed per request. The slot also tells an own HTTP/1.1 connection that its server loop
+//! drains ([`HeadTimers::drain`]).
 //!
 //! hyper arms the header-read timeout each time it starts reading a request head (on a
 //! keep-alive connection, right after the previous response) and drops it once the head is
@@ -16,7 +18,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,12 +46,22 @@ struct Registry {
     slots: Mutex<Vec<Weak<Slot>>>,
 }
 
-/// One connection's armed deadline (a [`Stamp`]'s nanoseconds) and the waker of the task
-/// reading its head.
+/// One connection's armed deadline (a [`Stamp`]'s nanoseconds), whether its server loop is
+/// draining, and the waker of the task reading its head.
 #[derive(Debug)]
 struct Slot {
     deadline: AtomicU64,
+    draining: AtomicBool,
     waker: AtomicWaker,
+}
+
+/// What woke an own HTTP/1.1 connection waiting for a request head ([`HeadTimer::poll_woken`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Woken {
+    /// The head is late: the armed deadline has passed.
+    Late,
+    /// The server loop drains, and the connection is idle.
+    Draining,
 }
 
 impl HeadTimers {
@@ -70,10 +82,20 @@ impl HeadTimers {
     pub(super) fn connection(&self) -> HeadTimer {
         let slot = Arc::new(Slot {
             deadline: AtomicU64::new(DISARMED),
+            draining: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         });
         lock(&self.registry.slots).push(Arc::downgrade(&slot));
         HeadTimer { slot }
+    }
+
+    /// Tells every connection's slot that the server loop drains, and wakes it (an own HTTP/1.1
+    /// connection waiting idle for its next request head then closes).
+    pub(super) fn drain(&self) {
+        for slot in lock(&self.registry.slots).iter().filter_map(Weak::upgrade) {
+            slot.draining.store(true, Ordering::Release);
+            slot.waker.wake();
+        }
     }
 }
 
@@ -112,6 +134,40 @@ async fn sweep(registry: Arc<Registry>, tick: Duration) {
 #[derive(Debug)]
 pub(super) struct HeadTimer {
     slot: Arc<Slot>,
+}
+
+/// The own HTTP/1.1 path arms and disarms the slot itself, once per request head, and polls it
+/// beside its read.
+impl HeadTimer {
+    /// Arms the connection's deadline `timeout` from now.
+    pub(super) fn arm(&self, timeout: Duration) {
+        let nanos = stamp(Instant::now() + timeout);
+        self.slot.deadline.store(nanos, Ordering::Release);
+    }
+
+    /// Disarms the connection's deadline.
+    pub(super) fn disarm(&self) {
+        self.slot.deadline.store(DISARMED, Ordering::Release);
+    }
+
+    /// Whether the server loop drains.
+    pub(super) fn is_draining(&self) -> bool {
+        self.slot.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready once the armed deadline has passed, or, when `idle` (no part of a head read yet),
+    /// once the server loop drains. No clock read: the sweeper decides.
+    pub(super) fn poll_woken(&self, cx: &mut Context<'_>, idle: bool) -> Poll<Woken> {
+        // Registered before the checks: a sweep or a drain after them finds the waker.
+        self.slot.waker.register(cx.waker());
+        if self.slot.deadline.load(Ordering::Acquire) == FIRED {
+            Poll::Ready(Woken::Late)
+        } else if idle && self.is_draining() {
+            Poll::Ready(Woken::Draining)
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 // hyper's `Timer` takes and gives `std` instants: they are tokio's clock's (`now`), and turned

@@ -8,10 +8,27 @@
 //! serves the connections one acceptor hands it (the worker with the fewest open connections
 //! gets the next): thread-per-core serving.
 //!
-//! Each request gets the connection's peer as a [`PeerAddr`] extension before the service sees it.
-//! hyper-util's auto builder detects HTTP/1.1 or HTTP/2 prior knowledge (h2c) per connection.
+//! Each request gets the connection's peer as a [`PeerAddr`] extension before the service sees it,
+//! and a [`RequestBody`].
 //!
-//! Limits set on the connection builder (hyper enforces them, before the service is called):
+//! Two paths serve a connection:
+//! - **the own HTTP/1.1 path** ([`ServerConfig::own_http1`], on by default) reads a plain
+//!   connection's requests without a body, calls the service and writes the responses in the
+//!   connection's own task, without hyper's dispatcher: one read and one write per request when
+//!   the response is ready. The first request that carries a body, `Expect`, `Upgrade` or
+//!   `CONNECT`, a target that is not a path, an HTTP/2 preface, or a head that is malformed or
+//!   over the limits hands the connection to hyper, with the bytes read so far replayed, for
+//!   the rest of its life;
+//! - **hyper-util's auto builder** serves the rest (HTTP/1.1 with bodies, HTTP/2 prior
+//!   knowledge (h2c), TLS with ALPN `h2` or `http/1.1`), and every connection when the own path
+//!   is off.
+//!
+//! Both answer alike: the same framing (`Content-Length`, chunked with trailers, or until the
+//! close for an HTTP/1.0 client), keep-alive rules (`Connection: close`, HTTP/1.0's
+//! `keep-alive`), a `Date` when the service gave none, and the connection closed when a body
+//! fails or does not match its length.
+//!
+//! Limits (both paths enforce them before the service is called):
 //! - HTTP/1.1: the request head may use at most [`ServerConfig::max_header_bytes`] of read buffer
 //!   and carry at most [`ServerConfig::max_headers`] headers (hyper answers `431` or closes the
 //!   connection), and must arrive within [`ServerConfig::header_read_timeout`] (a connection
@@ -19,6 +36,9 @@
 //!   after it: one coarse timer per connection, swept by one task per server loop, not a tokio
 //!   timer per request);
 //! - HTTP/2: the header list is limited to [`ServerConfig::max_header_bytes`].
+//!
+//! On shutdown, idle connections close at once; a request in flight is answered, with
+//! `Connection: close`, and its connection then closes.
 //!
 //! # Example
 //!
@@ -36,6 +56,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fluxgate_core::key::PeerAddr;
@@ -43,7 +64,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -52,19 +72,24 @@ use tower::util::{Oneshot, ServiceExt};
 
 use crate::proxy::BoxError;
 
+mod body;
+mod drain;
+mod h1;
 mod head_timer;
 mod incoming;
 mod workers;
 
+use drain::{Drain, Watcher};
 use head_timer::HeadTimers;
 use incoming::{Connections, Open};
 
+pub use body::RequestBody;
 pub use workers::{spawn_workers, worker_index};
 
 /// A tower service the server runs: cloned per connection, its futures sent between threads.
 pub trait HttpService<B>:
     Service<
-        Request<Incoming>,
+        Request<RequestBody>,
         Response = Response<B>,
         Error: Into<BoxError>,
         Future: Send + 'static,
@@ -76,7 +101,7 @@ pub trait HttpService<B>:
 
 impl<S, B> HttpService<B> for S where
     S: Service<
-            Request<Incoming>,
+            Request<RequestBody>,
             Response = Response<B>,
             Error: Into<BoxError>,
             Future: Send + 'static,
@@ -114,6 +139,9 @@ pub struct ServerConfig {
     /// TLS for every connection (ALPN `h2` or `http/1.1`), or none (plain HTTP/1.1 and h2c);
     /// default none.
     pub tls: Option<crate::tls::TlsAcceptor>,
+    /// Serve plain HTTP/1.1 requests without a body on the server's own path instead of hyper's
+    /// (see the [module docs](self)); default on.
+    pub own_http1: bool,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +152,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             tls: None,
+            own_http1: true,
         }
     }
 }
@@ -223,30 +252,53 @@ async fn serve_incoming<S, B>(
     S: HttpService<B>,
     B: ResponseBody,
 {
-    let builder = connection_builder(&config);
+    let builder = Arc::new(connection_builder(&config));
     let head_timers = HeadTimers::start(config.header_read_timeout);
-    let graceful = GracefulShutdown::new();
+    let limits = h1::Limits {
+        max_head: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: config.max_headers,
+        header_read_timeout: config.header_read_timeout,
+    };
+    let drain = Drain::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = incoming.next() => match accepted {
                 Some(Ok((stream, peer, open))) => {
                     let _ = stream.set_nodelay(true);
-                    let service = WithPeer { inner: service.clone(), peer };
-                    let mut builder = builder.clone();
-                    builder.http1().timer(head_timers.connection());
+                    let timer = head_timers.connection();
+                    let watcher = drain.watcher();
                     if let Some(tls) = &config.tls {
-                        serve_tls(tls.clone(), stream, peer, builder, service, graceful.watcher(), open);
-                        continue;
+                        let mut builder = (*builder).clone();
+                        builder.http1().timer(timer);
+                        let service = WithPeer { inner: service.clone(), peer };
+                        serve_tls(tls.clone(), stream, peer, builder, service, watcher, open);
+                    } else if config.own_http1 {
+                        let conn = h1::Conn {
+                            stream,
+                            peer,
+                            service: service.clone(),
+                            timer,
+                            watcher,
+                            limits,
+                            builder: Arc::clone(&builder),
+                        };
+                        tokio::spawn(async move {
+                            let _open = open;
+                            h1::serve(conn).await;
+                        });
+                    } else {
+                        let mut builder = (*builder).clone();
+                        builder.http1().timer(timer);
+                        let service = WithPeer { inner: service.clone(), peer };
+                        tokio::spawn(async move {
+                            let _open = open;
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            if let Err(error) = watcher.watch(connection, |c| c.graceful_shutdown()).await {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            }
+                        });
                     }
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection.into_owned());
-                    tokio::spawn(async move {
-                        let _open = open;
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
-                        }
-                    });
                 }
                 None => break,
                 Some(Err(error)) => {
@@ -259,8 +311,9 @@ async fn serve_incoming<S, B>(
         }
     }
     drop(incoming);
+    head_timers.drain();
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("all connections closed"),
+        () = drain.shutdown() => tracing::debug!("all connections closed"),
         () = tokio::time::sleep(config.drain_timeout) => {
             tracing::warn!(timeout = ?config.drain_timeout, "connections still open after the drain timeout");
         }
@@ -303,13 +356,14 @@ struct WithPeer<S> {
 
 impl<S> hyper::service::Service<Request<Incoming>> for WithPeer<S>
 where
-    S: Service<Request<Incoming>> + Clone,
+    S: Service<Request<RequestBody>> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Oneshot<S, Request<Incoming>>;
+    type Future = Oneshot<S, Request<RequestBody>>;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let mut request = request.map(RequestBody::from);
         request.extensions_mut().insert(PeerAddr(self.peer));
         self.inner.clone().oneshot(request)
     }
@@ -322,7 +376,7 @@ fn serve_tls<S, B>(
     peer: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
     service: WithPeer<S>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: Watcher,
     open: Open,
 ) where
     S: HttpService<B>,
@@ -335,7 +389,7 @@ fn serve_tls<S, B>(
         };
         let service = crate::tls::MarkTls(service);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(error) = watcher.watch(connection.into_owned()).await {
+        if let Err(error) = watcher.watch(connection, |c| c.graceful_shutdown()).await {
             tracing::debug!(%peer, %error, "TLS connection ended with an error");
         }
     });

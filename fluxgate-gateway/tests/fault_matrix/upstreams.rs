@@ -2,13 +2,13 @@
 //! connections, one that answers bytes that are not HTTP, and a slow real hyper server.
 #![allow(dead_code, unreachable_pub)]
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fluxgate_gateway::server::ServerHandle;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -58,7 +58,7 @@ impl Garbage {
 /// A real hyper upstream that answers `slow` after `delay`.
 pub async fn slow(delay: Duration) -> ServerHandle {
     serve(tower::service_fn(
-        move |_request: Request<Incoming>| async move {
+        move |_request: Request<RequestBody>| async move {
             tokio::time::sleep(delay).await;
             Ok::<_, Infallible>(Response::new(full("slow")))
         },

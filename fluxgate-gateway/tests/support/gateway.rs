@@ -1,5 +1,6 @@
 //! A whole gateway stack in-process, its admin API, and upstreams that can be told to fail.
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,6 @@ use fluxgate_gateway::server::ServerHandle;
 use fluxgate_gateway::stack::{Gateway, StackConfig};
 use fluxgate_gateway::upstream::UpstreamSpec;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::{client, full, serve, within};
 
@@ -25,7 +25,7 @@ impl Named {
     pub async fn start(name: &'static str) -> Self {
         let failing = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failing);
-        let server = serve(tower::service_fn(move |_request: Request<Incoming>| {
+        let server = serve(tower::service_fn(move |_request: Request<RequestBody>| {
             let status = if flag.load(Ordering::Relaxed) {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {

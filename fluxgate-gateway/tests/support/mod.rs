@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: real servers and a real client on loopback.
 #![allow(dead_code, unreachable_pub)]
 
+use fluxgate_gateway::server::RequestBody;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ pub fn loopback() -> SocketAddr {
 /// Starts a server for `service` on a loopback ephemeral port.
 pub async fn serve<S, B>(service: S) -> ServerHandle
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
@@ -91,19 +92,21 @@ pub async fn text(response: Response<Incoming>) -> String {
 /// An upstream that answers every request with a description of it:
 /// `METHOD URI\n`, one `name: value\n` line per header, a blank line, then the request body.
 pub async fn echo_upstream() -> ServerHandle {
-    serve(tower::service_fn(|request: Request<Incoming>| async move {
-        let mut text = format!("{} {}\n", request.method(), request.uri());
-        for (name, value) in request.headers() {
-            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
-        }
-        text.push('\n');
-        let body = request.into_body().collect().await?.to_bytes();
-        let mut response = Response::new(full([Bytes::from(text), body].concat()));
-        response
-            .headers_mut()
-            .insert("x-upstream", "echo".parse().unwrap());
-        Ok::<_, hyper::Error>(response)
-    }))
+    serve(tower::service_fn(
+        |request: Request<RequestBody>| async move {
+            let mut text = format!("{} {}\n", request.method(), request.uri());
+            for (name, value) in request.headers() {
+                text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+            }
+            text.push('\n');
+            let body = request.into_body().collect().await?.to_bytes();
+            let mut response = Response::new(full([Bytes::from(text), body].concat()));
+            response
+                .headers_mut()
+                .insert("x-upstream", "echo".parse().unwrap());
+            Ok::<_, hyper::Error>(response)
+        },
+    ))
     .await
 }
 

@@ -136,6 +136,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N", env = "FLUXGATE_WORKERS")]
     pub(crate) workers: Option<usize>,
 
+    /// Serve every plain HTTP/1.1 request with hyper's server, instead of reading and answering
+    /// requests without a body on the gateway's own HTTP/1.1 path (requests with a body, TLS and
+    /// h2c are hyper's either way).
+    #[arg(long, env = "FLUXGATE_HYPER_HTTP1")]
+    pub(crate) hyper_http1: bool,
+
     /// The fewest gateway replicas assumed to share the Redis rate limits. Replicas count each
     /// other through heartbeats in Redis; while Redis is unreachable, each limits locally at
     /// 1/N of the policy's rate, N the larger of this floor and the last live count.

@@ -205,6 +205,7 @@ async fn run(mut args: Args) -> Result<(), Box<dyn Error>> {
     let lifecycle = Lifecycle::new();
     let mut server_config = ServerConfig::default();
     server_config.drain_timeout = args.grace_period;
+    server_config.own_http1 = !args.hyper_http1;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         server_config.tls = Some(
             TlsAcceptor::from_files(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
