@@ -13,6 +13,10 @@ use crate::server::RequestBody;
 /// allows more takes a vector.
 const INLINE_HEADERS: usize = 100;
 
+/// Room left in a request's header map for the headers the layers add (a gateway's
+/// `X-Request-Id`), so that they do not grow it.
+const REQUEST_ROOM: usize = 2;
+
 /// A request head the own path serves.
 #[derive(Debug)]
 pub(super) struct Head {
@@ -142,7 +146,7 @@ fn build(
     version: Version,
 ) -> Option<(Request<RequestBody>, Connection)> {
     let uri = Uri::from_maybe_shared(head.slice(range(target))).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = HeaderMap::with_capacity(spans.len() + REQUEST_ROOM);
     let mut connection = Connection::default();
     for span in spans {
         let name = HeaderName::from_bytes(&head[range(span.name)]).ok()?;

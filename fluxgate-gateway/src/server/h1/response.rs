@@ -58,11 +58,12 @@ pub(super) async fn write<B: ResponseBody>(
 ) -> bool {
     let (parts, body) = response.into_parts();
     let status = parts.status;
-    let mut keep_alive = exchange.keep_alive && !says_close(&parts.headers);
+    let seen = Seen::scan(&parts.headers);
+    let mut keep_alive = exchange.keep_alive && !seen.close;
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared = declared_length(&parts.headers);
+    let declared = seen.length.ok().flatten();
     let (framing, added) = if bodiless {
         (Framing::None, None)
     } else if exchange.head_request {
@@ -82,13 +83,18 @@ pub(super) async fn write<B: ResponseBody>(
         keep_alive = false;
         (Framing::UntilClose, None)
     };
+    // The service's `Content-Length` goes out as it is, unless it is unusable (the body is then
+    // framed by what it knows) or the status forbids one.
+    let keep_length = match status {
+        StatusCode::NOT_MODIFIED => true,
+        _ if bodiless => false,
+        _ => declared.is_some() || (exchange.head_request && seen.length.is_ok()),
+    };
     put_status(out, status);
     for (name, value) in &parts.headers {
         let skip = name == header::CONNECTION
             || name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH
-                && (bodiless && status != StatusCode::NOT_MODIFIED
-                    || (!exchange.head_request && declared.is_none())));
+            || (name == header::CONTENT_LENGTH && !keep_length);
         if !skip {
             put_header(out, name.as_str(), value);
         }
@@ -106,7 +112,7 @@ pub(super) async fn write<B: ResponseBody>(
     } else if exchange.version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !seen.date {
         out.extend_from_slice(b"date: ");
         date::put(out);
         out.extend_from_slice(b"\r\n");
@@ -259,31 +265,102 @@ fn put_header(out: &mut BytesMut, name: &str, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether the service's `Connection` header asks to close.
-fn says_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+/// What the service's headers say about the framing and the connection, read in one pass.
+#[derive(Debug)]
+struct Seen {
+    /// The `Content-Length`: none, one number (every value the same), or unusable (`Err`).
+    length: Result<Option<u64>, ()>,
+    /// `Connection: close`.
+    close: bool,
+    /// A `Date` is there.
+    date: bool,
 }
 
-/// The service's `Content-Length`, when every value it gives is the same number.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = std::str::from_utf8(part.trim_ascii()).ok()?;
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+impl Seen {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut seen = Self {
+            length: Ok(None),
+            close: false,
+            date: false,
+        };
+        for (name, value) in headers {
+            if name == header::CONTENT_LENGTH {
+                seen.length = seen
+                    .length
+                    .and_then(|length| add_length(length, value.as_bytes()));
+            } else if name == header::CONNECTION {
+                seen.close |= (value.as_bytes().split(|&b| b == b','))
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            } else if name == header::DATE {
+                seen.date = true;
             }
-            let parsed: u64 = part.parse().ok()?;
-            if length.is_some_and(|seen| seen != parsed) {
-                return None;
-            }
-            length = Some(parsed);
         }
+        seen
     }
-    length
+}
+
+/// `length` with the values of one `Content-Length` line: `Err` when one is not a number or
+/// they differ.
+fn add_length(mut length: Option<u64>, line: &[u8]) -> Result<Option<u64>, ()> {
+    for part in line.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() {
+            return Err(());
+        }
+        let mut number: u64 = 0;
+        for &digit in part {
+            if !digit.is_ascii_digit() {
+                return Err(());
+            }
+            number = (number.checked_mul(10))
+                .and_then(|n| n.checked_add(u64::from(digit - b'0')))
+                .ok_or(())?;
+        }
+        if length.is_some_and(|seen| seen != number) {
+            return Err(());
+        }
+        length = Some(number);
+    }
+    Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_lengths_are_one_number_or_unusable() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(Seen::scan(&headers).length, Ok(None));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(Seen::scan(&headers).length, Ok(Some(42)));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("42, 42"));
+        assert_eq!(Seen::scan(&headers).length, Ok(Some(42)));
+        for bad in ["41", "", "4 2", "-1", "+4", "18446744073709551616", "0x10"] {
+            let mut with = headers.clone();
+            with.append(header::CONTENT_LENGTH, HeaderValue::from_static(bad));
+            assert_eq!(Seen::scan(&with).length, Err(()), "{bad:?}");
+        }
+        assert_eq!(
+            add_length(None, b"18446744073709551615"),
+            Ok(Some(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn connection_close_and_date_are_seen() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Close"),
+        );
+        headers.insert(
+            header::DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        let seen = Seen::scan(&headers);
+        assert!(seen.close && seen.date);
+        let seen = Seen::scan(&HeaderMap::new());
+        assert!(!seen.close && !seen.date);
+    }
 }
