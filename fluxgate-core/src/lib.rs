@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod deadline;
 pub mod ewma;
 pub mod key;
 pub mod outcome;

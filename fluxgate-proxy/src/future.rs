@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy;
 use tokio::time::Timeout;
 
+use crate::h1::Http1Error;
 use crate::pool::SendError;
 use crate::{ProxyBody, headers, text_response};
 
@@ -69,6 +70,14 @@ pin_project_lite::pin_project! {
             timeout: Duration,
             retry: Option<GiveBack>,
         },
+        // The own exchange: it keeps its own (coarse) deadline.
+        Exchange {
+            #[pin]
+            inner: PooledSend,
+            upstream: Authority,
+            timeout: Duration,
+            retry: Option<GiveBack>,
+        },
     }
 }
 
@@ -110,10 +119,24 @@ impl ResponseFuture {
         }
     }
 
+    pub(crate) fn exchange(inner: PooledSend, upstream: Authority, timeout: Duration) -> Self {
+        Self {
+            kind: Kind::Exchange {
+                inner,
+                upstream,
+                timeout,
+                retry: None,
+            },
+        }
+    }
+
     /// Keeps `give_back` (of a request without a body) to give it back with a `502`, as a
     /// [`RetryableRequest`]: not sent when the connection could not be made, sent otherwise.
     pub(crate) fn with_retry(mut self, give_back: Option<GiveBack>) -> Self {
-        if let Kind::Forward { retry, .. } | Kind::Pooled { retry, .. } = &mut self.kind {
+        if let Kind::Forward { retry, .. }
+        | Kind::Pooled { retry, .. }
+        | Kind::Exchange { retry, .. } = &mut self.kind
+        {
             *retry = give_back;
         }
         self
@@ -169,22 +192,46 @@ impl Future for ResponseFuture {
                     headers::remove_hop_by_hop(response.headers_mut());
                     response
                 }
-                Ok(Err(error)) => {
-                    tracing::debug!(%upstream, %error, "upstream failed, answering 502");
-                    let mut response = text_response(
-                        StatusCode::BAD_GATEWAY,
-                        "the upstream refused or closed the connection",
-                    );
-                    if let Some(give_back) = retry.take() {
-                        response.extensions_mut().insert(give_back(error.sent()));
-                    }
+                Ok(Err(error)) => failed(upstream, &error, retry.take()),
+                Err(_elapsed) => timed_out(upstream, *timeout),
+            },
+            KindProj::Exchange {
+                inner,
+                upstream,
+                timeout,
+                retry,
+            } => match ready!(inner.poll(cx)) {
+                Ok(mut response) => {
+                    headers::remove_hop_by_hop(response.headers_mut());
                     response
                 }
-                Err(_elapsed) => timed_out(upstream, *timeout),
+                Err(SendError::Exchange {
+                    error: Http1Error::TimedOut,
+                    ..
+                }) => timed_out(upstream, *timeout),
+                Err(error) => failed(upstream, &error, retry.take()),
             },
         };
         Poll::Ready(Ok(response))
     }
+}
+
+/// The `502` of a request on the proxy's own connections that failed, with the request given
+/// back when it can be.
+fn failed(
+    upstream: &Authority,
+    error: &SendError,
+    give_back: Option<GiveBack>,
+) -> Response<ProxyBody> {
+    tracing::debug!(%upstream, %error, "upstream failed, answering 502");
+    let mut response = text_response(
+        StatusCode::BAD_GATEWAY,
+        "the upstream refused or closed the connection",
+    );
+    if let Some(give_back) = give_back {
+        response.extensions_mut().insert(give_back(error.sent()));
+    }
+    response
 }
 
 /// The `504` of an upstream that sent no response head within `timeout`.

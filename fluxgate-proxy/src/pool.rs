@@ -17,12 +17,13 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fluxgate_core::clock::Stamp;
+use fluxgate_core::deadline::Sweeper;
 use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -95,6 +96,8 @@ pub(crate) struct Http1Pool {
     authority: Authority,
     conns: Stack<Conn>,
     senders: Stack<SendRequest<ProxyBody>>,
+    /// Sweeps the deadlines of the own exchange's connections; started with the first one.
+    sweeper: OnceLock<Sweeper>,
 }
 
 impl std::fmt::Debug for Http1Pool {
@@ -145,6 +148,7 @@ impl Http1Pool {
             authority,
             conns: Mutex::default(),
             senders: Mutex::default(),
+            sweeper: OnceLock::new(),
         })
     }
 
@@ -208,13 +212,30 @@ impl Http1Pool {
     pub(crate) async fn exchange(
         self: Arc<Self>,
         outgoing: Outgoing,
+        timeout: Duration,
     ) -> Result<Response<ProxyBody>, SendError> {
+        let now = tokio::time::Instant::now();
+        // `Duration::MAX` (no deadline) as some thirty years, as tokio's far future.
+        let deadline = (now.checked_add(timeout))
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
         loop {
             let (mut conn, reused) = match checkout(&self.conns, Conn::is_idle) {
                 Some(conn) => (conn, true),
-                None => (Conn::new(self.connect_tcp().await?), false),
+                None => {
+                    let connecting = tokio::time::timeout_at(deadline, self.connect_tcp());
+                    let Ok(stream) = connecting.await else {
+                        let error = Http1Error::TimedOut;
+                        return Err(SendError::Exchange { error, sent: false });
+                    };
+                    let sweeper =
+                        (self.sweeper).get_or_init(|| Sweeper::start(Sweeper::tick_for(timeout)));
+                    (Conn::new(stream?, sweeper.deadline()), false)
+                }
             };
-            match conn.exchange(&outgoing.head, outgoing.head_request).await {
+            match conn
+                .exchange(&outgoing.head, outgoing.head_request, deadline)
+                .await
+            {
                 Ok(head) => {
                     let response = h1::response(head, conn, Arc::downgrade(&self));
                     return Ok(response.map(http_body_util::BodyExt::boxed_unsync));

@@ -262,9 +262,9 @@ where
             let authority = self.inner.upstream.authority().clone();
             return match self.outgoing(&parts) {
                 Ok(outgoing) => {
-                    let send: PooledSend = Box::pin(pool.exchange(outgoing));
+                    let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
                     let request = Request::from_parts(parts, body);
-                    ResponseFuture::pooled(tokio::time::timeout(timeout, send), authority, timeout)
+                    ResponseFuture::exchange(send, authority, timeout)
                         .with_retry(Some(give_back(request)))
                 }
                 Err(reason) => refuse(reason),

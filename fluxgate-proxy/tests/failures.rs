@@ -37,6 +37,32 @@ async fn get(upstream: SocketAddr) -> [Response<ProxyBody>; 2] {
 }
 
 #[tokio::test]
+async fn the_own_connections_504_never_comes_before_the_timeout() {
+    // Their deadline is coarse (swept every tenth of the timeout, at least 10 ms): late by up to
+    // a tick, never early. On a connection already made, and on a new one.
+    let upstream = hanging_upstream().await;
+    let config = ProxyConfig::default()
+        .timeout(Duration::from_millis(200))
+        .http1_pool(true);
+    let proxy = Proxy::new(
+        proxy_client(),
+        format!("http://{upstream}").parse().unwrap(),
+        config,
+    );
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+        let response = within(proxy.clone().oneshot(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
 async fn answers_504_when_the_upstream_hangs() {
     for response in get(hanging_upstream().await).await {
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);

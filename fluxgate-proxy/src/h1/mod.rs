@@ -33,15 +33,17 @@ mod drive;
 pub(crate) mod head;
 pub(crate) mod request;
 
-use std::future::Future as _;
+use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
 use std::sync::Weak;
 
 use bytes::BytesMut;
+use fluxgate_core::deadline::Deadline;
 use http::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 pub(crate) use body::Http1Body;
 pub use drive::read_response;
@@ -86,6 +88,9 @@ pub enum Http1Error {
     /// The response is well-formed but cannot be taken as it is (which part, in the text).
     #[error("invalid response from the upstream: {0}")]
     Invalid(&'static str),
+    /// The response head did not come within the proxy's timeout (the client gets a `504`).
+    #[error("no response head from the upstream within the timeout")]
+    TimedOut,
 }
 
 /// An HTTP/1.1 connection to an upstream, with what has been read and not used yet.
@@ -93,6 +98,9 @@ pub enum Http1Error {
 pub(crate) struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// Bounds each exchange, from the request's start to its response head: a coarse deadline
+    /// swept by the pool's task (see `fluxgate_core::deadline`), not a tokio timer per request.
+    deadline: Deadline,
 }
 
 /// A failed exchange, and whether the request may have reached the upstream.
@@ -103,10 +111,11 @@ pub(crate) struct Failed {
 }
 
 impl Conn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: TcpStream, deadline: Deadline) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
+            deadline,
         }
     }
 
@@ -129,18 +138,29 @@ impl Conn {
         }
     }
 
-    /// Writes `request_head` (of a request without a body) and reads the response head.
+    /// Writes `request_head` (of a request without a body) and reads the response head, by
+    /// `deadline` (the sweeper wakes it within a tick after).
     pub(crate) async fn exchange(
         &mut self,
         request_head: &[u8],
         head_request: bool,
+        deadline: Instant,
     ) -> Result<Head, Failed> {
-        if let Err(error) = self.io.write_all(request_head).await {
+        self.deadline.arm_at(deadline);
+        let result = self.exchange_armed(request_head, head_request).await;
+        self.deadline.disarm();
+        result
+    }
+
+    async fn exchange_armed(
+        &mut self,
+        request_head: &[u8],
+        head_request: bool,
+    ) -> Result<Head, Failed> {
+        let written = by(&self.deadline, self.io.write_all(request_head)).await;
+        if let Err(error) = written.and_then(|written| written.map_err(Http1Error::from)) {
             // Nothing is known to have been taken: a closed connection refuses the first write.
-            return Err(Failed {
-                error: error.into(),
-                sent: false,
-            });
+            return Err(Failed { error, sent: false });
         }
         let sent = |error| Failed { error, sent: true };
         loop {
@@ -151,7 +171,10 @@ impl Conn {
                 return Ok(head);
             }
             self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
+            match by(&self.deadline, self.io.read_buf(&mut self.buf))
+                .await
+                .map_err(sent)?
+            {
                 Ok(0) => return Err(sent(Http1Error::ClosedBeforeHead)),
                 Ok(_) => {}
                 Err(error) => return Err(sent(error.into())),
@@ -164,6 +187,18 @@ impl Conn {
         self.buf.reserve(READ_CHUNK);
         std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx)
     }
+}
+
+/// `future`'s output, or [`Http1Error::TimedOut`] once `deadline` has passed.
+async fn by<F: Future>(deadline: &Deadline, future: F) -> Result<F::Output, Http1Error> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        deadline.poll(cx, false).map(|_| Err(Http1Error::TimedOut))
+    })
+    .await
 }
 
 /// What a request needs of the exchange: its upstream head, written once, and whether it is a

@@ -171,7 +171,7 @@ async fn next_head(
                     return Next::Hyper;
                 }
             } else {
-                match request::parse(buf, limits.max_headers) {
+                match request::parse(buf, limits.max_head, limits.max_headers) {
                     Parsed::Request(head) => {
                         if armed {
                             timer.disarm();
@@ -179,7 +179,6 @@ async fn next_head(
                         return Next::Head(head);
                     }
                     Parsed::Hyper => return Next::Hyper,
-                    Parsed::Partial if buf.len() >= limits.max_head => return Next::Hyper,
                     Parsed::Partial => {}
                 }
             }
@@ -205,11 +204,12 @@ async fn next_head(
                 tracing::debug!(%error, "reading a request head failed: closing the connection");
                 return Next::Close;
             }
-            Err(Woken::Late) => {
+            Err(Woken::Passed) => {
                 tracing::debug!("a request head is late: closing the connection");
                 return Next::Close;
             }
-            Err(Woken::Draining) => return Next::Close,
+            // Signalled: the server drains.
+            Err(_) => return Next::Close,
         }
     }
 }

@@ -68,8 +68,9 @@ fn range((offset, len): (usize, usize)) -> std::ops::Range<usize> {
 /// How many spans are kept on the stack; a head with more takes a vector.
 const INLINE_SPANS: usize = 32;
 
-/// Reads the request head at the front of `buf`, with at most `max_headers` header lines.
-pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
+/// Reads the request head at the front of `buf`: at most `max_head` bytes and `max_headers`
+/// header lines, or it is hyper's.
+pub(super) fn parse(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> Parsed {
     let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
     let mut spilled = Vec::new();
     let slots = if max_headers <= INLINE_HEADERS {
@@ -84,7 +85,9 @@ pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         buf,
         slots,
     ) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Complete(_)) => return Parsed::Hyper,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Parsed::Hyper,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Hyper,
     };
@@ -202,7 +205,7 @@ mod tests {
 
     fn parse_all(input: &[u8], max_headers: usize) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(input);
-        let parsed = parse(&mut buf, max_headers);
+        let parsed = parse(&mut buf, 64 * 1024, max_headers);
         (parsed, buf)
     }
 
@@ -264,6 +267,19 @@ mod tests {
             assert!(matches!(parsed, Parsed::Hyper), "{input:?}: {parsed:?}");
             assert_eq!(&rest[..], input, "the buffer changed");
         }
+        // Over the size limit, whole or not: hyper answers 431.
+        let input = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+        let mut buf = BytesMut::from(&input[..]);
+        assert!(matches!(
+            parse(&mut buf, input.len() - 1, 100),
+            Parsed::Hyper
+        ));
+        assert!(matches!(parse(&mut buf, 10, 100), Parsed::Hyper));
+        assert_eq!(&buf[..], input);
+        assert!(matches!(
+            parse(&mut buf, input.len(), 100),
+            Parsed::Request(_)
+        ));
         // Too many headers: hyper answers 431.
         let input = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
         assert!(matches!(parse_all(input, 2).0, Parsed::Hyper));
