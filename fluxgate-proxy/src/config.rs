@@ -22,6 +22,12 @@ pub struct ProxyConfig {
     /// How long the upstream has to answer with response headers, connecting included, before
     /// the proxy answers `504 Gateway Timeout` (not for gRPC requests: their `grpc-timeout`, if
     /// any, is their deadline). 15 seconds by default.
+    ///
+    /// On the proxy's own HTTP/1.1 exchange ([`ProxyConfig::http1_pool`], a request without a
+    /// body) the deadline is coarse: each connection holds one deadline slot that a task per
+    /// pool sweeps every tenth of the timeout (between 10 ms and 1 s), so the `504` comes
+    /// between the timeout and one tick after it, never before, and a request costs no tokio
+    /// timer.
     pub timeout: Duration,
     /// Whether the client's `Host` header is sent upstream (otherwise the upstream's authority).
     /// On by default: virtual hosts, redirects and cookies upstream see the name clients used.
