@@ -56,13 +56,16 @@ impl Span {
     }
 }
 
-/// Where `part`, a slice of the buffer that starts at address `base`, lies in it.
+/// Where `part`, a slice of the buffer that starts at address `base`, lies in it (a slice from
+/// elsewhere gives a span that [`part`] refuses).
 fn at(base: usize, part: &[u8]) -> (usize, usize) {
-    (part.as_ptr().addr() - base, part.len())
+    (part.as_ptr().addr().wrapping_sub(base), part.len())
 }
 
-fn range((offset, len): (usize, usize)) -> std::ops::Range<usize> {
-    offset..offset + len
+/// The part `(offset, length)` of `head`, when it lies in it.
+fn part(head: &Bytes, (offset, len): (usize, usize)) -> Option<Bytes> {
+    let end = offset.checked_add(len)?;
+    (end <= head.len()).then(|| head.slice(offset..end))
 }
 
 /// How many spans are kept on the stack; a head with more takes a vector.
@@ -148,16 +151,16 @@ fn build(
     method: Method,
     version: Version,
 ) -> Option<(Request<RequestBody>, Connection)> {
-    let uri = Uri::from_maybe_shared(head.slice(range(target))).ok()?;
+    let uri = Uri::from_maybe_shared(part(head, target)?).ok()?;
     let mut headers = HeaderMap::with_capacity(spans.len() + REQUEST_ROOM);
     let mut connection = Connection::default();
     for span in spans {
-        let name = HeaderName::from_bytes(&head[range(span.name)]).ok()?;
-        let value = &head[range(span.value)];
-        if !connection.allows(&name, value) {
+        let name = HeaderName::from_bytes(&part(head, span.name)?).ok()?;
+        let value = part(head, span.value)?;
+        if !connection.allows(&name, &value) {
             return None;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(range(span.value))).ok()?;
+        let value = HeaderValue::from_maybe_shared(value).ok()?;
         headers.append(name, value);
     }
     let mut request = Request::new(RequestBody::empty());
@@ -232,6 +235,7 @@ mod tests {
         for (input, keep) in [
             (&b"GET / HTTP/1.1\r\n\r\n"[..], true),
             (b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nx:\r\ny: \r\nconnection:\r\n\r\n", true),
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n", true),
             (
