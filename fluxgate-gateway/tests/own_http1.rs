@@ -1,7 +1,7 @@
 //! The server's own HTTP/1.1 path, spoken to by a raw client on a real socket: keep-alive and
-//! pipelining, HTTP/1.0, `HEAD`, chunked responses with trailers, bodies that do not match their
-//! length, the hand-over to hyper (a body, a malformed or oversized head, h2c), the header-read
-//! timeout and the drain.
+//! pipelining, HTTP/1.0, `HEAD`, small request bodies read whole, chunked responses with
+//! trailers, bodies that do not match their length, the hand-over to hyper (a chunked or large
+//! body, a malformed or oversized head, h2c), the header-read timeout and the drain.
 
 mod support;
 
@@ -330,7 +330,7 @@ async fn a_body_that_does_not_match_its_length_closes_the_connection() {
 }
 
 #[tokio::test]
-async fn requests_with_a_body_and_after_them_go_to_hyper_on_the_same_connection() {
+async fn small_bodies_are_read_whole_and_the_rest_go_to_hyper_on_the_same_connection() {
     let server = server(ServerConfig::default()).await;
     let mut client = Client::connect(&server).await;
     client.send(b"GET /echo HTTP/1.1\r\nhost: a\r\n\r\n").await;
@@ -338,7 +338,7 @@ async fn requests_with_a_body_and_after_them_go_to_hyper_on_the_same_connection(
         client.response(false).await.text(),
         "GET /echo HTTP/1.1 127.0.0.1 0"
     );
-    // A body: hyper reads it (the head and the first bytes replayed to it).
+    // A small body, in two writes: read whole by the own path.
     client
         .send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhel")
         .await;
@@ -347,6 +347,23 @@ async fn requests_with_a_body_and_after_them_go_to_hyper_on_the_same_connection(
         client.response(false).await.text(),
         "POST /echo HTTP/1.1 127.0.0.1 5"
     );
+    // A body over 64 KiB: hyper streams it (the head and the first bytes replayed to it).
+    let big = vec![b'x'; 70 * 1024];
+    client
+        .send(
+            format!(
+                "PUT /echo HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n",
+                big.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    client.send(&big).await;
+    assert_eq!(
+        client.response(false).await.text(),
+        format!("PUT /echo HTTP/1.1 127.0.0.1 {}", big.len())
+    );
+    // The connection is hyper's now: chunked, then plain, pipelined.
     client
         .send(b"POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /echo HTTP/1.1\r\nhost: a\r\n\r\n")
         .await;
@@ -358,6 +375,28 @@ async fn requests_with_a_body_and_after_them_go_to_hyper_on_the_same_connection(
         client.response(false).await.text(),
         "GET /echo HTTP/1.1 127.0.0.1 0"
     );
+    // A chunked body first: straight to hyper.
+    let mut client = Client::connect(&server).await;
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(
+        client.response(false).await.text(),
+        "POST /echo HTTP/1.1 127.0.0.1 2"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_small_body_closes_the_connection_without_an_answer() {
+    let mut config = ServerConfig::default();
+    config.header_read_timeout = Duration::from_millis(200);
+    let server = server(config).await;
+    let mut client = Client::connect(&server).await;
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc")
+        .await;
+    assert!(client.closed().await, "the late body got an answer");
     server.shutdown().await;
 }
 

@@ -8,8 +8,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 /// The body of a request the [server](super) hands its service: hyper's [`Incoming`] when hyper
-/// read the request (a request with a body, HTTP/2, TLS), or no body at all when the server's
-/// own HTTP/1.1 path read it (a request without a body, the common case).
+/// read the request (a chunked or large body, HTTP/2, TLS), or the whole body the server's own
+/// HTTP/1.1 path read before calling the service (none, or a small `Content-Length` body).
 ///
 /// ```
 /// use fluxgate_gateway::server::RequestBody;
@@ -18,24 +18,45 @@ use hyper::body::Incoming;
 /// let body = RequestBody::empty();
 /// assert!(body.is_end_stream());
 /// assert_eq!(body.size_hint().exact(), Some(0));
+/// let body = RequestBody::full(bytes::Bytes::from_static(b"{}"));
+/// assert_eq!(body.size_hint().exact(), Some(2));
 /// ```
 #[derive(Debug, Default)]
 pub struct RequestBody {
-    incoming: Option<Incoming>,
+    inner: Inner,
+}
+
+#[derive(Debug, Default)]
+enum Inner {
+    #[default]
+    Empty,
+    Full(Bytes),
+    Incoming(Incoming),
 }
 
 impl RequestBody {
     /// A body with no bytes.
     #[must_use]
     pub fn empty() -> Self {
-        Self { incoming: None }
+        Self::default()
+    }
+
+    /// A body of `bytes`, whole.
+    #[must_use]
+    pub fn full(bytes: Bytes) -> Self {
+        let inner = if bytes.is_empty() {
+            Inner::Empty
+        } else {
+            Inner::Full(bytes)
+        };
+        Self { inner }
     }
 }
 
 impl From<Incoming> for RequestBody {
     fn from(incoming: Incoming) -> Self {
         Self {
-            incoming: Some(incoming),
+            inner: Inner::Incoming(incoming),
         }
     }
 }
@@ -48,20 +69,29 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.incoming {
-            Some(incoming) => Pin::new(incoming).poll_frame(cx),
-            None => Poll::Ready(None),
+        match &mut self.inner {
+            Inner::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
+            Inner::Empty => Poll::Ready(None),
+            Inner::Full(_) => match std::mem::take(&mut self.inner) {
+                Inner::Full(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                _ => Poll::Ready(None),
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.incoming.as_ref().is_none_or(Body::is_end_stream)
+        match &self.inner {
+            Inner::Empty => true,
+            Inner::Full(_) => false,
+            Inner::Incoming(incoming) => incoming.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.incoming {
-            Some(incoming) => incoming.size_hint(),
-            None => SizeHint::with_exact(0),
+        match &self.inner {
+            Inner::Empty => SizeHint::with_exact(0),
+            Inner::Full(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            Inner::Incoming(incoming) => incoming.size_hint(),
         }
     }
 }

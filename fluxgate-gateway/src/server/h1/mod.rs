@@ -1,5 +1,5 @@
-//! The server's own HTTP/1.1 path: a connection's requests without a body are read, served and
-//! answered by the connection's task itself, without hyper's dispatcher.
+//! The server's own HTTP/1.1 path: a connection's requests without a body, or with a small one,
+//! are read, served and answered by the connection's task itself, without hyper's dispatcher.
 //!
 //! The path reads request heads with `httparse` (within the server's head size, header count
 //! and header-read timeout), builds each request with its values cut out of the read buffer
@@ -9,9 +9,13 @@
 //! connection closes. Requests come one after another on a keep-alive connection, pipelined
 //! ones included.
 //!
-//! Everything else is hyper's: the first request head that carries a body (`Content-Length`
-//! other than 0, `Transfer-Encoding`), `Expect`, `Upgrade`, `CONNECT`, a target that is not a
-//! path, an HTTP/2 prior-knowledge preface, or a head that is malformed or over the limits
+//! A request with a `Content-Length` body of at most 64 KiB ([`request::MAX_BODY`]) is read
+//! whole before the service is called (as nginx buffers request bodies), within the same
+//! timeout as its head, and handed over as a [`RequestBody::full`].
+//!
+//! Everything else is hyper's: the first request whose body is chunked or larger, or whose
+//! `Content-Length` is not one plain number, `Expect`, `Upgrade`, `CONNECT`, a target that is
+//! not a path, an HTTP/2 prior-knowledge preface, or a head that is malformed or over the limits
 //! (hyper answers those with its `400` or `431`). The connection is then handed to hyper's
 //! connection builder, with the bytes already read replayed in front of the socket, for the
 //! rest of its life.
@@ -34,7 +38,7 @@ use tower::ServiceExt;
 
 use super::drain::Watcher;
 use super::head_timer::{HeadTimer, Woken};
-use super::{HttpService, ResponseBody, WithPeer};
+use super::{HttpService, RequestBody, ResponseBody, WithPeer};
 use crate::proxy::BoxError;
 
 mod date;
@@ -103,6 +107,7 @@ where
         let Head {
             mut request,
             keep_alive,
+            ..
         } = match next_head(&mut stream, &mut buf, &timer, &limits, first).await {
             Next::Head(head) => head,
             Next::Hyper => {
@@ -172,8 +177,18 @@ async fn next_head(
                 }
             } else {
                 match request::parse(buf, limits.max_head, limits.max_headers) {
-                    Parsed::Request(head) => {
-                        if armed {
+                    Parsed::Request(mut head) => {
+                        if head.body > 0 {
+                            if !armed {
+                                timer.arm(limits.header_read_timeout);
+                            }
+                            if !read_body(stream, buf, timer, head.body).await {
+                                return Next::Close;
+                            }
+                            let body = RequestBody::full(buf.split_to(head.body).freeze());
+                            *head.request.body_mut() = body;
+                            timer.disarm();
+                        } else if armed {
                             timer.disarm();
                         }
                         return Next::Head(head);
@@ -189,27 +204,58 @@ async fn next_head(
         }
         let idle = buf.is_empty();
         buf.reserve(MIN_READ);
-        let mut read = pin!(stream.read_buf(buf));
-        let read = poll_fn(|cx| {
-            if let Poll::Ready(read) = read.as_mut().poll(cx) {
-                return Poll::Ready(Ok(read));
-            }
-            timer.poll_woken(cx, idle).map(Err)
-        })
-        .await;
-        match read {
-            Ok(Ok(0)) => return Next::Close,
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "reading a request head failed: closing the connection");
-                return Next::Close;
-            }
-            Err(Woken::Passed) => {
-                tracing::debug!("a request head is late: closing the connection");
-                return Next::Close;
-            }
-            // Signalled: the server drains.
-            Err(_) => return Next::Close,
+        if !read_more(stream, buf, timer, idle).await {
+            return Next::Close;
         }
+    }
+}
+
+/// Reads until `buf` holds `length` bytes of body; false when the connection is to close (the
+/// client closed it, or the body is late: the head's timeout covers a body read whole).
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    timer: &HeadTimer,
+    length: usize,
+) -> bool {
+    while buf.len() < length {
+        buf.reserve(length - buf.len());
+        if !read_more(stream, buf, timer, false).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// One read into `buf`, beside the connection's timer; false when the connection is to close:
+/// the end of the stream, a read error, the armed deadline passed, or (`idle`) the server
+/// drains.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    timer: &HeadTimer,
+    idle: bool,
+) -> bool {
+    let mut read = pin!(stream.read_buf(buf));
+    let read = poll_fn(|cx| {
+        if let Poll::Ready(read) = read.as_mut().poll(cx) {
+            return Poll::Ready(Ok(read));
+        }
+        timer.poll_woken(cx, idle).map(Err)
+    })
+    .await;
+    match read {
+        Ok(Ok(0)) => false,
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "reading a request failed: closing the connection");
+            false
+        }
+        Err(Woken::Passed) => {
+            tracing::debug!("a request head or body is late: closing the connection");
+            false
+        }
+        // Signalled: the server drains.
+        Err(_) => false,
     }
 }

@@ -17,12 +17,18 @@ const INLINE_HEADERS: usize = 100;
 /// `X-Request-Id`), so that they do not grow it.
 const REQUEST_ROOM: usize = 2;
 
+/// The largest request body the own path reads whole before calling the service (as nginx
+/// buffers request bodies); a larger one, or a chunked one, is hyper's to stream.
+pub(super) const MAX_BODY: u64 = 64 * 1024;
+
 /// A request head the own path serves.
 #[derive(Debug)]
 pub(super) struct Head {
     pub(super) request: Request<RequestBody>,
     /// Whether the client lets the connection carry another request after this one.
     pub(super) keep_alive: bool,
+    /// The length of the body that follows the head (at most [`MAX_BODY`]).
+    pub(super) body: usize,
 }
 
 /// What the front of the read buffer holds.
@@ -34,9 +40,9 @@ pub(super) enum Parsed {
     Request(Head),
     /// Not a whole head yet.
     Partial,
-    /// A request for hyper: a body, an upgrade, `Expect`, a target that is not a path, or a head
-    /// that is malformed or over the limits (hyper answers `400` or `431` for those). The buffer
-    /// is left as it was, to be replayed to hyper.
+    /// A request for hyper: a chunked body or one over [`MAX_BODY`], an upgrade, `Expect`, a
+    /// target that is not a path, or a head that is malformed or over the limits (hyper answers
+    /// `400` or `431` for those). The buffer is left as it was, to be replayed to hyper.
     Hyper,
 }
 
@@ -136,9 +142,11 @@ pub(super) fn parse(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> 
         Version::HTTP_10 => connection.keep_alive && !connection.close,
         _ => !connection.close,
     };
+    let body = usize::try_from(connection.length.unwrap_or(0)).unwrap_or(usize::MAX);
     Parsed::Request(Head {
         request,
         keep_alive,
+        body,
     })
 }
 
@@ -176,14 +184,28 @@ fn build(
 struct Connection {
     close: bool,
     keep_alive: bool,
+    /// The body's `Content-Length`.
+    length: Option<u64>,
 }
 
 impl Connection {
     /// Notes `name: value`; false when the request is one for hyper.
     fn allows(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if name == header::CONTENT_LENGTH {
-            // A body, or lengths hyper judges: only an explicit empty body stays.
-            return value == b"0";
+            // One plain decimal length, small enough to read whole; any other (a list, a
+            // repeated header, a sign) is hyper's to judge.
+            if self.length.is_some() || value.is_empty() || value.len() > 6 {
+                return false;
+            }
+            let mut length = 0u64;
+            for &digit in value {
+                if !digit.is_ascii_digit() {
+                    return false;
+                }
+                length = length * 10 + u64::from(digit - b'0');
+            }
+            self.length = Some(length);
+            return length <= MAX_BODY;
         }
         if name == header::TRANSFER_ENCODING || name == header::EXPECT || name == header::UPGRADE {
             return false;
@@ -231,6 +253,25 @@ mod tests {
     }
 
     #[test]
+    fn small_bodies_of_one_length_are_served() {
+        for (input, length) in [
+            (
+                &b"POST /p HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcGET"[..],
+                3,
+            ),
+            (b"PUT /p HTTP/1.1\r\nContent-Length: 65536\r\n\r\n", 65_536),
+            (b"GET / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", 0),
+        ] {
+            let (Parsed::Request(head), rest) = parse_all(input, 100) else {
+                panic!("not served: {input:?}")
+            };
+            assert_eq!(head.body, length, "{input:?}");
+            // The body stays in the buffer, for the connection to read whole.
+            assert!(input.ends_with(&rest), "{input:?}");
+        }
+    }
+
+    #[test]
     fn keep_alive_follows_the_version_and_connection() {
         for (input, keep) in [
             (&b"GET / HTTP/1.1\r\n\r\n"[..], true),
@@ -253,8 +294,13 @@ mod tests {
     #[test]
     fn requests_for_hyper_leave_the_buffer_whole() {
         for input in [
-            &b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"[..],
+            &b"POST / HTTP/1.1\r\ncontent-length: 65537\r\n\r\nabc"[..],
+            b"POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\ncontent-length: 3, 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\ncontent-length: 0003000\r\n\r\nabc",
             b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
             b"GET / HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0, 0\r\n\r\n",
             b"GET / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
