@@ -8,8 +8,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 /// The body of a request the [server](super) hands its service: hyper's [`Incoming`] when hyper
-/// read the request (a chunked or large body, HTTP/2, TLS), or the whole body the server's own
-/// HTTP/1.1 path read before calling the service (none, or a small `Content-Length` body).
+/// read the request (a chunked, large or late body, HTTP/2, TLS), or the whole body the server's
+/// own HTTP/1.1 path had with the head (none, or a small `Content-Length` body).
 ///
 /// ```
 /// use fluxgate_gateway::server::RequestBody;

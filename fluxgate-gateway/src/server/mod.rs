@@ -14,12 +14,12 @@
 //! Two paths serve a connection:
 //! - **the own HTTP/1.1 path** ([`ServerConfig::own_http1`], on by default) reads a plain
 //!   connection's requests without a body or with a `Content-Length` body of at most 64 KiB
-//!   (read whole, within the header-read timeout, before the service is called), calls the
-//!   service and writes the responses in the connection's own task, without hyper's
-//!   dispatcher: one read and one write per request when the response is ready. The first
-//!   request with a chunked or larger body, `Expect`, `Upgrade` or `CONNECT`, a target that is
-//!   not a path, an HTTP/2 preface, or a head that is malformed or over the limits hands the
-//!   connection to hyper, with the bytes read so far replayed, for the rest of its life;
+//!   that came whole with the head, calls the service and writes the responses in the
+//!   connection's own task, without hyper's dispatcher: one read and one write per request when
+//!   the response is ready. The first request with a chunked or larger body or one still on its
+//!   way, `Expect`, `Upgrade` or `CONNECT`, a target that is not a path, an HTTP/2 preface, or a
+//!   head that is malformed or over the limits hands the connection to hyper, with the bytes
+//!   read so far replayed, for the rest of its life;
 //! - **hyper-util's auto builder** serves the rest (HTTP/1.1 with bodies, HTTP/2 prior
 //!   knowledge (h2c), TLS with ALPN `h2` or `http/1.1`), and every connection when the own path
 //!   is off.

@@ -9,16 +9,17 @@
 //! connection closes. Requests come one after another on a keep-alive connection, pipelined
 //! ones included.
 //!
-//! A request with a `Content-Length` body of at most 64 KiB ([`request::MAX_BODY`]) is read
-//! whole before the service is called (as nginx buffers request bodies), within the same
-//! timeout as its head, and handed over as a [`RequestBody::full`].
+//! A request with a `Content-Length` body of at most 64 KiB ([`request::MAX_BODY`]) that came
+//! whole with its head (the common small `POST`) is served too, its body a
+//! [`RequestBody::full`]. The path never waits for a body: a service may answer before reading
+//! one (a refusal), so a body still on its way is hyper's to stream.
 //!
-//! Everything else is hyper's: the first request whose body is chunked or larger, or whose
-//! `Content-Length` is not one plain number, `Expect`, `Upgrade`, `CONNECT`, a target that is
-//! not a path, an HTTP/2 prior-knowledge preface, or a head that is malformed or over the limits
-//! (hyper answers those with its `400` or `431`). The connection is then handed to hyper's
-//! connection builder, with the bytes already read replayed in front of the socket, for the
-//! rest of its life.
+//! Everything else is hyper's: the first request whose body is chunked, larger, or not all
+//! there, or whose `Content-Length` is not one plain number, `Expect`, `Upgrade`, `CONNECT`, a
+//! target that is not a path, an HTTP/2 prior-knowledge preface, or a head that is malformed or
+//! over the limits (hyper answers those with its `400` or `431`). The connection is then
+//! handed to hyper's connection builder, with the bytes already read replayed in front of the
+//! socket, for the rest of its life.
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -179,16 +180,10 @@ async fn next_head(
                 match request::parse(buf, limits.max_head, limits.max_headers) {
                     Parsed::Request(mut head) => {
                         if head.body > 0 {
-                            if !armed {
-                                timer.arm(limits.header_read_timeout);
-                            }
-                            if !read_body(stream, buf, timer, head.body).await {
-                                return Next::Close;
-                            }
                             let body = RequestBody::full(buf.split_to(head.body).freeze());
                             *head.request.body_mut() = body;
-                            timer.disarm();
-                        } else if armed {
+                        }
+                        if armed {
                             timer.disarm();
                         }
                         return Next::Head(head);
@@ -208,23 +203,6 @@ async fn next_head(
             return Next::Close;
         }
     }
-}
-
-/// Reads until `buf` holds `length` bytes of body; false when the connection is to close (the
-/// client closed it, or the body is late: the head's timeout covers a body read whole).
-async fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    timer: &HeadTimer,
-    length: usize,
-) -> bool {
-    while buf.len() < length {
-        buf.reserve(length - buf.len());
-        if !read_more(stream, buf, timer, false).await {
-            return false;
-        }
-    }
-    true
 }
 
 /// One read into `buf`, beside the connection's timer; false when the connection is to close:

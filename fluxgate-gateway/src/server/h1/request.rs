@@ -17,8 +17,8 @@ const INLINE_HEADERS: usize = 100;
 /// `X-Request-Id`), so that they do not grow it.
 const REQUEST_ROOM: usize = 2;
 
-/// The largest request body the own path reads whole before calling the service (as nginx
-/// buffers request bodies); a larger one, or a chunked one, is hyper's to stream.
+/// The largest request body the own path serves, when it arrived whole with its head; a larger
+/// one, one still on its way, or a chunked one is hyper's to stream.
 pub(super) const MAX_BODY: u64 = 64 * 1024;
 
 /// A request head the own path serves.
@@ -27,7 +27,7 @@ pub(super) struct Head {
     pub(super) request: Request<RequestBody>,
     /// Whether the client lets the connection carry another request after this one.
     pub(super) keep_alive: bool,
-    /// The length of the body that follows the head (at most [`MAX_BODY`]).
+    /// The length of the body that follows the head in the buffer (at most [`MAX_BODY`]).
     pub(super) body: usize,
 }
 
@@ -40,7 +40,8 @@ pub(super) enum Parsed {
     Request(Head),
     /// Not a whole head yet.
     Partial,
-    /// A request for hyper: a chunked body or one over [`MAX_BODY`], an upgrade, `Expect`, a
+    /// A request for hyper: a chunked body, one over [`MAX_BODY`] or not all in the buffer, an
+    /// upgrade, `Expect`, a
     /// target that is not a path, or a head that is malformed or over the limits (hyper answers
     /// `400` or `431` for those). The buffer is left as it was, to be replayed to hyper.
     Hyper,
@@ -130,7 +131,13 @@ pub(super) fn parse(buf: &mut BytesMut, max_head: usize, max_headers: usize) -> 
         *span = Span::of(base, header.name.as_bytes(), header.value);
     }
     let head = buf.split_to(len).freeze();
-    let Some((request, connection)) = build(&head, target, spans, method, version) else {
+    let built = build(&head, target, spans, method, version);
+    // A body is served here only when it is all in the buffer already: waiting for it would
+    // keep a service that answers before reading a body (a refusal) from answering.
+    let arrived = |(_, connection): &(Request<RequestBody>, Connection)| {
+        usize::try_from(connection.length.unwrap_or(0)).is_ok_and(|length| length <= buf.len())
+    };
+    let Some((request, connection)) = built.filter(arrived) else {
         // A request for hyper after all: it gets the head back, whole, in front of the rest.
         let mut whole = BytesMut::with_capacity(head.len() + buf.len());
         whole.extend_from_slice(&head);
@@ -253,22 +260,27 @@ mod tests {
     }
 
     #[test]
-    fn small_bodies_of_one_length_are_served() {
-        for (input, length) in [
-            (
-                &b"POST /p HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcGET"[..],
-                3,
-            ),
-            (b"PUT /p HTTP/1.1\r\nContent-Length: 65536\r\n\r\n", 65_536),
+    fn small_bodies_are_served_only_when_they_came_whole() {
+        let mut big = b"PUT /p HTTP/1.1\r\nContent-Length: 65536\r\n\r\n".to_vec();
+        big.resize(big.len() + 65_536, b'x');
+        let served: [(&[u8], usize); 3] = [
+            (b"POST /p HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcGET", 3),
+            (&big, 65_536),
             (b"GET / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", 0),
-        ] {
+        ];
+        for (input, length) in served {
             let (Parsed::Request(head), rest) = parse_all(input, 100) else {
                 panic!("not served: {input:?}")
             };
             assert_eq!(head.body, length, "{input:?}");
-            // The body stays in the buffer, for the connection to read whole.
+            // The body stays in the buffer, for the connection to take.
             assert!(input.ends_with(&rest), "{input:?}");
         }
+        // Still on its way: hyper's, with the buffer whole.
+        let input = b"POST /p HTTP/1.1\r\ncontent-length: 4\r\n\r\nabc";
+        let (parsed, rest) = parse_all(input, 100);
+        assert!(matches!(parsed, Parsed::Hyper), "{parsed:?}");
+        assert_eq!(&rest[..], input);
     }
 
     #[test]
