@@ -154,8 +154,9 @@ async fn sweep(registry: Arc<Registry>, tick: Duration) {
     }
 }
 
-/// One object's deadline, made by a [`Sweeper`]; see the [module docs](self).
-#[derive(Debug)]
+/// One object's deadline, made by a [`Sweeper`]; see the [module docs](self). Clones share the
+/// deadline (the sweeper forgets it once every clone is dropped).
+#[derive(Debug, Clone)]
 pub struct Deadline {
     slot: Arc<Slot>,
 }

@@ -47,7 +47,7 @@ impl HeadTimers {
     /// The timer of a new connection (hyper's HTTP/1.1 builder takes it).
     pub(super) fn connection(&self) -> HeadTimer {
         HeadTimer {
-            deadline: std::sync::Arc::new(self.sweeper.deadline()),
+            deadline: self.sweeper.deadline(),
         }
     }
 
@@ -61,7 +61,7 @@ impl HeadTimers {
 /// A connection's timer: every sleep it makes arms the connection's one deadline.
 #[derive(Debug, Clone)]
 pub(super) struct HeadTimer {
-    deadline: std::sync::Arc<Deadline>,
+    deadline: Deadline,
 }
 
 /// The own HTTP/1.1 path arms and disarms the deadline itself, once per request head, and polls
@@ -101,7 +101,7 @@ impl Timer for HeadTimer {
         let armed = self.deadline.arm_at(Instant::from_std(deadline));
         Box::pin(HeadSleep {
             armed,
-            deadline: std::sync::Arc::clone(&self.deadline),
+            deadline: self.deadline.clone(),
         })
     }
 
@@ -124,7 +124,7 @@ impl Timer for HeadTimer {
 struct HeadSleep {
     /// The deadline as armed.
     armed: u64,
-    deadline: std::sync::Arc<Deadline>,
+    deadline: Deadline,
 }
 
 impl Future for HeadSleep {

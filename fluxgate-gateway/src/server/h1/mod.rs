@@ -50,6 +50,24 @@ mod rewind;
 use request::{Head, Parsed};
 use response::Exchange;
 
+/// The elements of a comma-separated header value (`Connection`, `Content-Length`), trimmed.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// `digits` as a decimal number: one or more ASCII digits (no sign, no space), and no overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |number, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
 /// The HTTP/2 prior-knowledge preface (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

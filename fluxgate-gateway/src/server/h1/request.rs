@@ -201,16 +201,9 @@ impl Connection {
         if name == header::CONTENT_LENGTH {
             // One plain decimal length, small enough to read whole; any other (a list, a
             // repeated header, a sign) is hyper's to judge.
-            if self.length.is_some() || value.is_empty() || value.len() > 6 {
+            let Some(length) = super::decimal(value).filter(|_| self.length.is_none()) else {
                 return false;
-            }
-            let mut length = 0u64;
-            for &digit in value {
-                if !digit.is_ascii_digit() {
-                    return false;
-                }
-                length = length * 10 + u64::from(digit - b'0');
-            }
+            };
             self.length = Some(length);
             return length <= MAX_BODY;
         }
@@ -218,8 +211,7 @@ impl Connection {
             return false;
         }
         if name == header::CONNECTION {
-            for token in value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in super::elements(value) {
                 if token.eq_ignore_ascii_case(b"upgrade") {
                     return false;
                 }

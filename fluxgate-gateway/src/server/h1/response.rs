@@ -289,8 +289,8 @@ impl Seen {
                     .length
                     .and_then(|length| add_length(length, value.as_bytes()));
             } else if name == header::CONNECTION {
-                seen.close |= (value.as_bytes().split(|&b| b == b','))
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+                seen.close |= super::elements(value.as_bytes())
+                    .any(|token| token.eq_ignore_ascii_case(b"close"));
             } else if name == header::DATE {
                 seen.date = true;
             }
@@ -302,20 +302,8 @@ impl Seen {
 /// `length` with the values of one `Content-Length` line: `Err` when one is not a number or
 /// they differ.
 fn add_length(mut length: Option<u64>, line: &[u8]) -> Result<Option<u64>, ()> {
-    for part in line.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() {
-            return Err(());
-        }
-        let mut number: u64 = 0;
-        for &digit in part {
-            if !digit.is_ascii_digit() {
-                return Err(());
-            }
-            number = (number.checked_mul(10))
-                .and_then(|n| n.checked_add(u64::from(digit - b'0')))
-                .ok_or(())?;
-        }
+    for part in super::elements(line) {
+        let number = super::decimal(part).ok_or(())?;
         if length.is_some_and(|seen| seen != number) {
             return Err(());
         }
