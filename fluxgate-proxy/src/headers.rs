@@ -94,22 +94,17 @@ impl Hop<'_> {
     }
 }
 
-/// Appends `item` to the comma-separated list `name`, keeping the items already there in front
-/// (several lines of it are joined into one).
-fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &[u8]) {
-    let mut values = headers.get_all(name).iter().peekable();
-    let value = if values.peek().is_none() {
-        HeaderValue::from_bytes(item)
-    } else {
-        let mut list = Vec::new();
-        for value in values {
-            list.extend_from_slice(value.as_bytes());
-            list.extend_from_slice(b", ");
-        }
-        list.extend_from_slice(item);
-        HeaderValue::from_bytes(&list)
-    };
-    if let Ok(value) = value {
+/// Appends an item, written by `item`, to the comma-separated list `name`, keeping the items
+/// already there in front (several lines of it are joined into one). The value is written once
+/// into the buffer that becomes the header value.
+fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: impl FnOnce(&mut Vec<u8>)) {
+    let mut list = Vec::new();
+    for value in headers.get_all(name) {
+        list.extend_from_slice(value.as_bytes());
+        list.extend_from_slice(b", ");
+    }
+    item(&mut list);
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(list)) {
         headers.insert(name, value);
     }
 }
@@ -122,7 +117,9 @@ pub(crate) fn add_x_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     headers.reserve(3);
     if let Some(peer) = hop.peer {
         let text = IpText::new(peer);
-        append_to_list(headers, &X_FORWARDED_FOR, text.as_bytes());
+        append_to_list(headers, &X_FORWARDED_FOR, |out| {
+            out.extend_from_slice(text.as_bytes());
+        });
     }
     // One lookup each: set when absent.
     headers
@@ -195,45 +192,47 @@ impl std::fmt::Write for IpText {
 /// an IPv6 address is bracketed and quoted (`for="[2001:db8::1]"`), an unknown peer is
 /// `for=unknown`, and a host that is not a token (a port's `:`) is quoted.
 pub(crate) fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
-    append_to_list(
-        headers,
-        &header::FORWARDED,
-        forwarded_element(hop).as_bytes(),
-    );
+    append_to_list(headers, &header::FORWARDED, |out| {
+        write_forwarded_element(hop, out);
+    });
 }
 
-/// This hop's `Forwarded` element (see [`append_forwarded`]).
-pub(crate) fn forwarded_element(hop: &Hop<'_>) -> String {
-    let mut element = String::from("for=");
+/// Writes this hop's `Forwarded` element (see [`append_forwarded`]) at the end of `out`.
+pub(crate) fn write_forwarded_element(hop: &Hop<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"for=");
     match hop.peer {
-        Some(IpAddr::V4(ip)) => element.push_str(&ip.to_string()),
-        Some(IpAddr::V6(ip)) => element.push_str(&format!("\"[{ip}]\"")),
-        None => element.push_str("unknown"),
+        Some(ip @ IpAddr::V4(_)) => out.extend_from_slice(IpText::new(ip).as_bytes()),
+        Some(ip @ IpAddr::V6(_)) => {
+            out.extend_from_slice(b"\"[");
+            out.extend_from_slice(IpText::new(ip).as_bytes());
+            out.extend_from_slice(b"]\"");
+        }
+        None => out.extend_from_slice(b"unknown"),
     }
-    element.push_str(";proto=");
-    element.push_str(hop.proto());
-    if let Some(host) = hop.host.and_then(|host| host.to_str().ok()) {
-        element.push_str(";host=");
-        push_token_or_quoted(&mut element, host);
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(hop.proto().as_bytes());
+    // A host with bytes that are not visible ASCII is left out: RFC 7239 has no way to write them.
+    if let Some(host) = hop.host.filter(|host| host.to_str().is_ok()) {
+        out.extend_from_slice(b";host=");
+        push_token_or_quoted(out, host.as_bytes());
     }
-    element
 }
 
 /// Pushes `value` as a token if it is one (RFC 9110 `tchar`s), otherwise as a quoted string.
-fn push_token_or_quoted(out: &mut String, value: &str) {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if !value.is_empty() && value.chars().all(is_tchar) {
-        out.push_str(value);
+fn push_token_or_quoted(out: &mut Vec<u8>, value: &[u8]) {
+    let is_tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    if !value.is_empty() && value.iter().all(is_tchar) {
+        out.extend_from_slice(value);
         return;
     }
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+    out.push(b'"');
+    for &c in value {
+        if c == b'"' || c == b'\\' {
+            out.push(b'\\');
         }
         out.push(c);
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -343,9 +342,9 @@ mod tests {
 
     #[test]
     fn quotes_what_is_not_a_token() {
-        let mut out = String::new();
-        push_token_or_quoted(&mut out, r#"a"b\c"#);
-        assert_eq!(out, r#""a\"b\\c""#);
+        let mut out = Vec::new();
+        push_token_or_quoted(&mut out, br#"a"b\c"#);
+        assert_eq!(out, br#""a\"b\\c""#);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Proxy`]: the forwarding service.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -132,7 +133,7 @@ impl Proxy {
     /// and query and the `Host` it asked for (its `Host` header, else its URI's authority).
     fn check(
         parts: &http::request::Parts,
-    ) -> Result<(&PathAndQuery, Option<HeaderValue>), &'static str> {
+    ) -> Result<(&PathAndQuery, Option<Cow<'_, HeaderValue>>), &'static str> {
         if parts.method == Method::CONNECT {
             return Err("CONNECT is not supported");
         }
@@ -142,12 +143,13 @@ impl Proxy {
         let host = match parts.headers.get(HOST) {
             Some(host) => {
                 Authority::try_from(host.as_bytes()).map_err(|_| "invalid Host header")?;
-                Some(host.clone())
+                Some(Cow::Borrowed(host))
             }
             None => parts
                 .uri
                 .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+                .map(Cow::Owned),
         };
         Ok((path_and_query, host))
     }
@@ -187,6 +189,8 @@ impl Proxy {
             upstream.origin_form(path_and_query)
         };
         let uri = uri.map_err(|_| "invalid request target")?;
+        // The client's map is changed below: the `Host` it asked for is kept apart.
+        let host = host.map(Cow::into_owned);
         let hop = Self::hop(extensions, host.as_ref());
         // gRPC needs `TE: trailers` upstream; other requests lose `TE` with the hop-by-hop headers.
         let trailers = grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers);
@@ -217,8 +221,8 @@ impl Proxy {
             method: &parts.method,
             prefix: self.inner.upstream.path_prefix(),
             path_and_query,
-            host: self.upstream_host(host.as_ref()),
-            hop: Self::hop(&parts.extensions, host.as_ref()),
+            host: self.upstream_host(host.as_deref()),
+            hop: Self::hop(&parts.extensions, host.as_deref()),
             forwarded: self.inner.config.forwarded,
             trailers: grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers),
         };

@@ -11,7 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 
 use crate::headers::{
-    Hop, HopByHop, IpText, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, forwarded_element,
+    Hop, HopByHop, IpText, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    write_forwarded_element,
 };
 
 /// What a request's upstream head is made of, besides the client's headers.
@@ -68,7 +69,9 @@ pub(crate) fn write_head(target: &Target<'_>, headers: &HeaderMap, out: &mut Vec
             &X_FORWARDED_FOR,
             headers,
             kept(&X_FORWARDED_FOR),
-            peer.as_bytes(),
+            |out| {
+                out.extend_from_slice(peer.as_bytes());
+            },
         );
     }
     if !proto_sent {
@@ -80,9 +83,10 @@ pub(crate) fn write_head(target: &Target<'_>, headers: &HeaderMap, out: &mut Vec
         line(out, &X_FORWARDED_HOST, &[host.as_bytes()]);
     }
     if target.forwarded {
-        let element = forwarded_element(hop);
         let name = &header::FORWARDED;
-        list(out, name, headers, kept(name), element.as_bytes());
+        list(out, name, headers, kept(name), |out| {
+            write_forwarded_element(hop, out);
+        });
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -95,8 +99,15 @@ fn line(out: &mut Vec<u8>, name: &HeaderName, parts: &[&[u8]]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The comma-separated list `name`: the client's values (when `kept`), then `item`, on one line.
-fn list(out: &mut Vec<u8>, name: &HeaderName, headers: &HeaderMap, kept: bool, item: &[u8]) {
+/// The comma-separated list `name`: the client's values (when `kept`), then what `item` writes,
+/// on one line.
+fn list(
+    out: &mut Vec<u8>,
+    name: &HeaderName,
+    headers: &HeaderMap,
+    kept: bool,
+    item: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     if kept {
@@ -105,7 +116,7 @@ fn list(out: &mut Vec<u8>, name: &HeaderName, headers: &HeaderMap, kept: bool, i
             out.extend_from_slice(b", ");
         }
     }
-    out.extend_from_slice(item);
+    item(out);
     out.extend_from_slice(b"\r\n");
 }
 
