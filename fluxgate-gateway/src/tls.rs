@@ -68,6 +68,9 @@ impl TlsAcceptor {
             rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey,
             other => TlsError::Pem(other.to_string()),
         })?;
+        // rustls 0.23.48 deprecates ring's provider (it has no post-quantum key exchange); FluxGate
+        // keeps ring, which builds with a C compiler alone (aws-lc-rs needs cmake).
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?

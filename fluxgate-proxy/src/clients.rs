@@ -80,6 +80,9 @@ impl ProxyClients {
             // Only when rustls refuses its own defaults: use the process-wide provider instead.
             tracing::warn!(%error, "TLS client configuration refused, using rustls' defaults");
             // An error only means a provider is installed already.
+            // rustls 0.23.48 deprecates ring's provider (it has no post-quantum key exchange); FluxGate
+            // keeps ring, which builds with a C compiler alone (aws-lc-rs needs cmake).
+            #[allow(deprecated)]
             let _ = rustls::crypto::ring::default_provider().install_default();
             ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore::empty())

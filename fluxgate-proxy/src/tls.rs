@@ -48,7 +48,11 @@ pub enum TlsError {
 
 /// The `ring` crypto provider, whatever the process-wide default is.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    // rustls 0.23.48 deprecates ring's provider (it has no post-quantum key exchange); FluxGate
+    // keeps ring, which builds with a C compiler alone (aws-lc-rs needs cmake).
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 /// Every certificate of a PEM text (for a server's chain, or the roots of [`client_config`]).

@@ -22,6 +22,9 @@ pub fn install_tls_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // An error only means a provider is installed already.
+        // rustls 0.23.48 deprecates ring's provider (it has no post-quantum key exchange); FluxGate
+        // keeps ring, which builds with a C compiler alone (aws-lc-rs needs cmake).
+        #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
