@@ -72,7 +72,7 @@ where
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = FrontFuture<S::Future>;
+    type Future = FrontFuture<Pin<Box<S::Future>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -105,7 +105,10 @@ where
                 // A body that is already complete cannot fail: nothing to watch.
                 let failed = (!request.body().is_end_stream()).then(BodyFailed::default);
                 let request = request.map(|body| ClientBody::new(body, failed.clone()));
-                let call = span.in_scope(|| self.inner.call(request));
+                // Boxed once here: the stack's future is large, and every wrapper above it (this
+                // one, the lifecycle's, the server's connection task) would otherwise move it
+                // again (about 460 instructions of `memcpy` per request, against one allocation).
+                let call = Box::pin(span.in_scope(|| self.inner.call(request)));
                 (Either::Right(call.instrument(span.clone())), failed)
             }
         };
