@@ -108,9 +108,11 @@ async fn redis_killed_and_restarted_mid_rollout() {
         .await
     );
     assert!(replicas[0].fleet().rollback_pending);
-    for replica in &replicas[1..] {
+    // Each keeps its own last known state: a step the lease holder wrote just before Redis
+    // went down may have reached one replica and not another, so b and c may differ.
+    for (replica, weight) in replicas.iter().zip(&before).skip(1) {
         assert_eq!(replica.phase(), Phase::Progressing);
-        assert_eq!(replica.snapshot().weight, before[1]);
+        assert_eq!(replica.snapshot().weight, *weight, "{before:?}");
     }
 
     // Back: the local rollback is published and every replica follows.
