@@ -8,7 +8,8 @@
 //! after it ([`Sweeper::tick_for`]: a tenth of the timeout, between 10 ms and 1 s). A sweeper can
 //! also [`signal`](Sweeper::signal) every deadline (a server's drain).
 //!
-//! Instants are tokio's (`tokio::time::Instant`), so deadlines follow a paused clock in tests.
+//! Times are [`Stamp`]s (a `tokio::time::Instant` converts to one), read as [`Stamp::now`] reads
+//! them: deadlines follow a paused clock in tests with this crate's `test-util` feature.
 //!
 //! ```
 //! use std::time::Duration;
@@ -30,7 +31,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use tokio::time::Instant;
 
 use crate::clock::Stamp;
 
@@ -130,7 +130,7 @@ async fn sweep(registry: Arc<Registry>, tick: Duration) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let now = stamp(Instant::now());
+        let now = stamp(Stamp::now());
         let mut slots = lock(&registry.slots);
         slots.retain(|slot| match slot.upgrade() {
             Some(slot) => {
@@ -164,13 +164,14 @@ pub struct Deadline {
 impl Deadline {
     /// Arms the deadline `timeout` from now (replacing any armed one).
     pub fn arm_in(&self, timeout: Duration) {
-        self.arm_at(Instant::now() + timeout);
+        // A stamp read directly: no `Instant` to convert.
+        self.arm_at(Stamp::now() + timeout);
     }
 
-    /// Arms the deadline at `at` (replacing any armed one); returns the value a later
-    /// [`disarm_if`](Self::disarm_if) takes.
-    pub fn arm_at(&self, at: Instant) -> u64 {
-        let nanos = stamp(at);
+    /// Arms the deadline at `at`, an `Instant` or a [`Stamp`] (replacing any armed one);
+    /// returns the value a later [`disarm_if`](Self::disarm_if) takes.
+    pub fn arm_at(&self, at: impl Into<Stamp>) -> u64 {
+        let nanos = stamp(at.into());
         self.slot.deadline.store(nanos, Ordering::Release);
         nanos
     }
@@ -213,8 +214,8 @@ impl Deadline {
 }
 
 /// `at` as a slot holds it: its stamp, never [`FIRED`] nor [`DISARMED`].
-fn stamp(at: Instant) -> u64 {
-    Stamp::from(at).nanos().clamp(FIRED + 1, DISARMED - 1)
+fn stamp(at: Stamp) -> u64 {
+    at.nanos().clamp(FIRED + 1, DISARMED - 1)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -225,6 +226,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::task::{Wake, Waker};
+
+    use tokio::time::Instant;
 
     use super::*;
 

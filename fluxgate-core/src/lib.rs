@@ -12,6 +12,8 @@
 //! - [`window`], [`quantile`], [`ewma`]: counts, latency quantiles and moving averages over time;
 //! - [`outcome`]: how a response or an error is classified (success, failure, overload);
 //! - [`key`]: how a request is turned into a rate-limit or stickiness key;
+//! - [`host`]: a `Host` header checked in place, without building a URI; [`arena`]: header
+//!   values written per request without an allocation each;
 //! - [`api`]: the JSON documents of a gateway's admin API (`/api/status`), shared by the server
 //!   and `fluxctl`;
 //! - [`task`]: [`TaskHandle`](task::TaskHandle), the one lifecycle of every background task
@@ -19,9 +21,11 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+pub mod arena;
 pub mod clock;
 pub mod deadline;
 pub mod ewma;
+pub mod host;
 pub mod key;
 pub mod outcome;
 pub mod policy;

@@ -33,8 +33,13 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client id kept, in bytes.
 pub const MAX_LEN: usize = 128;
 
-/// The random half of generated ids, drawn once per process.
-static PREFIX: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(std::process::id()));
+/// The random half of generated ids, drawn once per process, and its 16 hex digits.
+static PREFIX: LazyLock<(u64, [u8; 16])> = LazyLock::new(|| {
+    let prefix = RandomState::new().hash_one(std::process::id());
+    let mut text = [0u8; 16];
+    hex(&mut text, prefix);
+    (prefix, text)
+});
 
 /// The counting half of generated ids: handed to threads in blocks of [`BLOCK`], which each
 /// counts through on its own (one shared counter written by every serving thread per request
@@ -67,15 +72,19 @@ fn next_number() -> u64 {
 pub struct RequestId(HeaderValue);
 
 impl RequestId {
-    /// A new id.
+    /// A new id (its text in a block this thread shares between ids: no allocation per id,
+    /// see [`fluxgate_core::arena`]).
     #[must_use]
     pub fn generate() -> Self {
         let n = next_number();
         let mut text = [0u8; 32];
-        hex(&mut text[..16], *PREFIX);
+        text[..16].copy_from_slice(&PREFIX.1);
         hex(&mut text[16..], n);
         // Hex digits are always a valid header value.
-        Self(HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0")))
+        Self(
+            fluxgate_core::arena::header_value(&text)
+                .unwrap_or_else(|_| HeaderValue::from_static("0")),
+        )
     }
 
     /// The id of a request with `headers`: the client's when valid, otherwise a new one, which
@@ -142,7 +151,7 @@ mod tests {
     #[test]
     fn generated_ids_are_the_prefix_then_the_counter_in_hex() {
         let id = RequestId::generate();
-        let expected = format!("{:016x}", *PREFIX);
+        let expected = format!("{:016x}", PREFIX.0);
         assert_eq!(id.as_str()[..16], expected);
         assert!(
             id.as_str()[16..]

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::HOST;
-use http::uri::Authority;
 use http::{Request, Version};
 
 use crate::watched::{End, Watched, Watcher};
@@ -42,7 +41,7 @@ pub fn check_head<B>(request: &Request<B>) -> Result<(), &'static str> {
         if host.as_bytes().contains(&b'@') {
             return Err("userinfo in the Host header");
         }
-        if Authority::try_from(host.as_bytes()).is_err() {
+        if !fluxgate_core::host::is_host(host.as_bytes()) {
             return Err("invalid Host header");
         }
     } else if request.version() == Version::HTTP_11 && request.uri().authority().is_none() {

@@ -214,15 +214,15 @@ impl Http1Pool {
         outgoing: Outgoing,
         timeout: Duration,
     ) -> Result<Response<ProxyBody>, SendError> {
-        let now = tokio::time::Instant::now();
-        // `Duration::MAX` (no deadline) as some thirty years, as tokio's far future.
-        let deadline = (now.checked_add(timeout))
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        // A stamp, read once: the exchange's deadline is a number (`Duration::MAX`, no
+        // deadline, saturates to the far end of the clock).
+        let deadline = Stamp::now() + timeout;
         loop {
             let (mut conn, reused) = match checkout(&self.conns, Conn::is_idle) {
                 Some(conn) => (conn, true),
                 None => {
-                    let connecting = tokio::time::timeout_at(deadline, self.connect_tcp());
+                    let left = deadline.saturating_since(Stamp::now());
+                    let connecting = tokio::time::timeout(left, self.connect_tcp());
                     let Ok(stream) = connecting.await else {
                         let error = Http1Error::TimedOut;
                         return Err(SendError::Exchange { error, sent: false });

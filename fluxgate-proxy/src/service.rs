@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fluxgate_balance::RetryableRequest;
 use http::header::{HOST, HeaderMap, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use tower_service::Service;
@@ -142,7 +142,9 @@ impl Proxy {
         };
         let host = match parts.headers.get(HOST) {
             Some(host) => {
-                Authority::try_from(host.as_bytes()).map_err(|_| "invalid Host header")?;
+                if !fluxgate_core::host::is_host(host.as_bytes()) {
+                    return Err("invalid Host header");
+                }
                 Some(Cow::Borrowed(host))
             }
             None => parts
@@ -215,7 +217,8 @@ impl Proxy {
 
     /// The upstream head of a request without a body for the own exchange: the rewrite of
     /// [`prepare`](Self::prepare), written from the client's head without changing it.
-    fn outgoing(&self, parts: &http::request::Parts) -> Result<Outgoing, &'static str> {
+    /// `grpc`: whether the request is gRPC ([`grpc::is_grpc`], already asked by the caller).
+    fn outgoing(&self, parts: &http::request::Parts, grpc: bool) -> Result<Outgoing, &'static str> {
         let (path_and_query, host) = Self::check(parts)?;
         let target = Target {
             method: &parts.method,
@@ -224,7 +227,7 @@ impl Proxy {
             host: self.upstream_host(host.as_deref()),
             hop: Self::hop(&parts.extensions, host.as_deref()),
             forwarded: self.inner.config.forwarded,
-            trailers: grpc::is_grpc(&parts.headers) && headers::wants_trailers(&parts.headers),
+            trailers: grpc && headers::wants_trailers(&parts.headers),
         };
         Ok(Outgoing::new(&target, &parts.headers))
     }
@@ -244,7 +247,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let timeout = if grpc::is_grpc(request.headers()) {
+        let grpc = grpc::is_grpc(request.headers());
+        let timeout = if grpc {
             // No deadline without grpc-timeout: tokio's timeout takes Duration::MAX as never.
             grpc::timeout(request.headers()).unwrap_or(Duration::MAX)
         } else {
@@ -264,7 +268,7 @@ where
         {
             let pool = Arc::clone(pool);
             let authority = self.inner.upstream.authority().clone();
-            return match self.outgoing(&parts) {
+            return match self.outgoing(&parts, grpc) {
                 Ok(outgoing) => {
                     let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
                     let request = Request::from_parts(parts, body);

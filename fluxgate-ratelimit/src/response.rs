@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, InvalidHeaderValue, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 
 use crate::quota::ceil_secs;
@@ -71,7 +71,8 @@ impl StateCache {
     /// `"name";r=REMAINING;t=RESET`.
     pub(crate) fn get(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
         if remaining >= CACHED_REMAINING || !(1..=CACHED_RESETS).contains(&reset_secs) {
-            return self.format(remaining, reset_secs);
+            // Lives as long as the response: in the thread's shared block.
+            return self.format(remaining, reset_secs, fluxgate_core::arena::header_value);
         }
         let table = self.table.get_or_init(|| {
             let len = (CACHED_REMAINING as usize) * (CACHED_RESETS as usize);
@@ -80,18 +81,24 @@ impl StateCache {
         let at = (reset_secs as usize - 1) * CACHED_REMAINING as usize + remaining as usize;
         match table.get(at) {
             Some(slot) => slot
-                .get_or_init(|| self.format(remaining, reset_secs))
+                // Kept for the limit's life: in a buffer of its own.
+                .get_or_init(|| self.format(remaining, reset_secs, HeaderValue::from_bytes))
                 .clone(),
-            None => self.format(remaining, reset_secs),
+            None => self.format(remaining, reset_secs, HeaderValue::from_bytes),
         }
     }
 
     /// Writes the value without `fmt` (this runs per admitted response when `remaining` is
-    /// large): the prefix, then the two numbers' digits.
-    fn format(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
+    /// large): the prefix, then the two numbers' digits, made a value by `value`.
+    fn format(
+        &self,
+        remaining: u32,
+        reset_secs: u64,
+        value: fn(&[u8]) -> Result<HeaderValue, InvalidHeaderValue>,
+    ) -> HeaderValue {
         let mut buf = [0u8; 320];
         let value = write_state(&mut buf, &self.prefix, remaining, reset_secs)
-            .and_then(|end| HeaderValue::from_bytes(buf.get(..end)?).ok());
+            .and_then(|end| value(buf.get(..end)?).ok());
         value.unwrap_or_else(|| HeaderValue::from_static("\"limit\";r=0;t=1"))
     }
 }

@@ -81,7 +81,14 @@ where
                 },
             };
         }
-        let request: ProxyRequest = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let request: ProxyRequest = request.map(|body| {
+            if body.is_end_stream() {
+                // Most requests: an empty box, which allocates nothing (its body is zero-sized).
+                ProxyBody::default()
+            } else {
+                body.map_err(Into::into).boxed_unsync()
+            }
+        });
         let grpc = grpc::is_grpc(request.headers());
         GatewayFuture {
             state: State::Stack {

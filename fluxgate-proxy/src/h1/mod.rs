@@ -39,11 +39,11 @@ use std::task::{Context, Poll, Waker};
 use std::sync::Weak;
 
 use bytes::BytesMut;
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::deadline::Deadline;
 use http::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 pub(crate) use body::Http1Body;
 pub use drive::read_response;
@@ -144,7 +144,7 @@ impl Conn {
         &mut self,
         request_head: &[u8],
         head_request: bool,
-        deadline: Instant,
+        deadline: Stamp,
     ) -> Result<Head, Failed> {
         self.deadline.arm_at(deadline);
         let result = self.exchange_armed(request_head, head_request).await;
