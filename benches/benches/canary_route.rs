@@ -9,7 +9,9 @@
 //! The split accuracy (100k requests at weight 10 within 0.5pp) is a test:
 //! `fluxgate-canary/tests/split.rs`.
 //!
-//! Run with `cargo bench -p fluxgate-benches --bench canary_route`.
+//! Run with `cargo bench -p fluxgate-benches --bench canary_route`; on a noisy machine,
+//! `BENCH_PAIRED=20000 cargo bench -p fluxgate-benches --bench canary_route` times the pairs in
+//! alternating blocks instead and prints the median ratio (see `paired`).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -21,6 +23,7 @@ use std::task::{Context, Poll, Waker};
 use criterion::{BatchSize, Criterion, criterion_group};
 use fluxgate_benches::CALLGRIND_OPS;
 use fluxgate_canary::Canary;
+use fluxgate_core::clock::Stamp;
 use fluxgate_core::key::fnv1a;
 use fluxgate_core::policy::{CompiledCanary, CompiledPolicy, parse_policies};
 use http::{Request, Response};
@@ -91,13 +94,15 @@ fn client() -> Request<()> {
     request(Some(("x-client-id", "client-4711")))
 }
 
-/// Every variant: tower's `Steer` for each case, then the canary router.
+/// Every variant, in pairs: tower's `Steer` for a case, then the canary router for it (criterion
+/// measures them one after the other, so a slow spell of the machine is less likely to fall
+/// between the two it compares; [`paired`] interleaves them).
 fn variants() -> Vec<Variant> {
-    let mut out = Vec::new();
+    let mut steers = Vec::new();
     let mut steer = Steer::new([Trivial, Trivial], |r: &Request<()>, _: &[Trivial]| {
         usize::from(r.headers().get("x-canary").is_some_and(|v| v == "true"))
     });
-    out.push(Variant {
+    steers.push(Variant {
         id: "steer_header",
         route: Box::new(move |r| route(&mut steer, r)),
         request: matched,
@@ -107,7 +112,7 @@ fn variants() -> Vec<Variant> {
         counter.set(counter.get() + 1);
         usize::from(counter.get().is_multiple_of(10))
     });
-    out.push(Variant {
+    steers.push(Variant {
         id: "steer_weighted",
         route: Box::new(move |r| route(&mut steer, r)),
         request: plain,
@@ -119,7 +124,7 @@ fn variants() -> Vec<Variant> {
             .map_or(&b""[..], |v| v.as_bytes());
         usize::from(fnv1a(key) % 100 < 10)
     });
-    out.push(Variant {
+    steers.push(Variant {
         id: "steer_sticky",
         route: Box::new(move |r| route(&mut steer, r)),
         request: client,
@@ -137,7 +142,9 @@ fn variants() -> Vec<Variant> {
             client,
         ),
     ];
-    for (id, spec, request) in cases {
+    let mut out = Vec::new();
+    for (steer, (id, spec, request)) in steers.into_iter().zip(cases) {
+        out.push(steer);
         let (mut canary, judge) = Canary::new(Trivial, Trivial, compiled(spec)).unwrap();
         out.push(Variant {
             id,
@@ -181,11 +188,75 @@ fn callgrind(id: &str) {
     println!("{id}: {CALLGRIND_OPS} requests");
 }
 
+/// Requests per timed block of [`paired`]: few enough that they are still in the cache when
+/// routed, as in criterion's small batches (10,000 made up front would be routed from memory,
+/// a cost that both sides pay and that would hide their difference).
+const BLOCK: usize = 100;
+
+/// Nanoseconds per request of routing one block of fresh requests through `variant` (the
+/// requests are made before the clock starts; their drop is timed, as in the criterion bench).
+fn time_block(variant: &mut Variant) -> f64 {
+    let requests: Vec<_> = (0..BLOCK).map(|_| (variant.request)()).collect();
+    let start = Stamp::now();
+    for request in requests {
+        black_box((variant.route)(request));
+    }
+    Stamp::now().nanos_since(start) as f64 / BLOCK as f64
+}
+
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Interleaved timing for noisy machines (`BENCH_PAIRED=<blocks>`): for each case, blocks of
+/// [`BLOCK`] requests alternate between `Steer` and the canary (which goes first alternates
+/// too), so a slow spell of the machine falls on both; prints each side's median time per
+/// request over the blocks and the median and quartiles of the block pairs' ratios.
+fn paired(blocks: usize) {
+    let mut variants = variants();
+    for pair in variants.chunks_exact_mut(2) {
+        let [steer, canary] = pair else {
+            unreachable!("chunks of two")
+        };
+        for _ in 0..3 {
+            time_block(steer);
+            time_block(canary);
+        }
+        let (mut steer_ns, mut canary_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for block in 0..blocks {
+            let (s, c) = if block % 2 == 0 {
+                let s = time_block(steer);
+                (s, time_block(canary))
+            } else {
+                let c = time_block(canary);
+                (time_block(steer), c)
+            };
+            steer_ns.push(s);
+            canary_ns.push(c);
+            ratios.push(c / s);
+        }
+        let ratio = median(&mut ratios);
+        let (low, high) = (ratios[blocks / 4], ratios[blocks * 3 / 4]);
+        println!(
+            "{:<13} steer {:6.1} ns  canary {:6.1} ns  ratio {ratio:.2} (quartiles {low:.2}-{high:.2}, {blocks} block pairs of {BLOCK})",
+            canary.id,
+            median(&mut steer_ns),
+            median(&mut canary_ns),
+        );
+    }
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     if let Some(variant) = fluxgate_benches::callgrind_variant() {
         callgrind(&variant);
+        return;
+    }
+    if let Ok(blocks) = std::env::var("BENCH_PAIRED") {
+        paired(blocks.parse().unwrap_or(20_000).max(4));
         return;
     }
     benches();
