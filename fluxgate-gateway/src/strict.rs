@@ -102,6 +102,9 @@ mod tests {
         assert!(check_head(&with_hosts(&["u:p@a.example"])).is_err());
         assert!(check_head(&with_hosts(&["a.example/x"])).is_err());
         assert!(check_head(&with_hosts(&[""])).is_err());
+        // Stricter than `http`'s `Authority`, which takes both.
+        assert!(check_head(&with_hosts(&["a.example:http"])).is_err());
+        assert!(check_head(&with_hosts(&["[not-an-address]"])).is_err());
         let absolute = Request::get("http://u@a.example/").body(()).unwrap();
         assert!(check_head(&absolute).is_err());
         let mut no_host = Request::new(());
