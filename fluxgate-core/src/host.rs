@@ -43,15 +43,10 @@ pub fn is_host(value: &[u8]) -> bool {
     }
     // A registered name or IPv4 address, in one pass: it has no `:`, so the first one starts
     // the port.
-    let mut i = 0;
-    while let Some(&b) = value.get(i) {
-        if NAME[usize::from(b)] {
-            i += 1;
-        } else {
-            return i > 0 && b == b':' && is_port(&value[i..]);
-        }
+    match value.iter().position(|&b| !NAME[usize::from(b)]) {
+        None => !value.is_empty(),
+        Some(end) => end > 0 && is_port(&value[end..]),
     }
-    i > 0
 }
 
 /// Nothing, or `:` and digits (RFC 3986's `port = *DIGIT`).

@@ -84,7 +84,7 @@ impl StateCache {
                 // Kept for the limit's life: in a buffer of its own.
                 .get_or_init(|| self.format(remaining, reset_secs, HeaderValue::from_bytes))
                 .clone(),
-            None => self.format(remaining, reset_secs, HeaderValue::from_bytes),
+            None => self.format(remaining, reset_secs, fluxgate_core::arena::header_value),
         }
     }
 
