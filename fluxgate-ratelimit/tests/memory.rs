@@ -63,7 +63,7 @@ async fn a_flood_of_keys_is_capped_and_spares_known_clients() {
                     == 200,
             );
         }
-        // Each of the 64 shards holds at most 16 keys, plus the overflow bucket.
+        // Each of the 16 shards holds at most 64 keys, plus the overflow bucket.
         assert!(
             store.key_count() <= 1024 + 1,
             "{algorithm:?}: {} keys",
@@ -90,5 +90,32 @@ async fn a_flood_of_keys_is_capped_and_spares_known_clients() {
             200
         );
         assert!(store.evicted_count() > 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_small_store_holds_every_key_up_to_its_maximum() {
+    for algorithm in [LimitAlgorithm::Gcra, LimitAlgorithm::SlidingWindow] {
+        let store = LocalStore::builder().max_keys(64).build();
+        let layer = layer(&store, algorithm);
+        let (mut svc, _) = service(&layer);
+        // 64 keys, each with its own bucket: each gets its whole burst of 2, whatever its hash.
+        for i in 0..64 {
+            let key = format!("k{i}");
+            for n in 0..2 {
+                let req = with_header("192.0.2.1:1", "x-api-key", key.as_bytes());
+                assert_eq!(
+                    status(&mut svc, req).await,
+                    200,
+                    "{algorithm:?}: {key} #{n}"
+                );
+            }
+        }
+        assert_eq!(store.key_count(), 64, "{algorithm:?}");
+        // The 65th and 66th new keys share the overflow bucket (burst 2): the third is refused.
+        for (key, want) in [("new-1", 200), ("new-2", 200), ("new-3", 429)] {
+            let req = with_header("192.0.2.1:1", "x-api-key", key.as_bytes());
+            assert_eq!(status(&mut svc, req).await, want, "{algorithm:?}: {key}");
+        }
     }
 }

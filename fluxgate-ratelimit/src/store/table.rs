@@ -11,7 +11,11 @@ use governor::state::StateStore;
 
 use super::local::Clock;
 
-const SHARDS: usize = 64;
+/// The most shards a table splits into.
+const MAX_SHARDS: usize = 64;
+/// The fewest keys a shard is sized for: a table has as many shards as keep each at least this
+/// big, so that keys spread unevenly over shards do not fill one long before the table is full.
+pub(crate) const MIN_PER_SHARD: usize = 64;
 /// The key standing for every new key once a table is full.
 pub(crate) const OVERFLOW: u64 = 0;
 
@@ -42,6 +46,15 @@ impl Hasher for PassThrough {
     }
 }
 
+/// How many shards hold `max_keys` (a power of two, at most `max`, each shard sized for at least
+/// [`MIN_PER_SHARD`] keys) and the shift that takes a hash to its shard.
+pub(crate) fn shards_for(max_keys: usize, max: usize) -> (usize, u32) {
+    let wanted = (max_keys / MIN_PER_SHARD).clamp(1, max.max(1));
+    // The largest power of two not above `wanted`.
+    let count = 1_usize << (usize::BITS - 1 - wanted.leading_zeros());
+    (count, 64 - count.trailing_zeros())
+}
+
 type Map = HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>;
 
 #[derive(Debug, Default)]
@@ -54,6 +67,8 @@ struct Shard {
 #[derive(Debug)]
 pub(crate) struct Table {
     shards: Box<[Shard]>,
+    /// `64 - log2(shards.len())`: a key's shard is its top bits.
+    shift: u32,
     per_shard: usize,
     idle: Idle,
     clock: Clock,
@@ -66,9 +81,11 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new(max_keys: usize, idle: Idle, clock: Clock, sweep_every: u64) -> Self {
         let origin = clock.nanos();
+        let (count, shift) = shards_for(max_keys, MAX_SHARDS);
         Self {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            shards: (0..count).map(|_| Shard::default()).collect(),
+            shift,
+            per_shard: max_keys.div_ceil(count).max(1),
             idle,
             clock,
             origin: AtomicU64::new(origin.as_u64()),
@@ -90,8 +107,8 @@ impl Table {
     }
 
     fn shard(&self, key: u64) -> &Shard {
-        let i = (key >> 58) as usize % SHARDS;
-        &self.shards[i]
+        let i = usize::try_from(key.checked_shr(self.shift).unwrap_or(0)).unwrap_or(0);
+        &self.shards[i % self.shards.len()]
     }
 
     fn read(shard: &Shard) -> RwLockReadGuard<'_, Map> {
@@ -230,5 +247,21 @@ impl StateStore for GcraState {
         self.0.update(*key, |state| {
             f(state.map(Nanos::from)).map(|(value, tat)| (value, tat.as_u64()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shards_for;
+
+    #[test]
+    fn shards_leave_each_room_for_at_least_64_keys() {
+        assert_eq!(shards_for(64, 64), (1, 64));
+        assert_eq!(shards_for(127, 64), (1, 64));
+        assert_eq!(shards_for(128, 64), (2, 63));
+        assert_eq!(shards_for(1024, 64), (16, 60));
+        assert_eq!(shards_for(100_000, 64), (64, 58));
+        assert_eq!(shards_for(100_000, 16), (16, 60));
+        assert_eq!(shards_for(0, 64), (1, 64));
     }
 }

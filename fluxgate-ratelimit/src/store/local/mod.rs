@@ -32,6 +32,9 @@ type LimiterId = (String, LimitAlgorithm, (u64, u32));
 /// so clients cannot aim at each other's buckets. Idle keys (whose state equals a new key's, so
 /// removing them changes no decision) are swept out of a full shard of the table, at most once per
 /// [`sweep_interval`](LocalStoreBuilder::sweep_interval), and by [`evict_idle`](Self::evict_idle).
+/// A table splits into as many shards (up to 64) as leave each room for at least 64 keys, so a
+/// small table is one shard that holds exactly `max_keys`, and a large one fills evenly enough
+/// that its shards fill near the maximum together.
 /// **At the maximum**, a new key that finds no idle key to replace shares one overflow bucket
 /// (at the limit's quota) with every other such key until room is made: known clients keep their
 /// own buckets and speed, and a flood of new keys is limited as one client.

@@ -9,9 +9,10 @@ use std::time::Duration;
 use super::Params;
 use crate::quota::{MAX_WINDOW_COUNT, Window, WindowDecision, decide_window};
 use crate::store::Outcome;
-use crate::store::table::PassThrough;
+use crate::store::table::{PassThrough, shards_for};
 
-const SHARDS: usize = 16;
+/// The most shards a table splits into.
+const MAX_SHARDS: usize = 16;
 const EPOCH_BITS: u64 = (1 << 24) - 1;
 
 /// Units pushed to Redis: `(window number, previous window's, that window's)` (GCRA: units last).
@@ -42,6 +43,8 @@ type Map = HashMap<u64, Entry, BuildHasherDefault<PassThrough>>;
 #[derive(Debug)]
 pub(crate) struct Table {
     shards: Box<[Mutex<Map>]>,
+    /// `64 - log2(shards.len())`: a key's shard is its top bits.
+    shift: u32,
     per_shard: usize,
 }
 
@@ -54,15 +57,17 @@ pub(crate) enum Local {
 
 impl Table {
     pub(crate) fn new(max_keys: usize) -> Self {
+        let (count, shift) = shards_for(max_keys, MAX_SHARDS);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            shards: (0..count).map(|_| Mutex::default()).collect(),
+            shift,
+            per_shard: max_keys.div_ceil(count).max(1),
         }
     }
 
     pub(crate) fn shard(&self, hash: u64) -> MutexGuard<'_, Map> {
-        let i = usize::try_from(hash >> 60).unwrap_or(0) % SHARDS;
-        self.shards[i]
+        let i = usize::try_from(hash.checked_shr(self.shift).unwrap_or(0)).unwrap_or(0);
+        self.shards[i % self.shards.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
