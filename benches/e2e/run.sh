@@ -5,7 +5,8 @@
 # hyper-util pooled proxy (e2e_hyper_proxy: the floor of a naive Rust proxy), and through
 # FluxGate's gateway (the fluxgate binary, release build, the seed policy with a rate limit high
 # enough never to refuse). GATEWAY_ARGS adds options to the gateway (e.g. "--workers 2");
-# BEFORE=/path/to/an/older/fluxgate adds that binary as a fifth target ("before").
+# BEFORE=/path/to/an/older/fluxgate adds that binary as a fifth target ("before"). BODY=<bytes>
+# makes every request a POST with a JSON body of that many bytes (a wrk script), for all targets.
 #
 # Run from anywhere: `bash benches/e2e/run.sh`. Knobs (environment): THREADS (2), CONNECTIONS
 # (50), DURATION (15s), REPS (3), BASE_PORT (18001: upstream, +1 nginx, +2 gateway, +3 admin).
@@ -98,15 +99,29 @@ to_ms() {
         printf "%.3f", n }'
 }
 
+# With BODY: one wrk script for every target, a POST of BODY bytes (wrk adds Content-Length).
+WRK_SCRIPT=()
+if [ -n "${BODY:-}" ]; then
+    cat >"$WORK/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"data":"' .. string.rep("x", math.max(0, $BODY - 11)) .. '"}'
+EOF
+    WRK_SCRIPT=(-s "$WORK/post.lua")
+    echo "== every request a POST with a ${BODY}-byte body"
+fi
+
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
 echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $REPS repetitions, interleaved"
-for name in "${ORDER[@]}"; do wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${URL[$name]}" >/dev/null; done
+for name in "${ORDER[@]}"; do
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${WRK_SCRIPT[@]}" "${URL[$name]}" >/dev/null
+done
 RSS_START=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 
 results="$WORK/results.tsv"
 for rep in $(seq 1 "$REPS"); do
     for name in "${ORDER[@]}"; do
-        out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${URL[$name]}")"
+        out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_SCRIPT[@]}" "${URL[$name]}")"
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
         p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")

@@ -6,8 +6,9 @@
 //! a connect-or-checkout race. A [`Proxy`](crate::Proxy) speaks to one upstream, so its pool is
 //! two stacks of idle connections and nothing more, one pool per serving worker, the most
 //! recently used connection first (its buffers are warm), idle connections closed after 90s:
-//! the connections of the proxy's own exchange ([`crate::h1`]) for requests without a body, and
-//! hyper's HTTP/1 client connections (`hyper::client::conn::http1`) for requests with one.
+//! the connections of the proxy's own exchange ([`crate::h1`]) for requests without a body or
+//! with a small one already in memory, and hyper's HTTP/1 client connections
+//! (`hyper::client::conn::http1`) for requests whose body streams.
 //!
 //! A connection goes back to the pool when its response body has been read to the end; a body
 //! dropped before that closes it (the rest of the response would be read into the next one).
@@ -207,8 +208,8 @@ impl Http1Pool {
         Ok(sender)
     }
 
-    /// The own exchange of a request without a body, whose upstream head is `outgoing`, over an
-    /// idle connection or a new one.
+    /// The own exchange of a request without a body or with a whole one, whose upstream head
+    /// (and body) is `outgoing`, over an idle connection or a new one.
     pub(crate) async fn exchange(
         self: Arc<Self>,
         outgoing: Outgoing,

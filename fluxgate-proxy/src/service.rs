@@ -12,11 +12,13 @@ use fluxgate_balance::RetryableRequest;
 use http::header::{HOST, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::clients::{ProxyClient, proxy_client};
 use crate::future::{GiveBack, PooledSend, ResponseFuture};
+use crate::h1::whole::Taken;
 use crate::h1::{self, Outgoing, request::Target};
 use crate::headers::{self, Hop};
 use crate::pool::Http1Pool;
@@ -215,10 +217,16 @@ impl Proxy {
         Ok(Request::from_parts(parts, body))
     }
 
-    /// The upstream head of a request without a body for the own exchange: the rewrite of
-    /// [`prepare`](Self::prepare), written from the client's head without changing it.
-    /// `grpc`: whether the request is gRPC ([`grpc::is_grpc`], already asked by the caller).
-    fn outgoing(&self, parts: &http::request::Parts, grpc: bool) -> Result<Outgoing, &'static str> {
+    /// The upstream head of a request for the own exchange, with its whole `body` (empty: none)
+    /// behind it: the rewrite of [`prepare`](Self::prepare), written from the client's head
+    /// without changing it. `grpc`: whether the request is gRPC ([`grpc::is_grpc`], already asked
+    /// by the caller).
+    fn outgoing(
+        &self,
+        parts: &http::request::Parts,
+        grpc: bool,
+        body: &[u8],
+    ) -> Result<Outgoing, &'static str> {
         let (path_and_query, host) = Self::check(parts)?;
         let target = Target {
             method: &parts.method,
@@ -229,7 +237,7 @@ impl Proxy {
             forwarded: self.inner.config.forwarded,
             trailers: grpc && headers::wants_trailers(&parts.headers),
         };
-        Ok(Outgoing::new(&target, &parts.headers))
+        Ok(Outgoing::new(&target, &parts.headers, body))
     }
 }
 
@@ -268,7 +276,7 @@ where
         {
             let pool = Arc::clone(pool);
             let authority = self.inner.upstream.authority().clone();
-            return match self.outgoing(&parts, grpc) {
+            return match self.outgoing(&parts, grpc, &[]) {
                 Ok(outgoing) => {
                     let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
                     let request = Request::from_parts(parts, body);
@@ -283,12 +291,32 @@ where
             self.prepare(head, &parts.extensions, ProxyBody::default())
                 .map(|upstream| (upstream, Some(give_back(Request::from_parts(parts, body)))))
         } else {
+            let mut body = into_proxy_body(body);
+            // A small body already in memory goes up with its head on the own exchange.
+            if let Some(pool) = self.pool()
+                && let Some(length) =
+                    h1::whole::length(&parts.method, &parts.headers, &body.size_hint())
+            {
+                match h1::whole::take(body, length) {
+                    Taken::Whole(bytes) => {
+                        let pool = Arc::clone(pool);
+                        let authority = self.inner.upstream.authority().clone();
+                        return match self.outgoing(&parts, grpc, &bytes) {
+                            Ok(outgoing) => {
+                                let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
+                                ResponseFuture::exchange(send, authority, timeout)
+                            }
+                            Err(reason) => refuse(reason),
+                        };
+                    }
+                    Taken::Rest(rest) => body = rest,
+                }
+            }
             let extensions = std::mem::take(&mut parts.extensions);
-            self.prepare(parts, &extensions, into_proxy_body(body))
-                .map(|mut upstream| {
-                    *upstream.extensions_mut() = extensions;
-                    (upstream, None)
-                })
+            self.prepare(parts, &extensions, body).map(|mut upstream| {
+                *upstream.extensions_mut() = extensions;
+                (upstream, None)
+            })
         };
         let authority = self.inner.upstream.authority().clone();
         match prepared {

@@ -1,4 +1,5 @@
-//! The proxy's own HTTP/1.1 exchange (requests without a body, `ProxyConfig::http1_pool`)
+//! The proxy's own HTTP/1.1 exchange (requests without a body or with a small one in memory,
+//! `ProxyConfig::http1_pool`)
 //! against a scripted upstream on a real socket, which answers each request by its path with
 //! bytes written by hand: every framing of RFC 9112 section 6.3, interim heads, connections
 //! kept or not, and the malformed answers that must become a `502` or a failed body.
@@ -75,11 +76,20 @@ fn answer(path: &str) -> (Vec<u8>, bool) {
     }
 }
 
-/// The scripted upstream: the connections it accepted and the request heads it read.
+/// The `Content-Length` of a request head (0 without one).
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, value)| value.trim().parse().unwrap())
+}
+
+/// The scripted upstream: the connections it accepted, and the request heads and bodies it read.
 struct Upstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Upstream {
@@ -88,11 +98,16 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let (count, seen) = (Arc::clone(&accepted), Arc::clone(&heads));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (count, seen, read) = (
+            Arc::clone(&accepted),
+            Arc::clone(&heads),
+            Arc::clone(&bodies),
+        );
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let seen = Arc::clone(&seen);
+                let (seen, bodies) = (Arc::clone(&seen), Arc::clone(&read));
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -106,6 +121,17 @@ impl Upstream {
                         };
                         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                         buf.drain(..end + 4);
+                        // A `Content-Length` body is read (and answered as the path says).
+                        let length = content_length(&head);
+                        while buf.len() < length {
+                            let mut chunk = [0; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..length).collect();
+                        bodies.lock().unwrap().push(body);
                         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                         let head_request = head.starts_with("HEAD ");
                         seen.lock().unwrap().push(head);
@@ -126,6 +152,7 @@ impl Upstream {
             addr,
             accepted,
             heads,
+            bodies,
         }
     }
 
@@ -172,6 +199,82 @@ async fn the_request_goes_up_in_origin_form_on_one_kept_connection() {
         heads[0].contains(&format!("\r\nhost: {}", upstream.addr)),
         "{}",
         heads[0]
+    );
+}
+
+/// A body fed through a channel, with a known size (an `Incoming` with a `Content-Length`).
+struct Sized(http_body_util::Channel<Bytes>, u64);
+
+impl http_body::Body for Sized {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.1)
+    }
+}
+
+#[tokio::test]
+async fn a_small_body_in_memory_goes_up_with_its_head_on_the_kept_connection() {
+    let upstream = Upstream::start().await;
+    let proxy = upstream.proxy();
+    assert_eq!(text(get(&proxy, "/before").await).await, "ok /before");
+    let post = |body: &'static str| {
+        Request::post("/orders")
+            .header("content-length", body.len())
+            .body(http_body_util::Full::new(Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap()
+    };
+    for body in ["{\"sku\":42}", "{\"sku\":43}"] {
+        let response = within(proxy.clone().oneshot(post(body))).await.unwrap();
+        assert_eq!(text(response).await, "ok /orders");
+    }
+    assert_eq!(text(get(&proxy, "/after").await).await, "ok /after");
+    // All four on the own exchange's one connection: hyper's client would have opened another.
+    assert_eq!(upstream.accepted(), 1);
+    let bodies = upstream.bodies.lock().unwrap().clone();
+    assert_eq!(bodies[1], b"{\"sku\":42}");
+    assert_eq!(bodies[2], b"{\"sku\":43}");
+    let heads = upstream.heads.lock().unwrap().clone();
+    assert!(
+        heads[1].starts_with("POST /orders HTTP/1.1\r\n"),
+        "{}",
+        heads[1]
+    );
+    assert!(heads[1].contains("\r\ncontent-length: 10"), "{}", heads[1]);
+}
+
+#[tokio::test]
+async fn a_body_still_on_its_way_streams_through_hypers_client() {
+    let upstream = Upstream::start().await;
+    let proxy = upstream.proxy();
+    assert_eq!(text(get(&proxy, "/before").await).await, "ok /before");
+    // Its length is known and small, but nothing of it is there yet: hyper's client streams it.
+    let (mut tx, body) = http_body_util::Channel::new(1);
+    let request = Request::post("/upload")
+        .header("content-length", "11")
+        .body(Sized(body, 11))
+        .unwrap();
+    let call = tokio::spawn(proxy.clone().oneshot(request));
+    tx.send_data(Bytes::from_static(b"hello ")).await.unwrap();
+    tx.send_data(Bytes::from_static(b"world")).await.unwrap();
+    drop(tx);
+    let response = within(call).await.unwrap().unwrap();
+    assert_eq!(text(response).await, "ok /upload");
+    assert_eq!(upstream.bodies.lock().unwrap()[1], b"hello world");
+    assert_eq!(
+        upstream.accepted(),
+        2,
+        "the streamed body took the own connection"
     );
 }
 

@@ -1,6 +1,6 @@
 //! The upstream of the end-to-end load comparison (`benches/e2e/run.sh`) and of the soak
-//! (`benches/e2e/soak.sh`): a small hyper server that answers every request (`/healthz`
-//! included) with `200` and a 13-byte body. Given a NAME, it also sends `x-served-by: NAME`,
+//! (`benches/e2e/soak.sh`): a small hyper server that reads each request's body (as a service
+//! does) and answers every request (`/healthz` included) with `200` and a 13-byte body. Given a NAME, it also sends `x-served-by: NAME`,
 //! so that a client can tell the upstreams apart.
 //!
 //! Run with: `cargo run --release -p fluxgate-benches --bin e2e_upstream -- 127.0.0.1:18001 [NAME]`
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -21,8 +21,10 @@ const BODY: &[u8] = b"hello, world\n";
 
 async fn answer(
     name: Option<HeaderValue>,
-    _request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // A body cut short is answered all the same: this upstream only counts what it served.
+    let _ = request.into_body().collect().await;
     let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
     if let Some(name) = name {
         response.headers_mut().insert("x-served-by", name);

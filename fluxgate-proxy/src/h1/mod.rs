@@ -1,4 +1,5 @@
-//! The proxy's own HTTP/1.1 exchange with an upstream, for requests without a body.
+//! The proxy's own HTTP/1.1 exchange with an upstream, for requests without a body or with a
+//! small one already in memory.
 //!
 //! hyper's client connection runs as a task of its own: a request reaches it through a channel
 //! (a wake of that task), which writes it, reads the response head and hands it back through
@@ -9,10 +10,12 @@
 //! the body's end the connection goes back to its pool.
 //!
 //! The upstream head is written from the client's request head ([`request::write_head`]), which
-//! stays as it came for a retry elsewhere. Only requests without a body take it (`GET`, `HEAD`,
-//! `DELETE`, ...: [`head::carries`]):
-//! a request body must be streamed up while the response may already come down, which hyper's
-//! client does and this exchange leaves to it. What is checked, against RFC 9112:
+//! stays as it came for a retry elsewhere. Requests without a body take it (`GET`, `HEAD`,
+//! `DELETE`, ...: [`head::carries`]), and so do requests whose `Content-Length` body of at most
+//! 64 KiB is all in memory already ([`whole`]: the small `POST` the gateway's server read with
+//! its head), written behind the head in the same `write`. A body still on its way must be
+//! streamed up while the response may already come down, which hyper's client does and this
+//! exchange leaves to it. What is checked, against RFC 9112:
 //! - the response head: at most [`head::MAX_HEAD`] bytes and [`head::MAX_HEADERS`] lines,
 //!   parsed by `httparse`; interim `1xx` heads are skipped; a `101` is an error (the proxy never
 //!   asks for an upgrade);
@@ -32,6 +35,7 @@ mod decode;
 mod drive;
 pub(crate) mod head;
 pub(crate) mod request;
+pub(crate) mod whole;
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -138,7 +142,8 @@ impl Conn {
         }
     }
 
-    /// Writes `request_head` (of a request without a body) and reads the response head, by
+    /// Writes `request_head` (with the request's whole body behind it, if any) and reads the
+    /// response head, by
     /// `deadline` (the sweeper wakes it within a tick after).
     pub(crate) async fn exchange(
         &mut self,
@@ -201,20 +206,26 @@ async fn by<F: Future>(deadline: &Deadline, future: F) -> Result<F::Output, Http
     .await
 }
 
-/// What a request needs of the exchange: its upstream head, written once, and whether it is a
-/// `HEAD`.
+/// What a request needs of the exchange: its upstream head and whole body, written once, and
+/// whether it is a `HEAD`.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
+    /// The head, and the body (if any) behind it.
     pub(crate) head: Vec<u8>,
     pub(crate) head_request: bool,
 }
 
 impl Outgoing {
-    /// The upstream head of a request without a body, written from the client's `headers` as
-    /// `target` says ([`request::write_head`]).
-    pub(crate) fn new(target: &request::Target<'_>, headers: &http::HeaderMap) -> Self {
-        let mut head = Vec::with_capacity(512);
+    /// The upstream head of a request, written from the client's `headers` as `target` says
+    /// ([`request::write_head`]), with its whole `body` behind it (empty: none).
+    pub(crate) fn new(
+        target: &request::Target<'_>,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Self {
+        let mut head = Vec::with_capacity(512 + body.len());
         request::write_head(target, headers, &mut head);
+        head.extend_from_slice(body);
         Self {
             head,
             head_request: target.method == Method::HEAD,
