@@ -44,8 +44,9 @@ pub struct ProxyConfig {
     /// instead of the [`ProxyClient`](crate::ProxyClient): one pool per serving worker holding
     /// only this upstream's idle connections (the most recently used first, closed after 90s
     /// idle), with no per-request hashing of a pool key and no connect-or-checkout race.
-    /// Requests without a body are exchanged by the proxy itself on the caller's task (see the
-    /// [crate docs](crate)); requests with one go over hyper's HTTP/1 client connections. A
+    /// Requests without a body, or with a small one already in memory, are exchanged by the
+    /// proxy itself on the caller's task (see the [crate docs](crate)); requests whose body
+    /// streams go over hyper's HTTP/1 client connections. A
     /// request that a reused connection could not take is sent again on another, as the
     /// client does.
     ///

@@ -17,10 +17,13 @@
 //! written with one `write`, the response head is parsed with `httparse` (at most 64 KiB and 100
 //! header lines; interim `1xx` heads skipped), and the response body is read from the same socket
 //! as it is framed (`Content-Length`, chunked with its trailers, or until the upstream closes; RFC
-//! 9112 section 6.3), with no task and no channel between the caller and the connection. A
-//! request with a body goes over hyper's HTTP/1 client connections. In the `fluxgate` gateway the
-//! pool takes about 8,000 instructions off each proxied request, and the own exchange about 12,000
-//! more (`benches/e2e/PROFILE.md`); the gateway turns it on for its HTTP/1.1 upstreams.
+//! 9112 section 6.3), with no task and no channel between the caller and the connection. So is a
+//! request whose `Content-Length` body of at most 64 KiB is all in memory already (its first
+//! frame ready and whole, as a `Full` body or the gateway's small `POST`), written behind its head.
+//! A request whose body is still on its way goes over hyper's HTTP/1 client connections. In the
+//! `fluxgate` gateway the pool takes about 8,000 instructions off each proxied request, and the
+//! own exchange about 12,000 more (`benches/e2e/PROFILE.md`); the gateway turns it on for its
+//! HTTP/1.1 upstreams.
 //! Connections are reused most recently used first, closed after 90 seconds idle, when a response
 //! body is dropped before its end, when the upstream says `Connection: close` (or answers in
 //! HTTP/1.0 without keep-alive, or without a length), and when bytes follow a response's end; a

@@ -92,7 +92,8 @@ struct Idle<T> {
 type Stack<T> = Mutex<VecDeque<Idle<T>>>;
 
 /// Idle HTTP/1.1 connections to one upstream, of one serving worker: the proxy's own exchange's
-/// (requests without a body) and hyper's client connections (requests with one).
+/// (requests without a body or with a whole one) and hyper's client connections (requests whose
+/// body streams).
 pub(crate) struct Http1Pool {
     authority: Authority,
     conns: Stack<Conn>,

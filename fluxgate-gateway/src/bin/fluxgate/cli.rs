@@ -137,8 +137,9 @@ pub(crate) struct Args {
     pub(crate) workers: Option<usize>,
 
     /// Serve every plain HTTP/1.1 request with hyper's server, instead of reading and answering
-    /// requests without a body on the gateway's own HTTP/1.1 path (requests with a body, TLS and
-    /// h2c are hyper's either way).
+    /// requests without a body or with a small one that came with the head on the gateway's own
+    /// HTTP/1.1 path (requests with a larger, chunked or late body, TLS and h2c are hyper's
+    /// either way).
     #[arg(long, env = "FLUXGATE_HYPER_HTTP1")]
     pub(crate) hyper_http1: bool,
 
