@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use fluxgate_canary::Phase;
-use http::StatusCode;
-use support::gateway::{Named, Running, get};
+use http::{Method, StatusCode};
+use support::gateway::{Named, Running, get, send};
 use support::within;
 
 const RATE_LIMITED: &str = r"
@@ -157,6 +157,21 @@ async fn a_policy_change_reaches_the_balancers() {
     })
     .await;
     assert_eq!(get(&gw.url("/"), &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_post_whose_endpoint_refuses_its_connection_goes_to_another() {
+    let dead = Named::start("dead").await;
+    let live = Named::start("live").await;
+    // The dead endpoint weighs the most: the first requests are picked for it.
+    let gw = Running::start(BALANCED, &[(&dead, 9), (&live, 1)], &[], None).await;
+    dead.server.shutdown().await;
+    for n in 0..10 {
+        let body = format!("{{\"order\":{n}}}");
+        let answer = send(Method::POST, &gw.url("/orders"), &[], &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "POST {n}: {}", answer.body);
+        assert_eq!(answer.upstream(), Some("live"), "POST {n}");
+    }
 }
 
 #[tokio::test]

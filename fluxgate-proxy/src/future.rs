@@ -48,7 +48,8 @@ pin_project_lite::pin_project! {
 pub(crate) type PooledSend =
     Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, SendError>> + Send>>;
 
-/// Makes the [`RetryableRequest`] of a request without a body: sent (`true`) or not.
+/// Makes the [`RetryableRequest`] of a request without a body or with a whole one: sent
+/// (`true`) or not.
 pub(crate) type GiveBack = Box<dyn FnOnce(bool) -> RetryableRequest + Send>;
 
 pin_project_lite::pin_project! {
@@ -130,8 +131,9 @@ impl ResponseFuture {
         }
     }
 
-    /// Keeps `give_back` (of a request without a body) to give it back with a `502`, as a
-    /// [`RetryableRequest`]: not sent when the connection could not be made, sent otherwise.
+    /// Keeps `give_back` (of a request without a body or with a whole one) to give it back with
+    /// a `502`, as a [`RetryableRequest`]: not sent when the connection could not be made, sent
+    /// otherwise.
     pub(crate) fn with_retry(mut self, give_back: Option<GiveBack>) -> Self {
         if let Kind::Forward { retry, .. }
         | Kind::Pooled { retry, .. }

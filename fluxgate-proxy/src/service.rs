@@ -13,7 +13,7 @@ use http::header::{HOST, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
 use crate::clients::{ProxyClient, proxy_client};
@@ -304,7 +304,14 @@ where
                         return match self.outgoing(&parts, grpc, &bytes) {
                             Ok(outgoing) => {
                                 let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
+                                // Given back with its body (a `ProxyBody` of the same bytes), so
+                                // that a `Retry` around a balancer of such requests can send a
+                                // `POST` whose connection was refused to another endpoint.
+                                let again = Full::new(bytes)
+                                    .map_err(|never| -> BoxError { match never {} });
+                                let request = Request::from_parts(parts, again.boxed_unsync());
                                 ResponseFuture::exchange(send, authority, timeout)
+                                    .with_retry(Some(give_back(request)))
                             }
                             Err(reason) => refuse(reason),
                         };
@@ -344,8 +351,8 @@ fn refuse(reason: &'static str) -> ResponseFuture {
     ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
 }
 
-/// Gives `request` (without a body) back to the balancer when the upstream fails: sent
-/// (`true`) or not.
+/// Gives `request` (without a body, or with its whole body) back to the balancer when the
+/// upstream fails: sent (`true`) or not.
 fn give_back<B: Send + 'static>(request: Request<B>) -> GiveBack {
     Box::new(move |sent| {
         if sent {

@@ -1,7 +1,8 @@
 //! What the proxy answers itself when the upstream fails: `504` when it does not answer within
 //! the timeout, `502` when it closes or resets the connection before answering or when nothing
-//! listens (with the request given back for a balancer's retry); over hyper-util's pooled
-//! client and over the proxy's own HTTP/1.1 connections alike.
+//! listens (with the request given back for a balancer's retry, a small body in memory
+//! included); over hyper-util's pooled client and over the proxy's own HTTP/1.1 connections
+//! alike.
 
 mod support;
 
@@ -92,4 +93,31 @@ async fn answers_502_when_nothing_listens() {
         let body = text(response).await;
         assert!(body.starts_with("502 Bad Gateway"), "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_whole_body_is_given_back_with_the_502_of_a_refused_connection() {
+    let upstream = closed_port().await;
+    let config = ProxyConfig::default().http1_pool(true);
+    let proxy = Proxy::new(
+        proxy_client(),
+        format!("http://{upstream}").parse().unwrap(),
+        config,
+    );
+    let request = Request::post("/orders")
+        .header("content-length", "9")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"{\"sku\":1}",
+        )))
+        .unwrap();
+    let response = within(proxy.oneshot(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let given_back = response.extensions().get::<RetryableRequest>().unwrap();
+    assert!(!given_back.was_sent());
+    // As a `ProxyBody` request, its body whole, for a balancer of those to send again.
+    let again: Request<ProxyBody> = given_back.take().unwrap();
+    assert_eq!(again.uri(), "/orders");
+    assert_eq!(again.headers()["content-length"], "9");
+    let body = http_body_util::BodyExt::collect(again.into_body()).await;
+    assert_eq!(body.unwrap().to_bytes(), "{\"sku\":1}");
 }
