@@ -5,7 +5,8 @@
 //! [`Client`](hyper_util::client::legacy::Client) and streams both bodies (trailers included)
 //! through without buffering them. Use one `Proxy` per upstream endpoint and put a selector in
 //! front (FluxGate's [`Balance`](fluxgate_balance::Balance): a `Proxy` never fails its call, and
-//! its `502` gives a bodiless request back for the balancer's retry on another endpoint). The
+//! its `502` gives a bodiless request back for the balancer's retry on another endpoint, and a
+//! small one whose body was in memory). The
 //! client decides the protocol: [`ProxyClients::for_upstream`] gives the one an
 //! [`UpstreamSpec`] asks for (HTTP/1.1, h2c, or TLS with ALPN).
 //!
@@ -68,7 +69,9 @@
 //!   as it came (a `Request<B>` of the caller's body type), in a
 //!   [`RetryableRequest`](fluxgate_balance::RetryableRequest) in the response's extensions
 //!   (marked not sent when the connection was refused), for a
-//!   [`Retry`](fluxgate_balance::Retry) around the balancer to send it to another endpoint;
+//!   [`Retry`](fluxgate_balance::Retry) around the balancer to send it to another endpoint; so
+//!   is a request whose small body went up whole on the own exchange, as a
+//!   `Request<ProxyBody>` of the same bytes (what the gateway's balancer takes);
 //! - `504 Gateway Timeout` when no response headers arrived within [`ProxyConfig::timeout`]
 //!   (15 seconds by default, connecting and the TLS handshake included; the TCP connect alone is
 //!   also bounded by 10 seconds), or within the `grpc-timeout` of a gRPC request.
