@@ -304,14 +304,9 @@ where
                         return match self.outgoing(&parts, grpc, &bytes) {
                             Ok(outgoing) => {
                                 let send: PooledSend = Box::pin(pool.exchange(outgoing, timeout));
-                                // Given back with its body (a `ProxyBody` of the same bytes), so
-                                // that a `Retry` around a balancer of such requests can send a
-                                // `POST` whose connection was refused to another endpoint.
-                                let again = Full::new(bytes)
-                                    .map_err(|never| -> BoxError { match never {} });
-                                let request = Request::from_parts(parts, again.boxed_unsync());
+                                let request = Request::from_parts(parts, bytes);
                                 ResponseFuture::exchange(send, authority, timeout)
-                                    .with_retry(Some(give_back(request)))
+                                    .with_retry(Some(give_back_whole(request)))
                             }
                             Err(reason) => refuse(reason),
                         };
@@ -351,15 +346,33 @@ fn refuse(reason: &'static str) -> ResponseFuture {
     ResponseFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
 }
 
-/// Gives `request` (without a body, or with its whole body) back to the balancer when the
-/// upstream fails: sent (`true`) or not.
+/// Gives `request` (without a body) back to the balancer when the upstream fails, as it came:
+/// sent (`true`) or not.
 fn give_back<B: Send + 'static>(request: Request<B>) -> GiveBack {
+    Box::new(move |sent| retryable(sent, request))
+}
+
+/// `request` as a [`RetryableRequest`], sent or not.
+fn retryable<R: Send + 'static>(sent: bool, request: R) -> RetryableRequest {
+    if sent {
+        RetryableRequest::sent(request)
+    } else {
+        RetryableRequest::not_sent(request)
+    }
+}
+
+/// Gives a request whose whole body went up on the own exchange back to the balancer when the
+/// upstream fails, as a `Request<ProxyBody>` of the same bytes (what the gateway's balancer
+/// takes), so that a `Retry` can send a `POST` whose connection was refused to another endpoint.
+/// The body is boxed only then, not per request.
+fn give_back_whole(request: Request<Bytes>) -> GiveBack {
     Box::new(move |sent| {
-        if sent {
-            RetryableRequest::sent(request)
-        } else {
-            RetryableRequest::not_sent(request)
-        }
+        let request = request.map(|bytes| {
+            Full::new(bytes)
+                .map_err(|never| -> BoxError { match never {} })
+                .boxed_unsync()
+        });
+        retryable(sent, request)
     })
 }
 

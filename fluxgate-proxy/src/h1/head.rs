@@ -226,7 +226,7 @@ impl Framer {
 }
 
 /// A `Content-Length` value: decimal digits only, no sign, within `u64`.
-fn parse_length(digits: &[u8]) -> Result<u64, Http1Error> {
+pub(crate) fn parse_length(digits: &[u8]) -> Result<u64, Http1Error> {
     const INVALID: Http1Error = Http1Error::Invalid("Content-Length is not a decimal length");
     if digits.is_empty() {
         return Err(INVALID);

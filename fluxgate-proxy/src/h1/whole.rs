@@ -32,11 +32,7 @@ pub(crate) fn length(method: &Method, headers: &HeaderMap, size: &SizeHint) -> O
     let (Some(value), None) = (lengths.next(), lengths.next()) else {
         return None;
     };
-    let length = std::str::from_utf8(value.as_bytes())
-        .ok()
-        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))?
-        .parse::<u64>()
-        .ok()?;
+    let length = super::head::parse_length(value.as_bytes()).ok()?;
     (length <= MAX_WHOLE && size.exact() == Some(length)).then_some(length)
 }
 
