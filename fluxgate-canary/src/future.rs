@@ -26,7 +26,10 @@ pin_project! {
     ///
     /// The latency recorded is the time from `call` to the response's head (time to headers),
     /// read once at `call` and once at completion: a streaming body lasts as long as its client
-    /// and its payload make it, not as long as the upstream is slow to answer.
+    /// and its payload make it, not as long as the upstream is slow to answer. A busy side times
+    /// one response in 2 to 16 and counts its latency that many times (see the
+    /// [crate docs](crate#latency-sampling)); a response that is not timed places its outcome
+    /// with the coarse clock.
     ///
     /// The outcome is recorded when it is known: at completion for an error ([`classify_error`])
     /// or a response whose head decides it ([`classify_response`]: HTTP status, or the
@@ -74,7 +77,10 @@ pin_project! {
 struct Record {
     windows: Arc<Windows>,
     side: Side,
+    /// When `call` was made; read only for a timed response.
     start: Stamp,
+    /// The responses this one's latency stands for; 0 when it is not timed.
+    weight: u32,
 }
 
 /// Records the outcome of a gRPC response whose status comes in the trailers, when its
@@ -92,35 +98,42 @@ pub struct Observation {
     windows: Arc<Windows>,
     side: Side,
     latency: Duration,
+    weight: u32,
 }
 
 impl OutcomeObserver for Observation {
     fn observe(self, class: Classification) {
-        // The end of a stream may be long after its head: it goes in the bucket of its end.
+        // The end of a stream may be long after its head: it goes in the bucket of its end
+        // (a coarse read is precise enough for a bucket; the latency was measured at the head).
         let side = self.windows.side(self.side);
-        side.record(Stamp::now(), class.outcome, self.latency);
+        side.record(Stamp::coarse(), class.outcome, self.latency, self.weight);
     }
 }
 
 impl<SF, CF> ResponseFuture<SF, CF> {
-    fn new(kind: Kind<SF, CF>, windows: Arc<Windows>, side: Side) -> Self {
-        let start = Stamp::now();
+    fn new(kind: Kind<SF, CF>, windows: Arc<Windows>, side: Side, weight: u32) -> Self {
+        let start = if weight > 0 {
+            Stamp::now()
+        } else {
+            Stamp::default()
+        };
         Self {
             kind,
             record: Some(Record {
                 windows,
                 side,
                 start,
+                weight,
             }),
         }
     }
 
-    pub(crate) fn stable(future: SF, windows: Arc<Windows>) -> Self {
-        Self::new(Kind::Stable { future }, windows, Side::Stable)
+    pub(crate) fn stable(future: SF, windows: Arc<Windows>, weight: u32) -> Self {
+        Self::new(Kind::Stable { future }, windows, Side::Stable, weight)
     }
 
-    pub(crate) fn canary(future: CF, windows: Arc<Windows>) -> Self {
-        Self::new(Kind::Canary { future }, windows, Side::Canary)
+    pub(crate) fn canary(future: CF, windows: Arc<Windows>, weight: u32) -> Self {
+        Self::new(Kind::Canary { future }, windows, Side::Canary, weight)
     }
 
     pub(crate) fn not_ready() -> Self {
@@ -150,13 +163,18 @@ where
         let Some(record) = this.record.take() else {
             return Poll::Ready(result.map(|r| r.map(ObservedBody::observed)));
         };
-        let now = Stamp::now();
-        let latency = now.saturating_since(record.start);
+        let (now, latency) = if record.weight > 0 {
+            let now = Stamp::now();
+            (now, now.saturating_since(record.start))
+        } else {
+            (Stamp::coarse(), Duration::ZERO)
+        };
+        let weight = record.weight;
         let side = record.windows.side(record.side);
         Poll::Ready(match result {
             Ok(response) => match classify_response(&response) {
                 Some(class) => {
-                    side.record(now, class.outcome, latency);
+                    side.record(now, class.outcome, latency, weight);
                     Ok(response.map(ObservedBody::observed))
                 }
                 None => {
@@ -164,12 +182,13 @@ where
                         windows: record.windows,
                         side: record.side,
                         latency,
+                        weight,
                     };
                     Ok(response.map(|body| ObservedBody::new(body, observation)))
                 }
             },
             Err(error) => {
-                side.record(now, classify_error(&*error).outcome, latency);
+                side.record(now, classify_error(&*error).outcome, latency, weight);
                 Err(error)
             }
         })

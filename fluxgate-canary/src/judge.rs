@@ -71,6 +71,7 @@ impl Judge {
                 continue;
             }
             if now >= next_budget {
+                self.shared.resample(now);
                 self.shared.check_budget(now);
                 next_budget = next_after(windows.origin, tick, now);
             }

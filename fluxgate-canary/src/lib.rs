@@ -43,6 +43,19 @@
 //! Every transition is a tracing event (target `fluxgate_canary`) and counted in
 //! [`Snapshot::transitions`].
 //!
+//! # Latency sampling
+//!
+//! Every response's outcome is counted. Its latency (call to response head) takes two reads of
+//! the fine clock, a third of the router's cost per request, so a busy side times a random
+//! sample: at every budget tick the judge looks at each side's rate over the tick just ended,
+//! and a side above 2,560 responses a second times one response in 2, 4, 8 or at most 16 (about
+//! 1,280 a second, over 12,000 per 10s interval). A timed latency is counted as many times as
+//! the responses it stands for, so the quantiles, the window's latency count and the fleet's
+//! merged histograms estimate every response's. A quiet side, and any side before the judge
+//! first runs, times every response. [`SideStats::timed_one_in`] shows the stride. Untimed
+//! responses are placed in their count bucket with the kernel's coarse clock (at most one
+//! kernel tick, 1-10 ms, early, in buckets a budget tick wide).
+//!
 //! # Fleets
 //!
 //! Replicas of a gateway that share a store act as one canary: give each router a

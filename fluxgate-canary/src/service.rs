@@ -15,7 +15,7 @@ use crate::fleet::Fleet;
 use crate::future::{FutureOf, Observation, ResponseFuture};
 use crate::handle::CanaryHandle;
 use crate::judge::Judge;
-use crate::route::{Route, Side, sequence_side, sticky_side};
+use crate::route::{Route, Side, mix, sequence_side, sticky_side};
 use crate::settings::{CanaryOptions, CanarySource, RouteRules};
 use crate::shared::{Shared, Windows};
 
@@ -75,6 +75,8 @@ pub struct Canary<S, C> {
     rules: Arc<RouteRules>,
     version: u64,
     seq: u64,
+    /// The state of this clone's latency sample (xorshift64, never 0).
+    sample: u64,
     ready: [bool; 2],
 }
 
@@ -83,6 +85,7 @@ impl<S: Clone, C: Clone> Clone for Canary<S, C> {
     /// takes this router's view of the windows and rules (refreshed on its first call if the
     /// policy changed since): clones are made per connection or per request.
     fn clone(&self) -> Self {
+        let seq = self.shared.seed();
         Self {
             stable: self.stable.clone(),
             canary: self.canary.clone(),
@@ -91,7 +94,8 @@ impl<S: Clone, C: Clone> Clone for Canary<S, C> {
             windows: Arc::clone(&self.windows),
             rules: Arc::clone(&self.rules),
             version: self.version,
-            seq: self.shared.seed(),
+            seq,
+            sample: sample_seed(seq),
             ready: [false; 2],
         }
     }
@@ -143,6 +147,7 @@ impl<S, C> Canary<S, C> {
             shared,
             alive,
             seq,
+            sample: sample_seed(seq),
             ready: [false; 2],
         }
     }
@@ -193,6 +198,34 @@ impl<S, C> Canary<S, C> {
         }
         sequence_side(&mut self.seq, route.weight)
     }
+
+    /// How many responses this one's latency stands for: 1 on a side that times every
+    /// response, else the stride for one response in the stride (at random), 0 for the others.
+    fn timing(&mut self, side: Side) -> u32 {
+        let shift = self.shared.sampling.shift(side);
+        if shift == 0 {
+            return 1;
+        }
+        // xorshift64: cheap, and uncorrelated with the split sequence and with any period in
+        // the traffic.
+        let mut x = self.sample;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.sample = x;
+        let stride = 1u32 << shift;
+        if x & u64::from(stride - 1) == 0 {
+            stride
+        } else {
+            0
+        }
+    }
+}
+
+/// The latency sample's xorshift state for a clone whose split sequence starts at `seq`: a
+/// different walk from the same seed, never 0.
+fn sample_seed(seq: u64) -> u64 {
+    mix(seq ^ 0x5851_f42d_4c95_7f2d) | 1
 }
 
 pub(crate) fn build(
@@ -257,9 +290,10 @@ where
         self.shared.routed(side);
         self.ready[side as usize] = false;
         let windows = self.windows.clone();
+        let weight = self.timing(side);
         match side {
-            Side::Stable => ResponseFuture::stable(self.stable.call(request), windows),
-            Side::Canary => ResponseFuture::canary(self.canary.call(request), windows),
+            Side::Stable => ResponseFuture::stable(self.stable.call(request), windows, weight),
+            Side::Canary => ResponseFuture::canary(self.canary.call(request), windows, weight),
         }
     }
 }

@@ -108,6 +108,9 @@ pub struct SideStats {
     /// The 99th percentile latency in that window; `None` without responses (`p99Ms` in JSON).
     #[serde(rename = "p99Ms", serialize_with = "opt_millis")]
     pub p99: Option<Duration>,
+    /// One response in this many is timed for the latencies (1: every one; a busy side is
+    /// sampled, see the [crate docs](crate#latency-sampling)); 0 in a default value.
+    pub timed_one_in: u32,
 }
 
 /// A canary's state at one moment, as [`CanaryHandle::snapshot`](crate::CanaryHandle::snapshot)

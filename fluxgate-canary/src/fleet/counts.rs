@@ -221,13 +221,16 @@ impl Default for Tally {
 }
 
 impl Tally {
-    pub(crate) fn record(&self, outcome: Outcome, latency: Duration) {
+    /// Counts one response, and its latency `weight` times (0: it was not timed).
+    pub(crate) fn record(&self, outcome: Outcome, latency: Duration, weight: u32) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if outcome != Outcome::Success {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(bin) = self.bins.get(usize::from(bin_of(latency))) {
-            bin.fetch_add(1, Ordering::Relaxed);
+        if weight > 0
+            && let Some(bin) = self.bins.get(usize::from(bin_of(latency)))
+        {
+            bin.fetch_add(u64::from(weight), Ordering::Relaxed);
         }
     }
 
@@ -280,10 +283,26 @@ mod tests {
     #[test]
     fn tally_takes() {
         let tally = Tally::default();
-        tally.record(Outcome::Failure, Duration::from_millis(3));
-        tally.record(Outcome::Success, Duration::from_millis(3));
+        tally.record(Outcome::Failure, Duration::from_millis(3), 1);
+        tally.record(Outcome::Success, Duration::from_millis(3), 1);
         let counts = tally.take();
         assert_eq!((counts.requests, counts.errors), (2, 1));
+        assert_eq!(counts.latencies.values().sum::<u64>(), 2);
         assert!(tally.take().is_empty());
+    }
+
+    /// A sampled latency counts for the responses it stands for; an untimed response adds
+    /// none, so that a replica's bins estimate all its responses whatever its stride.
+    #[test]
+    fn a_sampled_latency_counts_for_its_stride() {
+        let tally = Tally::default();
+        tally.record(Outcome::Success, Duration::from_millis(3), 4);
+        for _ in 0..3 {
+            tally.record(Outcome::Success, Duration::ZERO, 0);
+        }
+        let counts = tally.take();
+        assert_eq!(counts.requests, 4);
+        assert_eq!(counts.latencies.values().sum::<u64>(), 4);
+        assert!(counts.quantile(0.01).unwrap() >= Duration::from_millis(3));
     }
 }

@@ -104,6 +104,7 @@ pub(crate) async fn run(shared: Arc<Shared>, alive: Weak<()>) {
             next += tick;
         }
         shared.refresh();
+        shared.resample(now);
         driver.tick(&shared, link).await;
     }
 }

@@ -82,6 +82,9 @@ pub struct SideStatus {
     pub error_rate: Option<f64>,
     /// The 99th percentile latency in that window, in milliseconds.
     pub p99_ms: Option<f64>,
+    /// One response in this many is timed for the latencies (1: every one; a busy side is
+    /// sampled); 0 from a gateway that does not say.
+    pub timed_one_in: u32,
 }
 
 /// A canary's last decision: its kind, the sentence that says it, when, and its own fields.

@@ -113,15 +113,15 @@ impl LatencyQuantiles {
     ///
     /// A record whose `now` is a whole window older than one already made is dropped.
     pub fn record(&self, now: impl Into<Stamp>, latency: Duration) {
-        self.record_at(self.ticker.since(now), latency);
+        self.record_at(self.ticker.since(now), latency, 1);
     }
 
-    /// Records one latency `nanos` after the origin.
-    pub(crate) fn record_at(&self, nanos: u64, latency: Duration) {
+    /// Records `n` latencies of the same value `nanos` after the origin.
+    pub(crate) fn record_at(&self, nanos: u64, latency: Duration, n: u32) {
         let epoch = self.ticker.epoch_at(nanos);
         let slot = self.slot(epoch);
         // Each bin carries its own epoch tag: no per-bucket total to keep in step.
-        self.bins[slot * bins::BINS + bins::index(latency)].add(epoch, 1);
+        self.bins[slot * bins::BINS + bins::index(latency)].add(epoch, n);
     }
 
     /// The number of latencies in the last full window.

@@ -64,9 +64,49 @@ impl TrafficWindow {
 
     /// Records one response: its outcome and its latency, at `now`.
     pub fn record(&self, now: impl Into<Stamp>, outcome: Outcome, latency: Duration) {
+        self.record_weighted(now, outcome, latency, 1);
+    }
+
+    /// Records one response of a latency sample that times one response in `weight`: its
+    /// outcome once, and its latency `weight` times, so that the quantiles (and
+    /// [`LatencyQuantiles::count`]) estimate those of every response. The responses that were
+    /// not timed are recorded with [`record_outcome`](Self::record_outcome). A `weight` of 0
+    /// records the outcome only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::outcome::Outcome;
+    /// use fluxgate_core::window::TrafficWindow;
+    /// use tokio::time::Instant;
+    ///
+    /// let traffic = TrafficWindow::new(Duration::from_secs(10), 50, 10).unwrap();
+    /// let start = Instant::now();
+    /// // One response in four timed.
+    /// traffic.record_weighted(start, Outcome::Success, Duration::from_millis(20), 4);
+    /// for _ in 0..3 {
+    ///     traffic.record_outcome(start, Outcome::Success);
+    /// }
+    /// let later = start + Duration::from_secs(1);
+    /// assert_eq!(traffic.counts().totals(later).requests, 4);
+    /// assert_eq!(traffic.latencies().count(later), 4);
+    /// ```
+    pub fn record_weighted(
+        &self,
+        now: impl Into<Stamp>,
+        outcome: Outcome,
+        latency: Duration,
+        weight: u32,
+    ) {
         let nanos = self.counts.ticker.since(now);
         self.counts.record_at(nanos, outcome);
-        self.latencies.record_at(nanos, latency);
+        if weight > 0 {
+            self.latencies.record_at(nanos, latency, weight);
+        }
+    }
+
+    /// Records one response's outcome without a latency (one that a latency sample left out).
+    pub fn record_outcome(&self, now: impl Into<Stamp>, outcome: Outcome) {
+        self.counts.record(now, outcome);
     }
 
     /// The outcome counts.

@@ -133,6 +133,7 @@ pub(super) fn canary(snapshot: &Snapshot) -> CanaryStatus {
         side.window_requests = stats.window_requests;
         side.error_rate = stats.error_rate;
         side.p99_ms = stats.p99.map(millis);
+        side.timed_one_in = stats.timed_one_in;
         side
     };
     let mut status = CanaryStatus::default();
