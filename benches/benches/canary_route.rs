@@ -14,7 +14,8 @@
 //!
 //! Run with `cargo bench -p fluxgate-benches --bench canary_route`; on a noisy machine,
 //! `BENCH_PAIRED=20000 cargo bench -p fluxgate-benches --bench canary_route` times the pairs in
-//! alternating blocks instead and prints the median ratio (see `paired`).
+//! alternating blocks instead and prints the median ratio (see `paired`), and
+//! `BENCH_SHARED=2000` routes from one thread and then from two at once (see `shared`).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -292,11 +293,70 @@ fn paired(blocks: usize) {
     }
 }
 
+/// The weighted case from one thread and from two at once (`BENCH_SHARED=<blocks>` per
+/// thread): `Steer` with a router per thread (nothing shared), and the canary with clones of
+/// one router (its counts, windows and reference counts shared, as a gateway's workers share
+/// them). Prints the mean over the threads of each one's median time per request over its
+/// blocks: what the canary's growth
+/// from one thread to two costs is the traffic of its shared cache lines between the cores.
+fn shared(blocks: usize) {
+    let (canary, judge) = Canary::new(Trivial, Trivial, compiled("{weight: 10}")).unwrap();
+    let handle = canary.handle();
+    spawn_judge(judge);
+    for threads in [1, 2] {
+        let mut line = format!("weighted, {threads} thread(s):");
+        for steer in [true, false] {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let barrier = barrier.clone();
+                    let mut canary = canary.clone();
+                    std::thread::spawn(move || {
+                        let counter = Cell::new(0u64);
+                        let mut steer_router = Steer::new(
+                            [Trivial, Trivial],
+                            move |_: &Request<()>, _: &[Trivial]| {
+                                counter.set(counter.get() + 1);
+                                usize::from(counter.get().is_multiple_of(10))
+                            },
+                        );
+                        let mut variant = Variant {
+                            id: "shared",
+                            route: if steer {
+                                Box::new(move |r| route(&mut steer_router, r))
+                            } else {
+                                Box::new(move |r| route(&mut canary, r))
+                            },
+                            request: plain,
+                            handle: None,
+                        };
+                        barrier.wait();
+                        warm(&mut variant, 600);
+                        let mut ns: Vec<f64> =
+                            (0..blocks).map(|_| time_block(&mut variant)).collect();
+                        median(&mut ns)
+                    })
+                })
+                .collect();
+            let ns: Vec<f64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+            let name = if steer { "steer" } else { "canary" };
+            let mean = ns.iter().sum::<f64>() / ns.len() as f64;
+            line += &format!("  {name} {mean:6.1} ns");
+        }
+        let snapshot = handle.snapshot();
+        println!("{line}  (canary timed 1/{})", snapshot.stable.timed_one_in);
+    }
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     if let Some(variant) = fluxgate_benches::callgrind_variant() {
         callgrind(&variant);
+        return;
+    }
+    if let Ok(blocks) = std::env::var("BENCH_SHARED") {
+        shared(blocks.parse().unwrap_or(2_000).max(4));
         return;
     }
     if let Ok(blocks) = std::env::var("BENCH_PAIRED") {

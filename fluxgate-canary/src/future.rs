@@ -19,7 +19,7 @@ use tower_service::Service;
 use crate::BoxError;
 use crate::error::CanaryError;
 use crate::route::Side;
-use crate::shared::Windows;
+use crate::shared::Lane;
 
 pin_project! {
     /// The response future of [`Canary`](crate::Canary).
@@ -75,7 +75,7 @@ pin_project! {
 
 #[derive(Debug)]
 struct Record {
-    windows: Arc<Windows>,
+    lane: Arc<Lane>,
     side: Side,
     /// When `call` was made; read only for a timed response.
     start: Stamp,
@@ -95,7 +95,7 @@ struct Record {
 /// ```
 #[derive(Debug)]
 pub struct Observation {
-    windows: Arc<Windows>,
+    lane: Arc<Lane>,
     side: Side,
     latency: Duration,
     weight: u32,
@@ -105,13 +105,14 @@ impl OutcomeObserver for Observation {
     fn observe(self, class: Classification) {
         // The end of a stream may be long after its head: it goes in the bucket of its end
         // (a coarse read is precise enough for a bucket; the latency was measured at the head).
-        let side = self.windows.side(self.side);
-        side.record(Stamp::coarse(), class.outcome, self.latency, self.weight);
+        let (latency, weight) = (self.latency, self.weight);
+        self.lane
+            .record(self.side, Stamp::coarse(), class.outcome, latency, weight);
     }
 }
 
 impl<SF, CF> ResponseFuture<SF, CF> {
-    fn new(kind: Kind<SF, CF>, windows: Arc<Windows>, side: Side, weight: u32) -> Self {
+    fn new(kind: Kind<SF, CF>, lane: Arc<Lane>, side: Side, weight: u32) -> Self {
         let start = if weight > 0 {
             Stamp::now()
         } else {
@@ -120,7 +121,7 @@ impl<SF, CF> ResponseFuture<SF, CF> {
         Self {
             kind,
             record: Some(Record {
-                windows,
+                lane,
                 side,
                 start,
                 weight,
@@ -128,12 +129,12 @@ impl<SF, CF> ResponseFuture<SF, CF> {
         }
     }
 
-    pub(crate) fn stable(future: SF, windows: Arc<Windows>, weight: u32) -> Self {
-        Self::new(Kind::Stable { future }, windows, Side::Stable, weight)
+    pub(crate) fn stable(future: SF, lane: Arc<Lane>, weight: u32) -> Self {
+        Self::new(Kind::Stable { future }, lane, Side::Stable, weight)
     }
 
-    pub(crate) fn canary(future: CF, windows: Arc<Windows>, weight: u32) -> Self {
-        Self::new(Kind::Canary { future }, windows, Side::Canary, weight)
+    pub(crate) fn canary(future: CF, lane: Arc<Lane>, weight: u32) -> Self {
+        Self::new(Kind::Canary { future }, lane, Side::Canary, weight)
     }
 
     pub(crate) fn not_ready() -> Self {
@@ -169,18 +170,17 @@ where
         } else {
             (Stamp::coarse(), Duration::ZERO)
         };
-        let weight = record.weight;
-        let side = record.windows.side(record.side);
+        let (lane, side, weight) = (record.lane, record.side, record.weight);
         Poll::Ready(match result {
             Ok(response) => match classify_response(&response) {
                 Some(class) => {
-                    side.record(now, class.outcome, latency, weight);
+                    lane.record(side, now, class.outcome, latency, weight);
                     Ok(response.map(ObservedBody::observed))
                 }
                 None => {
                     let observation = Observation {
-                        windows: record.windows,
-                        side: record.side,
+                        lane,
+                        side,
                         latency,
                         weight,
                     };
@@ -188,7 +188,7 @@ where
                 }
             },
             Err(error) => {
-                side.record(now, classify_error(&*error).outcome, latency, weight);
+                lane.record(side, now, classify_error(&*error).outcome, latency, weight);
                 Err(error)
             }
         })

@@ -17,7 +17,7 @@ use crate::handle::CanaryHandle;
 use crate::judge::Judge;
 use crate::route::{Route, Side, mix, sequence_side, sticky_side};
 use crate::settings::{CanaryOptions, CanarySource, RouteRules};
-use crate::shared::{Shared, Windows};
+use crate::shared::{Lane, Shared, Windows};
 
 /// Routes each request to a stable or a canary service, as the crate docs describe.
 ///
@@ -77,6 +77,9 @@ pub struct Canary<S, C> {
     seq: u64,
     /// The state of this clone's latency sample (xorshift64, never 0).
     sample: u64,
+    /// The windows and the stripe this clone records into, made at its first call (on the
+    /// thread that serves it) and after the windows change; a clone shares its original's.
+    lane: Option<Arc<Lane>>,
     ready: [bool; 2],
 }
 
@@ -96,6 +99,7 @@ impl<S: Clone, C: Clone> Clone for Canary<S, C> {
             version: self.version,
             seq,
             sample: sample_seed(seq),
+            lane: self.lane.clone(),
             ready: [false; 2],
         }
     }
@@ -148,6 +152,7 @@ impl<S, C> Canary<S, C> {
             alive,
             seq,
             sample: sample_seed(seq),
+            lane: None,
             ready: [false; 2],
         }
     }
@@ -285,15 +290,22 @@ where
             self.windows = self.shared.windows.load_full();
             self.rules = self.shared.rules.load_full();
             self.version = version;
+            self.lane = None;
         }
         let side = self.pick(&request, route);
-        self.shared.routed(side);
+        let lane = self.lane.get_or_insert_with(|| {
+            Arc::new(Lane {
+                windows: Arc::clone(&self.windows),
+                stripe: fluxgate_core::stripe::current(),
+            })
+        });
+        self.shared.routed(side, lane.stripe);
+        let lane = Arc::clone(lane);
         self.ready[side as usize] = false;
-        let windows = self.windows.clone();
         let weight = self.timing(side);
         match side {
-            Side::Stable => ResponseFuture::stable(self.stable.call(request), windows, weight),
-            Side::Canary => ResponseFuture::canary(self.canary.call(request), windows, weight),
+            Side::Stable => ResponseFuture::stable(self.stable.call(request), lane, weight),
+            Side::Canary => ResponseFuture::canary(self.canary.call(request), lane, weight),
         }
     }
 }

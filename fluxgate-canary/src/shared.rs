@@ -8,7 +8,8 @@ use arc_swap::ArcSwap;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::store::{AppliedPolicy, PolicySlot};
-use fluxgate_core::window::{MAX_BUCKETS, TrafficWindow};
+use fluxgate_core::stripe::Striped;
+use fluxgate_core::window::{MAX_BUCKETS, StripedTraffic};
 use tokio::time::Instant;
 
 use crate::error::CanaryError;
@@ -25,7 +26,8 @@ const ANALYSIS_BUCKETS: u32 = 10;
 /// (one budget tick wide) divide the interval exactly, so read at an interval boundary they
 /// cover exactly the interval that just ended; they are the budget's sliding window too.
 #[derive(Debug)]
-pub(crate) struct SideWindows(TrafficWindow, Option<(Arc<[Tally; 2]>, Side)>);
+/// The counts are striped per thread ([`StripedTraffic`]): every worker records into them.
+pub(crate) struct SideWindows(StripedTraffic, Option<(Arc<[Tally; 2]>, Side)>);
 
 impl SideWindows {
     fn new(
@@ -39,15 +41,22 @@ impl SideWindows {
             .clamp(1, u128::from(MAX_BUCKETS));
         let buckets = u32::try_from(buckets).unwrap_or(MAX_BUCKETS);
         Ok(Self(
-            TrafficWindow::new(interval, buckets, ANALYSIS_BUCKETS)?,
+            StripedTraffic::new(interval, buckets, ANALYSIS_BUCKETS)?,
             tally,
         ))
     }
 
-    /// Records one response: its outcome, and its latency `weight` times (0 when it was not
-    /// timed; see [`Sampling`]).
-    pub(crate) fn record(&self, now: Stamp, outcome: Outcome, latency: Duration, weight: u32) {
-        self.0.record_weighted(now, outcome, latency, weight);
+    /// Records one response in stripe `stripe`: its outcome, and its latency `weight` times (0
+    /// when it was not timed; see [`Sampling`]).
+    pub(crate) fn record(
+        &self,
+        stripe: usize,
+        now: Stamp,
+        outcome: Outcome,
+        latency: Duration,
+        weight: u32,
+    ) {
+        self.0.record(stripe, now, outcome, latency, weight);
         if let Some((tallies, side)) = &self.1 {
             tallies[*side as usize].record(outcome, latency, weight);
         }
@@ -60,6 +69,32 @@ impl SideWindows {
             error_rate: totals.success_rate().map(|s| 1.0 - s),
             p99: self.0.latencies().quantile(now, 0.99),
         }
+    }
+}
+
+/// A router clone's way into the windows: the windows as of its version, and the stripe of the
+/// thread it was first called on. Each response's future holds a reference to its clone's lane
+/// rather than to the shared windows, so that two workers' requests do not take turns at one
+/// reference count (a clone is called on one thread at a time, so its lane's count stays on
+/// its core).
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) windows: Arc<Windows>,
+    pub(crate) stripe: usize,
+}
+
+impl Lane {
+    /// Records one response of `side` (see [`SideWindows::record`]).
+    pub(crate) fn record(
+        &self,
+        side: Side,
+        now: Stamp,
+        outcome: Outcome,
+        latency: Duration,
+        weight: u32,
+    ) {
+        let windows = self.windows.side(side);
+        windows.record(self.stripe, now, outcome, latency, weight);
     }
 }
 
@@ -109,7 +144,8 @@ pub(crate) struct Shared {
     /// The slot generation taken in (0: none).
     generation: AtomicU64,
     pub(crate) options: CanaryOptions,
-    routed: [AtomicU64; 2],
+    /// Requests routed to each side, striped per thread (every worker adds on every request).
+    routed: Striped<[AtomicU64; 2]>,
     /// Which responses of each side are timed.
     pub(crate) sampling: Sampling,
     seeds: AtomicU64,
@@ -143,7 +179,7 @@ impl Shared {
             slot,
             generation: AtomicU64::new(applied.map_or(0, |p| p.generation())),
             options,
-            routed: [AtomicU64::new(0), AtomicU64::new(0)],
+            routed: Striped::default(),
             sampling: Sampling::default(),
             seeds: AtomicU64::new(0),
             fleet,
@@ -177,8 +213,9 @@ impl Shared {
         mix(self.seeds.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub(crate) fn routed(&self, side: Side) {
-        self.routed[side as usize].fetch_add(1, Ordering::Relaxed);
+    /// Counts a request routed to `side` in stripe `stripe`.
+    pub(crate) fn routed(&self, side: Side, stripe: usize) {
+        self.routed.at(stripe)[side as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes in a new policy version if the slot has one. One atomic load when nothing changed.
@@ -228,9 +265,9 @@ impl Shared {
     /// Sets each side's latency sample from its rate in the last bucket (every budget tick).
     pub(crate) fn resample(&self, now: Instant) {
         let windows = self.windows.load();
-        let width = windows.canary.0.counts().bucket_width();
+        let width = windows.canary.0.bucket_width();
         for side in [Side::Stable, Side::Canary] {
-            let requests = windows.side(side).0.counts().recent(now, 1).requests;
+            let requests = windows.side(side).0.recent(now, 1).requests;
             self.sampling.set(side, requests, width);
         }
     }
@@ -258,7 +295,11 @@ impl Shared {
         let stats = |side: Side| {
             let m = windows.side(side).measure(now);
             SideStats {
-                routed: self.routed[side as usize].load(Ordering::Relaxed),
+                routed: self
+                    .routed
+                    .iter()
+                    .map(|r| r[side as usize].load(Ordering::Relaxed))
+                    .sum(),
                 timed_one_in: 1 << self.sampling.shift(side),
                 window_requests: m.samples,
                 error_rate: m.error_rate,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use fluxgate_canary::Canary;
 use http::{Request, Response};
 use tokio::time::{Instant, sleep};
-use tower::{ServiceExt, service_fn};
+use tower::{Service, ServiceExt, service_fn};
 
 /// A side that answers in 2ms, except every 40th call (2.5%) in 20ms.
 fn side() -> impl tower::Service<
@@ -83,4 +83,47 @@ async fn a_busy_side_is_sampled_and_its_p99_holds() {
     let quiet = handle.snapshot();
     assert_eq!(quiet.stable.timed_one_in, 1, "{quiet:?}");
     assert_eq!(quiet.canary.timed_one_in, 1, "{quiet:?}");
+}
+
+/// Clones called from several threads at once count into stripes of their own; the snapshot
+/// sums them exactly, and the split holds.
+#[test]
+fn clones_on_many_threads_count_every_request() {
+    let spec = "{weight: 30, interval: 1s, minRequests: 1000000000}";
+    let ok = || service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (router, judge) = runtime
+        .block_on(async { Canary::new(ok(), ok(), support::canary(spec)) })
+        .unwrap();
+    let handle = router.handle();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let router = router.clone();
+            s.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let mut router = router;
+                    for _ in 0..5_000 {
+                        router
+                            .ready()
+                            .await
+                            .unwrap()
+                            .call(Request::new(()))
+                            .await
+                            .unwrap();
+                    }
+                });
+            });
+        }
+    });
+    drop(judge);
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.stable.routed + snapshot.canary.routed, 20_000);
+    let canary = snapshot.canary.routed;
+    assert!((5_000..7_000).contains(&canary), "{canary}");
 }

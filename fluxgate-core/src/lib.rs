@@ -32,6 +32,7 @@ pub mod policy;
 pub mod quantile;
 mod ring;
 pub mod store;
+pub mod stripe;
 pub mod task;
 pub mod window;
 

@@ -38,6 +38,7 @@
 //! assert_eq!(window.totals(start + Duration::from_secs(12)).requests, 0);
 //! ```
 
+mod striped;
 mod traffic;
 
 use std::time::Duration;
@@ -50,6 +51,7 @@ use crate::outcome::Outcome;
 pub(crate) use crate::ring::check_shape;
 use crate::ring::{Divisor, TaggedCounter, Ticker};
 pub use crate::ring::{MAX_BUCKETS, MIN_BUCKET_WIDTH, WindowError};
+pub use striped::StripedTraffic;
 pub use traffic::TrafficWindow;
 
 /// What a [`TimeWindow`] counted over a span of time.
