@@ -58,7 +58,7 @@ impl SideWindows {
     ) {
         self.0.record(stripe, now, outcome, latency, weight);
         if let Some((tallies, side)) = &self.1 {
-            tallies[*side as usize].record(outcome, latency, weight);
+            tallies[*side as usize].record(stripe, outcome, latency, weight);
         }
     }
 

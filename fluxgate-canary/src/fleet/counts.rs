@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fluxgate_core::outcome::Outcome;
+use fluxgate_core::stripe::Striped;
 
 /// Latency bins: bin 0 holds latencies up to 100µs, bin `i` those up to `100µs · 2^(i/4)`
 /// (19% apart), the last one everything above (about 17 minutes).
@@ -202,30 +203,33 @@ impl SideCounts {
     }
 }
 
-/// What the request path adds to between two ticks: atomics, one set per side.
+/// What the request path adds to between two ticks: atomics, one set per side. The response
+/// and error counts, added to on every request, are striped per thread
+/// ([`fluxgate_core::stripe`]); the latency bins are added to by timed responses only.
 #[derive(Debug)]
 pub(crate) struct Tally {
-    requests: AtomicU64,
-    errors: AtomicU64,
+    /// Responses and errors.
+    counts: Striped<[AtomicU64; 2]>,
     bins: Box<[AtomicU64]>,
 }
 
 impl Default for Tally {
     fn default() -> Self {
         Self {
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            counts: Striped::default(),
             bins: (0..LATENCY_BINS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
 impl Tally {
-    /// Counts one response, and its latency `weight` times (0: it was not timed).
-    pub(crate) fn record(&self, outcome: Outcome, latency: Duration, weight: u32) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Counts one response in stripe `stripe`, and its latency `weight` times (0: it was not
+    /// timed).
+    pub(crate) fn record(&self, stripe: usize, outcome: Outcome, latency: Duration, weight: u32) {
+        let [requests, errors] = self.counts.at(stripe);
+        requests.fetch_add(1, Ordering::Relaxed);
         if outcome != Outcome::Success {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            errors.fetch_add(1, Ordering::Relaxed);
         }
         if weight > 0
             && let Some(bin) = self.bins.get(usize::from(bin_of(latency)))
@@ -243,9 +247,14 @@ impl Tally {
                 latencies.insert(u16::try_from(i).unwrap_or(LATENCY_BINS - 1), n);
             }
         }
+        let (mut requests, mut errors) = (0, 0);
+        for [r, e] in self.counts.iter() {
+            requests += r.swap(0, Ordering::Relaxed);
+            errors += e.swap(0, Ordering::Relaxed);
+        }
         Counts {
-            requests: self.requests.swap(0, Ordering::Relaxed),
-            errors: self.errors.swap(0, Ordering::Relaxed),
+            requests,
+            errors,
             latencies,
         }
     }
@@ -283,8 +292,8 @@ mod tests {
     #[test]
     fn tally_takes() {
         let tally = Tally::default();
-        tally.record(Outcome::Failure, Duration::from_millis(3), 1);
-        tally.record(Outcome::Success, Duration::from_millis(3), 1);
+        tally.record(0, Outcome::Failure, Duration::from_millis(3), 1);
+        tally.record(5, Outcome::Success, Duration::from_millis(3), 1);
         let counts = tally.take();
         assert_eq!((counts.requests, counts.errors), (2, 1));
         assert_eq!(counts.latencies.values().sum::<u64>(), 2);
@@ -296,9 +305,9 @@ mod tests {
     #[test]
     fn a_sampled_latency_counts_for_its_stride() {
         let tally = Tally::default();
-        tally.record(Outcome::Success, Duration::from_millis(3), 4);
+        tally.record(1, Outcome::Success, Duration::from_millis(3), 4);
         for _ in 0..3 {
-            tally.record(Outcome::Success, Duration::ZERO, 0);
+            tally.record(2, Outcome::Success, Duration::ZERO, 0);
         }
         let counts = tally.take();
         assert_eq!(counts.requests, 4);
