@@ -2,6 +2,8 @@
 //! `p2c::Balance` with `PeakEwma` and with `PendingRequests`, and a direct call. The
 //! `fluxgate/clone/…` rows clone the balancer for every request, as a server does when it
 //! clones its service per connection or per request (the clones share one balancer).
+//! `BENCH_SHARED=<blocks>` times each algorithm from one thread and then from two at once
+//! through clones of one balancer (see `shared`).
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
@@ -156,6 +158,84 @@ fn callgrind(variant: &str) {
     println!("{variant}: {CALLGRIND_OPS} requests");
 }
 
+/// Each FluxGate algorithm from one thread, then from two at once through clones of one
+/// balancer (its endpoints' counts and its cursor shared, as a gateway's workers share them),
+/// and tower's `p2c` + `PendingRequests` with a balancer per thread (nothing shared): the
+/// mean over the threads of each one's median time per request over `blocks` blocks of 1,000.
+/// Eight endpoints, or `BENCH_ENDPOINTS`.
+fn shared(blocks: usize) {
+    const BLOCK: u32 = 1_000;
+    // `BENCH_ENDPOINTS=1`: one endpoint, as a gateway in front of one upstream, where both
+    // threads add to the same endpoint's counts.
+    let count: u32 = std::env::var("BENCH_ENDPOINTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8)
+        .max(1);
+    let time = move |op: &mut dyn FnMut(&mut Context<'_>)| {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..50 * BLOCK {
+            op(&mut cx);
+        }
+        let mut ns: Vec<f64> = (0..blocks)
+            .map(|_| {
+                let start = fluxgate_core::clock::Stamp::now();
+                for _ in 0..BLOCK {
+                    op(&mut cx);
+                }
+                fluxgate_core::clock::Stamp::now().nanos_since(start) as f64 / f64::from(BLOCK)
+            })
+            .collect();
+        ns.sort_by(f64::total_cmp);
+        ns[ns.len() / 2]
+    };
+    for (name, algorithm) in [
+        ("round-robin", BalanceAlgorithm::RoundRobin),
+        ("weighted-round-robin", BalanceAlgorithm::WeightedRoundRobin),
+        ("least-request", BalanceAlgorithm::LeastRequest),
+        ("peak-ewma", BalanceAlgorithm::PeakEwma),
+        ("adaptive", BalanceAlgorithm::Adaptive),
+        ("tower/p2c+PendingRequests", BalanceAlgorithm::RoundRobin),
+    ] {
+        let tower = name.starts_with("tower");
+        let mut policy = LoadBalancing::default();
+        policy.algorithm = algorithm;
+        let endpoints = (0..count).map(|i| (i, Weighted::new(Trivial, 1 + i % 3)));
+        let balance = Balance::<_, Req>::new(policy, endpoints);
+        let mut line = format!("{name:<26}");
+        for threads in [1, 2] {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (barrier, mut balance) = (barrier.clone(), balance.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        if tower {
+                            let services: Vec<_> = (0..count)
+                                .map(|_| {
+                                    PendingRequests::new(Trivial, CompleteOnResponse::default())
+                                })
+                                .collect();
+                            let mut p2c = tower::balance::p2c::Balance::new(
+                                ServiceList::new::<Req>(services),
+                            );
+                            time(&mut |cx| one(&mut p2c, cx))
+                        } else {
+                            time(&mut |cx| one(&mut balance, cx))
+                        }
+                    })
+                })
+                .collect();
+            let ns: Vec<f64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+            let mean = ns.iter().sum::<f64>() / ns.len() as f64;
+            line += &format!("  {threads} thread(s) {mean:6.1} ns");
+        }
+        println!("{line}");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
@@ -165,6 +245,10 @@ criterion_group! {
 fn main() {
     if let Some(variant) = fluxgate_benches::callgrind_variant() {
         callgrind(&variant);
+        return;
+    }
+    if let Ok(blocks) = std::env::var("BENCH_SHARED") {
+        shared(blocks.parse().unwrap_or(200).max(4));
         return;
     }
     benches();
