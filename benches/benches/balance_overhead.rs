@@ -60,6 +60,15 @@ where
     }
 }
 
+/// FluxGate's algorithms, by bench id.
+const ALGORITHMS: [(&str, BalanceAlgorithm); 5] = [
+    ("round-robin", BalanceAlgorithm::RoundRobin),
+    ("weighted-round-robin", BalanceAlgorithm::WeightedRoundRobin),
+    ("least-request", BalanceAlgorithm::LeastRequest),
+    ("peak-ewma", BalanceAlgorithm::PeakEwma),
+    ("adaptive", BalanceAlgorithm::Adaptive),
+];
+
 /// One variant: a request through it per call.
 type Op = Box<dyn FnMut(&mut Context<'_>)>;
 
@@ -68,13 +77,7 @@ fn variants() -> Vec<(String, Op)> {
     let mut out: Vec<(String, Op)> = Vec::new();
     let mut direct = Trivial;
     out.push(("direct".into(), Box::new(move |cx| one(&mut direct, cx))));
-    for (name, algorithm) in [
-        ("round-robin", BalanceAlgorithm::RoundRobin),
-        ("weighted-round-robin", BalanceAlgorithm::WeightedRoundRobin),
-        ("least-request", BalanceAlgorithm::LeastRequest),
-        ("peak-ewma", BalanceAlgorithm::PeakEwma),
-        ("adaptive", BalanceAlgorithm::Adaptive),
-    ] {
+    for (name, algorithm) in ALGORITHMS {
         for outliers in [false, true] {
             let mut policy = LoadBalancing::default();
             policy.algorithm = algorithm;
@@ -191,15 +194,9 @@ fn shared(blocks: usize) {
         ns.sort_by(f64::total_cmp);
         ns[ns.len() / 2]
     };
-    for (name, algorithm) in [
-        ("round-robin", BalanceAlgorithm::RoundRobin),
-        ("weighted-round-robin", BalanceAlgorithm::WeightedRoundRobin),
-        ("least-request", BalanceAlgorithm::LeastRequest),
-        ("peak-ewma", BalanceAlgorithm::PeakEwma),
-        ("adaptive", BalanceAlgorithm::Adaptive),
-        ("tower/p2c+PendingRequests", BalanceAlgorithm::RoundRobin),
-    ] {
-        let tower = name.starts_with("tower");
+    let baseline = ("tower/p2c+PendingRequests", BalanceAlgorithm::RoundRobin);
+    for (name, algorithm) in ALGORITHMS.into_iter().chain([baseline]) {
+        let tower = name == baseline.0;
         let mut policy = LoadBalancing::default();
         policy.algorithm = algorithm;
         let endpoints = (0..count).map(|i| (i, Weighted::new(Trivial, 1 + i % 3)));

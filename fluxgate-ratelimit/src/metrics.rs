@@ -1,48 +1,31 @@
 //! Admitted and refused counts per policy and limit, for an admin endpoint.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-const STRIPES: usize = 8;
+use fluxgate_core::stripe::Striped;
 
-/// One counter cache line.
+/// A counter spread over cache lines (one stripe per group of threads,
+/// [`fluxgate_core::stripe`]) so that threads do not fight over one.
 #[derive(Debug, Default)]
-#[repr(align(64))]
-struct Padded(AtomicU64);
-
-/// A counter spread over cache lines so that threads do not fight over one.
-#[derive(Debug, Default)]
-pub(crate) struct Counter([Padded; STRIPES]);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) struct Counter(Striped<AtomicU64>);
 
 /// This thread's stripe (look it up once for several increments).
 pub(crate) fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(i);
-        }
-        i
-    })
+    fluxgate_core::stripe::current()
 }
 
 impl Counter {
     pub(crate) fn incr(&self) {
-        self.incr_at(stripe());
+        self.0.local().fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds one on `stripe` (from [`stripe`]).
     pub(crate) fn incr_at(&self, stripe: usize) {
-        self.0[stripe % STRIPES].0.fetch_add(1, Ordering::Relaxed);
+        self.0.at(stripe).fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 

@@ -75,6 +75,17 @@ pub struct WindowTotals {
     pub overloads: u64,
 }
 
+/// Totals of several windows or buckets, added up.
+impl std::iter::Sum for WindowTotals {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |sum, part| Self {
+            requests: sum.requests + part.requests,
+            failures: sum.failures + part.failures,
+            overloads: sum.overloads + part.overloads,
+        })
+    }
+}
+
 impl WindowTotals {
     /// Failures per request, or `None` when there were no requests.
     #[must_use]
@@ -217,14 +228,7 @@ impl TimeWindow {
     pub fn recent(&self, now: impl Into<Stamp>, buckets: u32) -> WindowTotals {
         let current = self.ticker.epoch(now);
         let first = current.saturating_sub(u64::from(buckets.min(self.buckets)));
-        (first..current).fold(WindowTotals::default(), |sum, epoch| {
-            let part = self.at(epoch);
-            WindowTotals {
-                requests: sum.requests + part.requests,
-                failures: sum.failures + part.failures,
-                overloads: sum.overloads + part.overloads,
-            }
-        })
+        (first..current).map(|epoch| self.at(epoch)).sum()
     }
 
     /// The counts of the bucket in progress at `now` (not yet part of [`totals`](Self::totals)).

@@ -111,16 +111,6 @@ impl StripedTraffic {
     }
 }
 
-impl std::iter::Sum for WindowTotals {
-    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
-        iter.fold(Self::default(), |sum, part| Self {
-            requests: sum.requests + part.requests,
-            failures: sum.failures + part.failures,
-            overloads: sum.overloads + part.overloads,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
