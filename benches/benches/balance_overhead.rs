@@ -165,7 +165,8 @@ fn callgrind(variant: &str) {
 /// balancer (its endpoints' counts and its cursor shared, as a gateway's workers share them),
 /// and tower's `p2c` + `PendingRequests` with a balancer per thread (nothing shared): the
 /// mean over the threads of each one's median time per request over `blocks` blocks of 1,000.
-/// Eight endpoints, or `BENCH_ENDPOINTS`.
+/// Eight endpoints, or `BENCH_ENDPOINTS`; `BENCH_OUTLIERS=1` turns outlier detection on (the
+/// endpoints' latency quantiles and slow samples are then kept too).
 fn shared(blocks: usize) {
     const BLOCK: u32 = 1_000;
     // `BENCH_ENDPOINTS=1`: one endpoint, as a gateway in front of one upstream, where both
@@ -175,6 +176,7 @@ fn shared(blocks: usize) {
         .and_then(|n| n.parse().ok())
         .unwrap_or(8)
         .max(1);
+    let outliers = std::env::var("BENCH_OUTLIERS").is_ok_and(|v| v == "1");
     let time = move |op: &mut dyn FnMut(&mut Context<'_>)| {
         let rt = runtime();
         let _guard = rt.enter();
@@ -199,6 +201,9 @@ fn shared(blocks: usize) {
         let tower = name == baseline.0;
         let mut policy = LoadBalancing::default();
         policy.algorithm = algorithm;
+        if outliers {
+            policy.outlier_detection = Some(OutlierDetection::default());
+        }
         let endpoints = (0..count).map(|i| (i, Weighted::new(Trivial, 1 + i % 3)));
         let balance = Balance::<_, Req>::new(policy, endpoints);
         let mut line = format!("{name:<26}");

@@ -7,15 +7,16 @@ use std::task::{Context, Poll};
 
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
+use fluxgate_core::stripe;
 use tower::BoxError;
 use tower::discover::Discover;
 use tower_service::Service;
 
 use crate::endpoint::Slot;
-use crate::endpoint::{self, PROBE_IN_FLIGHT, PROBE_READY, Weighted};
+use crate::endpoint::{self, Lane, PROBE_IN_FLIGHT, PROBE_READY, Weighted};
 use crate::error::BalanceError;
-use crate::future::{ResponseFuture, Tracker};
-use crate::service::{Balance, Reserved, Table};
+use crate::future::{Counting, ResponseFuture, Tracker};
+use crate::service::{Balance, CACHED, Reserved, Table};
 
 impl<D, K, S, Req, RB> Service<Req> for Balance<D, Req>
 where
@@ -33,6 +34,7 @@ where
         self.ready = None;
         self.maintain()?;
         let table = self.core.table.load();
+        self.refresh_lane(&table);
         let mut pending = false;
         if let Some(index) = table.probe
             && let Some(slot) = table.slots.get(index)
@@ -54,7 +56,8 @@ where
             slot.state.passive.store(PROBE_READY, Ordering::Release);
         }
         let sel = &table.sel;
-        let Some(first) = self.picker.pick(sel, &table.slots, &self.core.cursor) else {
+        let cursor = self.core.cursor.at(self.stripe);
+        let Some(first) = self.picker.pick(sel, &table.slots, cursor, self.stripe) else {
             self.ready = Some(Reserved::NoEndpoint);
             return Poll::Ready(Ok(()));
         };
@@ -105,13 +108,28 @@ where
         match self.ready.take() {
             Some(Reserved::Endpoint {
                 mut service,
-                state,
+                index,
                 track,
                 probe,
             }) => {
                 let now = self.now.take().unwrap_or_else(Stamp::now);
-                let tracker = Tracker::new(state, now, track, probe);
-                ResponseFuture::new(service.service.call(req), tracker)
+                let counting = Counting {
+                    stripe: self.stripe,
+                    random: self.picker.rng.next_u64(),
+                    track,
+                    probe,
+                };
+                let tracker = self
+                    .lane
+                    .as_ref()
+                    .and_then(|lane| Tracker::new(Arc::clone(lane), index, now, counting));
+                let Some(tracker) = tracker else {
+                    // Not reached: the index comes from the lane's own set.
+                    return ResponseFuture::failed(BalanceError::NoHealthyEndpoints);
+                };
+                let future = service.service.call(req);
+                self.keep(index, service);
+                ResponseFuture::new(future, tracker)
             }
             Some(Reserved::NoEndpoint) => ResponseFuture::failed(BalanceError::NoHealthyEndpoints),
             None => ResponseFuture::failed(BalanceError::NotReady),
@@ -134,6 +152,7 @@ where
         // `call`.
         let now = Stamp::now();
         self.now = Some(now);
+        self.stripe = stripe::current();
         let elapsed = endpoint::nanos_since(core.shared.origin, now);
         let woken = core.discover_woken.take();
         // A new policy marks the balancer dirty too.
@@ -164,6 +183,34 @@ where
         result
     }
 
+    /// Follows a new endpoint set: a lane of this clone's own on its states, and no copies of
+    /// the old set's services.
+    fn refresh_lane(&mut self, table: &Table<K, Weighted<S>>) {
+        if self
+            .lane
+            .as_ref()
+            .is_some_and(|lane| Arc::ptr_eq(&lane.states, &table.states))
+        {
+            return;
+        }
+        self.lane = Some(Arc::new(Lane {
+            states: Arc::clone(&table.states),
+        }));
+        self.cache.clear();
+    }
+
+    /// Keeps this clone's copy of slot `index`'s service for its next request there.
+    fn keep(&mut self, index: usize, service: Weighted<S>) {
+        if index < CACHED {
+            if self.cache.len() <= index {
+                self.cache.resize_with(index + 1, || None);
+            }
+            if let Some(cached) = self.cache.get_mut(index) {
+                *cached = Some(service);
+            }
+        }
+    }
+
     /// Polls this clone's copy of slot `index`'s service; reserves it when ready.
     fn try_slot(
         &mut self,
@@ -179,13 +226,13 @@ where
         let Some(slot) = table.slots.get(index) else {
             return false;
         };
-        let mut service = self.take_waiting(slot);
+        let mut service = self.take_service(index, slot);
         match service.service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 self.waiting.clear();
                 self.ready = Some(Reserved::Endpoint {
                     service,
-                    state: Arc::clone(&slot.state),
+                    index,
                     track: table.track,
                     probe,
                 });
@@ -199,10 +246,8 @@ where
             Poll::Ready(Err(_)) => {
                 // Counted as a failure, so that a service whose readiness keeps failing is drained
                 // by the failure streak; never evicted.
-                if slot
-                    .state
-                    .record(Stamp::now(), None, Outcome::Failure, table.track)
-                {
+                let (state, now) = (&slot.state, Stamp::now());
+                if state.record(self.stripe, now, None, Outcome::Failure, table.track, 0) {
                     self.core.shared.mark_dirty();
                 }
                 false
@@ -210,11 +255,15 @@ where
         }
     }
 
-    /// This clone's copy of slot `index`'s service: the one that was pending, or a new clone.
-    fn take_waiting(&mut self, slot: &Slot<K, Weighted<S>>) -> Weighted<S> {
+    /// This clone's copy of slot `index`'s service: the one that was pending, the one kept
+    /// from its last request there, or a new clone.
+    fn take_service(&mut self, index: usize, slot: &Slot<K, Weighted<S>>) -> Weighted<S> {
         let id = id(slot);
-        match self.waiting.iter().position(|(i, _)| *i == id) {
-            Some(at) => self.waiting.swap_remove(at).1,
+        if let Some(at) = self.waiting.iter().position(|(i, _)| *i == id) {
+            return self.waiting.swap_remove(at).1;
+        }
+        match self.cache.get_mut(index).and_then(Option::take) {
+            Some(kept) => kept,
             None => slot.service.clone(),
         }
     }

@@ -11,7 +11,7 @@ use tower::BoxError;
 use tower::discover::{Change, Discover};
 
 use crate::endpoint::{EndpointState, Weighted};
-use crate::endpoint::{Slot, Slots};
+use crate::endpoint::{Slot, Slots, States};
 use crate::error::BalanceError;
 use crate::service::{Control, Core, track_for};
 use crate::shared::Shared;
@@ -54,8 +54,9 @@ where
     /// Puts a new endpoint set in force: published to handles and the health task, and
     /// evaluated at once.
     pub(crate) fn set_slots(&mut self, core: &Core<D>, slots: Slots<K, Weighted<S>>) {
-        let list = slots.iter().map(|s| Arc::clone(&s.state)).collect();
-        core.shared.endpoints.store(Arc::new(list));
+        let list: Arc<States<K>> = Arc::new(slots.iter().map(|s| Arc::clone(&s.state)).collect());
+        core.shared.endpoints.store(Arc::clone(&list));
+        self.states = list;
         self.slots = Arc::new(slots);
         self.probe = None;
         self.evaluate(core, Stamp::now());

@@ -8,11 +8,12 @@ use std::time::Duration;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::ewma::Ewma;
 use fluxgate_core::outcome::Outcome;
-use fluxgate_core::quantile::LatencyQuantiles;
-use fluxgate_core::window::{TimeWindow, WindowTotals};
+use fluxgate_core::quantile::{LatencyQuantiles, sample_shift};
+use fluxgate_core::window::WindowTotals;
 
 use crate::evidence::{self, Evidence, Verdict};
-use crate::stats::Stats;
+use crate::hot::Stripes;
+use crate::stats::EndpointTotals;
 
 /// An endpoint's service with its configured weight, as a static list or a discovery stream
 /// hands it to the balancer.
@@ -85,6 +86,19 @@ pub(crate) struct Slot<K, S> {
 /// The endpoint set, in the balancer's order.
 pub(crate) type Slots<K, S> = Vec<Arc<Slot<K, S>>>;
 
+/// The endpoints' shared states, in the order of their slots.
+pub(crate) type States<K> = Vec<Arc<EndpointState<K>>>;
+
+/// A balancer clone's way to its endpoints' states: the states as of the endpoint set it last
+/// saw. Each request's future holds a reference to its clone's lane rather than to its
+/// endpoint's state, so that two workers' requests to one endpoint do not take turns at the
+/// state's reference count (a clone is called on one thread at a time, so its lane's count
+/// stays on its core).
+#[derive(Debug)]
+pub(crate) struct Lane<K> {
+    pub(crate) states: Arc<States<K>>,
+}
+
 /// The shared state of one endpoint.
 #[derive(Debug)]
 pub(crate) struct EndpointState<K> {
@@ -93,13 +107,17 @@ pub(crate) struct EndpointState<K> {
     pub(crate) origin: Stamp,
     /// The balancer's "re-evaluate" flag, raised on a failure streak or a probe's answer.
     pub(crate) dirty: Arc<AtomicBool>,
-    pub(crate) in_flight: AtomicU32,
-    /// Peak EWMA of latency, in microseconds (failures count as slower than they were).
+    /// The counts every request adds to, one set per thread (see [`crate::hot`]).
+    pub(crate) hot: Stripes,
+    /// Peak EWMA of latency, in microseconds (failures count as slower than they were); fed
+    /// by the timed responses (see [`sample_shift`](Self::sample_shift)).
     pub(crate) latency: Ewma,
-    /// Outcomes over the evidence's long horizon (5s of 100ms buckets); the rules of the last
-    /// second read its last buckets ([`outcomes`](Self::outcomes)).
-    outcomes_long: TimeWindow,
+    /// Latencies of the timed responses, each counted for the responses it stands for.
     pub(crate) latencies: LatencyQuantiles,
+    /// `log2` of the stride of the latency sample: a busy endpoint times one response in
+    /// `1 << sample_shift` (see [`fluxgate_core::quantile::sample_shift`]); set by the
+    /// evaluation from the last second's rate.
+    pub(crate) sample_shift: AtomicU8,
     /// Backend-reported utilisation in thousandths ([`NO_UTIL`] when never reported).
     pub(crate) utilization: AtomicU32,
     pub(crate) consecutive_failures: AtomicU32,
@@ -110,7 +128,7 @@ pub(crate) struct EndpointState<K> {
     /// proxy gave the request back), so a retry goes elsewhere rather than to a connection
     /// that may be just as broken.
     pub(crate) broken_until: AtomicU64,
-    /// Slow and bad samples over two horizons, and the ages of requests in flight.
+    /// Since when the samples count (the samples themselves are in [`hot`](Self::hot)).
     pub(crate) evidence: Evidence,
     pub(crate) healthy: AtomicBool,
     pub(crate) check_failures: AtomicU32,
@@ -125,8 +143,6 @@ pub(crate) struct EndpointState<K> {
     pub(crate) ramp_start: AtomicU64,
     /// The weight in effect, as `f64` bits, written by the evaluation for the snapshot.
     pub(crate) effective_weight: AtomicU64,
-    /// Cumulative counts and latency histogram, for the snapshot's totals.
-    pub(crate) stats: Stats,
 }
 
 /// Bucket width and count of the latency window and of the last second's outcomes: a 1s window
@@ -150,16 +166,16 @@ impl<K> EndpointState<K> {
             weight: weight.max(1),
             origin,
             dirty,
-            in_flight: AtomicU32::new(0),
+            hot: Stripes::new(origin),
             // The constants are valid shapes; `new` only fails on invalid ones.
             latency: Ewma::new(half_life.max(Duration::from_millis(1))).ok()?,
-            outcomes_long: TimeWindow::new(WINDOW_BUCKET, evidence::LONG_BUCKETS).ok()?,
             latencies: LatencyQuantiles::new(WINDOW_BUCKET, WINDOW_BUCKETS).ok()?,
+            sample_shift: AtomicU8::new(0),
             utilization: AtomicU32::new(NO_UTIL),
             consecutive_failures: AtomicU32::new(0),
             connect_failed: AtomicBool::new(false),
             broken_until: AtomicU64::new(0),
-            evidence: Evidence::new(origin)?,
+            evidence: Evidence::new(origin),
             healthy: AtomicBool::new(true),
             check_failures: AtomicU32::new(0),
             check_passes: AtomicU32::new(0),
@@ -174,19 +190,34 @@ impl<K> EndpointState<K> {
                 u64::MAX
             }),
             effective_weight: AtomicU64::new(f64::from(weight.max(1)).to_bits()),
-            stats: Stats::default(),
         })
     }
 
-    /// The outcomes of the last second (failed `poll_ready`s included).
+    /// The outcomes of the last second (failed `poll_ready`s included), over every thread.
     pub(crate) fn outcomes(&self, now: Stamp) -> WindowTotals {
-        self.outcomes_long.recent(now, WINDOW_BUCKETS)
+        self.hot.recent(now, WINDOW_BUCKETS)
+    }
+
+    /// Requests in flight, over every thread.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.hot.in_flight()
+    }
+
+    /// Cumulative counts since the endpoint was added, over every thread.
+    pub(crate) fn totals(&self) -> EndpointTotals {
+        self.hot.totals()
     }
 
     /// The evidence's verdict now (see [`Evidence::verdict`]).
     pub(crate) fn verdict(&self, now: Stamp, limit: Duration, max_error_rate: f64) -> Verdict {
+        let outcomes = self.hot.horizons(now);
         self.evidence
-            .verdict(now, &self.outcomes_long, limit, max_error_rate)
+            .verdict(now, &self.hot.samples(), outcomes, limit, max_error_rate)
+    }
+
+    /// Requests in flight that started more than `limit` ago, over every thread.
+    pub(crate) fn hanging(&self, now: Stamp, limit: Duration) -> u64 {
+        self.evidence.hanging(now, limit, &self.hot.samples())
     }
 
     /// Whether new requests may be sent here (healthy and not drained).
@@ -194,36 +225,87 @@ impl<K> EndpointState<K> {
         self.healthy.load(Ordering::Relaxed) && self.passive.load(Ordering::Relaxed) == ACTIVE
     }
 
-    /// Records one finished request, or with no `latency` a failed `poll_ready` (which counts
-    /// in the window and the failure streak, not in the latencies nor the cumulative totals);
-    /// returns whether it made the failure streak reach `streak`.
+    /// Sets the stride of the latency sample from the rate of the last full bucket.
+    pub(crate) fn resample(&self, now: Stamp) {
+        let requests = self.hot.recent(now, 1).requests;
+        self.sample_shift
+            .store(sample_shift(requests, WINDOW_BUCKET), Ordering::Relaxed);
+    }
+
+    /// Whether a request sent now has its latency timed, and for how many responses it
+    /// stands (0: not timed), drawing on `random` when the endpoint is busy enough to sample.
+    #[inline]
+    pub(crate) fn timed(&self, random: u64) -> u32 {
+        let shift = self.sample_shift.load(Ordering::Relaxed);
+        if shift == 0 {
+            return 1;
+        }
+        let stride = 1u32 << shift;
+        if random & u64::from(stride - 1) == 0 {
+            stride
+        } else {
+            0
+        }
+    }
+
+    /// A request is sent, from the thread of `stripe`, at `now`: counted in flight there;
+    /// returns its start-time bucket for [`finish`](Self::finish).
+    #[inline]
+    pub(crate) fn start(&self, stripe: usize, now: Stamp) -> u64 {
+        let bucket = self.evidence.bucket(now);
+        if let Some(hot) = self.hot.at(stripe) {
+            hot.in_flight.fetch_add(1, Ordering::Relaxed);
+            hot.samples.start(bucket);
+        }
+        bucket
+    }
+
+    /// The request [`start`](Self::start)ed in `bucket` from `stripe` is no longer in flight.
+    #[inline]
+    pub(crate) fn finish(&self, stripe: usize, bucket: u64) {
+        if let Some(hot) = self.hot.at(stripe) {
+            hot.in_flight.fetch_sub(1, Ordering::Relaxed);
+            hot.samples.finish(bucket);
+        }
+    }
+
+    /// Records one finished request in `stripe`'s counts, or with no `latency` a failed
+    /// `poll_ready` (which counts in the window and the failure streak, not in the latencies
+    /// nor the cumulative totals); its latency goes into the shared latency estimates `timed`
+    /// times (0: not timed, see [`timed`](Self::timed)). Returns whether it made the failure
+    /// streak reach `streak`.
     pub(crate) fn record(
         &self,
+        stripe: usize,
         now: Stamp,
         latency: Option<Duration>,
         outcome: Outcome,
         track: Track,
+        timed: u32,
     ) -> bool {
-        self.outcomes_long.record(now, outcome);
-        if let Some(latency) = latency {
-            self.stats.record(latency, outcome);
-            if track.quantiles {
-                self.latencies.record(now, latency);
-                self.evidence.record(now, latency, track.slow_limit);
-            }
+        if let Some(hot) = self.hot.at(stripe) {
+            let slow_limit = track.quantiles.then_some(track.slow_limit);
+            hot.record(now, latency, outcome, slow_limit);
         }
-        let latency = latency.unwrap_or_default();
-        let micros = latency.as_secs_f64() * 1e6;
         let bad = outcome != Outcome::Success;
-        if track.ewma {
-            // A failure counts as at least twice as slow as the endpoint has been: answering
-            // errors quickly must not make an endpoint look attractive.
-            let sample = if bad {
-                (micros.max(self.latency.get().unwrap_or(micros)) * 2.0).clamp(1_000.0, 1e7)
-            } else {
-                micros
-            };
-            self.latency.update_peak(now, sample);
+        // A failed `poll_ready` (no latency) is rare: it always counts in the average.
+        if timed > 0 || latency.is_none() {
+            if let Some(latency) = latency
+                && track.quantiles
+            {
+                self.latencies.record_weighted(now, latency, timed);
+            }
+            if track.ewma {
+                let micros = latency.unwrap_or_default().as_secs_f64() * 1e6;
+                // A failure counts as at least twice as slow as the endpoint has been:
+                // answering errors quickly must not make an endpoint look attractive.
+                let sample = if bad {
+                    (micros.max(self.latency.get().unwrap_or(micros)) * 2.0).clamp(1_000.0, 1e7)
+                } else {
+                    micros
+                };
+                self.latency.update_peak(now, sample);
+            }
         }
         if bad {
             let streak = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;

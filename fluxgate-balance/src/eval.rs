@@ -35,6 +35,9 @@ impl<D: Discover> Control<D> {
     /// Judges the endpoints and publishes new selection tables for every clone.
     pub(crate) fn evaluate(&mut self, core: &Core<D>, now: Stamp) {
         let od = self.od.clone();
+        for slot in self.slots.iter() {
+            slot.state.resample(now);
+        }
         self.expire_ejections(&core.shared, now, od.as_ref());
         if let Some(od) = od.as_ref() {
             let states: Vec<&EndpointState<D::Key>> =
@@ -45,6 +48,7 @@ impl<D: Discover> Control<D> {
         self.eligible.clone_from(&sel.eligible);
         core.table.store(Arc::new(Table {
             slots: Arc::clone(&self.slots),
+            states: Arc::clone(&self.states),
             sel,
             track: self.track,
             probe: self.probe,
@@ -357,8 +361,7 @@ impl Judged {
             return false;
         }
         let bar = median.saturating_mul(2);
-        self.p95.is_some_and(|p| p > bar)
-            || state.evidence.hanging(now, bar) >= crate::evidence::MIN_BAD
+        self.p95.is_some_and(|p| p > bar) || state.hanging(now, bar) >= crate::evidence::MIN_BAD
     }
 }
 

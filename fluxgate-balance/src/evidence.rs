@@ -59,19 +59,27 @@ pub(crate) fn hanging_age(limit: Duration) -> Duration {
     AGE_BUCKET.saturating_mul(u32::try_from(buckets).unwrap_or(u32::MAX))
 }
 
-/// One endpoint's evidence: slow and bad samples over two horizons, and the start times of the
-/// requests in flight.
+/// One endpoint's evidence as the evaluation reads it: when its samples start counting, and
+/// the clock of the start-time buckets. The samples themselves are kept per thread
+/// ([`Samples`], one per stripe of the endpoint's counts) and summed here.
 #[derive(Debug)]
 pub(crate) struct Evidence {
     origin: Stamp,
+    /// Nanoseconds from `origin` since when samples count (set when an endpoint returns).
+    since: AtomicU64,
+}
+
+/// One thread's samples of one endpoint: slow samples, and the start times of the requests it
+/// sent that are still in flight. Only that thread writes them (see
+/// [`fluxgate_core::stripe`]); the evaluation sums every thread's.
+#[derive(Debug)]
+pub(crate) struct Samples {
     /// Samples over the limit (`Failure`) or not (`Success`), over the long horizon.
     slow: TimeWindow,
     /// Requests in flight by start-time bucket (absolute bucket modulo [`AGE_BUCKETS`]).
     started: [AtomicU32; AGE_BUCKETS],
     /// Requests started per bucket, tagged with their bucket: `bucket << COUNT_BITS | count`.
     sent: [AtomicU64; AGE_BUCKETS],
-    /// Nanoseconds from `origin` since when samples count (set when an endpoint returns).
-    since: AtomicU64,
 }
 
 /// What the evidence says about one endpoint now.
@@ -87,38 +95,43 @@ pub(crate) struct Verdict {
     pub(crate) short: (u64, u64),
 }
 
-impl Evidence {
-    /// `None` only if the core primitives refuse the (constant) window shapes.
-    pub(crate) fn new(origin: Stamp) -> Option<Self> {
-        Some(Self {
-            origin,
-            slow: TimeWindow::new(BUCKET, LONG_BUCKETS).ok()?,
+/// An endpoint's outcomes over the evidence's two horizons: the last [`SHORT_BUCKETS`] and the
+/// last [`LONG_BUCKETS`] buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Outcomes {
+    pub(crate) short: WindowTotals,
+    pub(crate) long: WindowTotals,
+}
+
+impl Samples {
+    /// Samples kept in `slow`, a window of [`LONG_BUCKETS`] buckets of [`BUCKET`].
+    pub(crate) fn new(slow: TimeWindow) -> Self {
+        Self {
+            slow,
             started: std::array::from_fn(|_| AtomicU32::new(0)),
             sent: std::array::from_fn(|_| AtomicU64::new(0)),
-            since: AtomicU64::new(0),
-        })
+        }
     }
 
-    fn bucket(&self, now: Stamp) -> u64 {
-        // AGE_BUCKET is a few milliseconds: never zero, and its nanoseconds fit a u64.
-        const WIDTH: u64 = AGE_BUCKET.as_nanos() as u64;
-        now.nanos_since(self.origin) / WIDTH
-    }
-
-    /// A request starts; returns its start bucket, to give back with [`finish`](Self::finish).
-    pub(crate) fn start(&self, now: Stamp) -> u64 {
-        let bucket = self.bucket(now);
+    /// A request starts in start-time `bucket` ([`Evidence::bucket`]); give it back with
+    /// [`finish`](Self::finish).
+    pub(crate) fn start(&self, bucket: u64) {
         let at = (bucket % AGE_BUCKETS as u64) as usize;
         self.started[at].fetch_add(1, Ordering::Relaxed);
         let tag = bucket << COUNT_BITS;
-        let _ = self.sent[at].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(if v >> COUNT_BITS == bucket & TAG_MASK {
+        let sent = &self.sent[at];
+        // One writer per stripe as a rule: a plain load and store, not a compare-and-swap
+        // loop. A thread that shares the stripe (more threads than stripes) may lose a count
+        // here, which only makes the cohort test a little less eager.
+        let v = sent.load(Ordering::Relaxed);
+        sent.store(
+            if v >> COUNT_BITS == bucket & TAG_MASK {
                 v.saturating_add(1).min(v | COUNT_MASK)
             } else {
                 tag | 1
-            })
-        });
-        bucket
+            },
+            Ordering::Relaxed,
+        );
     }
 
     /// Requests started in `bucket`, if it is still in the ring.
@@ -131,11 +144,54 @@ impl Evidence {
         }
     }
 
+    /// Requests started in `bucket` still in flight (or in the bucket 6.4s before or after).
+    fn open_in(&self, bucket: u64) -> u64 {
+        u64::from(self.started[(bucket % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed))
+    }
+
+    /// A request that started in `bucket` is no longer in flight.
+    pub(crate) fn finish(&self, bucket: u64) {
+        let slot = &self.started[(bucket % AGE_BUCKETS as u64) as usize];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Records a finished request: slow when over `limit`.
+    /// (The outcome itself is in the endpoint's own window, which [`Evidence::verdict`] reads.)
+    pub(crate) fn record(&self, now: Stamp, latency: Duration, limit: Duration) {
+        let slow = if latency > limit {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        self.slow.record(now, slow);
+    }
+}
+
+impl Evidence {
+    pub(crate) fn new(origin: Stamp) -> Self {
+        Self {
+            origin,
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// The start-time bucket of a request sent at `now`.
+    pub(crate) fn bucket(&self, now: Stamp) -> u64 {
+        // AGE_BUCKET is a few milliseconds: never zero, and its nanoseconds fit a u64.
+        const WIDTH: u64 = AGE_BUCKET.as_nanos() as u64;
+        now.nanos_since(self.origin) / WIDTH
+    }
+
     /// Of the requests started between `limit` and `limit` + 500ms ago: how many are still in
     /// flight (all slower than the limit) and how many there were. Unlike the windows of
     /// finished requests, this is not diluted by the fast answers an endpoint gave before it
     /// turned slow.
-    pub(crate) fn cohort(&self, now: Stamp, limit: Duration) -> (u64, u64) {
+    pub(crate) fn cohort<'a>(
+        &self,
+        now: Stamp,
+        limit: Duration,
+        samples: &(impl Iterator<Item = &'a Samples> + Clone),
+    ) -> (u64, u64) {
         let now_bucket = self.bucket(now);
         let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
             .unwrap_or(u64::MAX);
@@ -148,31 +204,13 @@ impl Evidence {
             let Some(b) = now_bucket.checked_sub(back) else {
                 break;
             };
-            let sent = self.sent_in(b);
-            let open =
-                u64::from(self.started[(b % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed));
-            n += sent;
-            k += open.min(sent);
+            for s in samples.clone() {
+                let sent = s.sent_in(b);
+                n += sent;
+                k += s.open_in(b).min(sent);
+            }
         }
         (k, n)
-    }
-
-    /// A request that started in `bucket` is no longer in flight.
-    pub(crate) fn finish(&self, bucket: u64) {
-        let slot = &self.started[(bucket % AGE_BUCKETS as u64) as usize];
-        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    /// Records a finished request: slow when over `limit`.
-    /// (The outcome itself is in the endpoint's own window, which [`verdict`](Self::verdict)
-    /// reads.)
-    pub(crate) fn record(&self, now: Stamp, latency: Duration, limit: Duration) {
-        let slow = if latency > limit {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        self.slow.record(now, slow);
     }
 
     /// Samples count from `now` on (an endpoint back from a drain starts with a clean slate).
@@ -183,7 +221,12 @@ impl Evidence {
 
     /// Requests in flight that started more than `limit` ago (a lower bound: requests older than
     /// the 6.4s the buckets cover may be counted as younger).
-    pub(crate) fn hanging(&self, now: Stamp, limit: Duration) -> u64 {
+    pub(crate) fn hanging<'a>(
+        &self,
+        now: Stamp,
+        limit: Duration,
+        samples: &(impl Iterator<Item = &'a Samples> + Clone),
+    ) -> u64 {
         let now_bucket = self.bucket(now);
         let min_age = u64::try_from(hanging_age(limit).as_nanos() / AGE_BUCKET.as_nanos())
             .unwrap_or(u64::MAX);
@@ -192,38 +235,36 @@ impl Evidence {
         }
         (min_age..AGE_BUCKETS as u64)
             .filter_map(|back| now_bucket.checked_sub(back))
-            .map(|b| {
-                u64::from(self.started[(b % AGE_BUCKETS as u64) as usize].load(Ordering::Relaxed))
-            })
+            .map(|b| samples.clone().map(|s| s.open_in(b)).sum::<u64>())
             .sum()
     }
 
     /// The verdict of both tests over both horizons; the outcomes come from the endpoint's own
     /// window, `outcomes` ([`BUCKET`] wide, at least [`LONG_BUCKETS`] long).
-    pub(crate) fn verdict(
+    pub(crate) fn verdict<'a>(
         &self,
         now: Stamp,
-        outcomes: &TimeWindow,
+        samples: &(impl Iterator<Item = &'a Samples> + Clone),
+        outcomes: Outcomes,
         limit: Duration,
         max_error_rate: f64,
     ) -> Verdict {
         let clean_for = now
             .saturating_since(self.origin)
             .saturating_sub(Duration::from_nanos(self.since.load(Ordering::Relaxed)));
-        let hanging = self.hanging(now, limit);
-        let short = self.slow.recent(now, SHORT_BUCKETS);
+        let hanging = self.hanging(now, limit, samples);
+        let slow = |buckets: u32| -> WindowTotals {
+            samples.clone().map(|s| s.slow.recent(now, buckets)).sum()
+        };
+        let short = slow(SHORT_BUCKETS);
         let mut verdict = Verdict {
             hanging,
             short: (short.failures, short.requests),
             ..Verdict::default()
         };
         let horizons: [(u32, WindowTotals, WindowTotals); 2] = [
-            (SHORT_BUCKETS, short, outcomes.recent(now, SHORT_BUCKETS)),
-            (
-                LONG_BUCKETS,
-                self.slow.recent(now, LONG_BUCKETS),
-                outcomes.recent(now, LONG_BUCKETS),
-            ),
+            (SHORT_BUCKETS, short, outcomes.short),
+            (LONG_BUCKETS, slow(LONG_BUCKETS), outcomes.long),
         ];
         let mut tested = false;
         for (buckets, slow, outcomes) in horizons {
@@ -242,7 +283,7 @@ impl Evidence {
         }
         // Requests started a little over the limit ago and still in flight: a hanging or
         // newly slow endpoint is convicted without waiting for its fast past to age out.
-        let (k, n) = self.cohort(now, limit);
+        let (k, n) = self.cohort(now, limit, samples);
         if verdict.slow.is_none() && significant(k, n, P95_SHARE) {
             verdict.slow = Some((k, n));
         }
@@ -381,20 +422,38 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_in_flight_past_the_limit_are_evidence() {
-        let evidence = Evidence::new(Stamp::now()).unwrap();
+        let origin = Stamp::now();
+        let evidence = Evidence::new(origin);
+        // Two threads' samples: the counts are summed.
+        let samples = || Samples::new(TimeWindow::starting(origin, BUCKET, LONG_BUCKETS).unwrap());
+        let stripes = [samples(), samples()];
         let limit = Duration::from_millis(450);
-        let started: Vec<_> = (0..6).map(|_| evidence.start(Stamp::now())).collect();
+        let started: Vec<_> = (0..6)
+            .map(|i| {
+                let bucket = evidence.bucket(Stamp::now());
+                stripes[i % 2].start(bucket);
+                (i % 2, bucket)
+            })
+            .collect();
         tokio::time::advance(Duration::from_millis(400)).await;
-        assert_eq!(evidence.hanging(Stamp::now(), limit), 0);
+        assert_eq!(evidence.hanging(Stamp::now(), limit, &stripes.iter()), 0);
         tokio::time::advance(Duration::from_millis(200)).await;
-        assert_eq!(evidence.hanging(Stamp::now(), limit), 6);
-        assert_eq!(evidence.cohort(Stamp::now(), limit), (6, 6));
-        let outcomes = TimeWindow::new(BUCKET, LONG_BUCKETS).unwrap();
-        let v = evidence.verdict(Stamp::now(), &outcomes, limit, 0.025);
+        assert_eq!(evidence.hanging(Stamp::now(), limit, &stripes.iter()), 6);
+        assert_eq!(
+            evidence.cohort(Stamp::now(), limit, &stripes.iter()),
+            (6, 6)
+        );
+        let v = evidence.verdict(
+            Stamp::now(),
+            &stripes.iter(),
+            Outcomes::default(),
+            limit,
+            0.025,
+        );
         assert_eq!(v.slow, Some((6, 6)));
-        for b in started {
-            evidence.finish(b);
+        for (stripe, b) in started {
+            stripes[stripe].finish(b);
         }
-        assert_eq!(evidence.hanging(Stamp::now(), limit), 0);
+        assert_eq!(evidence.hanging(Stamp::now(), limit, &stripes.iter()), 0);
     }
 }

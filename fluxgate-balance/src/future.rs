@@ -14,7 +14,9 @@ use fluxgate_core::outcome::{Outcome, classify_error, classify_response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::endpoint::{self, ACTIVE, EJECTED, EndpointState, PROBE_IN_FLIGHT, PROBE_READY, Track};
+use crate::endpoint::{
+    self, ACTIVE, EJECTED, EndpointState, Lane, PROBE_IN_FLIGHT, PROBE_READY, Track,
+};
 use crate::error::BalanceError;
 use crate::orca;
 use crate::retry::RetryableRequest;
@@ -24,38 +26,78 @@ pub use self::pending::PendingOutcome;
 /// What a request in flight owes its endpoint: the in-flight count back, and its outcome.
 #[derive(Debug)]
 pub(crate) struct Tracker<K> {
-    state: Arc<EndpointState<K>>,
+    /// The sending clone's lane; `index` is always in its set (checked in [`Tracker::new`]).
+    lane: Arc<Lane<K>>,
+    index: usize,
     start: Stamp,
     /// The start-time bucket of this request in the endpoint's in-flight ages.
     bucket: u64,
+    /// The stripe of the endpoint's counts this request is counted in (its sender's thread).
+    stripe: usize,
+    /// The responses its latency stands for in the shared estimates (0: not timed).
+    timed: u32,
     track: Track,
     probe: bool,
 }
 
+/// Where and how a request is counted: the sender's stripe, a random draw for its latency
+/// sample, and what to track.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counting {
+    pub(crate) stripe: usize,
+    pub(crate) random: u64,
+    pub(crate) track: Track,
+    pub(crate) probe: bool,
+}
+
 impl<K> Tracker<K> {
+    /// Counts a request to endpoint `index` of `lane` in flight; `None` when the lane has no
+    /// such endpoint.
     pub(crate) fn new(
-        state: Arc<EndpointState<K>>,
+        lane: Arc<Lane<K>>,
+        index: usize,
         start: Stamp,
-        track: Track,
-        probe: bool,
-    ) -> Self {
-        state.in_flight.fetch_add(1, Ordering::Relaxed);
-        let bucket = state.evidence.start(start);
-        Self {
-            state,
+        counting: Counting,
+    ) -> Option<Self> {
+        let state = lane.states.get(index)?;
+        let bucket = state.start(counting.stripe, start);
+        // A probe's answer always counts in full.
+        let timed = if counting.probe {
+            1
+        } else {
+            state.timed(counting.random)
+        };
+        Some(Self {
+            lane,
+            index,
             start,
             bucket,
-            track,
-            probe,
-        }
+            stripe: counting.stripe,
+            timed,
+            track: counting.track,
+            probe: counting.probe,
+        })
+    }
+
+    /// The endpoint's state.
+    fn state(&self) -> &EndpointState<K> {
+        // In range: checked when the tracker was made, and the lane's set never changes.
+        &self.lane.states[self.index]
     }
 
     fn finish(mut self, outcome: Outcome, now: Stamp) {
-        let state = &self.state;
+        let probe = std::mem::replace(&mut self.probe, false);
+        let state = self.state();
         let latency = now.saturating_since(self.start);
-        let streak_reached = state.record(now, Some(latency), outcome, self.track);
-        if self.probe {
-            self.probe = false;
+        let streak_reached = state.record(
+            self.stripe,
+            now,
+            Some(latency),
+            outcome,
+            self.track,
+            self.timed,
+        );
+        if probe {
             if outcome == Outcome::Success {
                 state.consecutive_failures.store(0, Ordering::Relaxed);
                 state.returned(now);
@@ -74,17 +116,17 @@ impl<K> Tracker<K> {
 
 impl<K> Drop for Tracker<K> {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.state.evidence.finish(self.bucket);
+        let state = self.state();
+        state.finish(self.stripe, self.bucket);
         if self.probe {
             // Cancelled before an answer: the next request may probe again.
-            let _ = self.state.passive.compare_exchange(
+            let _ = state.passive.compare_exchange(
                 PROBE_IN_FLIGHT,
                 PROBE_READY,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
-            self.state.dirty.store(true, Ordering::Release);
+            state.dirty.store(true, Ordering::Release);
         }
     }
 }
@@ -151,7 +193,7 @@ where
                     Ok(mut response) => {
                         if let Some(tracker) = tracker.take() {
                             if tracker.track.orca {
-                                orca::record(&tracker.state, response.headers());
+                                orca::record(tracker.state(), response.headers());
                             }
                             if let Some(given_back) =
                                 response.extensions().get::<RetryableRequest>()
@@ -159,7 +201,7 @@ where
                                 // The connection broke before a response head: a retry (and
                                 // the next requests, for a moment) go to another endpoint.
                                 let until = now + endpoint::BROKEN_FOR;
-                                let state = &tracker.state;
+                                let state = tracker.state();
                                 state.broken_until.store(until.nanos(), Ordering::Relaxed);
                                 if !given_back.was_sent() {
                                     // The connection was refused: eject at once (next

@@ -133,6 +133,9 @@ pub struct EndpointSnapshot<K> {
     pub latency_ewma: Option<Duration>,
     /// p95 latency over the last second, when it is tracked.
     pub p95: Option<Duration>,
+    /// One response in this many has its latency fed to `latency_ewma` and `p95` (1, or up to
+    /// 16 for an endpoint busy enough: see the [crate docs](crate#across-threads)).
+    pub timed_one_in: u32,
     /// Requests finished over the last second.
     pub requests: u64,
     /// Failures and overloads per request over the last second.
@@ -174,19 +177,20 @@ fn snapshot_of<K: Clone>(e: &EndpointState<K>, now: Stamp) -> EndpointSnapshot<K
         ejected_for: (passive == EJECTED && until > elapsed)
             .then(|| Duration::from_nanos(until - elapsed)),
         ejections: e.ejections.load(Ordering::Relaxed),
-        in_flight: e.in_flight.load(Ordering::Relaxed),
+        in_flight: e.in_flight(),
         latency_ewma: e
             .latency
             .get()
             .map(|us| Duration::from_secs_f64(us.max(0.0) / 1e6)),
         p95: e.latencies.quantile(now, 0.95),
+        timed_one_in: 1 << e.sample_shift.load(Ordering::Relaxed),
         requests: totals.requests,
         error_rate: totals
             .failure_rate()
             .zip(totals.overload_rate())
             .map(|(f, o)| f + o),
         utilization: (util != NO_UTIL).then(|| f64::from(util) / 1000.0),
-        totals: e.stats.totals(),
+        totals: e.totals(),
     }
 }
 

@@ -44,6 +44,22 @@
 //! `peak-ewma`/`adaptive`, a p95 histogram when outlier detection is on) and gives back its
 //! in-flight count. Nothing on the request path locks or allocates.
 //!
+//! # Across threads
+//!
+//! Clones of one balancer on several threads (a gateway's workers) share the endpoints, not
+//! their cache lines: each thread adds to counts of its own per endpoint (in flight, outcomes,
+//! slow samples, totals; see [`fluxgate_core::stripe`]), walks the round-robin cycle from a
+//! position of its own, and the evaluation and [`BalanceHandle::snapshot`] sum the threads'
+//! counts. `least-request`, `peak-ewma` and `adaptive` compare the picking thread's in-flight
+//! counts, as each worker of nginx or Envoy balances by its own. A busy endpoint (over 2,560
+//! responses a second) feeds its latency average and p95 histogram, the only latency state
+//! its threads share, with one response in 2 to 16 drawn at random, each counted for the
+//! responses it stands for ([`fluxgate_core::quantile::sample_shift`]); its outcomes, totals
+//! and slow samples count every response. A clone keeps its copies of the endpoints' services
+//! from one request to the next, and each request's future holds its clone's reference count,
+//! not the endpoint's. Shared by two threads in front of one endpoint, a request costs about
+//! what it costs on one thread (`BENCH_SHARED` in `benches/benches/balance_overhead.rs`).
+//!
 //! # Health, draining and caps
 //!
 //! - Active checks: [`Balance::health_task`] (see [`health`]).
@@ -116,6 +132,7 @@ mod follow;
 pub mod future;
 mod handle;
 pub mod health;
+mod hot;
 mod layer;
 mod orca;
 pub mod retry;

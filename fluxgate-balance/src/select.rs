@@ -141,7 +141,8 @@ fn smooth_weighted(current: &mut [i64], weights: &[i64], total: i64) -> usize {
 }
 
 /// A clone's own selection state: its random source. The round-robin position is the
-/// balancer's (`cursor`), so that clones made per request still walk one cycle together.
+/// thread's (one `cursor` per stripe of the balancer), so that clones made per request on one
+/// thread still walk one cycle together, and threads do not write one shared position.
 #[derive(Debug, Clone)]
 pub(crate) struct Picker {
     pub(crate) rng: Rng,
@@ -160,6 +161,7 @@ impl Picker {
         sel: &Selection,
         slots: &[Arc<Slot<K, S>>],
         cursor: &AtomicUsize,
+        stripe: usize,
     ) -> Option<usize> {
         let n = sel.eligible.len();
         if n == 0 {
@@ -167,9 +169,9 @@ impl Picker {
         }
         let at = match sel.algorithm {
             BalanceAlgorithm::RoundRobin => self.round_robin(sel, cursor),
-            BalanceAlgorithm::LeastRequest => self.p2c_uniform(sel, slots, false),
-            BalanceAlgorithm::PeakEwma => self.p2c_uniform(sel, slots, true),
-            BalanceAlgorithm::Adaptive => self.p2c_weighted(sel, slots),
+            BalanceAlgorithm::LeastRequest => self.p2c_uniform(sel, slots, false, stripe),
+            BalanceAlgorithm::PeakEwma => self.p2c_uniform(sel, slots, true, stripe),
+            BalanceAlgorithm::Adaptive => self.p2c_weighted(sel, slots, stripe),
             _ => weighted_round_robin(sel, cursor),
         };
         sel.eligible.get(at).copied()
@@ -198,13 +200,14 @@ impl Picker {
         sel: &Selection,
         slots: &[Arc<Slot<K, S>>],
         latency: bool,
+        stripe: usize,
     ) -> usize {
         let n = sel.eligible.len();
         if n == 1 {
             return 0;
         }
         let (a, b) = self.two_distinct(n);
-        if cost(sel, slots, a, latency) <= cost(sel, slots, b, latency) {
+        if cost(sel, slots, a, latency, stripe) <= cost(sel, slots, b, latency, stripe) {
             a
         } else {
             b
@@ -212,7 +215,12 @@ impl Picker {
     }
 
     /// Power of two choices, candidates drawn in proportion to the adaptive weights.
-    fn p2c_weighted<K, S>(&mut self, sel: &Selection, slots: &[Arc<Slot<K, S>>]) -> usize {
+    fn p2c_weighted<K, S>(
+        &mut self,
+        sel: &Selection,
+        slots: &[Arc<Slot<K, S>>],
+        stripe: usize,
+    ) -> usize {
         let n = sel.eligible.len();
         if n == 1 {
             return 0;
@@ -222,7 +230,7 @@ impl Picker {
         if b == a {
             b = self.sample(sel);
         }
-        if cost(sel, slots, a, true) <= cost(sel, slots, b, true) {
+        if cost(sel, slots, a, true, stripe) <= cost(sel, slots, b, true, stripe) {
             a
         } else {
             b
@@ -245,18 +253,25 @@ fn weighted_round_robin(sel: &Selection, cursor: &AtomicUsize) -> usize {
     cycle[cursor.fetch_add(1, Ordering::Relaxed) % cycle.len()] as usize
 }
 
-/// The cost of eligible endpoint `at`: latency (when `latency`) × (in flight + 1) / weight.
+/// The cost of eligible endpoint `at`: latency (when `latency`) × (in flight + 1) / weight,
+/// where in flight is the count of the picking thread (`stripe`; see [`crate::hot`]).
 ///
 /// For adaptive, that is ≈ latency³ × load (the weight goes with (fastest / latency)²): it
 /// prefers a fast endpoint with a few requests queued over a slow idle one (an endpoint serves
 /// several requests at once, so `latency × load` alone overstates what one more request costs
 /// on a busy fast endpoint); the latency average rises with queueing, so an overloaded fast
 /// endpoint still loses.
-fn cost<K, S>(sel: &Selection, slots: &[Arc<Slot<K, S>>], at: usize, latency: bool) -> f64 {
+fn cost<K, S>(
+    sel: &Selection,
+    slots: &[Arc<Slot<K, S>>],
+    at: usize,
+    latency: bool,
+    stripe: usize,
+) -> f64 {
     let Some(slot) = sel.eligible.get(at).and_then(|&i| slots.get(i)) else {
         return f64::INFINITY;
     };
-    let load = f64::from(slot.state.in_flight.load(Ordering::Relaxed)) + 1.0;
+    let load = f64::from(slot.state.hot.in_flight_at(stripe)) + 1.0;
     let lat = if latency {
         slot.state.latency.get().unwrap_or(sel.default_latency)
     } else {

@@ -11,10 +11,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::policy::{BalanceAlgorithm, LoadBalancing, OutlierDetection};
+use fluxgate_core::stripe::Striped;
 use tower::BoxError;
 use tower::discover::{Change, Discover};
 
-use crate::endpoint::{self, EndpointState, Slots, Track, Weighted};
+use crate::endpoint::{self, Lane, Slots, States, Track, Weighted};
 use crate::error::BalanceError;
 use crate::handle::BalanceHandle;
 use crate::select::{Picker, Rng, Selection};
@@ -28,6 +29,8 @@ pub(crate) const FAILURE_STREAK: u32 = 5;
 #[derive(Debug)]
 pub(crate) struct Table<K, S> {
     pub(crate) slots: Arc<Slots<K, S>>,
+    /// The slots' states, in the same order.
+    pub(crate) states: Arc<States<K>>,
     pub(crate) sel: Selection,
     pub(crate) track: Track,
     pub(crate) probe: Option<usize>,
@@ -44,8 +47,10 @@ pub(crate) struct Core<D: Discover> {
     pub(crate) discover_woken: Arc<Flag>,
     /// When the next periodic evaluation is due (nanoseconds from the shared origin).
     pub(crate) next_eval: AtomicU64,
-    /// The round-robin position, shared so that clones made per request still walk one cycle.
-    pub(crate) cursor: AtomicUsize,
+    /// The round-robin position of each thread (each from the cycle's start), so that clones
+    /// made per request on a thread still walk one cycle, and threads do not share the
+    /// position's cache line.
+    pub(crate) cursor: Striped<AtomicUsize>,
 }
 
 impl<D: Discover> Drop for Core<D> {
@@ -59,6 +64,8 @@ impl<D: Discover> Drop for Core<D> {
 pub(crate) struct Control<D: Discover> {
     pub(crate) discover: Option<D>,
     pub(crate) slots: Arc<Slots<D::Key, D::Service>>,
+    /// The slots' states, in the same order (also published in [`Shared::endpoints`]).
+    pub(crate) states: Arc<States<D::Key>>,
     pub(crate) policy: Arc<LoadBalancing>,
     /// The outlier detection in force (the policy's, its defaults, or none when disabled).
     pub(crate) od: Option<OutlierDetection>,
@@ -100,10 +107,11 @@ impl Wake for Flag {
 
 /// What `poll_ready` reserved for the next `call`.
 #[derive(Debug)]
-pub(crate) enum Reserved<K, S> {
+pub(crate) enum Reserved<S> {
     Endpoint {
         service: S,
-        state: Arc<EndpointState<K>>,
+        /// Its slot (and state) in the clone's lane.
+        index: usize,
         track: Track,
         probe: bool,
     },
@@ -156,13 +164,21 @@ where
     D: Discover,
 {
     pub(crate) core: Arc<Core<D>>,
-    pub(crate) ready: Option<Reserved<D::Key, D::Service>>,
+    pub(crate) ready: Option<Reserved<D::Service>>,
     /// Endpoint services (by endpoint identity) that were pending at the last `poll_ready`,
     /// kept so that their wake-ups reach this clone.
     pub(crate) waiting: Vec<(usize, D::Service)>,
     pub(crate) picker: Picker,
     /// When the last `poll_ready` ran: the start of the reserved request.
     pub(crate) now: Option<Stamp>,
+    /// The stripe of the thread of the last `poll_ready` (see [`crate::hot`]).
+    pub(crate) stripe: usize,
+    /// The endpoints' states as of the set this clone last saw.
+    pub(crate) lane: Option<Arc<Lane<D::Key>>>,
+    /// This clone's copies of the first [`CACHED`] endpoints' services, kept from one request
+    /// to the next rather than cloned from the shared slot each time (a clone of a proxy is a
+    /// reference count that every worker would take turns at).
+    pub(crate) cache: Vec<Option<D::Service>>,
     _req: PhantomData<fn(Req)>,
 }
 
@@ -177,10 +193,16 @@ where
             waiting: Vec::new(),
             picker: Picker::new(next_seed()),
             now: None,
+            stripe: 0,
+            lane: self.lane.clone(),
+            cache: Vec::new(),
             _req: PhantomData,
         }
     }
 }
+
+/// The endpoints (the first ones of the set) whose services a clone keeps between requests.
+pub(crate) const CACHED: usize = 16;
 
 /// A seed for a clone's random source: a per-thread sequence, no shared write.
 fn next_seed() -> u64 {
@@ -253,8 +275,10 @@ where
         let seed =
             endpoint::nanos_since(shared.origin, Stamp::now()) ^ (Arc::as_ptr(&shared) as u64);
         let slots = Arc::new(Vec::new());
+        let states = Arc::new(Vec::new());
         let table = Table {
             slots: Arc::clone(&slots),
+            states: Arc::clone(&states),
             sel: Selection::new(policy.algorithm),
             track: track_for(&policy, FAILURE_STREAK),
             probe: None,
@@ -262,6 +286,7 @@ where
         let control = Control {
             discover: Some(discover),
             slots,
+            states,
             od: policy.outlier_detection_in_force(),
             track: track_for(&policy, FAILURE_STREAK),
             policy,
@@ -281,12 +306,15 @@ where
                 control: Mutex::new(control),
                 discover_woken: flag,
                 next_eval: AtomicU64::new(0),
-                cursor: AtomicUsize::new(0),
+                cursor: Striped::default(),
             }),
             ready: None,
             waiting: Vec::new(),
             picker: Picker::new(seed.rotate_left(17)),
             now: None,
+            stripe: 0,
+            lane: None,
+            cache: Vec::new(),
             _req: PhantomData,
         }
     }

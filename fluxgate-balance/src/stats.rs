@@ -121,6 +121,30 @@ impl EndpointTotals {
     }
 }
 
+impl std::iter::Sum for EndpointTotals {
+    /// The totals of several parts of one endpoint's traffic (its threads' counts).
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(
+            Self {
+                requests: 0,
+                failures: 0,
+                overloads: 0,
+                latency: LatencyHistogram::default(),
+            },
+            |mut acc, t| {
+                acc.requests += t.requests;
+                acc.failures += t.failures;
+                acc.overloads += t.overloads;
+                for (a, b) in acc.latency.cumulative.iter_mut().zip(t.latency.cumulative) {
+                    *a += b;
+                }
+                acc.latency.sum += t.latency.sum;
+                acc
+            },
+        )
+    }
+}
+
 /// A latency histogram in Prometheus' form: cumulative counts per upper bound, and the sum.
 ///
 /// ```

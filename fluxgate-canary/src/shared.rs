@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
+use fluxgate_core::quantile::sample_shift;
 use fluxgate_core::store::{AppliedPolicy, PolicySlot};
 use fluxgate_core::stripe::Striped;
 use fluxgate_core::window::{MAX_BUCKETS, StripedTraffic};
@@ -333,23 +334,18 @@ impl Shared {
 /// Which responses' latencies are measured, per side.
 ///
 /// Timing a response takes two reads of the fine clock (about 22 ns each on a 2-core EPYC VM),
-/// a third of the router's cost per request. A side that serves more than
-/// [`TIMED_PER_SECOND`]` · 2` responses a second does not need them all for its quantiles: it
-/// times one response in 2, 4, 8 or at most 16, chosen at random, about [`TIMED_PER_SECOND`]
-/// a second, and each timed latency is counted as many times as the responses it stands for,
-/// so that the quantiles (local and fleet-wide) estimate every response's. The others place
+/// a third of the router's cost per request. A side that serves more than twice
+/// [`TIMED_PER_SECOND`](fluxgate_core::quantile::TIMED_PER_SECOND) responses a second does not
+/// need them all for its quantiles: it times one response in 2, 4, 8 or at most 16, chosen at
+/// random, about that many a second ([`sample_shift`]), and each timed latency is counted as
+/// many times as the responses it stands for, so that the quantiles (local and fleet-wide)
+/// estimate every response's. The others place
 /// their outcome with the coarse clock ([`Stamp::coarse`]). Outcomes are always all counted.
 ///
 /// The judge sets the stride at every budget tick from the side's rate in the tick that just
 /// ended; until it runs, and whenever a side is quiet, every response is timed.
 #[derive(Debug, Default)]
 pub(crate) struct Sampling([AtomicU8; 2]);
-
-/// Timed responses a second that a busy side keeps (at least; up to twice as many).
-pub(crate) const TIMED_PER_SECOND: u64 = 1_280;
-
-/// The largest stride is `1 << MAX_SHIFT`.
-const MAX_SHIFT: u32 = 4;
 
 impl Sampling {
     /// `log2` of the stride of `side`: 0 times every response.
@@ -359,45 +355,6 @@ impl Sampling {
 
     /// The stride for a side that served `requests` in `tick`.
     pub(crate) fn set(&self, side: Side, requests: u64, tick: Duration) {
-        self.0[side as usize].store(shift_for(requests, tick), Ordering::Relaxed);
-    }
-}
-
-/// `log2` of the largest power-of-two stride (at most 16) that still times
-/// [`TIMED_PER_SECOND`] responses a second at the rate of `requests` in `tick`.
-fn shift_for(requests: u64, tick: Duration) -> u8 {
-    let per_second = u128::from(requests) * 1_000_000_000 / tick.as_nanos().max(1);
-    let stride = per_second / u128::from(TIMED_PER_SECOND);
-    if stride < 2 {
-        return 0;
-    }
-    // `stride` ≥ 2, so its highest bit is at 1 or above.
-    let shift = 127 - stride.leading_zeros();
-    u8::try_from(shift.min(MAX_SHIFT)).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod sampling_tests {
-    use super::*;
-
-    #[test]
-    fn a_busy_side_times_about_1280_responses_a_second() {
-        let tick = Duration::from_millis(200);
-        // Responses in a 200ms tick → stride.
-        for (requests, stride) in [
-            (0, 1),
-            (511, 1),
-            (512, 2),
-            (1_023, 2),
-            (1_024, 4),
-            (2_048, 8),
-            (4_096, 16),
-            (u64::MAX, 16),
-        ] {
-            assert_eq!(1u32 << shift_for(requests, tick), stride, "{requests}");
-        }
-        // The same rate over another tick width gives the same stride.
-        assert_eq!(shift_for(5_120, Duration::from_secs(1)), 2);
-        assert_eq!(shift_for(0, Duration::ZERO), 0);
+        self.0[side as usize].store(sample_shift(requests, tick), Ordering::Relaxed);
     }
 }

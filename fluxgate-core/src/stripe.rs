@@ -79,7 +79,7 @@ impl<T> Striped<T> {
     }
 
     /// Every stripe, for a reader that sums them.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> + Clone {
         self.stripes.iter().map(|p| &p.0)
     }
 }

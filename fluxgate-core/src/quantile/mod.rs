@@ -41,6 +41,7 @@
 //! ```
 
 mod bins;
+mod sample;
 
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ use tokio::time::Instant;
 use crate::clock::Stamp;
 
 use crate::ring::{Divisor, TaggedCounter, Ticker, WindowError, check_shape};
+
+pub use self::sample::{MAX_SAMPLE_SHIFT, TIMED_PER_SECOND, sample_shift};
 
 /// The largest latency told apart from others; longer ones are counted as this.
 pub const MAX_TRACKED: Duration = Duration::from_micros(bins::MAX_MICROS);
@@ -114,6 +117,25 @@ impl LatencyQuantiles {
     /// A record whose `now` is a whole window older than one already made is dropped.
     pub fn record(&self, now: impl Into<Stamp>, latency: Duration) {
         self.record_at(self.ticker.since(now), latency, 1);
+    }
+
+    /// Records `n` latencies of the same value at `now`: one timed response standing for `n`
+    /// (see [`sample_shift`]). `n = 0` records nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::quantile::LatencyQuantiles;
+    /// use tokio::time::Instant;
+    ///
+    /// let latencies = LatencyQuantiles::new(Duration::from_secs(1), 1).unwrap();
+    /// let start = Instant::now();
+    /// latencies.record_weighted(start, Duration::from_millis(3), 8);
+    /// assert_eq!(latencies.count(start + Duration::from_secs(1)), 8);
+    /// ```
+    pub fn record_weighted(&self, now: impl Into<Stamp>, latency: Duration, n: u32) {
+        if n > 0 {
+            self.record_at(self.ticker.since(now), latency, n);
+        }
     }
 
     /// Records `n` latencies of the same value `nanos` after the origin.

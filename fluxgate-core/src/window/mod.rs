@@ -157,9 +157,30 @@ impl TimeWindow {
         Self::starting(Instant::now(), bucket_width, buckets)
     }
 
-    /// A window whose first bucket starts at `origin`.
-    pub(crate) fn starting(
-        origin: Instant,
+    /// A window whose first bucket starts at `origin`: windows made at different times with
+    /// one origin have their buckets aligned, so that their counts add up bucket by bucket.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::clock::Stamp;
+    /// use fluxgate_core::outcome::Outcome;
+    /// use fluxgate_core::window::TimeWindow;
+    ///
+    /// let origin = Stamp::now();
+    /// let width = Duration::from_millis(100);
+    /// let (a, b) = (TimeWindow::starting(origin, width, 10)?, TimeWindow::starting(origin, width, 10)?);
+    /// a.record(origin, Outcome::Success);
+    /// b.record(origin, Outcome::Failure);
+    /// let later = origin + width;
+    /// assert_eq!(a.recent(later, 1).requests + b.recent(later, 1).requests, 2);
+    /// # Ok::<(), fluxgate_core::window::WindowError>(())
+    /// ```
+    pub fn starting(
+        origin: impl Into<Stamp>,
         bucket_width: Duration,
         buckets: u32,
     ) -> Result<Self, WindowError> {
