@@ -107,6 +107,9 @@ pub struct EndpointStatus {
     pub p95_ms: Option<f64>,
     /// Peak-EWMA latency, in milliseconds.
     pub latency_ewma_ms: Option<f64>,
+    /// One response in this many feeds `p95Ms` and `latencyEwmaMs` (a busy endpoint's latency
+    /// is sampled; 0 from a sender that does not say).
+    pub timed_one_in: u32,
     /// Times outlier detection ejected it recently.
     pub ejections: u32,
     /// Requests finished since the endpoint was added.

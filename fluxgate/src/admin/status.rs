@@ -75,6 +75,7 @@ impl EndpointView {
         status.error_rate = snapshot.error_rate;
         status.p95_ms = snapshot.p95.map(millis);
         status.latency_ewma_ms = snapshot.latency_ewma.map(millis);
+        status.timed_one_in = snapshot.timed_one_in;
         status.ejections = snapshot.ejections;
         status.requests_total = snapshot.totals.requests;
         status.failures_total = snapshot.totals.failures;
