@@ -33,7 +33,8 @@ use std::time::Duration;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::outcome::Outcome;
 use fluxgate_core::policy::LoadBalancing;
-use fluxgate_core::window::TimeWindow;
+use fluxgate_core::stripe::{self, STRIPES};
+use fluxgate_core::window::{TimeWindow, WindowTotals};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower_service::Service;
@@ -107,31 +108,54 @@ impl fmt::Debug for RetryableRequest {
 /// The retry budget: requests and retries over the last 10 seconds, lock-free.
 #[derive(Debug)]
 struct Budget {
-    /// Requests (`Success`) and retries (`Failure`); `None` only if the core primitives refuse
-    /// the (constant) window shape, and then nothing is retried.
-    window: Option<TimeWindow>,
+    /// Requests (`Success`) and retries (`Failure`), one window per stripe (thread), all from
+    /// one origin, so that workers do not take turns at one count per request; empty only if
+    /// the core primitives refuse the (constant) window shape, and then nothing is retried.
+    windows: Box<[TimeWindow]>,
 }
 
 impl Budget {
     fn new() -> Self {
+        let origin = Stamp::now();
+        let window = || TimeWindow::starting(origin, Duration::from_secs(1), 10);
         Self {
-            window: TimeWindow::new(Duration::from_secs(1), 10).ok(),
+            windows: (0..STRIPES)
+                .map(|_| window())
+                .collect::<Result<_, _>>()
+                .unwrap_or_default(),
         }
     }
 
+    /// The calling thread's window.
+    fn local(&self) -> Option<&TimeWindow> {
+        self.windows.get(stripe::current())
+    }
+
     fn deposit(&self) {
-        if let Some(window) = &self.window {
-            window.record(Stamp::now(), Outcome::Success);
+        self.deposit_in(stripe::current());
+    }
+
+    /// Counts a request in `stripe`'s window.
+    fn deposit_in(&self, stripe: usize) {
+        if let Some(window) = self.windows.get(stripe) {
+            // One-second buckets: the coarse clock is precise enough, and 4x cheaper.
+            window.record(Stamp::coarse(), Outcome::Success);
         }
     }
 
     fn withdraw(&self, policy: &LoadBalancing) -> bool {
-        let Some(window) = &self.window else {
+        let Some(window) = self.local() else {
             return false;
         };
         let retries = policy.retries_in_force();
         let now = Stamp::now();
-        let totals = window.totals(now);
+        // The last ten whole seconds and the one in progress: a retry counts against the
+        // budget at once, not when its second is over.
+        let totals: WindowTotals = self
+            .windows
+            .iter()
+            .flat_map(|w| [w.totals(now), w.current(now)])
+            .sum();
         let requests = totals.requests.saturating_sub(totals.failures);
         let allowed = requests as f64 * f64::from(retries.budget_percent) / 100.0
             + f64::from(retries.min_retries_per_second) * 10.0;
@@ -176,6 +200,19 @@ pub struct Retry<S> {
     inner: S,
     budget: Arc<Budget>,
     policy: Arc<dyn Fn() -> Arc<LoadBalancing> + Send + Sync>,
+    /// What this clone's futures need for a retry, made at its first call (see [`Spare`]).
+    spare: Option<Arc<Spare<S>>>,
+}
+
+/// What a [`RetryFuture`] needs to retry: a service to send through, the budget and the
+/// policy. One per `Retry` clone (a server's per-connection clone makes its own at its first
+/// call), so that a request's future holds one reference count that stays on its thread,
+/// rather than a clone of the balancer and of the budget and policy, whose counts every
+/// worker would take turns at.
+struct Spare<S> {
+    service: S,
+    budget: Arc<Budget>,
+    policy: Arc<dyn Fn() -> Arc<LoadBalancing> + Send + Sync>,
 }
 
 impl<S: Clone> Clone for Retry<S> {
@@ -184,6 +221,7 @@ impl<S: Clone> Clone for Retry<S> {
             inner: self.inner.clone(),
             budget: Arc::clone(&self.budget),
             policy: Arc::clone(&self.policy),
+            spare: self.spare.clone(),
         }
     }
 }
@@ -204,6 +242,7 @@ impl<S> Retry<S> {
             inner,
             budget: Arc::new(Budget::new()),
             policy: Arc::new(move || shared.policy.load_full()),
+            spare: None,
         }
     }
 }
@@ -224,11 +263,16 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         self.budget.deposit();
         let future = self.inner.call(request);
+        let spare = self.spare.get_or_insert_with(|| {
+            Arc::new(Spare {
+                service: self.inner.clone(),
+                budget: Arc::clone(&self.budget),
+                policy: Arc::clone(&self.policy),
+            })
+        });
         RetryFuture {
             state: State::First { future },
-            spare: Some(self.inner.clone()),
-            budget: Arc::clone(&self.budget),
-            policy: Arc::clone(&self.policy),
+            spare: Arc::clone(spare),
             retries: 0,
         }
     }
@@ -242,9 +286,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req>,
-        spare: Option<S>,
-        budget: Arc<Budget>,
-        policy: Arc<dyn Fn() -> Arc<LoadBalancing> + Send + Sync>,
+        spare: Arc<Spare<S>>,
         retries: u8,
     }
 }
@@ -293,15 +335,16 @@ where
             };
             let allowed = if given_back.was_sent() {
                 *this.retries == 0 && request.method().is_idempotent() && {
-                    let policy = (this.policy)();
-                    policy.retries_in_force().idempotent && this.budget.withdraw(&policy)
+                    let policy = (this.spare.policy)();
+                    policy.retries_in_force().idempotent && this.spare.budget.withdraw(&policy)
                 }
             } else {
                 *this.retries < MAX_RETRIES
             };
-            let Some(service) = this.spare.clone().filter(|_| allowed) else {
+            if !allowed {
                 return Poll::Ready(Ok(response));
-            };
+            }
+            let service = this.spare.service.clone();
             *this.retries += 1;
             tracing::debug!(
                 sent = given_back.was_sent(),
@@ -324,6 +367,22 @@ mod tests {
 
     use super::{Retry, RetryableRequest};
     use crate::{Balance, Weighted};
+
+    /// Requests counted by two threads make one budget: 20% of the 200 requests of the last
+    /// window plus 10 a second over its 10 seconds, 140 retries, then none.
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_sums_every_threads_requests() {
+        let budget = super::Budget::new();
+        for stripe in [1, 2] {
+            for _ in 0..100 {
+                budget.deposit_in(stripe);
+            }
+        }
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        let policy = LoadBalancing::default();
+        let allowed = (0..1_000).take_while(|_| budget.withdraw(&policy)).count();
+        assert_eq!(allowed, 140);
+    }
 
     /// Two endpoints that fail every request and give it back (`sent` or not); counts calls.
     async fn failing(sent: bool, method: http::Method) -> (u16, usize) {
