@@ -8,7 +8,7 @@ use std::time::Duration;
 use fluxgate_core::clock::Stamp;
 use fluxgate_core::ewma::Ewma;
 use fluxgate_core::outcome::Outcome;
-use fluxgate_core::quantile::{LatencyQuantiles, sample_shift};
+use fluxgate_core::quantile::{LatencyQuantiles, sample_shift, sample_weight};
 use fluxgate_core::window::WindowTotals;
 
 use crate::evidence::{self, Evidence, Verdict};
@@ -236,16 +236,7 @@ impl<K> EndpointState<K> {
     /// stands (0: not timed), drawing on `random` when the endpoint is busy enough to sample.
     #[inline]
     pub(crate) fn timed(&self, random: u64) -> u32 {
-        let shift = self.sample_shift.load(Ordering::Relaxed);
-        if shift == 0 {
-            return 1;
-        }
-        let stride = 1u32 << shift;
-        if random & u64::from(stride - 1) == 0 {
-            stride
-        } else {
-            0
-        }
+        sample_weight(self.sample_shift.load(Ordering::Relaxed), random)
     }
 
     /// A request is sent, from the thread of `stripe`, at `now`: counted in flight there;

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use fluxgate_core::outcome::ObservedBody;
+use fluxgate_core::quantile::sample_weight;
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -218,12 +219,7 @@ impl<S, C> Canary<S, C> {
         x ^= x >> 7;
         x ^= x << 17;
         self.sample = x;
-        let stride = 1u32 << shift;
-        if x & u64::from(stride - 1) == 0 {
-            stride
-        } else {
-            0
-        }
+        sample_weight(shift, x)
     }
 }
 

@@ -51,7 +51,7 @@ use crate::clock::Stamp;
 
 use crate::ring::{Divisor, TaggedCounter, Ticker, WindowError, check_shape};
 
-pub use self::sample::{MAX_SAMPLE_SHIFT, TIMED_PER_SECOND, sample_shift};
+pub use self::sample::{MAX_SAMPLE_SHIFT, TIMED_PER_SECOND, sample_shift, sample_weight};
 
 /// The largest latency told apart from others; longer ones are counted as this.
 pub const MAX_TRACKED: Duration = Duration::from_micros(bins::MAX_MICROS);

@@ -43,6 +43,31 @@ pub fn sample_shift(requests: u64, tick: Duration) -> u8 {
     u8::try_from(shift.min(u32::from(MAX_SAMPLE_SHIFT))).unwrap_or(0)
 }
 
+/// How many responses one response stands for at stride `1 << shift`, given a `random` draw:
+/// 1 when every response is timed (`shift` 0), the stride for the one response in the stride
+/// whose draw's low bits are all zero, 0 for the others (not timed).
+///
+/// ```
+/// use fluxgate_core::quantile::sample_weight;
+///
+/// assert_eq!(sample_weight(0, 7), 1);
+/// assert_eq!(sample_weight(2, 8), 4, "low two bits zero: timed, for four");
+/// assert_eq!(sample_weight(2, 9), 0);
+/// ```
+#[inline]
+#[must_use]
+pub fn sample_weight(shift: u8, random: u64) -> u32 {
+    if shift == 0 {
+        return 1;
+    }
+    let stride = 1u32 << shift.min(MAX_SAMPLE_SHIFT);
+    if random & u64::from(stride - 1) == 0 {
+        stride
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
