@@ -314,10 +314,8 @@ impl Judged {
             };
         }
         let limit = od.max_p95_latency.as_std();
-        let count = state.latencies.count(now);
-        let p95 = (count > 0)
-            .then(|| state.latencies.quantile(now, 0.95))
-            .flatten();
+        // One pass over the latency window for both (the window is thousands of counters).
+        let (count, [p95]) = state.latencies.counted_quantiles(now, [0.95]);
         let totals = state.outcomes(now);
         let verdict = state.verdict(now, limit, od.max_error_rate);
         let (k, n) = verdict.short;

@@ -49,6 +49,7 @@ impl SideWindows {
 
     /// Records one response in stripe `stripe`: its outcome, and its latency `weight` times (0
     /// when it was not timed; see [`Sampling`]).
+    #[inline]
     pub(crate) fn record(
         &self,
         stripe: usize,
@@ -86,6 +87,7 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Records one response of `side` (see [`SideWindows::record`]).
+    #[inline]
     pub(crate) fn record(
         &self,
         side: Side,
@@ -220,6 +222,7 @@ impl Shared {
     }
 
     /// Takes in a new policy version if the slot has one. One atomic load when nothing changed.
+    #[inline]
     pub(crate) fn refresh(&self) -> Route {
         if let Some(slot) = &self.slot {
             let policy = slot.load();

@@ -62,6 +62,7 @@ struct Origin {
     offset: u64,
 }
 
+#[inline]
 fn origin() -> &'static Origin {
     static ORIGIN: OnceLock<Origin> = OnceLock::new();
     ORIGIN.get_or_init(|| {
@@ -91,6 +92,7 @@ fn nanos_of(duration: Duration) -> u64 {
 /// wrapping sum is the true, positive offset from the origin).
 #[cfg(target_os = "linux")]
 #[cfg_attr(feature = "test-util", allow(dead_code))]
+#[inline]
 fn direct() -> u64 {
     let origin = origin();
     monotonic_nanos().wrapping_add(origin.offset)
@@ -98,12 +100,14 @@ fn direct() -> u64 {
 
 /// `CLOCK_MONOTONIC` (the clock of std's and tokio's `Instant` on Linux) in nanoseconds.
 #[cfg(target_os = "linux")]
+#[inline]
 fn monotonic_nanos() -> u64 {
     nanos_on(rustix::time::ClockId::Monotonic)
 }
 
 /// A reading of `clock` in nanoseconds.
 #[cfg(target_os = "linux")]
+#[inline]
 fn nanos_on(clock: rustix::time::ClockId) -> u64 {
     let now = rustix::time::clock_gettime(clock);
     let secs = u64::try_from(now.tv_sec).unwrap_or(0);
@@ -122,6 +126,7 @@ impl Stamp {
     /// assert!(Stamp::now() >= a);
     /// ```
     #[must_use]
+    #[inline]
     pub fn now() -> Self {
         #[cfg(all(target_os = "linux", not(feature = "test-util")))]
         let now = Self(direct());
@@ -149,6 +154,7 @@ impl Stamp {
     /// assert!(coarse + Duration::from_millis(10) >= fine);
     /// ```
     #[must_use]
+    #[inline]
     pub fn coarse() -> Self {
         #[cfg(all(target_os = "linux", not(feature = "test-util")))]
         let now =
@@ -166,6 +172,7 @@ impl Stamp {
     /// assert!(Stamp::now().nanos() > 0);
     /// ```
     #[must_use]
+    #[inline]
     pub fn nanos(self) -> u64 {
         self.0
     }
@@ -180,6 +187,7 @@ impl Stamp {
     /// assert_eq!((a + Duration::from_nanos(7)).nanos_since(a), 7);
     /// ```
     #[must_use]
+    #[inline]
     pub fn nanos_since(self, earlier: Stamp) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
@@ -194,6 +202,7 @@ impl Stamp {
     /// assert_eq!((a + Duration::from_secs(2)).saturating_since(a), Duration::from_secs(2));
     /// ```
     #[must_use]
+    #[inline]
     pub fn saturating_since(self, earlier: Stamp) -> Duration {
         Duration::from_nanos(self.nanos_since(earlier))
     }

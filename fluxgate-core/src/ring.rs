@@ -76,6 +76,7 @@ impl Divisor {
     }
 
     /// `(n / d, n % d)`.
+    #[inline]
     pub(crate) fn div_rem(self, n: u64) -> (u64, u64) {
         let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
         // n·m/2⁶⁴ > n/d − 1, so q is the quotient or one below it.
@@ -111,11 +112,13 @@ impl Ticker {
     }
 
     /// Nanoseconds from the origin to `now` (0 before it), saturating.
+    #[inline]
     pub(crate) fn since(&self, now: impl Into<Stamp>) -> u64 {
         now.into().nanos_since(self.origin)
     }
 
     /// The epoch of the instant `nanos` after the origin.
+    #[inline]
     pub(crate) fn epoch_at(&self, nanos: u64) -> u64 {
         self.width.div_rem(nanos).0
     }
@@ -137,6 +140,7 @@ impl TaggedCounter {
     /// Returns `false`, and counts nothing, when the counter already holds a newer epoch: the
     /// caller's `now` is a full ring older than another caller's, and its sample is dropped rather
     /// than allowed to erase newer counts. Counts saturate at `u32::MAX`.
+    #[inline]
     pub(crate) fn add(&self, epoch: u64, n: u32) -> bool {
         let tag = epoch as u32;
         let current = self.0.load(Ordering::Relaxed);
@@ -187,6 +191,7 @@ impl TaggedCounter {
     }
 
     /// The count of `epoch`, or 0 when the counter holds another epoch.
+    #[inline]
     pub(crate) fn get(&self, epoch: u64) -> u32 {
         let (held, count) = unpack(self.0.load(Ordering::Relaxed));
         if held == epoch as u32 { count } else { 0 }

@@ -139,3 +139,40 @@ fn invalid_regex_and_header_name_are_refused() {
         .is_err()
     );
 }
+
+/// A header value is matched on its bytes, with the same answers as matching its `to_str`
+/// (values with a byte outside visible ASCII and tab never match): every byte value, alone,
+/// behind a matching prefix and in the middle of an exact value.
+#[test]
+fn header_values_match_as_their_text_would() {
+    use fluxgate_core::policy::ValueMatcher;
+    use http::HeaderValue;
+
+    let matchers = [
+        ValueMatcher::new(MatchType::Exact, "a\tb").unwrap(),
+        ValueMatcher::new(MatchType::Exact, "ab").unwrap(),
+        ValueMatcher::new(MatchType::Exact, "é").unwrap(),
+        ValueMatcher::new(MatchType::Prefix, "a").unwrap(),
+        ValueMatcher::new(MatchType::Prefix, "").unwrap(),
+        ValueMatcher::new(MatchType::Regex, "^a.b$").unwrap(),
+    ];
+    let mut values = Vec::new();
+    for byte in 0..=u8::MAX {
+        for bytes in [vec![byte], vec![b'a', byte], vec![b'a', byte, b'b']] {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                values.push(value);
+            }
+        }
+    }
+    values.push(HeaderValue::from_bytes("é".as_bytes()).unwrap());
+    let mut matched = 0;
+    for m in &matchers {
+        for value in &values {
+            let by_text = value.to_str().is_ok_and(|v| m.is_match(v));
+            assert_eq!(m.is_match_value(value), by_text, "{m:?} on {value:?}");
+            matched += usize::from(by_text);
+        }
+    }
+    // Not vacuous: the prefixes and the regex match many of the values.
+    assert!(matched > 300, "{matched}");
+}

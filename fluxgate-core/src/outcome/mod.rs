@@ -102,6 +102,7 @@ impl From<Classification> for Outcome {
 /// assert_eq!(classify_status(StatusCode::FORBIDDEN).outcome, Outcome::Success);
 /// ```
 #[must_use]
+#[inline]
 pub fn classify_status(status: StatusCode) -> Classification {
     let outcome = match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Outcome::Overload,
@@ -155,6 +156,7 @@ pub fn classify_grpc_status(headers: &HeaderMap) -> Option<Classification> {
 /// assert!(fluxgate_core::outcome::is_grpc(response.headers()));
 /// ```
 #[must_use]
+#[inline]
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     // An empty map answers without hashing the name.
     !headers.is_empty()

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName, Uri, header::COOKIE, request::Parts};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header::COOKIE, request::Parts};
 use regex::Regex;
 
 use super::{CanaryMatch, MatchCondition, MatchType, PolicyError, PolicyErrorKind, PolicyErrors};
@@ -60,6 +60,39 @@ impl ValueMatcher {
             Self::Regex(regex) => regex.is_match(value),
         }
     }
+
+    /// Whether a header value matches: the same answer as [`is_match`](Self::is_match) on
+    /// [`HeaderValue::to_str`] (a value with a byte outside visible ASCII and tab never matches),
+    /// but an exact or prefix match compares the bytes first and checks them only when they
+    /// match, instead of checking every value before comparing it.
+    ///
+    /// ```
+    /// # use fluxgate_core::policy::{MatchType, ValueMatcher};
+    /// use http::HeaderValue;
+    ///
+    /// let exact = ValueMatcher::new(MatchType::Exact, "true").unwrap();
+    /// assert!(exact.is_match_value(&HeaderValue::from_static("true")));
+    /// assert!(!exact.is_match_value(&HeaderValue::from_static("false")));
+    /// let prefix = ValueMatcher::new(MatchType::Prefix, "v2").unwrap();
+    /// assert!(prefix.is_match_value(&HeaderValue::from_static("v2.1")));
+    /// assert!(!prefix.is_match_value(&HeaderValue::from_bytes(b"v2\xff").unwrap()));
+    /// ```
+    #[must_use]
+    pub fn is_match_value(&self, value: &HeaderValue) -> bool {
+        let bytes = value.as_bytes();
+        match self {
+            Self::Exact(expected) => bytes == expected.as_bytes() && visible(bytes),
+            Self::Prefix(prefix) => bytes.starts_with(prefix.as_bytes()) && visible(bytes),
+            Self::Regex(regex) => value.to_str().is_ok_and(|v| regex.is_match(v)),
+        }
+    }
+}
+
+/// Whether `HeaderValue::to_str` takes these bytes: visible ASCII and tab only.
+fn visible(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 #[derive(Debug, Clone)]
@@ -147,15 +180,14 @@ impl CanaryMatcher {
     #[must_use]
     pub fn matches(&self, headers: &HeaderMap, uri: &Uri) -> bool {
         self.entries.iter().any(|entry| {
-            entry.header.as_ref().is_none_or(|(name, m)| {
-                headers
-                    .get_all(name)
-                    .iter()
-                    .any(|v| v.to_str().is_ok_and(|v| m.is_match(v)))
-            }) && entry
-                .cookie
+            entry
+                .header
                 .as_ref()
-                .is_none_or(|(name, m)| cookie_matches(headers, name, m))
+                .is_none_or(|(name, m)| headers.get_all(name).iter().any(|v| m.is_match_value(v)))
+                && entry
+                    .cookie
+                    .as_ref()
+                    .is_none_or(|(name, m)| cookie_matches(headers, name, m))
                 && entry
                     .query
                     .as_ref()

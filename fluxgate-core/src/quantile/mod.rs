@@ -197,6 +197,33 @@ impl LatencyQuantiles {
         now: impl Into<Stamp>,
         qs: [f64; N],
     ) -> [Option<Duration>; N] {
+        self.counted_quantiles(now, qs).1
+    }
+
+    /// The number of samples in the last full window ([`count`](Self::count)) and several
+    /// quantiles ([`quantiles`](Self::quantiles)), from the same single pass over the window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::quantile::LatencyQuantiles;
+    /// use tokio::time::Instant;
+    ///
+    /// let latencies = LatencyQuantiles::new(Duration::from_secs(1), 5).unwrap();
+    /// let now = Instant::now();
+    /// latencies.record(now, Duration::from_millis(2));
+    /// latencies.record(now, Duration::from_millis(2));
+    /// let later = now + Duration::from_secs(1);
+    /// let (count, [p95]) = latencies.counted_quantiles(later, [0.95]);
+    /// assert_eq!(count, latencies.count(later));
+    /// assert_eq!(count, 2);
+    /// assert_eq!(p95, latencies.quantile(later, 0.95));
+    /// ```
+    #[must_use]
+    pub fn counted_quantiles<const N: usize>(
+        &self,
+        now: impl Into<Stamp>,
+        qs: [f64; N],
+    ) -> (u64, [Option<Duration>; N]) {
         let mut merged = [0u64; bins::BINS];
         for epoch in self.epochs(now) {
             for (sum, counter) in merged.iter_mut().zip(self.bucket(epoch)) {
@@ -204,7 +231,7 @@ impl LatencyQuantiles {
             }
         }
         let total: u64 = merged.iter().sum();
-        qs.map(|q| {
+        let values = qs.map(|q| {
             if total == 0 || q.is_nan() {
                 return None;
             }
@@ -217,7 +244,8 @@ impl LatencyQuantiles {
                     seen >= rank
                 })
                 .map(bins::midpoint)
-        })
+        });
+        (total, values)
     }
 
     /// The span the quantiles cover: `bucket_width × buckets`.

@@ -201,6 +201,7 @@ impl TimeWindow {
     }
 
     /// Counts one request with its outcome, `nanos` after the origin.
+    #[inline]
     pub(crate) fn record_at(&self, nanos: u64, outcome: Outcome) {
         let epoch = self.ticker.epoch_at(nanos);
         let bucket = self.bucket(epoch);
@@ -270,6 +271,7 @@ impl TimeWindow {
         self.bucket_width
     }
 
+    #[inline]
     fn bucket(&self, epoch: u64) -> &Bucket {
         // The ring is never empty (at least 2 slots), so the index is always in range.
         &self.ring[self.slots.div_rem(epoch).1 as usize]
