@@ -142,12 +142,17 @@ struct Gw {
 }
 
 impl Gw {
+    /// A gateway on hyper's pooled client (`ProxyConfig::default()` leaves the own HTTP/1.1
+    /// pool off).
     async fn start(policy: &str, upstreams: &[Upstream], timeout: Duration) -> Self {
+        Self::start_with(policy, upstreams, ProxyConfig::default().timeout(timeout)).await
+    }
+
+    async fn start_with(policy: &str, upstreams: &[Upstream], proxy: ProxyConfig) -> Self {
         let store = PolicyStore::new();
         let report = store.apply_bytes(policy.as_bytes(), None).unwrap();
         let id = report.changes[0].id().clone();
-        let config = StackConfig::new(upstreams.iter().map(Upstream::spec).collect())
-            .proxy(ProxyConfig::default().timeout(timeout));
+        let config = StackConfig::new(upstreams.iter().map(Upstream::spec).collect()).proxy(proxy);
         let gateway = Gateway::build(&store, &id, &config).unwrap();
         let server = serve(gateway.service()).await;
         Self { gateway, server }
@@ -384,13 +389,29 @@ async fn a_hanging_node_is_drained_before_its_first_request_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_upstreams_costs_no_get() {
-    let mut ups = upstreams(&[("a", 5), ("b", 5)]).await;
+    let ups = upstreams(&[("a", 5), ("b", 5)]).await;
     let gw = Gw::start(SEED, &ups, TIMEOUT).await;
+    kill_one_of_two(ups, &gw).await;
+}
+
+/// The same on the gateway's own HTTP/1.1 pool (the default of `StackConfig::new` and of the
+/// `fluxgate` binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_upstreams_costs_no_get_on_the_own_pool() {
+    let ups = upstreams(&[("a", 5), ("b", 5)]).await;
+    let proxy = ProxyConfig::default().timeout(TIMEOUT).http1_pool(true);
+    let gw = Gw::start_with(SEED, &ups, proxy).await;
+    kill_one_of_two(ups, &gw).await;
+}
+
+/// Loads `gw` for 2 s with `b` killed at 700 ms: every GET gets a 200 (retried on `a` when `b`
+/// fails under it), and `a` keeps answering.
+async fn kill_one_of_two(mut ups: Vec<Upstream>, gw: &Gw) {
     let kill = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
         ups[1].kill();
     };
-    let (samples, ()) = tokio::join!(load(&gw, 8, Duration::from_secs(2)), kill);
+    let (samples, ()) = tokio::join!(load(gw, 8, Duration::from_secs(2)), kill);
     let (total, bad) = failed(&samples, Duration::ZERO);
     let statuses: Vec<_> = samples.iter().filter(|s| s.status != 200).collect();
     assert!(total > 100, "{total}");
