@@ -142,10 +142,11 @@ struct Gw {
 }
 
 impl Gw {
-    /// A gateway on hyper's pooled client (`ProxyConfig::default()` leaves the own HTTP/1.1
-    /// pool off).
+    /// A gateway on its own HTTP/1.1 pool, as `StackConfig::new` and the `fluxgate` binary
+    /// make it.
     async fn start(policy: &str, upstreams: &[Upstream], timeout: Duration) -> Self {
-        Self::start_with(policy, upstreams, ProxyConfig::default().timeout(timeout)).await
+        let proxy = ProxyConfig::default().timeout(timeout).http1_pool(true);
+        Self::start_with(policy, upstreams, proxy).await
     }
 
     async fn start_with(policy: &str, upstreams: &[Upstream], proxy: ProxyConfig) -> Self {
@@ -394,12 +395,12 @@ async fn killing_one_of_two_upstreams_costs_no_get() {
     kill_one_of_two(ups, &gw).await;
 }
 
-/// The same on the gateway's own HTTP/1.1 pool (the default of `StackConfig::new` and of the
-/// `fluxgate` binary).
+/// The same on hyper-util's pooled client (`ProxyConfig::default()` leaves the own HTTP/1.1
+/// pool off; `--http1-pool false` in the binary).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_one_of_two_upstreams_costs_no_get_on_the_own_pool() {
+async fn killing_one_of_two_upstreams_costs_no_get_on_hypers_client() {
     let ups = upstreams(&[("a", 5), ("b", 5)]).await;
-    let proxy = ProxyConfig::default().timeout(TIMEOUT).http1_pool(true);
+    let proxy = ProxyConfig::default().timeout(TIMEOUT);
     let gw = Gw::start_with(SEED, &ups, proxy).await;
     kill_one_of_two(ups, &gw).await;
 }
