@@ -6,6 +6,11 @@
 //! descriptors and resident memory come back to their level once the fault has passed and the
 //! gateway is idle (see `faults/level.rs` for the bounds; run with `--nocapture` to see the
 //! figures). Every step is bounded.
+//!
+//! The gateways reach their upstreams over their own HTTP/1.1 pool, the default of
+//! `StackConfig::new` and the `fluxgate` binary; the faults of the upstream and the burst of
+//! connections run again on hyper-util's pooled client (`ProxyConfig::default()`,
+//! `--http1-pool false`) as the tests named `…_on_hypers_client`.
 
 #[path = "faults/level.rs"]
 mod level;
@@ -64,13 +69,33 @@ fn url(server: &ServerHandle) -> String {
     format!("http://{}/", server.local_addr())
 }
 
+/// The proxy config of a test: the own HTTP/1.1 pool when `pool`, else hyper-util's client.
+fn proxy(pool: bool) -> ProxyConfig {
+    ProxyConfig::default().http1_pool(pool)
+}
+
+/// `fault`, with the client the gateway reaches its upstream with (for the printed figures).
+fn on(fault: &str, pool: bool) -> &'static str {
+    let client = if pool { "own pool" } else { "hyper's client" };
+    format!("{fault} ({client})").leak()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_gives_504_after_the_timeout() {
+    never_answers(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_gives_504_after_the_timeout_on_hypers_client() {
+    never_answers(false).await;
+}
+
+async fn never_answers(pool: bool) {
     let _serial = SERIAL.lock().await;
     let hang = RawUpstream::start(Behaviour::Hang).await;
-    let proxy = ProxyConfig::default().timeout(Duration::from_millis(300));
+    let proxy = proxy(pool).timeout(Duration::from_millis(300));
     let (_gateway, server) = gateway("{}", vec![hang.spec()], proxy).await;
-    let watch = Watch::start("upstream never answers", &[hang.addr.port()]).await;
+    let watch = Watch::start(on("upstream never answers", pool), &[hang.addr.port()]).await;
     for _ in 0..5 {
         let started = Instant::now();
         let answer = get(&url(&server), &[]).await;
@@ -94,10 +119,20 @@ async fn an_upstream_that_never_answers_gives_504_after_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_reset_mid_body_aborts_that_body_only() {
+    reset_mid_body(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_mid_body_aborts_that_body_only_on_hypers_client() {
+    reset_mid_body(false).await;
+}
+
+async fn reset_mid_body(pool: bool) {
     let _serial = SERIAL.lock().await;
     let upstream = RawUpstream::start(Behaviour::ResetMidBody { first: 1 }).await;
-    let (_gateway, server) = gateway("{}", vec![upstream.spec()], ProxyConfig::default()).await;
-    let watch = Watch::start("upstream resets mid-body", &[upstream.addr.port()]).await;
+    let (_gateway, server) = gateway("{}", vec![upstream.spec()], proxy(pool)).await;
+    let fault = on("upstream resets mid-body", pool);
+    let watch = Watch::start(fault, &[upstream.addr.port()]).await;
     // The first response starts (200, headers sent) and its body breaks off.
     let request = Request::get(url(&server)).body(support::full("")).unwrap();
     let response = within(support::client().request(request)).await.unwrap();
@@ -121,11 +156,21 @@ async fn an_upstream_reset_mid_body_aborts_that_body_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byte_by_byte_upstream_streams_through() {
+    byte_by_byte(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_by_byte_upstream_streams_through_on_hypers_client() {
+    byte_by_byte(false).await;
+}
+
+async fn byte_by_byte(pool: bool) {
     let _serial = SERIAL.lock().await;
     let gap = Duration::from_millis(40);
     let upstream = RawUpstream::start(Behaviour::Trickle { len: 20, gap }).await;
-    let (_gateway, server) = gateway("{}", vec![upstream.spec()], ProxyConfig::default()).await;
-    let watch = Watch::start("upstream trickles byte by byte", &[upstream.addr.port()]).await;
+    let (_gateway, server) = gateway("{}", vec![upstream.spec()], proxy(pool)).await;
+    let fault = on("upstream trickles byte by byte", pool);
+    let watch = Watch::start(fault, &[upstream.addr.port()]).await;
     let started = Instant::now();
     let request = Request::get(url(&server)).body(support::full("")).unwrap();
     let response = within(support::client().request(request)).await.unwrap();
@@ -295,10 +340,18 @@ async fn batch_of_500(addr: std::net::SocketAddr) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_new_connections_in_batches() {
+    ten_thousand_new_connections(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_new_connections_in_batches_on_hypers_client() {
+    ten_thousand_new_connections(false).await;
+}
+
+async fn ten_thousand_new_connections(pool: bool) {
     let _serial = SERIAL.lock().await;
     let upstream = Named::start("up").await;
-    let (gateway_stack, server) =
-        gateway("{}", vec![upstream.spec(1)], ProxyConfig::default()).await;
+    let (gateway_stack, server) = gateway("{}", vec![upstream.spec(1)], proxy(pool)).await;
     let addr = server.local_addr();
     let before = open_fds();
     // One batch first: the level to come back to is that of a gateway that has served this
@@ -307,7 +360,7 @@ async fn ten_thousand_new_connections_in_batches() {
     // The allocator keeps the pages of the peak (1000 sockets of this batch size with their
     // buffers, both ends in this process); more batches add almost nothing (40k connections:
     // +2 MiB over the level after 10k), so the bound is the peak's size, not a count of leaks.
-    let watch = Watch::start("10k new connections", &[upstream.port()]).await;
+    let watch = Watch::start(on("10k new connections", pool), &[upstream.port()]).await;
     let watch = watch.rss_slack(32 * 1024);
     let started = Instant::now();
     let mut ok = 0usize;

@@ -1,4 +1,6 @@
-//! Bodies stream through the proxy in both directions: no chunk waits for the whole body.
+//! Bodies stream through the proxy in both directions: no chunk waits for the whole body. On the
+//! own HTTP/1.1 pool (the gateway's default) and on hyper-util's pooled client (the tests named
+//! `…_on_hypers_client`).
 
 mod support;
 
@@ -12,6 +14,15 @@ use tokio::sync::mpsc;
 
 #[tokio::test]
 async fn response_chunks_reach_the_client_before_the_upstream_sends_the_next() {
+    response_chunks(true).await;
+}
+
+#[tokio::test]
+async fn response_chunks_reach_the_client_before_the_upstream_sends_the_next_on_hypers_client() {
+    response_chunks(false).await;
+}
+
+async fn response_chunks(pool: bool) {
     // The upstream sends "first", then hands the rest of its body to the test.
     let (senders_tx, mut senders_rx) = mpsc::unbounded_channel();
     let upstream = serve(tower::service_fn(move |_request: Request<RequestBody>| {
@@ -26,7 +37,7 @@ async fn response_chunks_reach_the_client_before_the_upstream_sends_the_next() {
     .await;
     let proxy = proxy_to(
         &format!("http://{}", upstream.local_addr()),
-        ProxyConfig::default(),
+        ProxyConfig::default().http1_pool(pool),
     )
     .await;
 
@@ -59,6 +70,15 @@ async fn response_chunks_reach_the_client_before_the_upstream_sends_the_next() {
 
 #[tokio::test]
 async fn a_large_upload_streams_to_the_upstream() {
+    large_upload(true).await;
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_to_the_upstream_on_hypers_client() {
+    large_upload(false).await;
+}
+
+async fn large_upload(pool: bool) {
     const CHUNK: usize = 256 * 1024;
     const CHUNKS: usize = 32;
     // The upstream reports every chunk it reads, then answers with the total.
@@ -80,7 +100,7 @@ async fn a_large_upload_streams_to_the_upstream() {
     .await;
     let proxy = proxy_to(
         &format!("http://{}", upstream.local_addr()),
-        ProxyConfig::default(),
+        ProxyConfig::default().http1_pool(pool),
     )
     .await;
 

@@ -1,5 +1,6 @@
 //! Log hygiene: the request path logs nothing at `info` or above once per request, whatever the
-//! outcome, and the Redis password and the admin token never reach a log line at any level.
+//! outcome, and the Redis password and the admin token never reach a log line at any level. On
+//! the own HTTP/1.1 pool (the gateway's default) and on hyper-util's pooled client.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -67,6 +68,16 @@ async fn requests(addr: SocketAddr, client: &str, n: usize) -> Vec<StatusCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_per_request_logs_at_info_and_no_secrets_at_any_level() {
+    quiet_and_secret(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_per_request_logs_at_info_and_no_secrets_at_any_level_on_hypers_client() {
+    quiet_and_secret(false).await;
+}
+
+/// The gateways reach their upstreams over the own HTTP/1.1 pool when `pool`.
+async fn quiet_and_secret(pool: bool) {
     let _serial = SERIAL.lock().await;
     capture::install();
     let mut redis = RedisServer::builder()
@@ -82,7 +93,9 @@ async fn no_per_request_logs_at_info_and_no_secrets_at_any_level() {
             .parse()
             .unwrap()
     };
-    let quick = ProxyConfig::default().timeout(Duration::from_millis(100));
+    let quick = ProxyConfig::default()
+        .timeout(Duration::from_millis(100))
+        .http1_pool(pool);
     let (_ok_gw, ok, admin) = gateway(&url, vec![up.spec(1)], quick.clone()).await;
     let (_refused_gw, refused, _) = gateway(&url, vec![refusing], quick.clone()).await;
     let (_hang_gw, hung, _) = gateway(&url, vec![hang.spec()], quick).await;
