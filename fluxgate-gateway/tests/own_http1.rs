@@ -183,6 +183,18 @@ async fn server(config: ServerConfig) -> ServerHandle {
                     .insert("content-length", length.parse().unwrap());
                 response
             }
+            "/hop" | "/hop-close" => {
+                let mut response = Response::new(full("hop"));
+                let connection = if path == "/hop" {
+                    "keep-alive, x-trace"
+                } else {
+                    "close,X-Trace , x-span"
+                };
+                let headers = response.headers_mut();
+                headers.insert("connection", connection.parse().unwrap());
+                headers.insert("x-trace", "1".parse().unwrap());
+                response
+            }
             "/slow" => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 Response::new(full("done"))
@@ -252,6 +264,30 @@ async fn keep_alive_and_pipelined_requests_on_one_connection() {
         .await;
     let last = client.response(false).await;
     assert_eq!(last.header("connection"), Some("close"));
+    assert!(client.closed().await);
+    server.shutdown().await;
+}
+
+/// A service's `Connection` options other than `close` and `keep-alive` go out as it wrote
+/// them (the headers it named stay hop-by-hop); its `close` closes the connection.
+#[tokio::test]
+async fn the_services_connection_options_go_out_and_its_close_is_honoured() {
+    let server = server(ServerConfig::default()).await;
+    let mut client = Client::connect(&server).await;
+    client.send(b"GET /hop HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let response = client.response(false).await;
+    assert_eq!(response.header("connection"), Some("x-trace"));
+    assert_eq!(response.header("x-trace"), Some("1"));
+    client
+        .send(b"GET /hop-close HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await;
+    let response = client.response(false).await;
+    let connection: Vec<_> = (response.headers.iter())
+        .filter(|(name, _)| name == "connection")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(connection, ["X-Trace, x-span", "close"]);
+    assert_eq!(response.text(), "hop");
     assert!(client.closed().await);
     server.shutdown().await;
 }

@@ -92,9 +92,12 @@ pub(super) async fn write<B: ResponseBody>(
     };
     put_status(out, status);
     for (name, value) in &parts.headers {
-        let skip = name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH && !keep_length);
+        if name == header::CONNECTION {
+            put_connection_options(out, value);
+            continue;
+        }
+        let skip =
+            name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !keep_length);
         if !skip {
             put_header(out, name.as_str(), value);
         }
@@ -263,6 +266,26 @@ fn put_header(out: &mut BytesMut, name: &str, value: &HeaderValue) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// The options of a service's `Connection` line other than `close` and `keep-alive` (the
+/// server writes those itself, as it decides): the headers the service named as hop-by-hop stay
+/// named so, as hyper's server would send them. Nothing when only those two are there.
+fn put_connection_options(out: &mut BytesMut, value: &HeaderValue) {
+    let mut first = true;
+    for token in super::elements(value.as_bytes()) {
+        let ours =
+            token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive");
+        if ours || token.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(if first { b"connection: " } else { b", " });
+        out.extend_from_slice(token);
+        first = false;
+    }
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// What the service's headers say about the framing and the connection, read in one pass.
